@@ -1,0 +1,16 @@
+"""Architecture specs: the grammar, presets and validation (see :mod:`ednas.arch.spec`)."""
+
+from ednas.arch.spec import (
+    PRESETS,
+    ArchSpec,
+    BlockSpec,
+    HeadSpec,
+    Layer,
+    StemSpec,
+    format_arch,
+    load_arch,
+    parse_arch,
+    preset,
+)
+
+__all__ = ["PRESETS", "ArchSpec", "BlockSpec", "HeadSpec", "Layer", "StemSpec", "format_arch", "load_arch", "parse_arch", "preset"]

@@ -1,0 +1,490 @@
+"""Architecture spec: the grammar the search writes and the builder reads.
+
+An architecture (or a search space) is one line of text, stages separated by
+``|`` and the blocks of a stage by spaces::
+
+    stem_k11_m1_c16_s1 | ir_k3.5.7_e1_c16 | ir_k3.5.7_e6_c24_s2_r2 | head_c256
+
+Block strings are an op name followed by ``_``-separated options, each a
+letter (or word) and a value:
+
+``stem_k<K>_m<M>_c<C>_s<S>``
+    The depth-aware stem: a depthwise K x K convolution on the image (K odd,
+    11..17), channel multiplier M (3*M channels), stride S, BN, ReLU, then a
+    pointwise convolution to C channels, BN, ReLU.  Must be the first stage.
+``ir_k<K>[.<K>...]_e<E>[.<E>...]_c<C>[_s<S>][_r<R>][_skip][_acb]``
+    A MobileNetV2 inverted residual block: 1x1 expand to E times the input
+    width (none when E = 1), depthwise K x K with stride S (default 1), 1x1
+    project to C, BN after each conv, ReLU after the first two, residual when
+    stride is 1 and widths match.  ``r`` repeats the block R times (stride only
+    on the first).  Several values (``k3.5.7``, ``e3.6``) make the block
+    searchable among them; ``skip`` lets the search drop the block where it can
+    be an identity (stride 1, same width); ``acb`` trains the depthwise conv
+    with ACNet-style parallel branches that fuse away for deployment.
+``head_c<C>[_d<P>]``
+    1x1 conv to C channels (none when C = 0), BN, ReLU, global average pool,
+    dropout P percent, linear classifier.  Must be the last stage.
+
+A *fixed* architecture has one kernel and one expansion per block and no
+``skip``; a *space* has choices.  ``format()`` writes the canonical text, and
+``parse(format(a)) == a`` for every valid spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ednas.errors import EdnasError
+
+__all__ = [
+    "StemSpec",
+    "BlockSpec",
+    "HeadSpec",
+    "ArchSpec",
+    "Layer",
+    "parse_arch",
+    "format_arch",
+    "load_arch",
+    "PRESETS",
+    "preset",
+    "KERNEL_CHOICES",
+    "STEM_KERNELS",
+]
+
+KERNEL_CHOICES = (1, 3, 5, 7, 9)
+STEM_KERNELS = (11, 13, 15, 17)
+MAX_EXPANSION = 8
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """Depth-aware stem: depthwise ``kernel`` x ``kernel`` on the image."""
+
+    kernel: int = 11
+    mult: int = 1
+    out: int = 16
+    stride: int = 2
+
+    def format(self) -> str:
+        return f"stem_k{self.kernel}_m{self.mult}_c{self.out}_s{self.stride}"
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """An inverted residual block (or a stage of ``repeats`` of them)."""
+
+    kernels: tuple[int, ...]
+    expansions: tuple[int, ...]
+    out: int
+    stride: int = 1
+    repeats: int = 1
+    skip: bool = False
+    branches: bool = False
+
+    def format(self) -> str:
+        s = "ir_k" + ".".join(map(str, self.kernels)) + "_e" + ".".join(map(str, self.expansions))
+        s += f"_c{self.out}"
+        if self.stride != 1:
+            s += f"_s{self.stride}"
+        if self.repeats != 1:
+            s += f"_r{self.repeats}"
+        if self.skip:
+            s += "_skip"
+        if self.branches:
+            s += "_acb"
+        return s
+
+    @property
+    def searchable(self) -> bool:
+        return len(self.kernels) > 1 or len(self.expansions) > 1 or self.skip
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """1x1 head conv (``out`` = 0: none), pool, dropout, classifier."""
+
+    out: int = 1280
+    dropout: float = 0.0
+
+    def format(self) -> str:
+        s = f"head_c{self.out}"
+        if self.dropout:
+            s += f"_d{round(self.dropout * 100)}"
+        return s
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One block of an expanded spec, with its position and input width.
+
+    ``index`` counts the blocks of the whole network from 0; ``stage`` and
+    ``block`` point back into the spec for messages; ``can_skip`` says whether
+    the search may turn this block into an identity.
+    """
+
+    index: int
+    stage: int
+    block: int
+    repeat: int
+    cin: int
+    spec: BlockSpec
+    stride: int
+    can_skip: bool
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.cin == self.spec.out
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A whole network or search space: stem, stages of blocks, head."""
+
+    stem: StemSpec
+    stages: tuple[tuple[BlockSpec, ...], ...]
+    head: HeadSpec = field(default_factory=HeadSpec)
+
+    # -- text form -----------------------------------------------------
+    def format(self) -> str:
+        parts = [self.stem.format()]
+        parts += [" ".join(b.format() for b in stage) for stage in self.stages]
+        parts.append(self.head.format())
+        return " | ".join(parts)
+
+    def __str__(self) -> str:  # pragma: no cover - convenience
+        return self.format()
+
+    # -- structure -------------------------------------------------------
+    def layers(self) -> Iterator[Layer]:
+        """Every block with repeats expanded, in network order."""
+        cin = self.stem.out
+        index = 0
+        for si, stage in enumerate(self.stages):
+            for bi, b in enumerate(stage):
+                for r in range(b.repeats):
+                    stride = b.stride if r == 0 else 1
+                    can_skip = b.skip and stride == 1 and cin == b.out
+                    yield Layer(index, si + 1, bi, r, cin, b, stride, can_skip)
+                    cin = b.out
+                    index += 1
+
+    @property
+    def last_width(self) -> int:
+        return self.stages[-1][-1].out if self.stages else self.stem.out
+
+    @property
+    def is_fixed(self) -> bool:
+        return not any(b.searchable for stage in self.stages for b in stage)
+
+    def expanded(self) -> "ArchSpec":
+        """The same spec with every repeat written out as its own block."""
+        stages = []
+        for si, stage in enumerate(self.stages):
+            blocks = []
+            for b in stage:
+                for r in range(b.repeats):
+                    blocks.append(dataclasses.replace(b, repeats=1, stride=b.stride if r == 0 else 1))
+            stages.append(tuple(blocks))
+        return dataclasses.replace(self, stages=tuple(stages))
+
+    def _pick(self, kernel, expansion) -> "ArchSpec":
+        stages = tuple(
+            tuple(
+                dataclasses.replace(b, kernels=(kernel(b.kernels),), expansions=(expansion(b.expansions),), skip=False)
+                for b in stage
+            )
+            for stage in self.stages
+        )
+        return dataclasses.replace(self, stages=stages)
+
+    def largest(self) -> "ArchSpec":
+        """The fixed network of the largest candidates (no block skipped)."""
+        return self._pick(max, max)
+
+    def smallest_kernels(self) -> "ArchSpec":
+        """The fixed network of the smallest candidates (no block skipped)."""
+        return self._pick(min, min)
+
+    def fixed(self) -> "ArchSpec":
+        """This spec if it is fixed, else its largest network."""
+        return self if self.is_fixed else self.largest()
+
+    def with_picks(self, picks: list[dict], branches: bool | None = None) -> "ArchSpec":
+        """The fixed network that takes ``picks[i]`` (kernel, expansion, skip) at layer i.
+
+        Every layer becomes its own block (repeats written out); skipped layers
+        are dropped, and a stage left empty disappears.  ``branches`` sets the
+        ACNet option of every block (``None`` keeps the spec's).
+        """
+        layers = list(self.layers())
+        if len(picks) != len(layers):
+            raise EdnasError(f"arch: {len(picks)} picks for {len(layers)} layers")
+        stages: list[list[BlockSpec]] = [[] for _ in self.stages]
+        for layer, pick in zip(layers, picks):
+            b = layer.spec
+            if pick.get("skip"):
+                if not layer.can_skip:
+                    raise EdnasError(f"arch stage {layer.stage} block {layer.block}: layer {layer.index} cannot be skipped")
+                continue
+            k, e = int(pick["kernel"]), int(pick["expansion"])
+            if k not in b.kernels or e not in b.expansions:
+                raise EdnasError(
+                    f"arch stage {layer.stage} block {layer.block}: pick k{k} e{e} is not among k{b.kernels} e{b.expansions}"
+                )
+            stages[layer.stage - 1].append(
+                BlockSpec(
+                    kernels=(k,),
+                    expansions=(e,),
+                    out=b.out,
+                    stride=layer.stride,
+                    branches=b.branches if branches is None else branches,
+                )
+            )
+        kept = tuple(tuple(s) for s in stages if s)
+        if not kept:
+            raise EdnasError("arch: every block was skipped; a network needs at least one block")
+        return dataclasses.replace(self, stages=kept)
+
+    def to_dict(self) -> dict:
+        return {"arch": self.format()}
+
+
+# ---------------------------------------------------------------------------
+# parsing
+
+_OPT = re.compile(r"^([a-z]+?)([0-9][0-9.]*)?$")
+
+
+def _err(where: str, text: str, msg: str) -> EdnasError:
+    return EdnasError(f"arch {where} ('{text}'): {msg}")
+
+
+def _ints(where: str, text: str, key: str, value: str | None) -> tuple[int, ...]:
+    if value is None or value == "":
+        raise _err(where, text, f"field '{key}' needs a value, e.g. '{key}3'")
+    try:
+        vals = tuple(int(v) for v in value.split("."))
+    except ValueError:
+        raise _err(where, text, f"field '{key}' = '{value}' is not an integer (or integers joined by '.')") from None
+    if len(set(vals)) != len(vals):
+        raise _err(where, text, f"field '{key}' = '{value}' repeats a value")
+    return vals
+
+
+def _options(where: str, text: str, allowed: dict[str, str]) -> tuple[str, dict[str, str | None]]:
+    tokens = text.split("_")
+    op, opts = tokens[0], {}
+    for tok in tokens[1:]:
+        m = _OPT.match(tok)
+        if tok in allowed and allowed[tok] == "flag":
+            key, value = tok, None
+        elif m and m.group(1) in allowed and allowed[m.group(1)] != "flag":
+            key, value = m.group(1), m.group(2)
+        else:
+            valid = ", ".join(f"{k}" + ("" if v == "flag" else "<n>") for k, v in allowed.items())
+            raise _err(where, text, f"unknown field '{tok}'; valid fields of '{op}': {valid}")
+        if key in opts:
+            raise _err(where, text, f"field '{key}' given twice")
+        opts[key] = value
+    return op, opts
+
+
+def _one(where, text, key, opts, default=None) -> int:
+    if key not in opts:
+        if default is None:
+            raise _err(where, text, f"field '{key}' is missing")
+        return default
+    vals = _ints(where, text, key, opts[key])
+    if len(vals) != 1:
+        raise _err(where, text, f"field '{key}' takes one value, got {opts[key]}")
+    return vals[0]
+
+
+def _parse_stem(text: str) -> StemSpec:
+    where = "stage 0 block 0"
+    op, opts = _options(where, text, {"k": "int", "m": "int", "c": "int", "s": "int"})
+    if op != "stem":
+        raise _err(where, text, f"the first stage must be the stem ('stem_k11_m1_c16_s2'), got op '{op}'")
+    k = _one(where, text, "k", opts, 11)
+    if k not in STEM_KERNELS:
+        raise _err(where, text, f"field 'k' = {k}: the stem kernel must be odd in 11..17")
+    m = _one(where, text, "m", opts, 1)
+    if not 1 <= m <= 16:
+        raise _err(where, text, f"field 'm' = {m}: the channel multiplier must be in 1..16")
+    c = _one(where, text, "c", opts)
+    if c < 1:
+        raise _err(where, text, f"field 'c' = {c}: widths must be positive")
+    s = _one(where, text, "s", opts, 2)
+    if s not in (1, 2):
+        raise _err(where, text, f"field 's' = {s}: stride must be 1 or 2")
+    return StemSpec(kernel=k, mult=m, out=c, stride=s)
+
+
+def _parse_block(where: str, text: str) -> BlockSpec:
+    op, opts = _options(
+        where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "skip": "flag", "acb": "flag"}
+    )
+    if op != "ir":
+        raise _err(where, text, f"unknown op '{op}'; blocks between stem and head must be 'ir_...'")
+    if "k" not in opts:
+        raise _err(where, text, "field 'k' is missing")
+    kernels = _ints(where, text, "k", opts["k"])
+    for k in kernels:
+        if k not in KERNEL_CHOICES:
+            raise _err(where, text, f"field 'k' = {k}: depthwise kernels must be one of {', '.join(map(str, KERNEL_CHOICES))}")
+    expansions = _ints(where, text, "e", opts["e"]) if "e" in opts else (6,)
+    for e in expansions:
+        if not 1 <= e <= MAX_EXPANSION:
+            raise _err(where, text, f"field 'e' = {e}: expansion must be in 1..{MAX_EXPANSION}")
+    if len(expansions) > 1 and 1 in expansions:
+        # e1 has no expand conv at all, so it cannot be a channel mask of a wider one
+        raise _err(where, text, f"field 'e' = {opts['e']}: 1 cannot be searched against other expansions")
+    c = _one(where, text, "c", opts)
+    if c < 1:
+        raise _err(where, text, f"field 'c' = {c}: widths must be positive")
+    s = _one(where, text, "s", opts, 1)
+    if s not in (1, 2):
+        raise _err(where, text, f"field 's' = {s}: stride must be 1 or 2")
+    r = _one(where, text, "r", opts, 1)
+    if not 1 <= r <= 16:
+        raise _err(where, text, f"field 'r' = {r}: repeats must be in 1..16")
+    return BlockSpec(
+        kernels=tuple(sorted(kernels)),
+        expansions=tuple(sorted(expansions)),
+        out=c,
+        stride=s,
+        repeats=r,
+        skip="skip" in opts,
+        branches="acb" in opts,
+    )
+
+
+def _parse_head(where: str, text: str) -> HeadSpec:
+    op, opts = _options(where, text, {"c": "int", "d": "int"})
+    if op != "head":
+        raise _err(where, text, f"the last stage must be the head ('head_c1280'), got op '{op}'")
+    c = _one(where, text, "c", opts, 1280)
+    if c < 0:
+        raise _err(where, text, f"field 'c' = {c}: width must be >= 0")
+    d = _one(where, text, "d", opts, 0)
+    if not 0 <= d < 100:
+        raise _err(where, text, f"field 'd' = {d}: dropout percent must be in 0..99")
+    return HeadSpec(out=c, dropout=d / 100.0)
+
+
+def parse_arch(text: str) -> ArchSpec:
+    """Parse the text form (see the module docstring) into an :class:`ArchSpec`.
+
+    Raises:
+        EdnasError: naming the stage, the block and the field that is wrong.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise EdnasError("arch: empty architecture string; expected e.g. 'stem_k11_m1_c16_s2 | ir_k3_e6_c24_s2 | head_c256'")
+    stages_txt = [s.split() for s in text.strip().split("|")]
+    if any(not s for s in stages_txt):
+        raise EdnasError(f"arch '{text}': an empty stage (two '|' in a row, or one at an end)")
+    if len(stages_txt) < 3:
+        raise EdnasError(f"arch '{text}': needs a stem stage, at least one block stage and a head stage, separated by '|'")
+    if len(stages_txt[0]) != 1:
+        raise EdnasError(f"arch stage 0: the stem stage holds exactly one 'stem_...' block, got {len(stages_txt[0])}")
+    if len(stages_txt[-1]) != 1:
+        raise EdnasError(f"arch stage {len(stages_txt) - 1}: the head stage holds exactly one 'head_...' block")
+    stem = _parse_stem(stages_txt[0][0])
+    stages = []
+    for si, stage in enumerate(stages_txt[1:-1], start=1):
+        stages.append(tuple(_parse_block(f"stage {si} block {bi}", t) for bi, t in enumerate(stage)))
+    head = _parse_head(f"stage {len(stages_txt) - 1} block 0", stages_txt[-1][0])
+    spec = ArchSpec(stem=stem, stages=tuple(stages), head=head)
+    _validate_skip(spec)
+    return spec
+
+
+def _validate_skip(spec: ArchSpec) -> None:
+    eligible: dict[tuple[int, int], bool] = {}
+    for layer in spec.layers():
+        key = (layer.stage, layer.block)
+        eligible[key] = eligible.get(key, False) or layer.can_skip
+    for (si, bi), ok in eligible.items():
+        b = spec.stages[si - 1][bi]
+        if b.skip and not ok:
+            raise _err(
+                f"stage {si} block {bi}",
+                b.format(),
+                "field 'skip': no repeat of this block can be an identity (needs stride 1 and input width == c)",
+            )
+
+
+def format_arch(spec: ArchSpec) -> str:
+    """The canonical text form of ``spec``."""
+    return spec.format()
+
+
+# ---------------------------------------------------------------------------
+# presets: a search space each; ``.largest()`` is the fixed network trained by
+# ``ednas train --arch PRESET``.
+
+PRESETS: dict[str, tuple[str, int]] = {
+    # 32x32 inputs (digits, CIFAR): the 11x11 stem at stride 1, three
+    # stride-2 stages (32 -> 16 -> 8 -> 4), widths as in the prototype of
+    # ../shared/baselines (section 8), every depthwise searchable.
+    "cifar": (
+        "stem_k11_m1_c16_s1 | ir_k3.5.7_e1_c16 | ir_k3.5.7_e4_c24_s2_r2 | ir_k3.5.7_e4_c40_s2_r2"
+        " | ir_k3.5.7_e4_c80_s2_r2 | head_c256",
+        32,
+    ),
+    # 224x224 inputs: a MobileNetV2 skeleton with the depth-aware stem in
+    # place of the 3x3 stride-2 conv.
+    "imagenet": (
+        "stem_k11_m4_c32_s2 | ir_k3.5.7_e1_c16 | ir_k3.5.7_e6_c24_s2_r2 | ir_k3.5.7_e6_c32_s2_r3"
+        " | ir_k3.5.7_e6_c64_s2_r4 | ir_k3.5.7_e6_c96_r3 | ir_k3.5.7_e6_c160_s2_r3 | ir_k3.5.7_e6_c320"
+        " | head_c1280_d20",
+        224,
+    ),
+}
+
+
+def preset(name: str) -> ArchSpec:
+    """The search space of a named preset."""
+    if name not in PRESETS:
+        raise EdnasError(f"unknown arch preset '{name}'; presets: {', '.join(PRESETS)}")
+    return parse_arch(PRESETS[name][0])
+
+
+def load_arch(value: str) -> tuple[ArchSpec, int | None]:
+    """Resolve ``PRESET``, an arch string, or an arch file (YAML/JSON with key ``arch``).
+
+    Returns the spec and the input size it names (``None`` if it names none).
+    """
+    value = str(value).strip()
+    if value in PRESETS:
+        text, size = PRESETS[value]
+        return parse_arch(text), size
+    path = Path(value)
+    looks_like_file = value.endswith((".yaml", ".yml", ".json")) or ("/" in value and "|" not in value)
+    if looks_like_file:
+        if not path.is_file():
+            raise EdnasError(f"arch file '{value}' does not exist (expected a preset {', '.join(PRESETS)}, an arch string or a YAML/JSON file)")
+        try:
+            text = path.read_text()
+            if value.endswith(".json"):
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+            raise EdnasError(f"arch file '{value}': cannot be read as {'JSON' if value.endswith('.json') else 'YAML'}: {e}") from None
+        if not isinstance(data, dict) or "arch" not in data:
+            raise EdnasError(f"arch file '{value}': expected a mapping with key 'arch' (the arch string)")
+        size = data.get("input_size")
+        try:
+            spec = parse_arch(data["arch"])
+        except EdnasError as e:
+            raise EdnasError(f"arch file '{value}': {e}") from None
+        return spec, int(size) if size else None
+    return parse_arch(value), None

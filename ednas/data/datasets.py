@@ -1,0 +1,286 @@
+"""Data sets behind ``--data SPEC``: digits, CIFAR batches, image folders, synthetic.
+
+========================  ===============================================
+``digits`` (default)      scikit-learn's bundled handwritten digits (real,
+                          offline), stratified 70/10/20 train/val/test split
+                          (fixed seed), upscaled 8x8 -> 32x32, 3 channels.
+``cifar10:DIR``           the CIFAR python batches in DIR: any number of
+``cifar100:DIR``          ``data_batch_*`` (or ``train``), ``test_batch``
+                          (or ``test``), ``batches.meta`` (``meta``); read
+                          directly, so subsets load; 10 % of the training
+                          images (stratified, fixed seed) become ``val``.
+``folder:DIR``            ImageNet-style ``DIR/train/<class>/*`` and
+                          ``DIR/val/<class>/*`` (``DIR/test`` if present,
+                          else ``val`` doubles as ``test``).
+``synthetic``             random images and labels, for tests that need no
+                          real signal (``synthetic:classes=4,n=128,size=32``).
+========================  ===============================================
+
+In-memory sets (all but ``folder``) are uint8 tensors N x 3 x H x W; they are
+augmented and normalised per batch by :mod:`ednas.data.loaders`.  The training
+set is further split into a *weight* split and an *architecture* split for the
+search (:func:`arch_split`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ednas.errors import EdnasError
+
+__all__ = ["DataSet", "load_data", "arch_split", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "synthetic")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass
+class DataSet:
+    """A loaded data set: splits, classes and how to augment and normalise.
+
+    ``splits`` maps ``train``/``val``/``test`` to ``(images uint8 N x 3 x H x W,
+    labels int64 N)`` for in-memory sets; ``folders`` maps them to directories
+    for ``folder:`` sets.
+    """
+
+    name: str
+    spec: str
+    num_classes: int
+    classes: list[str]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    augment: str  # "padcrop", "padcrop+flip", "rrc" (RandomResizedCrop + flip + ColorJitter)
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    folders: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def in_memory(self) -> bool:
+        return bool(self.splits)
+
+    def size(self, split: str) -> int:
+        if self.in_memory:
+            return len(self.splits[split][1])
+        from ednas.data.loaders import folder_dataset
+
+        return len(folder_dataset(self, split, train=False))
+
+    def labels(self, split: str) -> np.ndarray:
+        if self.in_memory:
+            return self.splits[split][1].numpy()
+        from ednas.data.loaders import folder_dataset
+
+        return np.asarray(folder_dataset(self, split, train=False).targets)
+
+
+def _stratified(labels: np.ndarray, fracs: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Deterministic stratified split of indices into len(fracs) parts."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fracs]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        bounds = np.round(np.cumsum((0.0,) + tuple(fracs)) * len(idx)).astype(int)
+        for p in range(len(fracs)):
+            parts[p].extend(idx[bounds[p] : bounds[p + 1]].tolist())
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def arch_split(labels: np.ndarray, weight_frac: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split training indices into (weight split, architecture split), stratified and deterministic."""
+    if not 0.0 < weight_frac < 1.0:
+        raise EdnasError(f"weight split fraction must be in (0, 1), got {weight_frac}")
+    w, a = _stratified(np.asarray(labels), (weight_frac, 1.0 - weight_frac), seed)
+    return w, a
+
+
+# ---------------------------------------------------------------------------
+
+
+def _digits(seed: int) -> DataSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    img = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0  # 8x8 in [0, 1]
+    img = torch.nn.functional.interpolate(img, size=32, mode="bilinear", align_corners=False)
+    img = (img.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).contiguous()
+    y = torch.tensor(d.target, dtype=torch.int64)
+    tr, va, te = _stratified(d.target, (0.7, 0.1, 0.2), seed=0)  # the split never moves with --seed
+    mean = float(img[torch.as_tensor(tr)].float().mean() / 255)
+    std = float(img[torch.as_tensor(tr)].float().std() / 255)
+    return DataSet(
+        name="digits",
+        spec="digits",
+        num_classes=10,
+        classes=[str(i) for i in range(10)],
+        input_size=32,
+        mean=(mean,) * 3,
+        std=(std,) * 3,
+        augment="padcrop",  # digits are not mirror-symmetric: no flip
+        splits={s: (img[torch.as_tensor(i)], y[torch.as_tensor(i)]) for s, i in (("train", tr), ("val", va), ("test", te))},
+    )
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+    except FileNotFoundError:
+        raise EdnasError(f"CIFAR batch file '{path}' does not exist") from None
+    except Exception as e:  # noqa: BLE001 - truncated or corrupted pickles raise many types
+        raise EdnasError(f"CIFAR batch file '{path}' is truncated or corrupted ({type(e).__name__}: {e}); "
+                         "expected a python-version CIFAR batch (a pickled dict)") from None
+    if not isinstance(d, dict):
+        raise EdnasError(f"CIFAR batch file '{path}': expected a pickled dict, got {type(d).__name__}")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(path)
+    if "data" not in d or label_key not in d:
+        raise EdnasError(f"CIFAR batch file '{path}': missing key '{'data' if 'data' not in d else label_key}' "
+                         f"(keys present: {', '.join(sorted(d))})")
+    data = np.asarray(d["data"])
+    labels = np.asarray(d[label_key], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise EdnasError(f"CIFAR batch file '{path}': 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
+    if len(labels) != len(data):
+        raise EdnasError(f"CIFAR batch file '{path}': {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar(kind: str, root: Path, seed: int) -> DataSet:
+    if not root.is_dir():
+        raise EdnasError(f"{kind}: directory '{root}' does not exist")
+    hundred = kind == "cifar100"
+    label_key = "fine_labels" if hundred else "labels"
+    train_files = [root / "train"] if hundred else sorted(root.glob("data_batch_*"))
+    test_file = root / ("test" if hundred else "test_batch")
+    meta_file = root / ("meta" if hundred else "batches.meta")
+    train_files = [f for f in train_files if f.is_file()]
+    if not train_files:
+        want = "'train'" if hundred else "'data_batch_1' ... 'data_batch_5'"
+        raise EdnasError(f"{kind}: no training batch in '{root}' (expected {want} from the CIFAR python version)")
+    if not test_file.is_file():
+        raise EdnasError(f"{kind}: test batch '{test_file}' does not exist")
+    xs, ys = zip(*(_cifar_batch(f, label_key) for f in train_files))
+    xtr, ytr = np.concatenate(xs), np.concatenate(ys)
+    xte, yte = _cifar_batch(test_file, label_key)
+    n_classes = 100 if hundred else 10
+    for name, y in (("training", ytr), ("test", yte)):
+        if y.min() < 0 or y.max() >= n_classes:
+            raise EdnasError(f"{kind}: {name} labels out of range 0..{n_classes - 1} in '{root}'")
+    classes = [str(i) for i in range(n_classes)]
+    if meta_file.is_file():
+        meta = _unpickle(meta_file)
+        names = meta.get("fine_label_names" if hundred else "label_names")
+        if names is not None and len(names) == n_classes:
+            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    tr, va = _stratified(ytr, (0.9, 0.1), seed=0)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    return DataSet(
+        name=kind,
+        spec=f"{kind}:{root}",
+        num_classes=n_classes,
+        classes=classes,
+        input_size=32,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        augment="padcrop+flip",
+        splits={
+            "train": (t(xtr[tr]), t(ytr[tr])),
+            "val": (t(xtr[va]), t(ytr[va])),
+            "test": (t(xte), t(yte)),
+        },
+    )
+
+
+def _folder(root: Path, input_size: int | None) -> DataSet:
+    if not root.is_dir():
+        raise EdnasError(f"folder: directory '{root}' does not exist")
+    folders = {}
+    for split in ("train", "val"):
+        p = root / split
+        if not p.is_dir():
+            raise EdnasError(f"folder: '{p}' does not exist; expected ImageNet-style '{root}/train/<class>/*' and '{root}/val/<class>/*'")
+        folders[split] = p
+    folders["test"] = root / "test" if (root / "test").is_dir() else folders["val"]
+    classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
+    if not classes:
+        raise EdnasError(f"folder: '{folders['train']}' has no class sub-folders")
+    for split in ("val", "test"):
+        other = sorted(d.name for d in folders[split].iterdir() if d.is_dir())
+        if other != classes:
+            raise EdnasError(f"folder: the class folders of '{folders[split]}' differ from '{folders['train']}'")
+    return DataSet(
+        name="folder",
+        spec=f"folder:{root}",
+        num_classes=len(classes),
+        classes=classes,
+        input_size=input_size or 224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        augment="rrc",
+        folders=folders,
+    )
+
+
+def _synthetic(args: str, seed: int) -> DataSet:
+    opts = {"classes": 4, "n": 128, "size": 32}
+    if args:
+        for kv in args.split(","):
+            k, _, v = kv.partition("=")
+            if k not in opts or not v.isdigit():
+                raise EdnasError(f"synthetic: bad option '{kv}'; expected classes=N, n=N, size=N")
+            opts[k] = int(v)
+    g = torch.Generator().manual_seed(1234)
+    n, c, s = opts["n"], opts["classes"], opts["size"]
+    splits = {}
+    for split, m in (("train", n), ("val", max(n // 4, c)), ("test", max(n // 4, c))):
+        x = torch.randint(0, 256, (m, 3, s, s), generator=g, dtype=torch.uint8)
+        y = torch.arange(m) % c
+        splits[split] = (x, y)
+    return DataSet(
+        name="synthetic",
+        spec=f"synthetic:{args}" if args else "synthetic",
+        num_classes=c,
+        classes=[str(i) for i in range(c)],
+        input_size=s,
+        mean=(0.5,) * 3,
+        std=(0.29,) * 3,
+        augment="padcrop",
+        splits=splits,
+    )
+
+
+def load_data(spec: str, seed: int = 0, input_size: int | None = None) -> DataSet:
+    """Load the data set named by ``spec`` (see the module docstring).
+
+    Raises:
+        EdnasError: an unknown kind, a missing path or a malformed file, named.
+    """
+    spec = (spec or "digits").strip()
+    kind, _, arg = spec.partition(":")
+    if kind not in DATA_KINDS:
+        raise EdnasError(f"unknown data kind '{kind}' in --data '{spec}'; expected one of: digits, cifar10:DIR, "
+                         "cifar100:DIR, folder:DIR, synthetic")
+    if kind == "digits":
+        if arg:
+            raise EdnasError(f"--data digits takes no argument, got '{spec}'")
+        return _digits(seed)
+    if kind == "synthetic":
+        return _synthetic(arg, seed)
+    if not arg:
+        raise EdnasError(f"--data {kind} needs a directory: '{kind}:DIR'")
+    root = Path(arg).expanduser()
+    if kind == "folder":
+        return _folder(root, input_size)
+    return _cifar(kind, root, seed)

@@ -1,0 +1,37 @@
+"""Network modules: stem, meta-kernel conv, blocks, fusion, builders.
+
+Knows nothing of search, latency or training.
+"""
+
+from ednas.nn.blocks import InvertedResidual, SearchableIR
+from ednas.nn.build import SUPERNET_KINDS, Net, Supernet, build_model, build_supernet, inherit_weights
+from ednas.nn.choice import Choice
+from ednas.nn.fuse import fuse, fuse_supernet
+from ednas.nn.layers import ConvBNAct, fold_bn
+from ednas.nn.metakernel import MetaKernelConv, centred_masks
+from ednas.nn.multipath import FBNetBlock
+from ednas.nn.repconv import RepDWConvBN, default_branches
+from ednas.nn.stem import DepthAwareStem, Head
+
+__all__ = [
+    "SUPERNET_KINDS",
+    "Choice",
+    "ConvBNAct",
+    "DepthAwareStem",
+    "FBNetBlock",
+    "Head",
+    "InvertedResidual",
+    "MetaKernelConv",
+    "Net",
+    "RepDWConvBN",
+    "SearchableIR",
+    "Supernet",
+    "build_model",
+    "build_supernet",
+    "centred_masks",
+    "default_branches",
+    "fold_bn",
+    "fuse",
+    "fuse_supernet",
+    "inherit_weights",
+]

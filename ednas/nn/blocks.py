@@ -1,0 +1,174 @@
+"""Inverted residual blocks: the fixed one and the searchable one.
+
+:class:`InvertedResidual` is MobileNetV2's block (1x1 expand, depthwise k x k,
+1x1 project, BN after each, ReLU after the first two, residual when shapes
+allow), optionally with ACNet-style depthwise branches that fuse away.
+
+:class:`SearchableIR` is the same block in the supernet: its depthwise is a
+:class:`~ednas.nn.metakernel.MetaKernelConv` (one conv for all kernel
+candidates, eq. 9), its expansion a channel mask over the widest expand (as
+Single-Path NAS), and where it can be an identity a ``skip`` choice mixes the
+residual branch out (depth search, as FBNet).  ``dw="darts"`` swaps the meta
+kernel for one depthwise conv per candidate whose outputs are mixed: the
+DARTS-style multi-path baseline on the same space.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ednas.arch.spec import Layer
+from ednas.nn.choice import Choice
+from ednas.nn.layers import ConvBNAct
+from ednas.nn.metakernel import MetaKernelConv
+from ednas.nn.repconv import RepDWConvBN
+
+__all__ = ["InvertedResidual", "SearchableIR", "channel_masks"]
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block with a fixed kernel and expansion.
+
+    Args:
+        branches: train the depthwise with ACNet-style branches (fused by
+            :func:`ednas.fuse` into one k x k conv for deployment).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, expansion: int, stride: int, branches: bool = False):
+        super().__init__()
+        mid = cin * expansion
+        self.cin, self.cout, self.kernel, self.expansion, self.stride = cin, cout, kernel, expansion, stride
+        self.expand = ConvBNAct(cin, mid, 1) if expansion != 1 else None
+        self.dw = RepDWConvBN(mid, kernel, stride, shapes=None if branches else ((kernel, kernel),))
+        self.project = ConvBNAct(mid, cout, 1, relu=False)
+        self.residual = stride == 1 and cin == cout
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block without its residual connection."""
+        h = self.expand(x) if self.expand is not None else x
+        return self.project(self.dw(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branch(x)
+        return x + y if self.residual else y
+
+
+def channel_masks(expansions: tuple[int, ...], cin: int) -> torch.Tensor:
+    """(n, cin * max(e)) masks keeping the first cin * e_i channels."""
+    mid = cin * max(expansions)
+    m = torch.zeros(len(expansions), mid)
+    for i, e in enumerate(expansions):
+        m[i, : cin * e] = 1.0
+    return m
+
+
+class SearchableIR(nn.Module):
+    """Inverted residual block of the supernet, with kernel/expansion/skip choices.
+
+    Args:
+        layer: the block's place in the spec (input width, stride, candidates).
+        dw: ``"metakernel"`` (one conv, eq. 9) or ``"darts"`` (one conv per
+            candidate, outputs mixed: the multi-path baseline).
+    """
+
+    def __init__(self, layer: Layer, dw: str = "metakernel"):
+        super().__init__()
+        b = layer.spec
+        self.layer = layer
+        self.cin, self.cout, self.stride = layer.cin, b.out, layer.stride
+        self.kernels, self.expansions = b.kernels, b.expansions
+        self.dw_kind = dw
+        mid = layer.cin * max(b.expansions)
+        self.expand = ConvBNAct(layer.cin, mid, 1) if max(b.expansions) != 1 else None
+        if dw == "metakernel":
+            self.dw = MetaKernelConv(mid, b.kernels, layer.stride)
+        elif dw == "darts":
+            self.dw = nn.ModuleList(
+                nn.Conv2d(mid, mid, k, layer.stride, k // 2, groups=mid, bias=False) for k in b.kernels
+            )
+        else:
+            raise ValueError(f"unknown depthwise kind '{dw}' (metakernel, darts)")
+        self.dw_bn = nn.BatchNorm2d(mid)
+        self.project = ConvBNAct(mid, b.out, 1, relu=False)
+        self.residual = layer.residual
+        self.kernel_choice = Choice("kernel", b.kernels) if len(b.kernels) > 1 else None
+        self.expansion_choice = Choice("expansion", b.expansions) if len(b.expansions) > 1 else None
+        self.skip_choice = Choice("skip", ("block", "skip")) if layer.can_skip else None
+        if self.expansion_choice is not None:
+            self.register_buffer("emasks", channel_masks(b.expansions, layer.cin), persistent=False)
+
+    def choices(self) -> list[Choice]:
+        return [c for c in (self.kernel_choice, self.expansion_choice, self.skip_choice) if c is not None]
+
+    def _kernel_g(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel_choice is None:
+            return x.new_ones(1)
+        return self.kernel_choice.weights()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.expand(x) if self.expand is not None else x
+        g = self._kernel_g(h)
+        if self.dw_kind == "metakernel":
+            h = self.dw(h, g)
+        else:
+            h = sum(g[i] * conv(h) for i, conv in enumerate(self.dw))
+        h = F.relu(self.dw_bn(h))
+        if self.expansion_choice is not None:
+            m = self.expansion_choice.weights() @ self.emasks
+            h = h * m.view(1, -1, 1, 1)
+        y = self.project(h)
+        if not self.residual:
+            return y
+        if self.skip_choice is not None:
+            y = self.skip_choice.weights()[0] * y
+        return x + y
+
+    # -- derive / inherit ----------------------------------------------------
+    def picked(self) -> dict:
+        """The argmax candidate of each choice (the derived block)."""
+        return {
+            "kernel": self.kernels[self.kernel_choice.argmax()] if self.kernel_choice else self.kernels[0],
+            "expansion": self.expansions[self.expansion_choice.argmax()] if self.expansion_choice else self.expansions[0],
+            "skip": bool(self.skip_choice and self.skip_choice.argmax() == 1),
+        }
+
+    def fuse(self) -> nn.Module:
+        """The argmax block (identity if skipped), for :func:`ednas.fuse`."""
+        p = self.picked()
+        return nn.Identity() if p["skip"] else self.to_fixed(p["kernel"], p["expansion"]).eval()
+
+    @torch.no_grad()
+    def to_fixed(self, kernel: int, expansion: int, branches: bool = False) -> InvertedResidual:
+        """A fixed block carrying this block's weights for (kernel, expansion).
+
+        The depthwise gets the centred crop of the meta-kernel (or the DARTS
+        candidate's own conv), and expansion e keeps the first cin * e channels
+        that the channel mask kept during the search.
+        """
+        blk = InvertedResidual(self.cin, self.cout, kernel, expansion, self.stride, branches)
+        n = self.cin * expansion
+        if blk.expand is not None:
+            _copy_convbn(blk.expand, self.expand, out_slice=slice(0, n))
+        ki = self.kernels.index(kernel)
+        w = self.dw.candidate_weight(ki) if self.dw_kind == "metakernel" else self.dw[ki].weight
+        main = blk.dw.convs[0]
+        main.weight.copy_(w[:n])
+        _copy_bn(blk.dw.bns[0], self.dw_bn, slice(0, n))
+        blk.project.conv.weight.copy_(self.project.conv.weight[:, :n])
+        _copy_bn(blk.project.bn, self.project.bn, slice(None))
+        return blk
+
+
+def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, sl: slice) -> None:
+    dst.weight.copy_(src.weight[sl])
+    dst.bias.copy_(src.bias[sl])
+    dst.running_mean.copy_(src.running_mean[sl])
+    dst.running_var.copy_(src.running_var[sl])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+
+
+def _copy_convbn(dst: ConvBNAct, src: ConvBNAct, out_slice: slice) -> None:
+    dst.conv.weight.copy_(src.conv.weight[out_slice])
+    _copy_bn(dst.bn, src.bn, out_slice)

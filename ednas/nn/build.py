@@ -1,0 +1,150 @@
+"""Networks from a spec: the fixed network and the supernet.
+
+``build_model(arch, num_classes)`` builds a fixed network (one kernel and
+expansion per block).  ``build_supernet(space, num_classes)`` builds the
+search space: every block a :class:`~ednas.nn.blocks.SearchableIR` whose
+depthwise is a meta-kernel (or, for the baselines, ``kind="darts"`` /
+``kind="fbnet"`` multi-path blocks on the identical space).  The supernet
+keeps architecture logits apart from weights (``arch_parameters()``,
+``weight_parameters()``) and ``derive()`` returns the spec of the argmax
+network, which ``build_model`` reads.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+from ednas.arch.spec import ArchSpec, Layer, load_arch
+from ednas.errors import EdnasError
+from ednas.nn.blocks import InvertedResidual, SearchableIR
+from ednas.nn.choice import Choice
+from ednas.nn.multipath import FBNetBlock
+from ednas.nn.stem import DepthAwareStem, Head
+
+__all__ = ["Net", "Supernet", "build_model", "build_supernet", "inherit_weights", "SUPERNET_KINDS"]
+
+SUPERNET_KINDS = ("metakernel", "darts", "fbnet")
+
+
+def _as_spec(arch) -> ArchSpec:
+    if isinstance(arch, ArchSpec):
+        return arch
+    return load_arch(arch)[0]
+
+
+class Net(nn.Module):
+    """A fixed network: depth-aware stem, inverted residual blocks, head."""
+
+    def __init__(self, arch: ArchSpec, num_classes: int, in_channels: int = 3):
+        super().__init__()
+        if not arch.is_fixed:
+            raise EdnasError(
+                f"arch '{arch.format()}' has searchable choices; build a fixed network from "
+                "one kernel and one expansion per block (e.g. the search's arch.yaml, or arch.largest())"
+            )
+        self.arch, self.num_classes = arch, num_classes
+        self.stem = DepthAwareStem(arch.stem, in_channels)
+        self.blocks = nn.Sequential(
+            *(
+                InvertedResidual(l.cin, l.spec.out, l.spec.kernels[0], l.spec.expansions[0], l.stride, l.spec.branches)
+                for l in arch.layers()
+            )
+        )
+        self.head = Head(arch.last_width, arch.head, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+class Supernet(nn.Module):
+    """The search space as one network with architecture logits per layer.
+
+    Args:
+        space: the spec with choices (``k3.5.7``, ``e3.6``, ``skip``).
+        num_classes: classifier outputs.
+        kind: ``metakernel`` (default, one conv per layer), ``darts``
+            (depthwise candidates duplicated) or ``fbnet`` (whole blocks
+            duplicated).
+    """
+
+    def __init__(self, space: ArchSpec, num_classes: int, kind: str = "metakernel", in_channels: int = 3):
+        super().__init__()
+        if kind not in SUPERNET_KINDS:
+            raise EdnasError(f"unknown supernet kind '{kind}'; expected one of {', '.join(SUPERNET_KINDS)}")
+        self.space, self.num_classes, self.kind = space, num_classes, kind
+        self.layers: list[Layer] = list(space.layers())
+        self.stem = DepthAwareStem(space.stem, in_channels)
+        self.blocks = nn.Sequential(
+            *(FBNetBlock(l) if kind == "fbnet" else SearchableIR(l, dw=kind) for l in self.layers)
+        )
+        self.head = Head(space.last_width, space.head, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+    # -- parameters ------------------------------------------------------
+    def named_choices(self) -> Iterator[tuple[str, Choice]]:
+        """Every architecture choice, named ``L<layer>.<kind>``."""
+        for layer, blk in zip(self.layers, self.blocks):
+            for c in blk.choices():
+                yield f"L{layer.index}.{c.kind}", c
+
+    def choices(self) -> list[Choice]:
+        return [c for _, c in self.named_choices()]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """One alpha vector per architecture choice of a layer."""
+        return [c.alpha for c in self.choices()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in ids]
+
+    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        ids = {id(p) for p in self.arch_parameters()}
+        return ((n, p) for n, p in self.named_parameters() if id(p) not in ids)
+
+    # -- derive ----------------------------------------------------------
+    def picks(self) -> list[dict]:
+        """The argmax candidate of every layer: ``{kernel, expansion, skip}``."""
+        return [blk.picked() for blk in self.blocks]
+
+    def derive(self, branches: bool | None = None) -> ArchSpec:
+        """The fixed spec of ``argmax alpha`` per layer (skipped layers dropped)."""
+        return self.space.with_picks(self.picks(), branches=branches)
+
+
+def build_model(arch, num_classes: int, in_channels: int = 3) -> Net:
+    """A fixed network from an :class:`ArchSpec`, an arch string, a preset or an arch file."""
+    return Net(_as_spec(arch), num_classes, in_channels)
+
+
+def build_supernet(space, num_classes: int, kind: str = "metakernel", in_channels: int = 3) -> Supernet:
+    """The supernet of a search space (spec, string, preset or file)."""
+    return Supernet(_as_spec(space), num_classes, kind, in_channels)
+
+
+@torch.no_grad()
+def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = None) -> Net:
+    """Start a derived network from the supernet's weights.
+
+    Stem and head are copied; each kept block takes the centred crop of its
+    meta-kernel and the channels of its expansion (see
+    :meth:`SearchableIR.to_fixed`).  ``picks`` defaults to the argmax picks
+    (the ones ``derive()`` used).  Returns ``model``, changed in place.
+    """
+    picks = picks if picks is not None else supernet.picks()
+    model.stem.load_state_dict(supernet.stem.state_dict())
+    model.head.load_state_dict(supernet.head.state_dict())
+    kept = [(blk, p) for blk, p in zip(supernet.blocks, picks) if not p["skip"]]
+    if len(kept) != len(model.blocks):
+        raise EdnasError(f"inherit: the model has {len(model.blocks)} blocks, the picks keep {len(kept)}")
+    for dst, (src, p) in zip(model.blocks, kept):
+        if (dst.kernel, dst.expansion) != (p["kernel"], p["expansion"]):
+            raise EdnasError(f"inherit: block k{dst.kernel} e{dst.expansion} does not match pick {p}")
+        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=len(dst.dw.convs) > 1)
+        dst.load_state_dict(fixed.state_dict())
+    return model

@@ -1,0 +1,47 @@
+"""An architecture choice: one vector of logits alpha over a layer's candidates.
+
+The network reads the candidate weights ``g`` from :meth:`Choice.weights`:
+whatever the search last sampled into ``g`` (Gumbel-softmax, eq. 14-15), or
+``softmax(alpha)`` (eq. 14) when nothing was sampled.  ``fixed`` pins a
+candidate (a one-hot), which is how a derived choice is evaluated inside the
+supernet.  The network itself knows nothing of the sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["Choice"]
+
+
+class Choice(nn.Module):
+    """Logits ``alpha`` over ``candidates`` of one ``kind`` (kernel, expansion, skip)."""
+
+    def __init__(self, kind: str, candidates: Sequence, init_std: float = 1e-3):
+        super().__init__()
+        self.kind = kind
+        self.candidates = tuple(candidates)
+        # Alg. 1: random initialization of alpha, small so the start is near uniform
+        self.alpha = nn.Parameter(init_std * torch.randn(len(self.candidates)))
+        self.g: torch.Tensor | None = None
+        self.fixed: int | None = None
+
+    def weights(self) -> torch.Tensor:
+        if self.fixed is not None:
+            return F.one_hot(torch.tensor(self.fixed), len(self.candidates)).to(self.alpha)
+        if self.g is not None:
+            return self.g
+        return F.softmax(self.alpha, dim=-1)
+
+    def probs(self) -> torch.Tensor:
+        return F.softmax(self.alpha.detach(), dim=-1)
+
+    def argmax(self) -> int:
+        return int(torch.argmax(self.alpha.detach()))
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, candidates={self.candidates}"

@@ -1,0 +1,110 @@
+"""Evaluate a model file on a split: ``ednas eval``.
+
+Writes top-1/top-5 (percent) to JSON and, on request, the raw predictions
+(``scores``: N x C logits, ``targets``: N labels) to an ``.npz`` so that
+anyone can recompute the metrics.  Accepts the ``model.pt`` of ``ednas train``
+and ONNX files (run with ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ednas._perf import set_threads, tune_malloc
+from ednas.data import load_data, make_loader
+from ednas.errors import EdnasError
+from ednas.io import atomic_write_json
+from ednas.train.metrics import topk_from_scores
+
+__all__ = ["EvalConfig", "run_eval", "predict"]
+
+
+@dataclass
+class EvalConfig:
+    #: model.pt written by 'ednas train' (or an .onnx file)
+    model: str
+    #: data set (default: the one the model was trained on)
+    data: Optional[str] = None
+    #: split to evaluate: train, val or test
+    split: str = "test"
+    #: write the metrics here (JSON)
+    json: Optional[str] = None
+    #: write scores (N x C logits) and targets here (.npz)
+    predictions: Optional[str] = None
+    #: images per batch
+    batch_size: int = 256
+    #: intra-op threads (0: all cores)
+    threads: int = 0
+    #: data loader workers (folder data)
+    workers: int = 2
+
+
+def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N x C) and targets of a model file (``.pt`` or ``.onnx``) on a split."""
+    import torch
+
+    loader = make_loader(data, split, batch_size, False, workers=workers)
+    if str(model_path).endswith(".onnx"):
+        from ednas.deploy.onnx_run import ort_session
+
+        sess = ort_session(model_path)
+        name = sess.get_inputs()[0].name
+        fixed_batch = sess.get_inputs()[0].shape[0]
+        scores, targets = [], []
+        for x, y in loader:
+            xs = x.contiguous().numpy()
+            if isinstance(fixed_batch, int) and fixed_batch != len(xs):
+                out = np.concatenate([sess.run(None, {name: xs[i : i + 1]})[0] for i in range(len(xs))])
+            else:
+                out = sess.run(None, {name: xs})[0]
+            scores.append(out)
+            targets.append(y.numpy())
+        return np.concatenate(scores).astype(np.float32), np.concatenate(targets)
+    from ednas.train.checkpoint import load_model
+    from ednas.train.metrics import scores_and_targets
+
+    model, _ = load_model(model_path)
+    model = model.to(memory_format=torch.channels_last)
+    return scores_and_targets(model, loader)
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    tune_malloc()
+    set_threads(cfg.threads)
+    if cfg.split not in ("train", "val", "test"):
+        raise EdnasError(f"--split must be train, val or test, got '{cfg.split}'")
+    path = Path(cfg.model)
+    if not path.is_file():
+        raise EdnasError(f"model file '{path}' does not exist")
+    data_spec = cfg.data
+    if str(path).endswith(".onnx"):
+        if data_spec is None:
+            side = path.with_name("export.json")
+            if side.is_file():
+                import json
+
+                data_spec = json.loads(side.read_text()).get("data")
+        if data_spec is None:
+            raise EdnasError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
+    else:
+        from ednas.train.checkpoint import load_model_file
+
+        meta = load_model_file(path)
+        data_spec = data_spec or meta.get("data") or "digits"
+    data = load_data(data_spec)
+    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers)
+    if scores.shape[1] != data.num_classes:
+        raise EdnasError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
+    top1, top5 = topk_from_scores(scores, targets)
+    result = {"top1": top1, "top5": top5, "n": int(len(targets)), "split": cfg.split, "data": data.spec, "model": str(path)}
+    if cfg.json:
+        atomic_write_json(cfg.json, result)
+    if cfg.predictions:
+        p = Path(cfg.predictions)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(p, scores=scores, targets=targets)
+    return result
