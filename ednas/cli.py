@@ -26,35 +26,44 @@ def _print_json(d: dict, keys=None) -> None:
 
 
 # -- commands -----------------------------------------------------------------
+# name -> (help, "module:ConfigClass", "module:function").  A function takes the
+# resolved config and returns a dict that is printed as JSON (or None).  A
+# command whose module is not there (a partial install) is left out.
+COMMANDS: dict[str, tuple] = {
+    "run": ("one command: LUT, search, train, export, quantize, report", "ednas.pipeline:RunConfig", "ednas.pipeline:run"),
+    "train": ("train a fixed network (preset, arch string or arch file)", "ednas.train.trainer:TrainConfig", "ednas.train.trainer:train_cli"),
+    "eval": ("evaluate a model file (.pt or .onnx) on a split", "ednas.train.evaluate:EvalConfig", "ednas.train.evaluate:run_eval"),
+    "search": ("search an architecture under a latency budget (Alg. 1)", "ednas.search.algorithm:SearchConfig", "ednas.search.algorithm:search_cli"),
+    "lut": (
+        "latency lookup tables: build, validate, script",
+        {
+            "build": ("measure or compute a latency table for a space", "ednas.latency.cli:LutBuildConfig", "ednas.latency.cli:lut_build"),
+            "validate": ("compare table predictions with end-to-end measurements", "ednas.latency.cli:LutValidateConfig", "ednas.latency.cli:lut_validate"),
+            "script": ("write a standalone measuring script for a board", "ednas.latency.cli:LutScriptConfig", "ednas.latency.cli:lut_script"),
+        },
+    ),
+    "export": ("fuse, export ONNX, quantize, check with ONNX Runtime", "ednas.deploy.export:ExportConfig", "ednas.deploy.export:run_export"),
+    "profile": ("params, MACs, predicted and measured latency of a model", "ednas.report.profile:ProfileConfig", "ednas.report.profile:run_profile"),
+}
 
 
-def _train(args) -> int:
-    from ednas.train.trainer import TrainConfig, train
+def _load(ref: str):
+    import importlib
 
-    cfg = resolve_config(TrainConfig, args)
-    m = train(cfg)
-    _print_json(m, ["top1", "top5", "val_loss", "epochs", "params", "wall_s"])
-    print(f"wrote {cfg.out}/model.pt, {cfg.out}/metrics.json", file=sys.stderr)
-    return 0
-
-
-def _eval(args) -> int:
-    from ednas.train.evaluate import EvalConfig, run_eval
-
-    cfg = resolve_config(EvalConfig, args)
-    _print_json(run_eval(cfg))
-    return 0
+    mod, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name and mod.startswith(e.name):
+            return None
+        raise
+    return getattr(module, attr, None)
 
 
-def _commands() -> dict[str, tuple[str, type | None, Callable]]:
-    from ednas.train.evaluate import EvalConfig
-    from ednas.train.trainer import TrainConfig
-
-    cmds: dict[str, tuple[str, type | None, Callable]] = {
-        "train": ("train a fixed network (preset, arch string or arch file)", TrainConfig, _train),
-        "eval": ("evaluate a model file (.pt or .onnx) on a split", EvalConfig, _eval),
-    }
-    return cmds
+def _resolved(entry) -> tuple | None:
+    help_, cls_ref, func_ref = entry
+    cls, func = _load(cls_ref), _load(func_ref)
+    return (help_, cls, func) if cls is not None and func is not None else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,18 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"ednas {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_, cls, func) in _commands().items():
-        sp = sub.add_parser(name, help=help_, description=help_)
-        if isinstance(cls, dict):  # a group of sub-sub-commands
+    for name, entry in COMMANDS.items():
+        if isinstance(entry[1], dict):  # a group of sub-sub-commands
+            subs = {k: r for k, v in entry[1].items() if (r := _resolved(v)) is not None}
+            if not subs:
+                continue
+            sp = sub.add_parser(name, help=entry[0], description=entry[0])
             ss = sp.add_subparsers(dest="sub_command", metavar="SUBCOMMAND")
-            for sname, (shelp, scls, sfunc) in cls.items():
+            for sname, (shelp, scls, sfunc) in subs.items():
                 ssp = ss.add_parser(sname, help=shelp, description=shelp)
                 add_config_args(ssp, scls)
-                ssp.set_defaults(_func=sfunc)
+                ssp.set_defaults(_func=sfunc, _cls=scls)
             sp.set_defaults(_func=None, _group=sp)
         else:
+            r = _resolved(entry)
+            if r is None:
+                continue
+            help_, cls, func = r
+            sp = sub.add_parser(name, help=help_, description=help_)
             add_config_args(sp, cls)
-            sp.set_defaults(_func=func)
+            sp.set_defaults(_func=func, _cls=cls)
     return p
 
 
@@ -89,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ns = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "sub_command")}
     try:
-        return int(func(ns) or 0)
+        result = func(resolve_config(args._cls, ns))
+        if isinstance(result, dict):
+            _print_json(result)
+        return 0
     except EdnasError as e:
         print(f"ednas: error: {e}", file=sys.stderr)
         return 2

@@ -183,14 +183,10 @@ class ArchSpec:
 
     def expanded(self) -> "ArchSpec":
         """The same spec with every repeat written out as its own block."""
-        stages = []
-        for si, stage in enumerate(self.stages):
-            blocks = []
-            for b in stage:
-                for r in range(b.repeats):
-                    blocks.append(dataclasses.replace(b, repeats=1, stride=b.stride if r == 0 else 1))
-            stages.append(tuple(blocks))
-        return dataclasses.replace(self, stages=tuple(stages))
+        stages: list[list[BlockSpec]] = [[] for _ in self.stages]
+        for l in self.layers():
+            stages[l.stage - 1].append(dataclasses.replace(l.spec, repeats=1, stride=l.stride, skip=l.can_skip))
+        return dataclasses.replace(self, stages=tuple(tuple(s) for s in stages))
 
     def _pick(self, kernel, expansion) -> "ArchSpec":
         stages = tuple(
@@ -307,9 +303,9 @@ def _one(where, text, key, opts, default=None) -> int:
 
 def _parse_stem(text: str) -> StemSpec:
     where = "stage 0 block 0"
+    if text.split("_")[0] != "stem":
+        raise _err(where, text, f"the first stage must be the stem ('stem_k11_m1_c16_s2'), got op '{text.split('_')[0]}'")
     op, opts = _options(where, text, {"k": "int", "m": "int", "c": "int", "s": "int"})
-    if op != "stem":
-        raise _err(where, text, f"the first stage must be the stem ('stem_k11_m1_c16_s2'), got op '{op}'")
     k = _one(where, text, "k", opts, 11)
     if k not in STEM_KERNELS:
         raise _err(where, text, f"field 'k' = {k}: the stem kernel must be odd in 11..17")
@@ -326,11 +322,11 @@ def _parse_stem(text: str) -> StemSpec:
 
 
 def _parse_block(where: str, text: str) -> BlockSpec:
+    if text.split("_")[0] != "ir":
+        raise _err(where, text, f"unknown op '{text.split('_')[0]}'; blocks between stem and head must be 'ir_...'")
     op, opts = _options(
         where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "skip": "flag", "acb": "flag"}
     )
-    if op != "ir":
-        raise _err(where, text, f"unknown op '{op}'; blocks between stem and head must be 'ir_...'")
     if "k" not in opts:
         raise _err(where, text, "field 'k' is missing")
     kernels = _ints(where, text, "k", opts["k"])
@@ -365,9 +361,9 @@ def _parse_block(where: str, text: str) -> BlockSpec:
 
 
 def _parse_head(where: str, text: str) -> HeadSpec:
+    if text.split("_")[0] != "head":
+        raise _err(where, text, f"the last stage must be the head ('head_c1280'), got op '{text.split('_')[0]}'")
     op, opts = _options(where, text, {"c": "int", "d": "int"})
-    if op != "head":
-        raise _err(where, text, f"the last stage must be the head ('head_c1280'), got op '{op}'")
     c = _one(where, text, "c", opts, 1280)
     if c < 0:
         raise _err(where, text, f"field 'c' = {c}: width must be >= 0")

@@ -49,7 +49,7 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
 
     loader = make_loader(data, split, batch_size, False, workers=workers)
     if str(model_path).endswith(".onnx"):
-        from ednas.deploy.onnx_run import ort_session
+        from ednas.deploy.onnx_io import ort_session
 
         sess = ort_session(model_path)
         name = sess.get_inputs()[0].name

@@ -36,7 +36,7 @@ from ednas.train.checkpoint import load_checkpoint, save_checkpoint, save_model
 from ednas.train.metrics import evaluate
 from ednas.train.schedule import lr_at
 
-__all__ = ["TrainConfig", "train", "make_optimizer", "param_groups"]
+__all__ = ["TrainConfig", "train", "train_cli", "make_optimizer", "param_groups"]
 
 
 @dataclass
@@ -236,6 +236,12 @@ def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None]] 
         writer.add_scalar("test/top1", test["top1"], cfg.epochs)
         writer.close()
     return metrics
+
+
+def train_cli(cfg: TrainConfig) -> dict:
+    """``ednas train``: the headline metrics (the whole record is in metrics.json)."""
+    m = train(cfg)
+    return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "wall_s")}
 
 
 def _inherit(model, source: str) -> None:

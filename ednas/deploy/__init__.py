@@ -1,0 +1,1 @@
+"""Deployment: fused ONNX export, ONNX Runtime checks, fixed-point quantization."""
