@@ -54,6 +54,11 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
         sess = ort_session(model_path)
         name = sess.get_inputs()[0].name
         fixed_batch = sess.get_inputs()[0].shape[0]
+        shape = sess.get_inputs()[0].shape
+        if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) and shape[2] == shape[3]:
+            from ednas.deploy.calibration import check_input_shape  # a clear error, not ORT's INVALID_ARGUMENT
+
+            check_input_shape(data, shape[2], shape[1], what="evaluation data", model=str(model_path))
         scores, targets = [], []
         for x, y in loader:
             xs = x.contiguous().numpy()
@@ -80,14 +85,15 @@ def run_eval(cfg: EvalConfig) -> dict:
     path = Path(cfg.model)
     if not path.is_file():
         raise EdnasError(f"model file '{path}' does not exist")
-    data_spec = cfg.data
+    data_spec, input_size = cfg.data, None
     if str(path).endswith(".onnx"):
-        if data_spec is None:
-            side = path.with_name("export.json")
-            if side.is_file():
-                import json
+        side = path.with_name("export.json")  # written by 'ednas export': data spec and input size
+        if side.is_file():
+            import json
 
-                data_spec = json.loads(side.read_text()).get("data")
+            record = json.loads(side.read_text())
+            data_spec = data_spec or record.get("data")
+            input_size = (record.get("input_shape") or [None])[-1]
         if data_spec is None:
             raise EdnasError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
     else:
@@ -95,7 +101,8 @@ def run_eval(cfg: EvalConfig) -> dict:
 
         meta = load_model_file(path)
         data_spec = data_spec or meta.get("data") or "digits"
-    data = load_data(data_spec)
+        input_size = meta.get("input_size")
+    data = load_data(data_spec, input_size=input_size)  # folder data at the model's size
     scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers)
     if scores.shape[1] != data.num_classes:
         raise EdnasError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
