@@ -44,9 +44,12 @@ class TensorLoader:
         indices: a subset of the split (e.g. the weight or architecture split).
         seed: base of the per-epoch generator.
         drop_last: drop a last incomplete batch (training).
+        shard: ``(p, P)``: hand out only batches ``p, p + P, ...`` of the
+            epoch's order (the order is the same for every p), so P parallel
+            paths or ranks see disjoint batches and together the whole split.
     """
 
-    def __init__(self, data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, drop_last: bool | None = None):
+    def __init__(self, data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, drop_last: bool | None = None, shard: tuple[int, int] = (0, 1)):
         x, y = data.splits[split]
         if indices is not None:
             idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
@@ -56,15 +59,20 @@ class TensorLoader:
         self.drop_last = train if drop_last is None else drop_last
         self.epoch = 0
         self.pad = 4 if data.input_size <= 64 else data.input_size // 8
+        self.shard = shard
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _batches(self) -> int:
         n = len(self.y)
         if self.drop_last and n >= self.batch_size:
             return n // self.batch_size
         return (n + self.batch_size - 1) // self.batch_size
+
+    def __len__(self) -> int:
+        p, world = self.shard
+        return len(range(p, self._batches(), world))
 
     @property
     def num_images(self) -> int:
@@ -85,7 +93,8 @@ class TensorLoader:
         n = len(self.y)
         g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + self.epoch)
         order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
-        for b in range(len(self)):
+        p, world = self.shard
+        for b in range(p, self._batches(), world):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             xb = self.x[idx]
             if self.train:
@@ -116,8 +125,9 @@ def folder_dataset(data: DataSet, split: str, train: bool):
 class FolderLoader:
     """DataLoader over an image folder, seeded per epoch like :class:`TensorLoader`."""
 
-    def __init__(self, data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, workers: int = 2, drop_last: bool | None = None):
+    def __init__(self, data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, workers: int = 2, drop_last: bool | None = None, shard: tuple[int, int] = (0, 1)):
         ds = folder_dataset(data, split, train)
+        self.shard = shard
         self.ds = torch.utils.data.Subset(ds, list(map(int, indices))) if indices is not None else ds
         self.batch_size, self.train, self.seed, self.workers = batch_size, train, seed, workers
         self.drop_last = train if drop_last is None else drop_last
@@ -130,8 +140,14 @@ class FolderLoader:
     def num_images(self) -> int:
         return len(self.ds)
 
+    def _sampler(self):
+        p, world = self.shard
+        s = torch.utils.data.DistributedSampler(self.ds, num_replicas=world, rank=p, shuffle=self.train, seed=int(self.seed), drop_last=self.train)
+        s.set_epoch(self.epoch)
+        return s
+
     def __len__(self) -> int:
-        n = len(self.ds)
+        n = len(self._sampler())
         return n // self.batch_size if self.drop_last and n >= self.batch_size else (n + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
@@ -139,7 +155,7 @@ class FolderLoader:
         loader = torch.utils.data.DataLoader(
             self.ds,
             batch_size=self.batch_size,
-            shuffle=self.train,
+            sampler=self._sampler(),
             drop_last=self.drop_last and len(self.ds) >= self.batch_size,
             num_workers=self.workers,
             generator=g,
@@ -149,8 +165,8 @@ class FolderLoader:
             yield x.contiguous(memory_format=torch.channels_last), y
 
 
-def make_loader(data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, workers: int = 0, drop_last: bool | None = None):
-    """The loader for ``data``'s ``split`` (in-memory or folder)."""
+def make_loader(data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, workers: int = 0, drop_last: bool | None = None, shard: tuple[int, int] = (0, 1)):
+    """The loader for ``data``'s ``split`` (in-memory or folder); see :class:`TensorLoader`."""
     if data.in_memory:
-        return TensorLoader(data, split, batch_size, train, indices, seed, drop_last)
-    return FolderLoader(data, split, batch_size, train, indices, seed, workers, drop_last)
+        return TensorLoader(data, split, batch_size, train, indices, seed, drop_last, shard)
+    return FolderLoader(data, split, batch_size, train, indices, seed, workers, drop_last, shard)

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -85,19 +85,19 @@ class TrainConfig:
     tensorboard: bool = True
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
-    """Two groups: decayed weights, and BN parameters and biases without decay."""
+def param_groups(params: Iterable[nn.Parameter], weight_decay: float, decay_all: bool = False) -> list[dict]:
+    """Two groups: decayed weights, and BN parameters and biases (1-d) without decay."""
+    params = [p for p in params if p.requires_grad]
     if decay_all:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float, decay_all: bool = False):
-    return torch.optim.SGD(param_groups(model, weight_decay, decay_all), lr=lr, momentum=momentum, nesterov=momentum > 0)
+def make_optimizer(params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float, decay_all: bool = False):
+    """SGD with Nesterov momentum over ``params`` (see :func:`param_groups`)."""
+    return torch.optim.SGD(param_groups(params, weight_decay, decay_all), lr=lr, momentum=momentum, nesterov=momentum > 0)
 
 
 def _writer(cfg, out: Path):
@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None]] 
     model = model.to(memory_format=torch.channels_last)
     decay_all = cfg.quant_friendly
     wd = cfg.quant_weight_decay if cfg.quant_friendly else cfg.weight_decay
-    opt = make_optimizer(model, cfg.lr, cfg.momentum, wd, decay_all)
+    opt = make_optimizer(model.parameters(), cfg.lr, cfg.momentum, wd, decay_all)
 
     train_loader = make_loader(data, "train", cfg.batch_size, True, seed=cfg.seed, workers=cfg.workers)
     val_loader = make_loader(data, "val", 256, False, workers=cfg.workers)
