@@ -36,7 +36,7 @@ from ednas.train.checkpoint import load_checkpoint, save_checkpoint, save_model
 from ednas.train.metrics import evaluate
 from ednas.train.schedule import lr_at
 
-__all__ = ["TrainConfig", "train", "train_cli", "make_optimizer", "param_groups"]
+__all__ = ["TrainConfig", "train", "fit", "train_cli", "make_optimizer", "param_groups"]
 
 
 @dataclass
@@ -124,24 +124,34 @@ _RESUME_KEYS = ("arch", "data", "epochs", "batch_size", "lr", "warmup_epochs", "
 
 
 def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
-    """Train, evaluate on the test split, write model.pt and metrics.json. Returns the metrics."""
+    """Train the arch of ``cfg``, evaluate on the test split, write model.pt and metrics.json. Returns the metrics."""
     from ednas.nn.build import build_model
 
     tune_malloc()
     set_threads(cfg.threads)
+    data = load_data(cfg.data, seed=cfg.seed, input_size=cfg.input_size)
+    arch, _ = _resolve_arch(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(arch, data.num_classes)
+    if cfg.inherit:
+        _inherit(model, cfg.inherit)
+    return fit(model, data, cfg, on_epoch_end=on_epoch_end, save=True)
+
+
+def fit(model: nn.Module, data, cfg: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None]] = None, save: bool = True) -> dict:
+    """The training loop of ``ednas train`` for any classifier ``model`` on ``data``.
+
+    Writes ``config.yaml``, ``checkpoint.pt`` every epoch and, at the end,
+    ``metrics.json`` (and ``model.pt`` when ``save`` and the model is an ednas
+    :class:`~ednas.nn.build.Net`) in ``cfg.out``; resumes with ``cfg.resume``.
+    Baseline networks (timm, torchvision) reuse it with ``save=False``.
+    """
     if cfg.epochs < 1:
         raise EdnasError(f"--epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
         raise EdnasError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(cfg.data, seed=cfg.seed, input_size=cfg.input_size)
-    arch, _ = _resolve_arch(cfg)
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(arch, data.num_classes)
-    if cfg.inherit:
-        _inherit(model, cfg.inherit)
     model = model.to(memory_format=torch.channels_last)
     decay_all = cfg.quant_friendly
     wd = cfg.quant_weight_decay if cfg.quant_friendly else cfg.weight_decay
@@ -225,12 +235,13 @@ def train(cfg: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None]] 
         "epochs": cfg.epochs,
         "params": int(sum(p.numel() for p in model.parameters())),
         "wall_s": wall,
-        "arch": arch.format(),
+        "arch": model.arch.format() if hasattr(model, "arch") else type(model).__name__,
         "data": data.spec,
         "n_test": test["n"],
         "history": history,
     }
-    save_model(out / "model.pt", model, input_size=data.input_size, data=data, config=config_dict(cfg))
+    if save and hasattr(model, "arch"):
+        save_model(out / "model.pt", model, input_size=data.input_size, data=data, config=config_dict(cfg))
     atomic_write_json(out / "metrics.json", metrics)
     if writer is not None:
         writer.add_scalar("test/top1", test["top1"], cfg.epochs)
