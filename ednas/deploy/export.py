@@ -57,17 +57,17 @@ class ExportConfig:
     pow2: bool = False
     #: first and last layers in 16 bit (weights and features), the rest at --quant
     mixed_precision: bool = False
-    #: weight width 8 or 16 (default: the --quant width)
+    #: weight width 8 or 16 (none: the --quant width)
     weight_bits: Optional[int] = None
     #: one weight scale per output channel (ORT CPU, newer TI parts; off with --pow2)
     per_channel: bool = True
-    #: calibration data spec (default: the model's own data, training split)
+    #: calibration data spec, training split (none: the model's own data)
     calib_data: Optional[str] = None
     #: calibration images drawn from the training split (0: all)
     calib_images: int = 256
     #: calibration method: minmax, entropy or percentile
     calib_method: str = "minmax"
-    #: evaluation data spec (default: the model's own data)
+    #: evaluation data spec (none: the model's own data)
     data: Optional[str] = None
     #: split for the accuracy check: test, val or train
     split: str = "test"
