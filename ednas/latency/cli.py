@@ -1,0 +1,168 @@
+"""``ednas lut build | validate | script``: thin commands over :mod:`ednas.latency`.
+
+Each takes its resolved settings dataclass and returns a dict (printed as
+JSON by ``ednas.cli``).  The latency model they build and check is eq. 11.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ednas.arch.spec import load_arch
+from ednas.errors import EdnasError
+
+__all__ = ["LutBuildConfig", "LutValidateConfig", "LutScriptConfig", "lut_build", "lut_validate", "lut_script"]
+
+
+def _space(value: str, input_size: Optional[int]):
+    spec, size = load_arch(value)
+    size = input_size or size
+    if not size:
+        raise EdnasError(f"--input is required: the space '{value}' does not name an input size")
+    if size < 8:
+        raise EdnasError(f"--input {size}: the input side must be at least 8")
+    return spec, int(size)
+
+
+@dataclass
+class LutBuildConfig:
+    #: output table (JSON); an existing one with the same settings is resumed/extended
+    out: str
+    #: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml or file:PATH (board table)
+    target: str = "host-ort"
+    #: preset name, space string or arch file
+    space: str = "cifar"
+    #: network input side (default: the preset's)
+    input: Optional[int] = None
+    #: classifier outputs (the classifier's key holds it)
+    num_classes: int = 10
+    #: operator dtype in the keys (measured host targets: f32)
+    dtype: str = "f32"
+    #: intra-op threads for measuring (keep it what you deploy with)
+    threads: int = 1
+    #: untimed runs before each timed batch
+    warmup: int = 10
+    #: timed runs per round (at least; tiny models run for 20 ms)
+    repeats: int = 100
+    #: rounds; the entry is the median over rounds
+    rounds: int = 5
+    #: sampled networks the per-network constant is fitted on (0: none)
+    fit_archs: int = 5
+    #: seed of the fit networks (validation uses another seed and excludes them)
+    fit_seed: int = 1234
+    #: mask or fallback for unsupported candidates (default: the profile's)
+    policy: Optional[str] = None
+    #: show a progress bar
+    progress: bool = True
+
+
+def lut_build(cfg: LutBuildConfig) -> dict:
+    from ednas.latency.build import build_table
+
+    space, size = _space(cfg.space, cfg.input)
+    t = build_table(
+        cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
+        repeats=cfg.repeats, rounds=cfg.rounds, fit_archs=cfg.fit_archs, fit_seed=cfg.fit_seed, policy=cfg.policy, progress=cfg.progress,
+    )
+    from ednas.latency.model import LatencyModel
+
+    lm = LatencyModel(space, size, cfg.num_classes, t)
+    unsupported = sum(1 for e in t.entries.values() if not e.get("supported", True))
+    return {
+        "out": cfg.out,
+        "target": t.target,
+        "input_size": size,
+        "entries": len(t.entries),
+        "unsupported_entries": unsupported,
+        "policy": t.policy,
+        "constant_ms": t.constant_ms,
+        "min_ms": round(lm.min_ms, 6),
+        "max_ms": round(lm.max_ms, 6),
+    }
+
+
+@dataclass
+class LutValidateConfig:
+    #: the table to check (built by 'ednas lut build')
+    lut: str
+    #: number of sampled architectures (at least 30 for the issue's check)
+    archs: int = 30
+    #: result JSON (default: LUT_validation.json beside the table)
+    json: Optional[str] = None
+    #: scatter plot PNG (default: the JSON path with .png)
+    plot: Optional[str] = None
+    #: seed of the sampled architectures (the fit ones are excluded)
+    seed: int = 0
+    #: stratified (spans the space's latency range) or uniform
+    sampling: str = "stratified"
+    #: the space (default: the one the table names)
+    space: Optional[str] = None
+    #: classifier outputs (default: the table's)
+    num_classes: Optional[int] = None
+    #: intra-op threads (default: the table's)
+    threads: Optional[int] = None
+    #: untimed runs before each timed batch
+    warmup: int = 10
+    #: timed runs per round (at least; runs continue for 50 ms)
+    repeats: int = 50
+    #: interleaved rounds over all networks; the value is the median over rounds
+    rounds: int = 7
+    #: show a progress bar
+    progress: bool = True
+
+
+def lut_validate(cfg: LutValidateConfig) -> dict:
+    from tqdm import tqdm
+
+    from ednas.io import atomic_write_json
+    from ednas.latency.table import load_table
+    from ednas.latency.validate import scatter_plot, validate_table
+
+    if cfg.archs < 2:
+        raise EdnasError(f"--archs {cfg.archs}: need at least 2 architectures (30 for the acceptance check)")
+    table = load_table(cfg.lut)
+    space = load_arch(cfg.space)[0] if cfg.space else None
+    n_fit = len((table.meta.get("constant") or {}).get("picks") or [])  # re-timed for the drift check
+    bar = tqdm(total=(cfg.archs + n_fit) * cfg.rounds, desc="end-to-end", unit="net", disable=not cfg.progress, leave=False)
+    res = validate_table(
+        table, space, cfg.archs, cfg.seed, cfg.sampling, cfg.threads, cfg.warmup, cfg.repeats, cfg.rounds, cfg.num_classes,
+        progress=lambda name, r: bar.update(1),
+    )
+    bar.close()
+    js = Path(cfg.json) if cfg.json else Path(cfg.lut).with_name(Path(cfg.lut).stem + "_validation.json")
+    png = Path(cfg.plot) if cfg.plot else js.with_suffix(".png")
+    res["plot"] = str(png)
+    atomic_write_json(js, res)
+    scatter_plot(res, png)
+    return {"json": str(js), "plot": str(png), "n": res["n"], "mape": res["mape"], "spearman": res["spearman"]}
+
+
+@dataclass
+class LutScriptConfig:
+    #: output directory (measure_ops.py, ops.json, README.txt)
+    out: str
+    #: preset name, space string or arch file
+    space: str = "cifar"
+    #: network input side (default: the preset's)
+    input: Optional[int] = None
+    #: classifier outputs
+    num_classes: int = 10
+    #: target name recorded in the board's table
+    target: str = "board"
+    #: networks timed end to end on the board for the per-network constant
+    fit_archs: int = 5
+    #: networks timed end to end on the board to validate the table
+    validate_archs: int = 30
+    #: seed of the fit networks
+    fit_seed: int = 1234
+    #: seed of the validation networks
+    seed: int = 0
+
+
+def lut_script(cfg: LutScriptConfig) -> dict:
+    from ednas.latency.script import write_script
+
+    space, size = _space(cfg.space, cfg.input)
+    return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed)

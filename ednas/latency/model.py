@@ -1,0 +1,255 @@
+"""Expected latency of the supernet, differentiable in alpha (eq. 11 under eq. 14-15).
+
+Eq. 11 prices a fixed network as the sum of its operators' table entries.
+During the search every layer l mixes its candidates with weights g (the
+Gumbel-softmax sample or softmax(alpha) of its choices), so the latency
+term of the loss (eq. 13) is the expectation
+
+    E[LAT] = fixed + sum_l sum_{k,e,s} g_k[l] * g_e[l] * g_s[l] * LAT_l(k, e, s)
+
+where ``LAT_l(k, e, keep)`` is the sum of the block's operators (expand,
+depthwise k, project, residual add) for kernel k and expansion e,
+``LAT_l(k, e, skip) = 0`` (a skipped block is an identity), a layer without
+a choice has the single candidate's g = 1, and ``fixed`` is the stem, the
+head, the classifier and the table's fitted per-network constant.  It is
+linear in every g, so its gradient reaches every alpha through
+``choice.weights()``.
+
+Every operator the space can need is looked up when the model is built, so a
+table that lacks one fails *before* the search starts, naming the operator
+and how to extend the table.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ednas.arch.spec import ArchSpec
+from ednas.errors import EdnasError
+from ednas.latency.ops import Op, arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
+from ednas.latency.table import LatencyTable
+
+__all__ = ["LatencyModel"]
+
+
+class LatencyModel:
+    """Latency of the networks of one search space, from one table.
+
+    Args:
+        space: the search space (an :class:`ArchSpec` with choices).
+        input_size: network input side; must match the table's.
+        num_classes: classifier outputs (the classifier's key holds it).
+        table: the lookup table (its ``policy`` says whether unsupported
+            candidates are masked or charged their fallback cost).
+
+    Raises:
+        EdnasError: the table is for another input size, lacks an operator
+            the space needs (the first missing key is named), or masks every
+            candidate of some layer.
+    """
+
+    def __init__(self, space: ArchSpec, input_size: int, num_classes: int, table: LatencyTable):
+        if int(table.input_size) != int(input_size):
+            raise EdnasError(
+                f"latency table {table._where()} was built for input size {table.input_size}, not {input_size}; "
+                "build a table for this input size with 'ednas lut build --input N'"
+            )
+        self.space, self.input_size, self.num_classes, self.table = space, int(input_size), int(num_classes), table
+        self.policy: str = table.policy
+        self.layers = list(space.layers())
+        dtype = table.dtype
+        sizes = layer_inputs(space, input_size)
+        fixed = [("the stem", op) for op in stem_ops(space, input_size, dtype)]
+        fixed += [("the head", op) for op in head_ops(space, input_size, num_classes, dtype)]
+        needed = list(fixed)
+        for layer, size in zip(self.layers, sizes):
+            for k in layer.spec.kernels:
+                for e in layer.spec.expansions:
+                    where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, k{k} e{e})"
+                    needed += [(where, op) for op in block_ops(layer, size, k, e, dtype)]
+        missing = table.missing(op for _, op in needed)
+        if missing:
+            where = next(w for w, op in needed if op == missing[0])
+            raise table.missing_error(missing[0], needed_by=where, n_missing=len(missing))
+
+        self.fixed_ms = float(sum(table.ms(op) for _, op in fixed) + table.constant_ms)
+        self._lat: list[np.ndarray] = []
+        self._allowed: list[list[bool]] = []
+        for layer, size in zip(self.layers, sizes):
+            b = layer.spec
+            lat = np.zeros((len(b.kernels), len(b.expansions), 2))
+            allowed = []
+            for ki, k in enumerate(b.kernels):
+                ok = True
+                for ei, e in enumerate(b.expansions):
+                    ops = block_ops(layer, size, k, e, dtype)
+                    lat[ki, ei, 0] = sum(table.ms(op) for op in ops)
+                    ok = ok and all(table.supported(op) for op in ops)
+                allowed.append(ok or self.policy == "fallback")
+            if not any(allowed):
+                raise EdnasError(
+                    f"layer {layer.index} (stage {layer.stage} block {layer.block}): none of its kernels {b.kernels} is supported "
+                    f"by target {table.target}, whose policy is 'mask'; remove them from the space or use policy 'fallback'"
+                )
+            self._lat.append(lat)
+            self._allowed.append(allowed)
+        self._tensors: dict = {}
+        self._checked: set = set()
+
+    # -- per layer -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def layer_ms(self, i: int) -> torch.Tensor:
+        """``(n_kernels, n_expansions, 2)`` ms of layer i: ``[..., 0]`` kept, ``[..., 1]`` skipped (0)."""
+        return torch.tensor(self._lat[i], dtype=torch.float32)
+
+    def allowed(self, i: int) -> list[bool]:
+        """Per kernel candidate of layer i: False when the target masks it."""
+        return list(self._allowed[i])
+
+    def _layer_options(self, i: int, masked_ok: bool = False) -> list[float]:
+        lat, layer = self._lat[i], self.layers[i]
+        vals = [lat[ki, ei, 0] for ki in range(lat.shape[0]) for ei in range(lat.shape[1]) if masked_ok or self._allowed[i][ki]]
+        return vals + ([0.0] if layer.can_skip else [])
+
+    @property
+    def min_ms(self) -> float:
+        """Predicted latency of the space's cheapest network (skips where allowed)."""
+        return self.fixed_ms + sum(min(self._layer_options(i)) for i in range(len(self)))
+
+    @property
+    def max_ms(self) -> float:
+        """Predicted latency of the space's most expensive (allowed) network."""
+        return self.fixed_ms + sum(max(self._layer_options(i)) for i in range(len(self)))
+
+    def extreme_picks(self, cheapest: bool = True) -> list[dict]:
+        """The picks of the cheapest (or most expensive) allowed network."""
+        picks = []
+        for i, layer in enumerate(self.layers):
+            b, lat = layer.spec, self._lat[i]
+            best = None
+            for ki, k in enumerate(b.kernels):
+                if not self._allowed[i][ki]:
+                    continue
+                for ei, e in enumerate(b.expansions):
+                    v = lat[ki, ei, 0]
+                    if best is None or (v < best[0] if cheapest else v > best[0]):
+                        best = (v, {"kernel": k, "expansion": e, "skip": False})
+            if layer.can_skip and cheapest and best[0] > 0:
+                best = (0.0, dict(best[1], skip=True))
+            picks.append(best[1])
+        return picks
+
+    # -- E[LAT] --------------------------------------------------------------------
+    def _tensor(self, i: int, device, dtype) -> torch.Tensor:
+        key = (i, str(device), dtype)
+        if key not in self._tensors:
+            self._tensors[key] = torch.as_tensor(self._lat[i], dtype=dtype, device=device)
+        return self._tensors[key]
+
+    def _check_block(self, i: int, blk) -> None:
+        if i in self._checked:
+            return
+        layer = self.layers[i]
+        for attr, cands in (("kernel_choice", layer.spec.kernels), ("expansion_choice", layer.spec.expansions)):
+            c = getattr(blk, attr, None)
+            n = len(cands) if c is None else len(c.candidates)
+            if (c is None and len(cands) != 1) or (c is not None and tuple(c.candidates) != tuple(cands)) or n != len(cands):
+                raise EdnasError(
+                    f"supernet layer {i}: its {attr.split('_')[0]} candidates "
+                    f"{None if c is None else tuple(c.candidates)} do not match the latency model's space {tuple(cands)}"
+                )
+        if (getattr(blk, "skip_choice", None) is not None) != layer.can_skip:
+            raise EdnasError(f"supernet layer {i}: its skip choice does not match the latency model's space")
+        self._checked.add(i)
+
+    def expected(self, supernet) -> torch.Tensor:
+        """E[LAT] in ms (a 0-dim tensor), differentiable w.r.t. every alpha (see module doc)."""
+        blocks = list(supernet.blocks)
+        if len(blocks) != len(self.layers):
+            raise EdnasError(f"supernet has {len(blocks)} blocks, the latency model's space has {len(self.layers)} layers")
+        ref = None
+        for blk in blocks:
+            for c in (blk.kernel_choice, blk.expansion_choice, blk.skip_choice):
+                if c is not None:
+                    ref = c.weights()
+                    break
+            if ref is not None:
+                break
+        device = ref.device if ref is not None else torch.device("cpu")
+        dtype = ref.dtype if ref is not None else torch.float32
+        total = torch.tensor(self.fixed_ms, dtype=dtype, device=device)
+        one = torch.ones(1, dtype=dtype, device=device)
+        keep = torch.tensor([1.0, 0.0], dtype=dtype, device=device)
+        for i, blk in enumerate(blocks):
+            self._check_block(i, blk)
+            gk = blk.kernel_choice.weights() if blk.kernel_choice is not None else one
+            ge = blk.expansion_choice.weights() if blk.expansion_choice is not None else one
+            gs = blk.skip_choice.weights() if blk.skip_choice is not None else keep
+            # the joint (k, e, s) candidate is weighted by the product of its g's
+            total = total + torch.einsum("k,e,s,kes->", gk.to(dtype), ge.to(dtype), gs.to(dtype), self._tensor(i, device, dtype))
+        return total
+
+    # -- fixed networks ----------------------------------------------------------------
+    def predict(self, arch_or_picks: ArchSpec | Sequence[dict], allow_masked: bool = False) -> float:
+        """Predicted ms of one network (eq. 11).
+
+        Args:
+            arch_or_picks: a fixed :class:`ArchSpec` (e.g. ``space.with_picks(...)``)
+                or one pick ``{"kernel", "expansion", "skip"}`` per layer.
+            allow_masked: price a candidate the target masks at its fallback
+                cost instead of refusing it.
+
+        Raises:
+            EdnasError: a pick outside the space, a masked candidate (unless
+                ``allow_masked``), or an operator missing from the table.
+        """
+        if isinstance(arch_or_picks, ArchSpec):
+            return self._predict_arch(arch_or_picks, allow_masked)
+        picks = list(arch_or_picks)
+        if len(picks) != len(self.layers):
+            raise EdnasError(f"{len(picks)} picks for the {len(self.layers)} layers of the space")
+        total = self.fixed_ms
+        for i, (layer, p) in enumerate(zip(self.layers, picks)):
+            if p.get("skip"):
+                if not layer.can_skip:
+                    raise EdnasError(f"pick {i}: layer {i} (stage {layer.stage} block {layer.block}) cannot be skipped")
+                continue
+            k, e = int(p["kernel"]), int(p["expansion"])
+            b = layer.spec
+            if k not in b.kernels or e not in b.expansions:
+                raise EdnasError(f"pick {i}: k{k} e{e} is not among layer {i}'s candidates k{b.kernels} e{b.expansions}")
+            ki = b.kernels.index(k)
+            if not allow_masked and not self._allowed[i][ki]:
+                raise EdnasError(
+                    f"pick {i}: kernel {k} of layer {i} is masked on target {self.table.target} "
+                    "(unsupported by its accelerator; policy 'mask')"
+                )
+            total += float(self._lat[i][ki, b.expansions.index(e), 0])
+        return float(total)
+
+    def _predict_arch(self, arch: ArchSpec, allow_masked: bool) -> float:
+        t = self.table
+        total = t.constant_ms
+        for label, ops in arch_layer_ops(arch, self.input_size, self.num_classes, t.dtype):
+            missing = t.missing(ops)
+            if missing:
+                raise t.missing_error(missing[0], needed_by=label, n_missing=len(missing))
+            if label.startswith("layer") and self.policy == "mask" and not allow_masked:
+                bad = [op for op in ops if not t.supported(op)]
+                if bad:
+                    raise EdnasError(f"{label}: {bad[0].describe()} is masked on target {t.target} (unsupported by its accelerator; policy 'mask')")
+            total += sum(t.ms(op) for op in ops)
+        return float(total)
+
+    def breakdown(self, arch: ArchSpec) -> list[dict]:
+        """Per-layer ms of a fixed network: ``[{"layer", "ms", "supported"}]`` (for reports)."""
+        t = self.table
+        return [
+            {"layer": label, "ms": float(sum(t.ms(op) for op in ops)), "supported": all(t.supported(op) for op in ops)}
+            for label, ops in arch_layer_ops(arch, self.input_size, self.num_classes, t.dtype)
+        ]

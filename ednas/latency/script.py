@@ -1,0 +1,105 @@
+"""``ednas lut script``: the standalone measuring kit for a board (eq. 11 on the target).
+
+Writes, into ``DIR``:
+
+* ``measure_ops.py``: a verbatim copy of :mod:`ednas.latency.board`
+  (Python 3, numpy and onnxruntime only; it writes the ONNX models itself,
+  so nothing else is shipped);
+* ``ops.json``: every operator key the space needs, and the networks to
+  time end to end (``fit`` ones for the table's constant, ``validate`` ones
+  to check the table), each as its arch string and operator chain;
+* ``README.txt``: the round trip.
+
+On the board: ``python3 measure_ops.py --ops ops.json --out lut_board.json``
+(resumable).  Back on the host: ``ednas lut build --target
+file:lut_board.json --space SPACE --input N --out lut.json`` and
+``ednas lut validate --lut lut.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ednas.arch.spec import ArchSpec
+from ednas.io import atomic_write_json, atomic_write_text
+from ednas.latency.ops import KEY_VERSION, arch_ops, space_ops
+from ednas.latency.validate import sample_picks
+
+__all__ = ["write_script"]
+
+_README = """ednas latency measuring kit
+==========================
+
+space : {space}
+input : {input_size} x {input_size}, {num_classes} classes
+ops   : {n_ops} operators; {n_fit} fit + {n_val} validate networks
+
+On the board (Python 3, numpy, onnxruntime; no ednas):
+
+    python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1
+
+It prints one line per operator and rewrites lut_board.json after each, so
+an interrupted run resumes where it stopped.  --threads must be the number
+of threads you will deploy with.  Then it times the networks end to end.
+
+Back on the host:
+
+    ednas lut build --target file:lut_board.json --space "{space}" --input {input_size} --num-classes {num_classes} --out lut.json
+    ednas lut validate --lut lut.json --json lut_validation.json
+
+The first checks that every operator of the space is there and fits the
+per-network constant on the 'fit' networks; the second compares the table
+with the 'validate' networks timed on the board (MAPE, Spearman, plot).
+"""
+
+
+def write_script(
+    out_dir,
+    space: ArchSpec,
+    input_size: int,
+    num_classes: int,
+    target: str = "board",
+    fit_archs: int = 5,
+    validate_archs: int = 30,
+    fit_seed: int = 1234,
+    seed: int = 0,
+) -> dict:
+    """Write the kit (see the module docstring); returns what was written."""
+    from ednas.latency import board
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fit = sample_picks(space, fit_archs, fit_seed) if fit_archs else []
+    val = sample_picks(space, validate_archs, seed, exclude=fit) if validate_archs else []
+    networks = []
+    for role, group in (("fit", fit), ("validate", val)):
+        for i, picks in enumerate(group):
+            arch = space.with_picks(picks, branches=False)
+            networks.append({"name": f"{role}-{i}", "role": role, "arch": arch.format(), "ops": [op.key for op in arch_ops(arch, input_size, num_classes)]})
+    ops = [op.key for op in space_ops(space, input_size, num_classes, "f32")]
+    spec = {
+        "format": "ednas-ops",
+        "key_version": KEY_VERSION,
+        "target": target,
+        "space": space.format(),
+        "input_size": input_size,
+        "num_classes": num_classes,
+        "dtype": "f32",
+        "ops": ops,
+        "networks": networks,
+    }
+    atomic_write_json(out / "ops.json", spec)
+    atomic_write_text(out / "measure_ops.py", Path(board.__file__).read_text())
+    atomic_write_text(
+        out / "README.txt",
+        _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val)),
+    )
+    return {
+        "out": str(out),
+        "script": str(out / "measure_ops.py"),
+        "ops_file": str(out / "ops.json"),
+        "n_ops": len(ops),
+        "n_fit_networks": len(fit),
+        "n_validate_networks": len(val),
+        "run_on_board": f"python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1",
+    }

@@ -1,0 +1,349 @@
+"""The latency model (eq. 11): keys, tables, targets, E[LAT], the board round trip."""
+
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ednas import build_model, build_supernet, parse_arch, preset
+from ednas.errors import EdnasError
+from ednas.latency import (
+    FORMAT_VERSION,
+    LatencyModel,
+    LatencyTable,
+    Op,
+    arch_ops,
+    build_table,
+    load_profile,
+    load_table,
+    measure_latency,
+    sample_picks,
+    space_ops,
+    unsupported_layers,
+    validate_table,
+)
+from ednas.latency import board
+from ednas.latency.script import write_script
+from ednas.latency.targets import reference_ops
+from ednas.latency.validate import spearman
+from tests.conftest import TINY_SPACE
+
+# a space with a 9x9 candidate, which TIDL (tda4vm) does not accelerate
+SPACE_K9 = "stem_k11_m1_c8_s2 | ir_k3.5.9_e2_c8 | ir_k3.7.9_e3.6_c16_s2_r2_skip | head_c32"
+# small enough to measure in a test
+MICRO_SPACE = "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c8 | ir_k3.5_e2_c16_s2 | head_c16"
+
+
+def synthetic_table(space, size=32, num_classes=10, **kw) -> LatencyTable:
+    """Known entries: 1 us per operator plus 1 ns per MAC."""
+    entries = {op.key: 0.001 + op.macs * 1e-6 for op in space_ops(space, size, num_classes)}
+    return LatencyTable(target="synthetic", input_size=size, entries=entries, **kw)
+
+
+def random_picks(space, rng):
+    return [
+        {"kernel": rng.choice(l.spec.kernels), "expansion": rng.choice(l.spec.expansions), "skip": l.can_skip and rng.random() < 0.5}
+        for l in space.layers()
+    ]
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space,size", [("cifar", 32), ("imagenet", 224), (TINY_SPACE, 32), (SPACE_K9, 64)])
+def test_key_round_trip(space, size):
+    sp = preset(space) if space in ("cifar", "imagenet") else parse_arch(space)
+    ops = space_ops(sp, size, 10) + reference_ops("mobilenet_v1") + space_ops(sp, size, 10, dtype="i8")
+    keys = [op.key for op in ops]
+    assert len(set(keys)) == len(set(ops))  # distinct operators, distinct keys
+    for op in ops:
+        assert Op.from_key(op.key) == op
+        fields = board.parse_key(op.key)  # the standalone script parses the same scheme
+        assert {k: fields[k] for k in ("type", "h", "w", "cin", "cout", "kernel", "stride", "groups", "expansion", "dtype")} == op.to_dict()
+        assert (fields["ho"], fields["wo"]) == (op.ho, op.wo)
+
+
+def test_bad_keys_are_clear_errors():
+    with pytest.raises(EdnasError, match="key scheme v1"):
+        Op.from_key("dw-16x16x96-k5")
+    with pytest.raises(EdnasError, match="operator type 'conv3d'"):
+        Op.from_key("conv3d_i16x16x96_o96_k5_s2_g96_e4_f32")
+
+
+def test_space_ops_cover_every_network_of_the_space():
+    sp = parse_arch(TINY_SPACE)
+    keys = {op.key for op in space_ops(sp, 32, 10)}
+    rng = random.Random(0)
+    for _ in range(20):
+        arch = sp.with_picks(random_picks(sp, rng))
+        assert {op.key for op in arch_ops(arch, 32, 10)} <= keys
+    macs_mnv1 = sum(op.macs for op in reference_ops("mobilenet_v1"))
+    assert abs(macs_mnv1 / 1e6 - 569) < 1
+
+
+# -- the model -------------------------------------------------------------------------
+
+
+def test_table_from_a_dict_and_predict_sums_operators():
+    sp = parse_arch(TINY_SPACE)
+    table = synthetic_table(sp, constant_ms=0.5)
+    lm = LatencyModel(sp, 32, 10, table)
+    rng = random.Random(1)
+    for _ in range(10):
+        picks = random_picks(sp, rng)
+        arch = sp.with_picks(picks)
+        by_ops = sum(table.ms(op) for op in arch_ops(arch, 32, 10)) + 0.5
+        assert lm.predict(picks) == pytest.approx(by_ops, rel=1e-9)
+        assert lm.predict(arch) == pytest.approx(by_ops, rel=1e-9)
+    assert lm.min_ms == pytest.approx(lm.predict(lm.extreme_picks(True)))
+    assert lm.max_ms == pytest.approx(lm.predict(lm.extreme_picks(False)))
+    assert lm.min_ms < lm.max_ms
+    t = lm.layer_ms(1)
+    assert t.shape == (3, 2, 2) and torch.all(t[..., 1] == 0) and torch.all(t[..., 0] > 0)
+
+
+def _set_one_hot(net, picks):
+    for blk, p in zip(net.blocks, picks):
+        for c, v in ((blk.kernel_choice, p["kernel"]), (blk.expansion_choice, p["expansion"]), (blk.skip_choice, "skip" if p["skip"] else "block")):
+            if c is not None:
+                c.g = F.one_hot(torch.tensor(c.candidates.index(v)), len(c.candidates)).float()
+
+
+def test_expected_with_one_hot_g_equals_predict():
+    sp = parse_arch(TINY_SPACE)
+    lm = LatencyModel(sp, 32, 10, synthetic_table(sp, constant_ms=0.25))
+    net = build_supernet(sp, 10)
+    rng = random.Random(2)
+    for _ in range(10):
+        picks = random_picks(sp, rng)
+        _set_one_hot(net, picks)
+        e = lm.expected(net)
+        assert e.dim() == 0
+        assert float(e) == pytest.approx(lm.predict(picks), rel=1e-6)
+
+
+def test_expected_gradient_equals_finite_difference():
+    torch.manual_seed(0)
+    sp = parse_arch(TINY_SPACE)
+    lm = LatencyModel(sp, 32, 10, synthetic_table(sp))
+    net = build_supernet(sp, 10).double()
+    for c in net.choices():
+        with torch.no_grad():
+            c.alpha.normal_()
+    e = lm.expected(net)
+    e.backward()
+    eps = 1e-6
+    for a in net.arch_parameters():
+        assert a.grad is not None and a.grad.abs().sum() > 0
+        for j in range(a.numel()):
+            with torch.no_grad():
+                a[j] += eps
+                up = float(lm.expected(net))
+                a[j] -= 2 * eps
+                down = float(lm.expected(net))
+                a[j] += eps
+            assert float(a.grad[j]) == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+def test_expected_follows_gumbel_samples_and_checks_the_supernet():
+    sp = parse_arch(TINY_SPACE)
+    lm = LatencyModel(sp, 32, 10, synthetic_table(sp))
+    net = build_supernet(sp, 10)
+    for c in net.choices():
+        c.g = F.gumbel_softmax(c.alpha, tau=1.0)
+    e = lm.expected(net)
+    assert lm.min_ms <= float(e.detach()) <= lm.max_ms
+    other = build_supernet(parse_arch(TINY_SPACE.replace("ir_k3.5_e2", "ir_k3.5.7_e2")), 10)
+    with pytest.raises(EdnasError, match="candidates"):
+        LatencyModel(sp, 32, 10, synthetic_table(sp)).expected(other)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_missing_key_names_the_operator_and_the_fix():
+    sp = parse_arch(TINY_SPACE)
+    table = synthetic_table(sp)
+    victim = next(op for op in space_ops(sp, 32, 10) if op.type == "dw" and op.kernel == 7)
+    del table.entries[victim.key]
+    with pytest.raises(EdnasError) as e:
+        LatencyModel(sp, 32, 10, table)
+    msg = str(e.value)
+    assert victim.key in msg and "ednas lut build" in msg and "layer" in msg
+
+
+def test_other_format_version_and_other_input_size_are_clear_errors(tmp_path):
+    sp = parse_arch(TINY_SPACE)
+    path = tmp_path / "lut.json"
+    synthetic_table(sp).save(path)
+    assert len(load_table(path, input_size=32)) == len(space_ops(sp, 32, 10))
+    d = json.loads(path.read_text())
+    d["format_version"] = FORMAT_VERSION + 1
+    bad = tmp_path / "v2.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(EdnasError, match=r"format_version 2.*rebuild"):
+        load_table(bad)
+    with pytest.raises(EdnasError, match=r"built for input size 32, not 64.*ednas lut build"):
+        load_table(path, input_size=64)
+    with pytest.raises(EdnasError, match="input size 32, not 64"):
+        LatencyModel(sp, 64, 10, load_table(path))
+    with pytest.raises(EdnasError, match="does not exist"):
+        load_table(tmp_path / "nope.json")
+
+
+# -- targets ---------------------------------------------------------------------------------
+
+
+def test_tda2x_reproduces_table3_mobilenet_v1():
+    prof = load_profile("tda2x")
+    ms = sum(prof.op_ms(op)[0] for op in reference_ops("mobilenet_v1", dtype=prof.dtype))
+    assert ms == pytest.approx(75.0, rel=0.10)
+    assert prof.sources and prof.policy == "fallback"
+
+
+def test_masked_candidate_is_never_chosen():
+    sp = parse_arch(SPACE_K9)
+    table = build_table("tda4vm", sp, 64, 10)
+    assert table.policy == "mask"
+    lm = LatencyModel(sp, 64, 10, table)
+    for i, layer in enumerate(lm.layers):
+        assert lm.allowed(i) == [k != 9 for k in layer.spec.kernels]
+    # the 9x9 candidates are the most expensive ones, yet neither extreme picks them
+    for cheapest in (True, False):
+        assert all(p["skip"] or p["kernel"] != 9 for p in lm.extreme_picks(cheapest))
+    picks = [{"kernel": 9, "expansion": l.spec.expansions[0], "skip": False} for l in sp.layers()]
+    with pytest.raises(EdnasError, match="masked"):
+        lm.predict(picks)
+    assert lm.predict(picks, allow_masked=True) > lm.max_ms
+    # the fixed 11x11 stem cannot be masked: it is charged and flagged
+    flagged = unsupported_layers(sp.largest(), "tda4vm", 64, 10)
+    assert [f["layer"] for f in flagged] == ["stem", "layer 0 (stage 1 block 0)", "layer 1 (stage 2 block 0)", "layer 2 (stage 2 block 0)"]
+    assert unsupported_layers(sp.smallest_kernels(), "tda4vm", 64, 10)[0]["layer"] == "stem"
+
+
+def test_fallback_policy_charges_the_host_core_cost():
+    from ednas.latency.ops import block_ops
+
+    sp = parse_arch(SPACE_K9)
+    prof = load_profile("tda4vm")
+    table = build_table("tda4vm", sp, 64, 10, policy="fallback")
+    lm = LatencyModel(sp, 64, 10, table)
+    assert lm.policy == "fallback" and all(all(lm.allowed(i)) for i in range(len(lm)))
+    layer = lm.layers[0]
+    assert layer.spec.kernels[2] == 9
+    ops = block_ops(layer, 32, 9, 2, "i8")
+    dw9 = next(op for op in ops if op.type == "dw")
+    dw7 = dataclasses.replace(dw9, kernel=7)
+    assert not table.supported(dw9) and prof.support(dw7)[0]
+    assert table.ms(dw9) == pytest.approx(prof.fallback_ms(dw9), rel=1e-4)
+    assert table.ms(dw9) > 10 * prof.op_ms(dw7)[0]  # the host core plus the round trip costs far more
+    assert float(lm.layer_ms(0)[2, 0, 0]) == pytest.approx(sum(table.ms(op) for op in ops), rel=1e-5)
+    # so the cheapest network still avoids it, though nothing is masked
+    assert all(p["skip"] or p["kernel"] != 9 for p in lm.extreme_picks(True))
+
+
+def test_every_shipped_profile_loads_and_prices_the_presets():
+    from ednas.latency import profile_names
+
+    assert {"tda2x", "tda4vm", "roofline"} <= set(profile_names())
+    for name in profile_names():
+        t = build_table(name, preset("cifar"), 32, 10)
+        assert all(e["ms"] > 0 for e in t.entries.values())
+    with pytest.raises(EdnasError, match="not found"):
+        load_profile("tda3x")
+
+
+# -- measurement ---------------------------------------------------------------------------
+
+
+def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
+    sp = parse_arch(MICRO_SPACE)
+    out = tmp_path / "lut.json"
+    kw = dict(out=out, repeats=3, rounds=1, warmup=1, fit_archs=0)
+    t1 = build_table("host-ort", sp, 16, 4, **kw)
+    assert len(t1) == len(space_ops(sp, 16, 4)) and all(e["ms"] >= 0 for e in t1.entries.values())
+    d = json.loads(out.read_text())
+    gone = sorted(d["entries"])[:2]
+    for k in gone:  # as if interrupted before these two
+        del d["entries"][k]
+    out.write_text(json.dumps(d))
+    calls = []
+    real = board.measure_op
+    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key) or real(key, *a, **k))
+    t2 = build_table("host-ort", sp, 16, 4, **kw)
+    assert sorted(calls) == gone and len(t2) == len(t1)
+    assert d["measurement"]["threads"] == 1 and d["tools"]["onnxruntime"]
+    with pytest.raises(EdnasError, match="other settings"):
+        build_table("host-ort", sp, 16, 4, out=out, threads=2, repeats=3, rounds=1, fit_archs=0)
+
+
+def test_measure_latency_of_a_network():
+    ms = measure_latency(build_model(parse_arch(MICRO_SPACE).largest(), 4), 16, threads=1, repeats=5, rounds=1)
+    assert 0 < ms < 100
+
+
+def test_board_script_round_trip(tmp_path):
+    sp = parse_arch(MICRO_SPACE)
+    kit = write_script(tmp_path / "kit", sp, 16, 4, fit_archs=2, validate_archs=3)
+    script = tmp_path / "kit" / "measure_ops.py"
+    src = script.read_text()
+    assert "import ednas" not in src and "from ednas" not in src and "import torch" not in src and "import onnx\n" not in src
+    # the script runs where ednas is not importable (-I: isolated, cwd elsewhere)
+    run = [sys.executable, "-I", str(script), "--ops", kit["ops_file"], "--out", str(tmp_path / "board.json"), "--repeats", "3", "--rounds", "1", "--warmup", "1"]
+    r = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    board_table = load_table(tmp_path / "board.json", input_size=16)
+    assert set(board_table.entries) == {op.key for op in space_ops(sp, 16, 4)}
+    t = build_table(f"file:{tmp_path / 'board.json'}", sp, 16, 4, out=tmp_path / "lut.json")
+    assert t.target.startswith("file:") and len(t.meta["constant"]["residuals_ms"]) == 2
+    lm = LatencyModel(sp, 16, 4, load_table(tmp_path / "lut.json"))
+    assert lm.predict(sp.largest()) > 0
+    res = validate_table(load_table(tmp_path / "lut.json"))
+    assert res["n"] == 3 and "board" in res["measured_with"]
+    # a space the board did not measure: the error says how to extend it
+    bigger = parse_arch(MICRO_SPACE.replace("ir_k3.5_e2_c16", "ir_k3.5.7_e2_c16"))
+    with pytest.raises(EdnasError, match="lut script"):
+        build_table(f"file:{tmp_path / 'board.json'}", bigger, 16, 4)
+
+
+def test_sampling_is_seeded_distinct_and_spans_the_space():
+    sp = preset("cifar")
+    a, b = sample_picks(sp, 30, 0), sample_picks(sp, 30, 0)
+    assert a == b and len({json.dumps(p) for p in a}) == 30
+    fit = sample_picks(sp, 5, 1234)
+    val = sample_picks(sp, 30, 0, exclude=fit)
+    assert not {json.dumps(p) for p in fit} & {json.dumps(p) for p in val}
+    lm = LatencyModel(sp, 32, 10, synthetic_table(sp))
+    ms = sorted(lm.predict(p) for p in a)
+    span = (ms[-1] - ms[0]) / (lm.max_ms - lm.min_ms)
+    assert span > 0.7
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_cli_lut_commands(tmp_path, capsys):
+    from ednas.cli import main
+
+    out = tmp_path / "tda2x.json"
+    assert main(["lut", "build", "--target", "tda2x", "--space", "cifar", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["entries"] == len(load_table(out)) and res["min_ms"] < res["max_ms"]
+    assert main(["lut", "validate", "--lut", str(out), "--no-progress"]) == 2
+    assert "cannot be measured on this machine" in capsys.readouterr().err
+    assert main(["lut", "script", "--out", str(tmp_path / "kit"), "--space", "cifar", "--validate-archs", "2"]) == 0
+    assert (tmp_path / "kit" / "ops.json").is_file()
+    assert main(["lut", "build", "--target", "file:" + str(tmp_path / "none.json"), "--out", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_host_ort_table_predicts_end_to_end(tmp_path):
+    sp = preset("cifar")
+    t = build_table("host-ort", sp, 32, 10, out=tmp_path / "lut.json", repeats=50, rounds=3)
+    res = validate_table(t, n=30, rounds=3)
+    assert res["mape"] < 10 and res["spearman"] > 0.9
