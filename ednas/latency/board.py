@@ -140,8 +140,8 @@ def _tensor(name, arr):
 
 def _value_info(name, shape):
     # ValueInfoProto: name=1, type=2; TypeProto.tensor_type=1; Tensor: elem_type=1, shape=2; Dim: dim_value=1
-    dims = b"".join(_bytes(1, _int(1, d)) for d in shape) if shape is not None else b""
-    tensor = _int(1, 1) + (_bytes(2, dims) if shape is not None else b"")
+    dims = b"".join(_bytes(1, _int(1, d)) for d in shape)
+    tensor = _int(1, 1) + _bytes(2, dims)
     return _bytes(1, name) + _bytes(2, _bytes(1, tensor))
 
 

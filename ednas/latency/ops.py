@@ -22,6 +22,7 @@ add         residual add of the block input (fused into project)   none
 head        head 1 x 1 conv                                        ReLU
 pool        global average pool (K = 0: global)                    none
 fc          classifier (H = W = 1)                                 none
+conv        dense K x K conv (reference networks, e.g. MobileNetV1) ReLU
 ==========  ====================================================  ===========
 
 ``H x W`` is the operator's *input* size; the output size follows from the
