@@ -30,7 +30,7 @@ def _print_json(d: dict, keys=None) -> None:
 # resolved config and returns a dict that is printed as JSON (or None).  A
 # command whose module is not there (a partial install) is left out.
 COMMANDS: dict[str, tuple] = {
-    "run": ("one command: LUT, search, train, export, quantize, report", "ednas.pipeline:RunConfig", "ednas.pipeline:run"),
+    "run": ("one command: LUT, search, train, export, quantize, report", "ednas.pipeline:RunConfig", "ednas.pipeline:run_cli"),
     "train": ("train a fixed network (preset, arch string or arch file)", "ednas.train.trainer:TrainConfig", "ednas.train.trainer:train_cli"),
     "eval": ("evaluate a model file (.pt or .onnx) on a split", "ednas.train.evaluate:EvalConfig", "ednas.train.evaluate:run_eval"),
     "search": ("search an architecture under a latency budget (Alg. 1)", "ednas.search.algorithm:SearchConfig", "ednas.search.algorithm:search_cli"),

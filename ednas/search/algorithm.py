@@ -154,17 +154,39 @@ def resolve_budget(cfg, latency) -> tuple[float, float | None]:
 
 
 def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str | None = None, progress: bool = True):
-    """The :class:`~ednas.latency.LatencyModel` of a target name or table file (built and cached if needed)."""
+    """The :class:`~ednas.latency.LatencyModel` of a target name or table file.
+
+    A measured table (``host-ort``, ``host-torch``) is cached under ``cache``
+    (default ``~/.cache/ednas/lut``), keyed by target, space, input size and
+    classes, so a second search on the same space reuses it; a build that was
+    interrupted resumes from the cached file.
+    """
+    import hashlib
+
     from ednas.latency import LatencyModel, build_table, load_table
 
-    p = Path(target)
     if target.endswith(".json") and not target.startswith("file:"):
-        if not p.is_file():
+        if not Path(target).is_file():
             raise EdnasError(f"latency table '{target}' does not exist")
-        table = load_table(p)
+        table = load_table(target)
     else:
-        table = build_table(target, space, input_size, num_classes, cache_dir=cache, progress=progress)
+        out = None
+        if target in ("host-ort", "host-torch"):
+            root = Path(cache).expanduser() if cache else Path.home() / ".cache" / "ednas" / "lut"
+            key = hashlib.sha1(f"{target}|{space.format()}|{input_size}|{num_classes}".encode()).hexdigest()[:12]
+            out = root / f"{target}-{input_size}-{key}.json"
+        table = build_table(target, space, input_size, num_classes, out=out, progress=progress)
     return LatencyModel(space, input_size, num_classes, table)
+
+
+def table_threads(latency) -> int:
+    """The thread count a measured table was built with (1 if it does not say)."""
+    meta = getattr(getattr(latency, "table", None), "meta", {}) or {}
+    return int((meta.get("measurement") or {}).get("threads") or meta.get("threads") or getattr(latency, "threads", 1) or 1)
+
+
+def _is_host(latency) -> bool:
+    return getattr(getattr(latency, "table", None), "target", None) in ("host-ort", "host-torch")
 
 
 def _entropy(p: torch.Tensor) -> float:
@@ -173,7 +195,7 @@ def _entropy(p: torch.Tensor) -> float:
 
 
 class _Search:
-    def __init__(self, cfg: SearchConfig, data=None, latency=None):
+    def __init__(self, cfg: SearchConfig, data=None, latency=None, dist=None):
         self.cfg = cfg
         if cfg.paths < 1:
             raise EdnasError(f"--paths must be >= 1, got {cfg.paths}")
@@ -198,22 +220,33 @@ class _Search:
         self.budget_ms, self.budget_frac = resolve_budget(cfg, self.latency)
         self.loss = LatencyLoss(cfg.loss, cfg.lam, self.budget_ms, cfg.lam_lr)
 
+        # under torchrun each rank holds one path; otherwise this process holds all P
+        self.dist = dist
+        P = cfg.paths
+        if dist is not None and dist.world != P:
+            raise EdnasError(f"--paths {P} under torchrun with {dist.world} processes: start one process per path "
+                             f"(torchrun --nproc_per_node={P})")
+        self.local = [dist.rank] if dist is not None else list(range(P))
+        self.main = dist is None or dist.rank == 0
+
         torch.manual_seed(cfg.seed)
         base = build_supernet(self.space, self.data.num_classes, kind=cfg.supernet)
         self._apply_masks(base)
-        self.paths = [base] + [copy.deepcopy(base) for _ in range(cfg.paths - 1)]
+        self.paths = [base] + [copy.deepcopy(base) for _ in range(len(self.local) - 1)]
         self.paths = [p.to(memory_format=torch.channels_last) for p in self.paths]
         self.opt_w = [make_optimizer(p.weight_parameters(), cfg.lr, cfg.momentum, cfg.weight_decay) for p in self.paths]
         self.opt_a = [torch.optim.Adam(p.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999)) for p in self.paths]
-        self.feedback = FeedbackBlock(self.paths, cfg.merge, [[ow, oa] for ow, oa in zip(self.opt_w, self.opt_a)])
+        self.feedback = FeedbackBlock(self.paths, cfg.merge, [[ow, oa] for ow, oa in zip(self.opt_w, self.opt_a)],
+                                      group=dist.group if dist is not None else None)
 
         w_idx, a_idx = arch_split(self.data.labels("train"), cfg.weight_split, seed=cfg.seed)
-        P = cfg.paths
-        self.w_loaders = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, cfg.seed, cfg.workers, shard=(p, P)) for p in range(P)]
-        self.a_loaders = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, cfg.seed + 7, cfg.workers, shard=(p, P)) for p in range(P)]
+        w_all = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, cfg.seed, cfg.workers, shard=(p, P)) for p in range(P)]
+        a_all = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, cfg.seed + 7, cfg.workers, shard=(p, P)) for p in range(P)]
+        self.w_loaders = [w_all[p] for p in self.local]
+        self.a_loaders = [a_all[p] for p in self.local]
         self.val_loader = make_loader(self.data, "val", 256, False, workers=cfg.workers)
-        self.steps_per_epoch = min(len(l) for l in self.w_loaders)
-        if self.steps_per_epoch < 1 or min(len(l) for l in self.a_loaders) < 1:
+        self.steps_per_epoch = min(len(l) for l in w_all)  # the same on every rank
+        if self.steps_per_epoch < 1 or min(len(l) for l in a_all) < 1:
             raise EdnasError(f"the data set is too small for {P} path(s) with batch size {cfg.batch_size}: "
                              f"{len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -240,7 +273,7 @@ class _Search:
         cfg = self.cfg
         tau = tau_at(epoch, cfg.epochs, cfg.tau0, cfg.tau_min)
         search_alpha = epoch >= cfg.warmup_epochs
-        gens = [torch.Generator().manual_seed(self._gen_seed(epoch, p)) for p in range(len(self.paths))]
+        gens = [torch.Generator().manual_seed(self._gen_seed(epoch, p)) for p in self.local]
         torch.manual_seed(cfg.seed * 7919 + epoch)
         for l in self.w_loaders + self.a_loaders:
             l.set_epoch(epoch)
@@ -288,8 +321,11 @@ class _Search:
                     sums["lat"] += float(lat.detach()) / len(self.paths)
                     lat_now.append(self.latency.predict(net.picks()))
                 sums["na"] += 1
-                self.loss.update(sum(lat_now) / len(lat_now))
-            b = self.feedback(losses) if len(self.paths) > 1 else None
+                mean_lat = sum(lat_now) / len(lat_now)
+                if self.dist is not None:  # one lambda for all ranks
+                    mean_lat = self.dist.all_mean(mean_lat)
+                self.loss.update(mean_lat)
+            b = self.feedback(losses) if self.cfg.paths > 1 else None
             if writer is not None:
                 writer.add_scalar("search/ce_weight_step", sums["ce_w"] / sums["n"], step)
                 writer.add_scalar("search/lr", lr, step)
@@ -359,7 +395,7 @@ class _Search:
     def run(self, on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        ckpt = self.out / "checkpoint.pt"
+        ckpt = self.out / ("checkpoint.pt" if self.main else f"checkpoint.rank{self.dist.rank}.pt")
         start, history, wall_before = 0, [], 0.0
         if cfg.resume and ckpt.is_file():
             ck = load_checkpoint(ckpt)
@@ -369,20 +405,26 @@ class _Search:
             if diff:
                 raise EdnasError(f"--resume: '{ckpt}' was written with other settings ({', '.join(f'{k}: {old[k]!r} vs {new[k]!r}' for k in diff)})")
             start, history, wall_before = self.load(ck)
-        save_config(cfg, self.out)
-        writer = _writer(cfg, self.out)
+        if self.main:
+            save_config(cfg, self.out)
+        writer = _writer(cfg, self.out) if self.main else None
         t0 = time.time()
         for epoch in range(start, cfg.epochs):
-            bar = _progress(cfg.progress, self.steps_per_epoch, f"search {epoch + 1}/{cfg.epochs}")
+            bar = _progress(cfg.progress and self.main, self.steps_per_epoch, f"search {epoch + 1}/{cfg.epochs}")
             rec = self._epoch(epoch, writer, bar)
             if bar is not None:
                 bar.close()
-            rec = self._epoch_eval(epoch, rec, writer)
+            if self.main:
+                rec = self._epoch_eval(epoch, rec, writer)
             history.append(rec)
             save_checkpoint(ckpt, self.state(epoch + 1, history, wall_before + time.time() - t0))
+            if self.dist is not None:
+                self.dist.barrier()  # every rank's checkpoint of this epoch is on disk
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, rec)
         wall = wall_before + time.time() - t0
+        if not self.main:
+            return {}
         result = self._finish(history, wall)
         if writer is not None:
             writer.close()
@@ -401,11 +443,11 @@ class _Search:
         arch = self.space.with_picks(picks, branches=False)
         predicted = self.latency.predict(picks)
         measured = None
-        if cfg.measure and cfg.target in ("host-ort", "host-torch"):
+        if cfg.measure and _is_host(self.latency):
             from ednas.latency import measure_latency
 
             model = build_model(arch, self.data.num_classes)
-            measured = measure_latency(model, self.input_size, threads=int(getattr(self.latency, "threads", 1) or 1))
+            measured = measure_latency(model, self.input_size, threads=table_threads(self.latency))
         layer_recs = []
         for i, (l, p, p0) in enumerate(zip(layers, picks, picks0)):
             layer_recs.append({
@@ -500,14 +542,27 @@ def _git_commit() -> str | None:
 
 
 def search(cfg: SearchConfig, data=None, latency=None, on_epoch_end=None) -> dict:
-    """Run the search of ``cfg``; ``latency`` may be given (e.g. a synthetic table's model)."""
+    """Run the search of ``cfg``; ``latency`` may be given (e.g. a synthetic table's model).
+
+    Under ``torchrun`` each process runs one feedback path (see :mod:`ednas.dist`);
+    rank 0 writes the outputs and returns the result, the others return ``{}``.
+    """
+    from ednas.dist import init_from_env
+
     tune_malloc()
-    set_threads(cfg.threads)
-    return _Search(cfg, data=data, latency=latency).run(on_epoch_end)
+    dist = init_from_env()
+    set_threads(cfg.threads or (1 if dist is not None else 0))
+    try:
+        return _Search(cfg, data=data, latency=latency, dist=dist).run(on_epoch_end)
+    finally:
+        if dist is not None:
+            dist.close()
 
 
-def search_cli(cfg: SearchConfig) -> dict:
+def search_cli(cfg: SearchConfig) -> dict | None:
     """``ednas search``: the headline numbers (search.json has everything)."""
     r = search(cfg)
+    if not r:
+        return None  # a non-zero rank under torchrun
     keys = ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "val_top1_argmax")
     return {k: r[k] for k in keys}

@@ -157,13 +157,13 @@ class FeedbackBlock:
         states = self._opt_states(0)
         flat = [t for t in tensors] + [s for st in states for s in st]
         w = float(b[rank])
-        for t in flat:
-            if w == 0.0:
-                t.zero_()  # 0 * NaN would poison the sum
-            else:
-                t.mul_(w)
-        # one all-reduce over the flattened tensors (the "weighted all-reduce")
+        # one all-reduce over the flattened, beta-scaled tensors (the "weighted all-reduce"),
+        # in float64 as the single-process merge; a left-out path adds exact zeros (0 * NaN is NaN)
         buf = torch.cat([t.reshape(-1).to(torch.float64) for t in flat])
+        if w == 0.0:
+            buf.zero_()
+        else:
+            buf.mul_(w)
         dist.all_reduce(buf, group=self.group)
         off = 0
         for t in flat:
