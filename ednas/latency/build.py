@@ -69,7 +69,7 @@ def build_table(
     input_size: int,
     num_classes: int = 10,
     out=None,
-    dtype: str = "f32",
+    dtype: str | None = None,
     threads: int = 1,
     warmup: int = 10,
     repeats: int = 100,
@@ -89,13 +89,15 @@ def build_table(
         fit_archs, fit_seed: networks the per-network constant is fitted on
             (never the validation ones: validation uses another seed and
             excludes them).
+        dtype: operator dtype (default: f32 for host targets, the profile's
+            for analytic ones).
         policy: override the profile's ``mask``/``fallback`` policy.
 
     Raises:
         EdnasError: unknown target, a resume file measured with other
             settings, or a board file that lacks operators of the space.
     """
-    if dtype not in DTYPES:
+    if dtype is not None and dtype not in DTYPES:
         raise EdnasError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)}")
     if policy is not None and policy not in POLICIES:
         raise EdnasError(f"--policy '{policy}' is unknown; expected one of {', '.join(POLICIES)}")
@@ -103,11 +105,12 @@ def build_table(
     if target.startswith("file:"):
         table = _from_board_file(target, space, input_size, num_classes, policy)
     elif target in MEASURED_TARGETS:
-        if dtype != "f32":
+        if dtype not in (None, "f32"):
             raise EdnasError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
         table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress)
     else:
         prof = load_profile(_profile_ref(target))
+        prof.dtype = dtype or prof.dtype
         ops = space_ops(space, input_size, num_classes, prof.dtype)
         table = analytic_table(prof, ops, input_size, num_classes, space.format(), policy)
         table.target = target if target.startswith("roofline:") else prof.name

@@ -38,8 +38,8 @@ class LutBuildConfig:
     input: Optional[int] = None
     #: classifier outputs (the classifier's key holds it)
     num_classes: int = 10
-    #: operator dtype in the keys (measured host targets: f32)
-    dtype: str = "f32"
+    #: operator dtype in the keys: f32, f16, i16, i8 (default: f32 on the host, the profile's otherwise)
+    dtype: Optional[str] = None
     #: intra-op threads for measuring (keep it what you deploy with)
     threads: int = 1
     #: untimed runs before each timed batch
