@@ -1,0 +1,400 @@
+"""Baseline networks for the report's accuracy-vs-latency plot.
+
+MobileNetV2, MobileNetV3-Large, MnasNet-B1, FBNet-C, Single-Path NAS and
+MixNet-S, built from timm's own generators (``pretrained=False``: nothing
+downloads) and, for the three torchvision has, from torchvision
+(``tv-mobilenetv2``, ``tv-mobilenetv3``, ``tv-mnasnet``).  Each is trained
+with the derived network's recipe and number of epochs
+(:func:`ednas.train.trainer.fit`), scored on the same test split, counted
+(:mod:`ednas.report.macs`) and timed on the same target.
+
+**Adapting an ImageNet network to small inputs** (the issue leaves it open):
+
+* *Resolution.*  These networks downsample 32x (a stride-2 stem and four
+  stride-2 stages), which turns a 32x32 image into a 1x1 map after the fifth
+  stage.  :func:`adapt_strides` removes the earliest downsamplings (the stem's
+  first) until the last feature map is at least 4x4, i.e. the same
+  32 -> 4 schedule as the ednas ``cifar`` preset.  That is what the common
+  CIFAR ports of MobileNetV2 do (stem and the second stage at stride 1); at
+  224x224 nothing changes.  It is done on the built network by setting
+  ``stride = 1`` on every convolution at a removed downsampling (grouped by
+  the resolution it reads, so MixNet's split kernels move together); padding
+  is ``k // 2`` in all these networks, so shapes stay consistent, and blocks
+  that were strided keep no residual, as built.
+* *Width.*  At full width the re-strided networks cost 66-117 M MACs at
+  32x32, about 10x the ednas ``cifar`` space (7.5-10.7 M), and are too slow
+  to train within ``ednas run``'s budget on 2 cores.  :func:`default_width` scales the channels
+  with the input: ``0.35`` for inputs up to 64 (the smallest width timm
+  publishes for MobileNetV2), ``0.5`` up to 128, ``1.0`` above.  Heads keep
+  their published widths (timm's rule: ``max(1280, 1280 * w)``), so the
+  classifier input is as wide as at ImageNet scale.
+* *Latency.*  Host targets are measured here: ONNX Runtime (fp32, batch 1,
+  the table's threads; ORT folds BN into the convolutions) for
+  ``host-ort``, PyTorch eager for ``host-torch``.  For an analytic target
+  (``tda2x``, ``tda4vm``, ``roofline``) nothing is measured: the profile
+  prices each convolution and linear layer with its roofline
+  (:func:`ednas.report.profile.analytic_latency`), which leaves out
+  activations (hard-swish, SiLU), SE gates, adds and pooling, so these
+  figures are lower bounds and say so in ``latency_source``.  A board table
+  (``file:PATH``) cannot price networks outside its space: the host ORT
+  figure is recorded and the target latency is ``None``.
+
+Results are cached per network in ``OUT/<name>/result.json`` (training resumes
+from ``OUT/<name>/checkpoint.pt``), so an interrupted run picks up where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+from ednas.errors import EdnasError
+from ednas.io import atomic_write_json, read_json
+
+__all__ = [
+    "BASELINES",
+    "DEFAULT_BASELINES",
+    "Baseline",
+    "adapt_strides",
+    "build_baseline",
+    "default_width",
+    "load_baselines",
+    "run_baselines",
+]
+
+RESULT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline family: how to build it at a width multiplier."""
+
+    title: str
+    source: str  # "timm" or "torchvision"
+    build: Callable[[float, int], nn.Module]  # (width, num_classes) -> module
+    reference: str  # the published full-width model it scales
+
+
+def _timm_gen(module: str, gen: str, variant: str):
+    def build(width: float, num_classes: int) -> nn.Module:
+        import importlib
+
+        mod = importlib.import_module(f"timm.models.{module}")
+        fn = getattr(mod, gen, None)
+        if fn is None:  # private generators; guard against a timm that renamed them
+            raise EdnasError(f"this timm ({_timm_version()}) has no timm.models.{module}.{gen}; baseline '{variant}' cannot be width-scaled")
+        return fn(variant, channel_multiplier=width, pretrained=False, num_classes=num_classes)
+
+    return build
+
+
+def _timm_version() -> str:
+    import timm
+
+    return timm.__version__
+
+
+def _tv(name: str):
+    def build(width: float, num_classes: int) -> nn.Module:
+        import torchvision.models as tvm
+
+        if name == "mnasnet":
+            return tvm.MNASNet(alpha=width, num_classes=num_classes)
+        fn = {"mobilenet_v2": tvm.mobilenet_v2, "mobilenet_v3_large": tvm.mobilenet_v3_large}[name]
+        return fn(weights=None, width_mult=width, num_classes=num_classes)
+
+    return build
+
+
+BASELINES: dict[str, Baseline] = {
+    "mobilenetv2": Baseline("MobileNetV2", "timm", _timm_gen("efficientnet", "_gen_mobilenet_v2", "mobilenetv2_100"), "mobilenetv2_100"),
+    "mobilenetv3": Baseline("MobileNetV3-Large", "timm", _timm_gen("mobilenetv3", "_gen_mobilenet_v3", "mobilenetv3_large_100"), "mobilenetv3_large_100"),
+    "mnasnet": Baseline("MnasNet-B1", "timm", _timm_gen("efficientnet", "_gen_mnasnet_b1", "mnasnet_100"), "mnasnet_100"),
+    "fbnetc": Baseline("FBNet-C", "timm", _timm_gen("efficientnet", "_gen_fbnetc", "fbnetc_100"), "fbnetc_100"),
+    "spnasnet": Baseline("Single-Path NAS", "timm", _timm_gen("efficientnet", "_gen_spnasnet", "spnasnet_100"), "spnasnet_100"),
+    "mixnet": Baseline("MixNet-S", "timm", _timm_gen("efficientnet", "_gen_mixnet_s", "mixnet_s"), "mixnet_s"),
+    "tv-mobilenetv2": Baseline("MobileNetV2 (torchvision)", "torchvision", _tv("mobilenet_v2"), "mobilenet_v2"),
+    "tv-mobilenetv3": Baseline("MobileNetV3-Large (torchvision)", "torchvision", _tv("mobilenet_v3_large"), "mobilenet_v3_large"),
+    "tv-mnasnet": Baseline("MnasNet (torchvision)", "torchvision", _tv("mnasnet"), "mnasnet1_0"),
+}
+
+#: the set ``ednas run`` trains: the six networks the issue names, from timm
+DEFAULT_BASELINES: tuple[str, ...] = ("mobilenetv2", "mobilenetv3", "mnasnet", "fbnetc", "spnasnet", "mixnet")
+
+
+def default_width(input_size: int) -> float:
+    """The width multiplier for an input side (see the module docstring)."""
+    if input_size <= 64:
+        return 0.35
+    if input_size <= 128:
+        return 0.5
+    return 1.0
+
+
+def _parse_name(name: str) -> tuple[str, float | None]:
+    """``NAME`` or ``NAME@WIDTH`` -> (registry key, width or None)."""
+    key, _, w = str(name).partition("@")
+    if key not in BASELINES:
+        raise EdnasError(f"unknown baseline '{key}'; baselines: {', '.join(BASELINES)} (optionally NAME@WIDTH, e.g. mobilenetv2@0.5)")
+    if not w:
+        return key, None
+    try:
+        width = float(w)
+    except ValueError:
+        raise EdnasError(f"baseline '{name}': width '{w}' is not a number") from None
+    if not 0.05 <= width <= 4.0:
+        raise EdnasError(f"baseline '{name}': width {width} is outside 0.05..4")
+    return key, width
+
+
+# ---------------------------------------------------------------------------
+# resolution
+
+
+@torch.no_grad()
+def _downsamplings(model: nn.Module, input_size: int, in_channels: int = 3) -> list[tuple[int, list[nn.Conv2d]]]:
+    """Stride-2 convolutions grouped by the resolution they read, largest first."""
+    seen: dict[int, list[nn.Conv2d]] = {}
+
+    def hook(m, inputs, output):
+        if max(m.stride) > 1:
+            seen.setdefault(int(inputs[0].shape[-1]), []).append(m)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was = model.training
+    try:
+        model.eval()
+        model(torch.zeros(1, in_channels, input_size, input_size))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return sorted(seen.items(), key=lambda kv: -kv[0])
+
+
+def adapt_strides(model: nn.Module, input_size: int, min_final: int = 4, in_channels: int = 3) -> dict:
+    """Remove the earliest downsamplings until the last feature map is >= ``min_final``.
+
+    Args:
+        model: a built network (changed in place).
+        input_size: the image side it will see.
+        min_final: the smallest last feature map side to keep (4: the
+            ednas ``cifar`` preset's).
+
+    Returns:
+        ``{"removed": [resolutions whose downsampling was removed], "final": side}``.
+    """
+    groups = _downsamplings(model, input_size, in_channels)
+    final = input_size
+    for _ in groups:
+        final = (final + 1) // 2
+    removed = []
+    for size, convs in groups:
+        if final >= min_final:
+            break
+        for c in convs:
+            c.stride = (1, 1)
+        removed.append(size)
+        final *= 2
+    return {"removed": removed, "final": int(final), "downsamplings": len(groups) - len(removed)}
+
+
+def build_baseline(name: str, num_classes: int, input_size: int, width: float | None = None) -> tuple[nn.Module, dict]:
+    """Build a width-scaled, re-strided baseline.
+
+    Args:
+        name: a key of :data:`BASELINES`, optionally ``NAME@WIDTH``.
+        num_classes: classifier outputs.
+        input_size: image side (sets the default width and the strides).
+        width: width multiplier (overrides ``NAME@WIDTH`` and the default).
+
+    Returns:
+        ``(model, info)`` with the title, source, width and stride changes.
+    """
+    key, w = _parse_name(name)
+    b = BASELINES[key]
+    width = float(width or w or default_width(input_size))
+    model = b.build(width, num_classes)
+    strides = adapt_strides(model, input_size)
+    info = {
+        "name": name,
+        "key": key,
+        "title": b.title,
+        "source": b.source,
+        "reference": b.reference,
+        "width": width,
+        "input_size": int(input_size),
+        "strides_removed_at": strides["removed"],
+        "final_map": strides["final"],
+    }
+    return model, info
+
+
+# ---------------------------------------------------------------------------
+# training and measuring
+
+
+def _recipe(recipe, out: Path, epochs: int, seed: int, progress: bool):
+    from ednas.train.trainer import TrainConfig
+
+    if recipe is None:
+        base = TrainConfig(out=str(out))
+    elif isinstance(recipe, TrainConfig):
+        base = recipe
+    elif isinstance(recipe, dict):
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        base = TrainConfig(out=str(out), **{k: v for k, v in recipe.items() if k in known and k != "out"})
+    else:
+        raise TypeError(f"recipe must be a TrainConfig, a dict or None, got {type(recipe).__name__}")
+    # the baselines are plain networks: no ednas-only options (branches, inherit)
+    return dataclasses.replace(
+        base, out=str(out), epochs=int(epochs), seed=int(seed), progress=bool(progress), tensorboard=False,
+        branches=False, inherit=None, resume=True, arch="baseline",
+    )
+
+
+def _latency(model: nn.Module, input_size: int, target: str, threads: int) -> dict:
+    """Latency on ``target`` and, always, on the host with ONNX Runtime."""
+    from ednas.report.profile import analytic_latency, measure_onnx_ms, measure_torch_ms
+
+    host = measure_onnx_ms(model, input_size, threads)
+    out = {"latency_ms_host_ort": host, "threads": int(threads), "target": target}
+    if target == "host-ort":
+        out.update(latency_ms=host, latency_source=f"measured: ONNX Runtime fp32, {threads} thread(s), batch 1")
+    elif target == "host-torch":
+        out.update(latency_ms=measure_torch_ms(model, input_size, threads), latency_source=f"measured: PyTorch eager (channels_last, BN unfolded), {threads} thread(s), batch 1")
+    elif target.startswith("file:"):
+        out.update(latency_ms=None, latency_source="not available: a board table prices only the operators of its own space; measure this network on the board")
+    else:
+        a = analytic_latency(model, input_size, target)
+        out.update(
+            latency_ms=a["ms"],
+            latency_source=f"predicted: {target} profile, convolutions and linear layers only (activations, SE gates, adds, pooling not priced: a lower bound)",
+            unsupported=a["unsupported"],
+        )
+    return out
+
+
+def run_baselines(
+    data,
+    out_dir,
+    names: Sequence[str] = DEFAULT_BASELINES,
+    epochs: int = 10,
+    threads: int = 1,
+    target: str = "host-ort",
+    progress: bool | Callable[[str, dict], None] = True,
+    recipe=None,
+    seed: int = 0,
+    width: float | None = None,
+) -> list[dict]:
+    """Train, count and time baseline networks; one cached ``result.json`` each.
+
+    Args:
+        data: a :class:`~ednas.data.DataSet` or a data spec (``digits``, ...).
+        out_dir: where ``<name>/result.json`` (and the training files) go.
+        names: keys of :data:`BASELINES`, optionally ``NAME@WIDTH``.
+        epochs: training epochs (use the derived network's).
+        threads: ONNX Runtime intra-op threads for latency (use the table's).
+        target: the run's target (``host-ort``, ``host-torch``, a profile
+            name, ``roofline:PATH`` or ``file:PATH``); see the module docstring.
+        progress: show the trainer's progress bars; or a callable
+            ``(name, result)`` called after each network (bars off).
+        recipe: the derived network's :class:`~ednas.train.trainer.TrainConfig`
+            (or a dict of its fields) so that the recipe is the same; ``out``,
+            ``epochs``, ``seed`` and ednas-only options are replaced.
+        seed: training seed.
+        width: one width multiplier for all (default: per input size).
+
+    Returns:
+        One dict per network, in ``names`` order (see ``result.json``).
+    """
+    from ednas.data import DataSet, load_data
+    from ednas.report.macs import count_macs
+    from ednas.train.trainer import fit
+
+    names = list(names)
+    for n in names:
+        _parse_name(n)  # fail on a typo before any training
+    if epochs < 1:
+        raise EdnasError(f"baselines: epochs must be >= 1, got {epochs}")
+    out_dir = Path(out_dir)
+    loaded: DataSet | None = data if isinstance(data, DataSet) else None
+    spec = data.spec if isinstance(data, DataSet) else str(data)
+    callback = progress if callable(progress) else None
+    bars = bool(progress) and callback is None
+    results = []
+    for name in names:
+        path = out_dir / _folder(name) / "result.json"
+        cached = _cached(path, spec, epochs, target)
+        if cached is not None:
+            results.append(cached)
+            if callback:
+                callback(name, cached)
+            continue
+        if loaded is None:
+            loaded = load_data(spec, seed=seed)
+        t0 = time.time()
+        torch.manual_seed(seed)
+        model, info = build_baseline(name, loaded.num_classes, loaded.input_size, width)
+        cfg = _recipe(recipe, path.parent, epochs, seed, bars)
+        metrics = fit(model, loaded, cfg, save=False)
+        model = model.eval().to(memory_format=torch.contiguous_format)
+        macs, _ = count_macs(model, loaded.input_size)
+        res = {
+            "format": RESULT_FORMAT,
+            **info,
+            "data": loaded.spec,
+            "epochs": int(epochs),
+            "top1": metrics["top1"],
+            "top5": metrics["top5"],
+            "n_test": metrics["n_test"],
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "macs": int(macs),
+            **_latency(model, loaded.input_size, target, threads),
+            "train_wall_s": metrics["wall_s"],
+            "wall_s": time.time() - t0,
+            "recipe": {k: getattr(cfg, k) for k in ("batch_size", "lr", "warmup_epochs", "momentum", "weight_decay", "label_smoothing", "quant_friendly", "seed")},
+        }
+        atomic_write_json(path, res)
+        ck = path.parent / "checkpoint.pt"
+        if ck.is_file():  # the result is what is kept; the checkpoint only served a resume
+            ck.unlink()
+        results.append(res)
+        if callback:
+            callback(name, res)
+    return results
+
+
+def _folder(name: str) -> str:
+    return name.replace("@", "_w")
+
+
+def _cached(path: Path, spec: str, epochs: int, target: str) -> dict | None:
+    """A finished result for the same data, epochs and target, else None."""
+    if not path.is_file():
+        return None
+    try:
+        r = read_json(path)
+    except (OSError, ValueError):
+        return None  # a damaged file is redone, not trusted
+    if r.get("format") != RESULT_FORMAT or r.get("data") != spec or r.get("epochs") != epochs or r.get("target") != target:
+        return None
+    return r
+
+
+def load_baselines(out_dir) -> list[dict]:
+    """Every ``<name>/result.json`` under ``out_dir`` (for the report), sorted by latency."""
+    out = []
+    for p in sorted(Path(out_dir).glob("*/result.json")):
+        try:
+            out.append(read_json(p))
+        except (OSError, ValueError):
+            continue
+    return out
