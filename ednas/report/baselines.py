@@ -293,6 +293,9 @@ def run_baselines(
     recipe=None,
     seed: int = 0,
     width: float | None = None,
+    batch_size: int | None = None,
+    input_size: int | None = None,
+    train_threads: int | None = None,
 ) -> list[dict]:
     """Train, count and time baseline networks; one cached ``result.json`` each.
 
@@ -311,10 +314,15 @@ def run_baselines(
             ``epochs``, ``seed`` and ednas-only options are replaced.
         seed: training seed.
         width: one width multiplier for all (default: per input size).
+        batch_size: training batch size (overrides the recipe's).
+        input_size: input side for folder data (in-memory sets have their own).
+        train_threads: intra-op threads for training (0: all cores; None:
+            leave the process's setting).
 
     Returns:
         One dict per network, in ``names`` order (see ``result.json``).
     """
+    from ednas._perf import set_threads
     from ednas.data import DataSet, load_data
     from ednas.report.macs import count_macs
     from ednas.train.trainer import fit
@@ -332,18 +340,22 @@ def run_baselines(
     results = []
     for name in names:
         path = out_dir / _folder(name) / "result.json"
-        cached = _cached(path, spec, epochs, target)
+        cached = _cached(path, spec, epochs, target, batch_size, width)
         if cached is not None:
             results.append(cached)
             if callback:
                 callback(name, cached)
             continue
         if loaded is None:
-            loaded = load_data(spec, seed=seed)
+            loaded = load_data(spec, seed=seed, input_size=input_size)
+        if train_threads is not None:
+            set_threads(train_threads)
         t0 = time.time()
         torch.manual_seed(seed)
         model, info = build_baseline(name, loaded.num_classes, loaded.input_size, width)
         cfg = _recipe(recipe, path.parent, epochs, seed, bars)
+        if batch_size:
+            cfg = dataclasses.replace(cfg, batch_size=int(batch_size))
         metrics = fit(model, loaded, cfg, save=False)
         model = model.eval().to(memory_format=torch.contiguous_format)
         macs, _ = count_macs(model, loaded.input_size)
@@ -376,8 +388,8 @@ def _folder(name: str) -> str:
     return name.replace("@", "_w")
 
 
-def _cached(path: Path, spec: str, epochs: int, target: str) -> dict | None:
-    """A finished result for the same data, epochs and target, else None."""
+def _cached(path: Path, spec: str, epochs: int, target: str, batch_size: int | None = None, width: float | None = None) -> dict | None:
+    """A finished result for the same data, epochs, target (and batch size, width if given), else None."""
     if not path.is_file():
         return None
     try:
@@ -385,6 +397,10 @@ def _cached(path: Path, spec: str, epochs: int, target: str) -> dict | None:
     except (OSError, ValueError):
         return None  # a damaged file is redone, not trusted
     if r.get("format") != RESULT_FORMAT or r.get("data") != spec or r.get("epochs") != epochs or r.get("target") != target:
+        return None
+    if batch_size and (r.get("recipe") or {}).get("batch_size") != batch_size:
+        return None
+    if width and r.get("width") != float(width):
         return None
     return r
 

@@ -1,0 +1,311 @@
+"""The report's figures, each drawn from plain data and returned as PNG bytes.
+
+One function per figure; none reads files (``report.py`` does) and none
+knows about HTML.  Everything uses matplotlib's Agg backend, so no display is
+needed.  The figures:
+
+* :func:`network_diagram`: the derived network, one box per layer; box width
+  and colour by kernel size, skipped layers dashed, layers the budget fit
+  changed outlined in red, and (when the latency table is there) each layer's
+  predicted latency as a bar underneath;
+* :func:`alpha_heatmap`: the probability of every candidate of every choice
+  per search epoch (alpha over time);
+* :func:`search_curves`: CE, E[LAT] with the budget, lambda, tau and the
+  argmax network's validation top-1 per epoch;
+* :func:`accuracy_latency`: top-1 against latency, derived network beside
+  the baselines, with the budget line;
+* :func:`lut_scatter`: the table's predictions against end-to-end measurements;
+* :func:`quant_bars`: fp32 against int8 top-1 and latency;
+* :func:`training_curves`: the derived network's training loss and
+  validation top-1.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+__all__ = [
+    "KERNEL_COLOURS",
+    "accuracy_latency",
+    "alpha_heatmap",
+    "lut_scatter",
+    "network_diagram",
+    "quant_bars",
+    "search_curves",
+    "training_curves",
+]
+
+#: one colour per depthwise kernel size, shared by the diagram and its legend
+KERNEL_COLOURS = {1: "#d9d9d9", 3: "#9ecae1", 5: "#4292c6", 7: "#08519c", 9: "#08306b", 11: "#7f2704", 13: "#a63603", 15: "#d94801", 17: "#f16913"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------
+
+
+def network_diagram(stem_kernel: int, layers: Sequence[dict], head: str = "head", layer_ms: Sequence[float | None] | None = None, fixed_ms: dict | None = None) -> bytes:
+    """The derived network drawn as a row of boxes.
+
+    Args:
+        stem_kernel: the stem's depthwise kernel.
+        layers: one dict per searchable layer (``arch.yaml``'s ``layers``):
+            ``kernel``, ``expansion``, ``skip``, ``stride``, ``cout``,
+            ``changed_by_fit`` (and ``fit_from`` for the annotation).
+        head: the head's label.
+        layer_ms: predicted ms per layer (``None`` where unknown), drawn as bars.
+        fixed_ms: ``{"stem": ms, "head": ms}`` for the bars of the fixed parts.
+    """
+    plt = _plt()
+    from matplotlib.patches import Patch, Rectangle
+
+    n = len(layers) + 2
+    has_ms = layer_ms is not None and any(_finite(v) for v in layer_ms)
+    fig, axes = plt.subplots(2 if has_ms else 1, 1, figsize=(max(8.0, 0.75 * n + 1.5), 4.6 if has_ms else 3.0), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]} if has_ms else None)
+    ax = axes[0][0]
+    kmax = max([stem_kernel] + [int(l.get("kernel") or 3) for l in layers])
+    labels = []
+
+    def box(x, k, text, skip=False, changed=False, colour=None):
+        w = 0.3 + 0.6 * (k / kmax)  # width grows with the kernel
+        h = w
+        face = "white" if skip else (colour or KERNEL_COLOURS.get(k, "#6baed6"))
+        ax.add_patch(Rectangle((x - w / 2, 0.5 - h / 2), w, h, facecolor=face, edgecolor="red" if changed else ("0.5" if skip else "black"),
+                               linewidth=2.2 if changed else 1.0, linestyle="--" if skip else "-"))
+        ax.text(x, 0.5, text, ha="center", va="center", fontsize=7, color="black" if skip or k <= 3 else "white")
+
+    box(0, stem_kernel, f"stem\n{stem_kernel}x{stem_kernel}")
+    labels.append("stem")
+    for i, l in enumerate(layers, start=1):
+        k = int(l.get("kernel") or 3)
+        skip = bool(l.get("skip"))
+        changed = bool(l.get("changed_by_fit"))
+        text = "skip" if skip else f"{k}x{k}\ne{l.get('expansion', '')}"
+        box(i, k, text, skip, changed)
+        sub = f"L{l.get('index', i - 1)}"
+        if l.get("stride", 1) != 1:
+            sub += f" s{l['stride']}"
+        ax.text(i, -0.02, f"{sub}\nc{l.get('cout', '')}", ha="center", va="top", fontsize=6.5)
+        if changed and l.get("fit_from") is not None:
+            ax.text(i, 1.03, f"fit {l['fit_from']}", ha="center", va="bottom", fontsize=6.5, color="red")
+        labels.append(sub)
+    ax.add_patch(Rectangle((n - 1 - 0.35, 0.15), 0.7, 0.7, facecolor="0.85", edgecolor="black"))
+    ax.text(n - 1, 0.5, head, ha="center", va="center", fontsize=7)
+    labels.append("head")
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylim(-0.35, 1.2)
+    ax.axis("off")
+    ks = sorted({int(l.get("kernel") or 3) for l in layers if not l.get("skip")} | {stem_kernel})
+    handles = [Patch(facecolor=KERNEL_COLOURS.get(k, "#6baed6"), edgecolor="black", label=f"{k}x{k}") for k in ks]
+    handles.append(Patch(facecolor="white", edgecolor="0.5", linestyle="--", label="skipped"))
+    handles.append(Patch(facecolor="white", edgecolor="red", linewidth=2, label="changed by the budget fit"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(handles), fontsize=7, frameon=False)
+    ax.set_title("Chosen kernel per layer (box size and colour: kernel)", fontsize=10)
+    if has_ms:
+        bx = axes[1][0]
+        vals = [(fixed_ms or {}).get("stem")] + list(layer_ms) + [(fixed_ms or {}).get("head")]
+        xs = list(range(n))
+        bx.bar(xs, [v if _finite(v) else 0 for v in vals], color="tab:orange", width=0.6)
+        bx.set_xticks(xs)
+        bx.set_xticklabels(labels, fontsize=6.5, rotation=0)
+        bx.set_xlim(-0.7, n - 0.3)
+        bx.set_ylabel("predicted ms", fontsize=8)
+        bx.tick_params(axis="y", labelsize=7)
+        bx.set_title("Predicted latency per layer (latency table, eq. 11)", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def alpha_heatmap(names: Sequence[str], candidates: dict, epochs: Sequence[dict]) -> bytes:
+    """Probability of every candidate of every choice (rows) per epoch (columns).
+
+    Args:
+        names: the choices in order (``L3.kernel``, ...).
+        candidates: choice name -> candidate labels.
+        epochs: per epoch, choice name -> probabilities.
+    """
+    plt = _plt()
+    import numpy as np
+
+    rows, labels, bounds = [], [], []
+    for name in names:
+        cands = candidates.get(name) or [str(i) for i in range(len(epochs[0].get(name, [])))]
+        for ci, c in enumerate(cands):
+            rows.append([float(e.get(name, [math.nan] * len(cands))[ci]) for e in epochs])
+            labels.append(f"{name} = {c}")
+        bounds.append(len(rows))
+    data = np.array(rows) if rows else np.zeros((1, max(len(epochs), 1)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * data.shape[1] + 4), max(3.0, 0.17 * data.shape[0] + 1.2)))
+    im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=6)
+    step = max(1, data.shape[1] // 15)
+    ax.set_xticks(range(0, data.shape[1], step))
+    ax.set_xticklabels([str(i + 1) for i in range(0, data.shape[1], step)], fontsize=7)
+    ax.set_xlabel("search epoch", fontsize=8)
+    for b in bounds[:-1]:
+        ax.axhline(b - 0.5, color="white", lw=0.8)
+    cb = fig.colorbar(im, ax=ax, fraction=0.04)
+    cb.set_label("probability softmax(alpha)", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    ax.set_title("Architecture probabilities over the search", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def search_curves(history: Sequence[dict], budget_ms: float | None = None) -> bytes:
+    """CE, E[LAT], lambda, tau and validation top-1 per search epoch."""
+    plt = _plt()
+
+    ep = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+
+    def series(key):
+        return [h.get(key) if _finite(h.get(key)) else math.nan for h in history]
+
+    fig, axes = plt.subplots(1, 5, figsize=(15, 3.0))
+    ax = axes[0]
+    ax.plot(ep, series("ce_weight"), marker="o", ms=3, label="CE, weight split")
+    ax.plot(ep, series("ce_arch"), marker="s", ms=3, label="CE, arch split")
+    ax.set_title("cross-entropy", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(ep, series("E_lat_ms"), marker="o", ms=3, label="E[LAT] (softmax)")
+    ax.plot(ep, series("argmax_lat_ms"), marker="s", ms=3, label="argmax network")
+    if _finite(budget_ms):
+        ax.axhline(budget_ms, color="red", ls="--", lw=1, label="budget")
+    ax.set_title("latency (ms)", fontsize=9)
+    ax.legend(fontsize=7)
+    axes[2].plot(ep, series("lam"), marker="o", ms=3, color="tab:purple")
+    axes[2].set_title("lambda", fontsize=9)
+    axes[3].plot(ep, series("tau"), marker="o", ms=3, color="tab:green")
+    axes[3].set_title("tau (Gumbel temperature)", fontsize=9)
+    axes[4].plot(ep, series("val_top1"), marker="o", ms=3, color="tab:brown")
+    axes[4].set_title("val top-1 of the argmax net (%)", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    for a in axes:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlabel("epoch", fontsize=8)
+        a.tick_params(labelsize=7)
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)") -> bytes:
+    """Top-1 against latency.
+
+    Args:
+        points: ``{"label", "latency_ms", "top1", "kind"}`` with kind
+            ``derived``, ``int8`` or ``baseline``; points without both
+            numbers are left out.
+        budget_ms: drawn as a vertical line.
+    """
+    plt = _plt()
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    style = {"derived": dict(marker="*", s=220, color="red", zorder=5), "int8": dict(marker="*", s=150, facecolor="white", edgecolor="red", zorder=5),
+             "baseline": dict(marker="o", s=50, color="tab:blue", zorder=4)}
+    for p in points:
+        if not (_finite(p.get("latency_ms")) and _finite(p.get("top1"))):
+            continue
+        ax.scatter([p["latency_ms"]], [p["top1"]], **style.get(p.get("kind", "baseline"), style["baseline"]))
+        ax.annotate(p["label"], (p["latency_ms"], p["top1"]), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    if _finite(budget_ms):
+        ax.axvline(budget_ms, color="red", ls="--", lw=1)
+        ax.text(budget_ms, ax.get_ylim()[0], " budget", color="red", fontsize=7, va="bottom")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("test top-1 (%)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.set_title("Accuracy against latency", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def lut_scatter(pairs: Sequence[dict], mape: float | None, spearman: float | None, derived: tuple[float, float] | None = None) -> bytes:
+    """Predicted (table) against measured (end to end) ms; ``derived`` = (measured, predicted)."""
+    plt = _plt()
+
+    pred = [p["predicted_ms"] for p in pairs if _finite(p.get("predicted_ms")) and _finite(p.get("measured_ms"))]
+    meas = [p["measured_ms"] for p in pairs if _finite(p.get("predicted_ms")) and _finite(p.get("measured_ms"))]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    allv = pred + meas + (list(derived) if derived and all(_finite(v) for v in derived) else [])
+    lo, hi = (min(allv), max(allv)) if allv else (0.0, 1.0)
+    pad = (hi - lo) * 0.05 or max(hi, 1e-3) * 0.05
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, label="y = x")
+    ax.scatter(meas, pred, s=16, color="tab:blue", label=f"{len(pred)} sampled networks")
+    if derived and all(_finite(v) for v in derived):
+        ax.scatter([derived[0]], [derived[1]], marker="*", s=180, color="red", label="derived network", zorder=5)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("measured end to end (ms)", fontsize=9)
+    ax.set_ylabel("predicted by the table (ms)", fontsize=9)
+    t = "Latency table: predicted vs measured"
+    if _finite(mape) and _finite(spearman):
+        t += f"\nMAPE {mape:.3g} %, Spearman {spearman:.3g}"
+    ax.set_title(t, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def quant_bars(top1: tuple[float | None, float | None], latency: tuple[float | None, float | None], quant_label: str = "int8") -> bytes:
+    """Two panels: test top-1 and latency, fp32 beside the quantized model."""
+    plt = _plt()
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    for ax, vals, title in ((axes[0], top1, "test top-1 (%)"), (axes[1], latency, "latency (ms)")):
+        xs = ["fp32", quant_label]
+        ys = [v if _finite(v) else 0.0 for v in vals]
+        bars = ax.bar(xs, ys, color=["tab:blue", "tab:orange"], width=0.55)
+        for b, v in zip(bars, vals):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{v:.4g}" if _finite(v) else "n/a", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.margins(y=0.15)
+    fig.suptitle("ONNX Runtime: fp32 against the quantized model", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def training_curves(history: Sequence[dict]) -> bytes:
+    """Training loss and validation top-1 per epoch of the derived network."""
+    plt = _plt()
+
+    ep = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(ep, [h.get("train_loss", math.nan) for h in history], marker="o", ms=3, color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel("train loss", fontsize=8, color="tab:blue")
+    bx = ax.twinx()
+    bx.plot(ep, [h.get("val_top1", math.nan) for h in history], marker="s", ms=3, color="tab:red", label="val top-1")
+    bx.set_ylabel("val top-1 (%)", fontsize=8, color="tab:red")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Training the derived network", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,637 @@
+"""The run's report: ``report.html`` (one self-contained file) and ``report.md``.
+
+:func:`write_report` reads what the stages of ``ednas run`` left in the run
+directory and explains the result (PEERS.md §3 item 8: why this network was
+chosen, and how it compares):
+
+==========================  ==================================================
+file (under the run dir)    used for
+==========================  ==================================================
+``lut/lut.json``            table metadata; predicted latency per layer
+``lut/validation.json``     predicted vs measured scatter, MAPE, Spearman
+                            (``lut/lut_validation.json`` is read as well)
+``search/search.json``      CE / E[LAT] / lambda / tau curves, budget, fit
+``search/arch.yaml``        the network diagram, per-layer kernel table
+``search/alpha_history.json``  alpha over time (heatmap)
+``train/metrics.json``      training curves, test top-1
+``export/export.json``      fp32 vs quantized top-1 and latency
+``baselines/*/result.json`` accuracy vs latency beside baseline networks
+``config.yaml``, ``*/config.yaml``  the resolved settings
+==========================  ==================================================
+
+Every piece is optional: a missing or unreadable file turns its section into
+"not run" (with the file named), never an exception.  Every number of the
+``summary`` dict appears in both files, formatted by :func:`fmt`, the one
+number format of the report (the tests use it too).  The HTML embeds every
+figure as a base64 PNG; the Markdown links the same PNGs, written to
+``report_files/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import os
+import platform
+import string
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ednas.io import atomic_write_text
+
+__all__ = ["fmt", "flatten", "write_report", "Section"]
+
+
+# ---------------------------------------------------------------------------
+# numbers
+
+
+def fmt(v: Any) -> str:
+    """The report's one format for a value.
+
+    Integers get thousands separators (``1,234,567``); floats 4 significant
+    digits (``98.33``, ``0.1609``), no separators below 1000 and none of
+    the fraction above (``1,235``), scientific below 0.001 (``1.23e-06``);
+    ``None`` is ``n/a``; booleans ``yes``/``no``; anything else ``str``.
+    """
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v == 0:
+            return "0"
+        a = abs(v)
+        if a >= 1000:
+            return f"{v:,.0f}"
+        if a >= 1e-3:
+            return f"{v:.4g}"
+        return f"{v:.2e}"
+    return str(v)
+
+
+def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted.key, leaf)`` for every leaf of nested dicts/lists (lists indexed)."""
+    out: list[tuple[str, Any]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, (list, tuple)):
+        if all(not isinstance(x, (dict, list, tuple)) for x in d) and len(d) <= 8:
+            out.append((prefix, ", ".join(fmt(x) for x in d)))
+        else:
+            for i, v in enumerate(d):
+                out += flatten(v, f"{prefix}[{i}]")
+    else:
+        out.append((prefix, d))
+    return out
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------------------
+# the document model: sections of blocks, rendered twice
+
+
+@dataclass
+class Section:
+    """One part of the report; ``ran`` False renders as "not run"."""
+
+    key: str
+    title: str
+    blocks: list = field(default_factory=list)
+    ran: bool = True
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, headers: list[str], rows: list[list[Any]]) -> None:
+        self.blocks.append(("table", headers, rows))
+
+    def figure(self, name: str, png: bytes, caption: str) -> None:
+        self.blocks.append(("figure", name, png, caption))
+
+    def pre(self, text: str, summary: str | None = None) -> None:
+        self.blocks.append(("pre", text, summary))
+
+    def not_run(self, why: str) -> "Section":
+        self.ran = False
+        self.blocks.append(("notrun", why))
+        return self
+
+    @property
+    def figures(self) -> list[tuple[str, bytes, str]]:
+        return [(b[1], b[2], b[3]) for b in self.blocks if b[0] == "figure"]
+
+
+def _cell_html(v: Any) -> str:
+    if _is_num(v):
+        return f'<td class="num">{html.escape(fmt(v))}</td>'
+    return f"<td>{html.escape(fmt(v))}</td>"
+
+
+def _html(sections: list[Section], title: str, subtitle: str) -> str:
+    parts = []
+    for s in sections:
+        cls = ' class="notrun"' if not s.ran else ""
+        out = [f'<section id="{s.key}"{cls}>', f"<h2>{html.escape(s.title)}</h2>"]
+        for b in s.blocks:
+            kind = b[0]
+            if kind == "p":
+                out.append(f"<p>{html.escape(b[1])}</p>")
+            elif kind == "notrun":
+                out.append(f'<p class="notrun">Not run: {html.escape(b[1])}</p>')
+            elif kind == "table":
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
+                rows = "".join("<tr>" + "".join(_cell_html(c) for c in row) + "</tr>" for row in b[2])
+                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "figure":
+                data = base64.b64encode(b[2]).decode("ascii")
+                cap = html.escape(b[3])
+                out.append(f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>')
+            elif kind == "pre":
+                pre = f"<pre>{html.escape(b[1])}</pre>"
+                out.append(f"<details><summary>{html.escape(b[2])}</summary>{pre}</details>" if b[2] else pre)
+        out.append("</section>")
+        parts.append("\n".join(out))
+    nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections)
+    tpl = string.Template((Path(__file__).parent / "template.html").read_text())
+    return tpl.substitute(title=html.escape(title), subtitle=html.escape(subtitle), nav=nav, body="\n".join(parts))
+
+
+def _md_cell(v: Any) -> str:
+    return fmt(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(sections: list[Section], title: str, subtitle: str, files_dir: str) -> str:
+    out = [f"# {title}", "", subtitle, ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for b in s.blocks:
+            kind = b[0]
+            if kind == "p":
+                out += [b[1], ""]
+            elif kind == "notrun":
+                out += [f"*Not run: {b[1]}*", ""]
+            elif kind == "table":
+                out.append("| " + " | ".join(b[1]) + " |")
+                out.append("|" + "|".join("---:" if b[2] and _is_num(b[2][0][i]) else "---" for i in range(len(b[1]))) + "|")
+                out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b[2]]
+                out.append("")
+            elif kind == "figure":
+                out += [f"![{b[3]}]({files_dir}/{b[1]}.png)", "", f"*{b[3]}*", ""]
+            elif kind == "pre":
+                if b[2]:
+                    out += [f"**{b[2]}**", ""]
+                out += ["```", b[1].rstrip("\n"), "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------
+# reading the run directory (every reader returns None when the piece is absent)
+
+
+class _Run:
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir
+        self.problems: dict[str, str] = {}
+
+    def json(self, rel: str):
+        import json
+
+        p = self.dir / rel
+        if not p.is_file():
+            self.problems[rel] = "missing"
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            self.problems[rel] = f"unreadable ({type(e).__name__}: {str(e)[:120]})"
+            return None
+
+    def yaml(self, rel: str):
+        import yaml
+
+        p = self.dir / rel
+        if not p.is_file():
+            self.problems[rel] = "missing"
+            return None
+        try:
+            return yaml.safe_load(p.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            self.problems[rel] = f"unreadable ({type(e).__name__})"
+            return None
+
+    def text(self, rel: str) -> str | None:
+        p = self.dir / rel
+        try:
+            return p.read_text() if p.is_file() else None
+        except OSError:
+            return None
+
+    def why(self, rel: str) -> str:
+        return f"{rel} is {self.problems.get(rel, 'missing')}"
+
+
+# ---------------------------------------------------------------------------
+# sections
+
+
+def _summary(run: _Run, summary: dict) -> Section:
+    s = Section("summary", "Summary")
+    top1, lat, budget = summary.get("top1"), summary.get("latency_ms_measured"), summary.get("budget_ms")
+    line = f"Derived network on {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}: test top-1 {fmt(top1)} %"
+    if summary.get("top1_int8") is not None:
+        line += f" ({fmt(summary.get('top1_int8'))} % quantized)"
+    line += f", latency {fmt(lat)} ms measured, {fmt(summary.get('latency_ms_predicted'))} ms predicted, budget {fmt(budget)} ms"
+    if _is_num(lat) and _is_num(budget) and budget > 0:
+        line += f" ({fmt(100.0 * lat / budget)} % of it)"
+    s.p(line + f"; {fmt(summary.get('params'))} parameters, {fmt(summary.get('macs'))} MACs; whole run {fmt(summary.get('wall_s'))} s.")
+    s.table(["summary.json key", "value"], [[k, v] for k, v in flatten(summary)])
+    return s
+
+
+def _layer_ms(run: _Run, doc: dict) -> tuple[list | None, dict | None, str]:
+    """Predicted ms per layer of the derived network from ``lut/lut.json`` (None if unavailable)."""
+    if not (run.dir / "lut" / "lut.json").is_file():
+        return None, None, "lut/lut.json is missing"
+    try:
+        from ednas.arch.spec import parse_arch
+        from ednas.latency.model import LatencyModel
+        from ednas.latency.table import load_table
+
+        table = load_table(run.dir / "lut" / "lut.json")
+        arch = parse_arch(doc["arch"])
+        lm = LatencyModel(arch, int(doc.get("input_size") or table.input_size), int(doc.get("num_classes") or table.num_classes or 10), table)
+        rows = lm.breakdown(arch)
+    except Exception as e:  # noqa: BLE001 - the figure works without the bars; say why
+        return None, None, f"per-layer latency not available ({type(e).__name__}: {str(e)[:160]})"
+    fixed = {"stem": rows[0]["ms"], "head": rows[-1]["ms"]}
+    kept = iter(r["ms"] for r in rows[1:-1])
+    per = [None if l.get("skip") else next(kept, None) for l in doc.get("layers") or []]
+    return per, fixed, f"constant {fmt(table.constant_ms)} ms not drawn"
+
+
+def _architecture(run: _Run, summary: dict) -> Section:
+    from ednas.report import figures
+
+    s = Section("architecture", "Derived architecture")
+    doc = run.yaml("search/arch.yaml")
+    if not isinstance(doc, dict) or "arch" not in doc:
+        if not summary.get("arch"):
+            return s.not_run(run.why("search/arch.yaml"))
+        doc = _layers_from_arch(summary["arch"])
+        s.p(f"search/arch.yaml is {run.problems.get('search/arch.yaml', 'missing')}: drawn from summary.json's arch (no probabilities or fit changes).")
+    s.p(f"arch: {doc['arch']}")
+    layers = [dict(l) for l in doc.get("layers") or []]
+    for ch in doc.get("fit_changes") or []:
+        i = ch.get("layer")
+        if isinstance(i, int) and 0 <= i < len(layers):
+            short = {"kernel": "k", "expansion": "e"}.get(ch.get("kind"), f"{ch.get('kind', '')} ")
+            layers[i]["fit_from"] = f"{short}{ch.get('from')}\u2192{ch.get('to')}"
+    stem_k, head = _stem_head(doc["arch"])
+    per, fixed, note = _layer_ms(run, doc)
+    png = figures.network_diagram(stem_k, layers, head, per, fixed)
+    s.figure("network", png, "The derived network: one box per layer, size and colour by depthwise kernel; dashed = skipped, red = changed by the budget fit"
+             + (f"; bars: predicted ms per layer from lut/lut.json ({note})" if per else f" ({note})"))
+    rows = []
+    for l in layers:
+        probs = (l.get("probs") or {}).get("kernel") or {}
+        p_k = probs.get(str(l.get("kernel"))) if probs else None
+        rows.append([l.get("index"), l.get("stage"), l.get("stride"), f"{l.get('cin')} -> {l.get('cout')}", l.get("kernel"), l.get("expansion"),
+                     bool(l.get("skip")), p_k, bool(l.get("changed_by_fit"))])
+    if rows:
+        s.table(["layer", "stage", "stride", "channels", "kernel", "expansion", "skipped", "P(kernel) at the end", "changed by fit"], rows)
+    changes = doc.get("fit_changes") or []
+    if changes:
+        s.table(["layer", "choice", "from", "to", "predicted ms after", "why"],
+                [[c.get("layer"), c.get("kind"), c.get("from"), c.get("to"), c.get("latency_ms"), c.get("why")] for c in changes])
+    elif doc.get("layers"):
+        s.p("The argmax network met the budget: the budget fit changed nothing.")
+    return s
+
+
+def _stem_head(arch: str) -> tuple[int, str]:
+    try:
+        from ednas.arch.spec import parse_arch
+
+        a = parse_arch(arch)
+        return a.stem.kernel, f"head\nc{a.head.out}"
+    except Exception:  # noqa: BLE001 - a diagram with defaults beats none
+        return 11, "head"
+
+
+def _layers_from_arch(arch: str) -> dict:
+    from ednas.arch.spec import parse_arch
+
+    a = parse_arch(arch)
+    layers = [{"index": l.index, "stage": l.stage, "stride": l.stride, "cin": l.cin, "cout": l.spec.out, "kernel": l.spec.kernels[0],
+               "expansion": l.spec.expansions[0], "skip": False, "changed_by_fit": False} for l in a.layers()]
+    return {"arch": arch, "layers": layers, "fit_changes": []}
+
+
+def _search(run: _Run, summary: dict) -> Section:
+    from ednas.report import figures
+
+    s = Section("search", "Search")
+    res = run.json("search/search.json")
+    alpha = run.json("search/alpha_history.json")
+    if not isinstance(res, dict):
+        if isinstance(alpha, dict) and alpha.get("epochs"):
+            s.p(f"{run.why('search/search.json')}; the probabilities below are all there is.")
+        else:
+            return s.not_run(run.why("search/search.json"))
+    if isinstance(res, dict):
+        hist = res.get("history") or []
+        s.table(["quantity", "value"], [
+            ["budget (ms)", res.get("budget_ms")], ["budget fraction", res.get("budget_frac")],
+            ["space's smallest network (ms)", res.get("min_ms")], ["space's largest network (ms)", res.get("max_ms")],
+            ["argmax network, predicted (ms)", res.get("argmax_latency_ms")], ["derived network, predicted (ms)", res.get("predicted_latency_ms")],
+            ["derived network, measured (ms)", res.get("measured_latency_ms")], ["final lambda", res.get("lambda")],
+            ["epochs", len(hist)], ["steps", res.get("steps")], ["images seen", res.get("images_seen")],
+            ["paths (feedback block)", res.get("paths")], ["search wall time (s)", res.get("wall_s")],
+        ])
+        if hist:
+            s.figure("search_curves", figures.search_curves(hist, res.get("budget_ms")),
+                     "Per search epoch: cross-entropy on both splits, expected latency E[LAT] under softmax(alpha) and the argmax network's "
+                     "predicted latency against the budget, the dual variable lambda, the Gumbel temperature tau, and the argmax network's validation top-1")
+        else:
+            s.p("search.json has no per-epoch history.")
+    if isinstance(alpha, dict) and alpha.get("epochs"):
+        s.figure("alpha", figures.alpha_heatmap(alpha.get("names") or sorted(alpha["epochs"][0]), alpha.get("candidates") or {}, alpha["epochs"]),
+                 "Alpha over time: softmax(alpha) of every candidate (rows, grouped by choice) after each search epoch (columns)")
+    else:
+        s.p(f"Alpha over time: {run.why('search/alpha_history.json')}.")
+    return s
+
+
+def _lut(run: _Run, summary: dict) -> Section:
+    from ednas.report import figures
+
+    s = Section("lut", "Latency table")
+    lut = run.json("lut/lut.json")
+    val = run.json("lut/validation.json")
+    if val is None and (run.dir / "lut" / "lut_validation.json").is_file():
+        val = run.json("lut/lut_validation.json")
+    if not isinstance(lut, dict) and not isinstance(val, dict):
+        return s.not_run(run.why("lut/lut.json"))
+    if isinstance(lut, dict):
+        m = lut.get("measurement") or {}
+        c = lut.get("constant") or {}
+        s.table(["property", "value"], [
+            ["target", lut.get("target")], ["input size", lut.get("input_size")], ["entries (operators)", len(lut.get("entries") or {})],
+            ["runtime", m.get("runtime")], ["threads", m.get("threads")], ["statistic", m.get("statistic")],
+            ["per-network constant (ms)", lut.get("constant_ms")], ["constant fitted on (networks)", len(c.get("fitted_on") or [])],
+            ["policy for unsupported candidates", lut.get("policy")], ["machine", (lut.get("machine") or {}).get("cpu")],
+            ["created", lut.get("created")],
+        ])
+    else:
+        s.p(run.why("lut/lut.json") + ".")
+    if isinstance(val, dict) and val.get("pairs"):
+        derived = (summary.get("latency_ms_measured"), summary.get("latency_ms_predicted"))
+        s.figure("lut_scatter", figures.lut_scatter(val["pairs"], val.get("mape"), val.get("spearman"), derived),
+                 f"Latency table against end-to-end measurement ({val.get('measured_with', 'measured')}); star: the derived network")
+        s.table(["check", "value"], [
+            ["sampled networks", val.get("n", len(val["pairs"]))], ["MAPE (%)", val.get("mape")], ["Spearman", val.get("spearman")],
+            ["max abs error (%)", val.get("max_abs_pct_error")], ["mean error (%)", val.get("mean_pct_error")],
+            ["drift since the table was built (x)", val.get("drift")],
+        ])
+    else:
+        s.p("Predicted against measured: not run (lut/validation.json is missing).")
+    return s
+
+
+def _latency_label(summary: dict) -> str:
+    t = summary.get("target")
+    return f"latency on {t} (ms)" if t else "latency (ms)"
+
+
+def _accuracy(run: _Run, summary: dict) -> Section:
+    from ednas.report import figures
+    from ednas.report.baselines import load_baselines
+
+    s = Section("accuracy", "Accuracy against latency")
+    bdir = run.dir / "baselines"
+    baselines = load_baselines(bdir) if bdir.is_dir() else []
+    derived_ms = summary.get("latency_ms_measured")
+    derived_how = "measured"
+    if not _is_num(derived_ms):
+        derived_ms, derived_how = summary.get("latency_ms_predicted"), "predicted"
+    exp = run.json("export/export.json")
+    points = [{"label": "ednas (derived)", "latency_ms": derived_ms, "top1": summary.get("top1"), "kind": "derived"}]
+    if isinstance(exp, dict) and _is_num(exp.get("latency_ms_quant")) and _is_num(summary.get("top1_int8")):
+        points.append({"label": f"ednas {exp.get('quant', 'int8')}", "latency_ms": exp["latency_ms_quant"], "top1": summary["top1_int8"], "kind": "int8"})
+    for b in baselines:
+        points.append({"label": f"{b.get('title', b.get('name'))} x{fmt(b.get('width'))}", "latency_ms": b.get("latency_ms"), "top1": b.get("top1"), "kind": "baseline"})
+    if not baselines:
+        s.p(f"Baselines: not run ({'baselines/ is missing' if not bdir.is_dir() else 'no baselines/*/result.json'}).")
+    have = [p for p in points if _is_num(p["latency_ms"]) and _is_num(p["top1"])]
+    if have:
+        s.figure("accuracy_latency", figures.accuracy_latency(points, summary.get("budget_ms"), _latency_label(summary)),
+                 f"Test top-1 against latency on the run's target; the derived network's latency is {derived_how}; dashed line: the budget")
+    else:
+        s.p("No network has both a top-1 and a latency yet: nothing to plot.")
+    macs, macs_note = _derived_macs(run, summary)
+    rows = [["ednas (derived)", summary.get("params"), macs, derived_ms, summary.get("top1"), f"{derived_how} ({fmt(summary.get('target'))})", "-"]]
+    for b in baselines:
+        how = b.get("latency_source") or "n/a"
+        detail = f"{b.get('source')} {b.get('reference')}, width {fmt(b.get('width'))}"
+        if b.get("strides_removed_at"):
+            detail += f", stride 1 at {', '.join(str(x) for x in b['strides_removed_at'])} px"
+        rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), b.get("latency_ms"), b.get("top1"), how, detail])
+    s.table(["network", "params", "MACs", "latency (ms)", "test top-1 (%)", "latency source", "built from"], rows)
+    s.p("MACs count convolutions and linear layers (one multiply-add = one MAC, ednas.report.macs) in every row" + macs_note + ".")
+    if baselines:
+        ep = sorted({b.get("epochs") for b in baselines if b.get("epochs") is not None})
+        s.p(f"Baselines are trained with the derived network's recipe for {', '.join(fmt(e) for e in ep)} epoch(s) on the same data and scored on the same test split "
+            "(ednas.report.baselines explains the width and stride adaptation).")
+    return s
+
+
+def _derived_macs(run: _Run, summary: dict) -> tuple[Any, str]:
+    """The derived network's MACs by the same counter as the baselines'."""
+    doc = run.yaml("search/arch.yaml")
+    doc = doc if isinstance(doc, dict) else {}
+    arch, size = summary.get("arch") or doc.get("arch"), doc.get("input_size")
+    if not arch or not size:
+        return summary.get("macs"), " (the derived network's from summary.json: search/arch.yaml names no input size)"
+    try:
+        from ednas.report.profile import load_network
+        from ednas.report.macs import count_macs
+
+        net = load_network(arch, int(size), int(doc.get("num_classes") or 10))
+        macs, _ = count_macs(net.deploy, int(size))
+    except Exception as e:  # noqa: BLE001 - fall back to the summary's figure, and say so
+        return summary.get("macs"), f" (the derived network's from summary.json: counting failed, {type(e).__name__})"
+    note = ""
+    if _is_num(summary.get("macs")) and summary["macs"] != macs:
+        note = f"; summary.json's macs ({fmt(summary['macs'])}) is counted differently (the latency table's operator sum also counts residual adds and pooling)"
+    return macs, note
+
+
+def _quant(run: _Run, summary: dict) -> Section:
+    from ednas.report import figures
+
+    s = Section("quant", "Quantized model")
+    exp = run.json("export/export.json")
+    if not isinstance(exp, dict):
+        return s.not_run(run.why("export/export.json"))
+    q = exp.get("quant") or "int8"
+    if exp.get("top1_quant") is not None or exp.get("latency_ms_quant") is not None:
+        s.figure("quant", figures.quant_bars((exp.get("top1_fp32"), exp.get("top1_quant")), (exp.get("latency_ms_fp32"), exp.get("latency_ms_quant")), q),
+                 f"fp32 against {q} through ONNX Runtime ({fmt(exp.get('threads'))} thread(s), batch 1) on the {exp.get('split', 'test')} split")
+    s.table(["quantity", "value"], [
+        ["quantization", q], ["top-1 fp32 (%)", exp.get("top1_fp32")], [f"top-1 {q} (%)", exp.get("top1_quant")], ["drop (points)", exp.get("drop")],
+        ["agreement with fp32 (%)", exp.get("agreement")], ["latency fp32 (ms)", exp.get("latency_ms_fp32")], [f"latency {q} (ms)", exp.get("latency_ms_quant")],
+        ["speed-up", exp.get("speedup")], ["ONNX vs PyTorch max abs diff", exp.get("max_abs_diff")], ["calibration images", exp.get("calib_images")],
+        ["images evaluated", exp.get("n_eval")], ["opset", exp.get("opset")],
+    ])
+    return s
+
+
+def _training(run: _Run, summary: dict) -> Section:
+    from ednas.report import figures
+
+    s = Section("training", "Training the derived network")
+    m = run.json("train/metrics.json")
+    if not isinstance(m, dict):
+        return s.not_run(run.why("train/metrics.json"))
+    if m.get("history"):
+        s.figure("training", figures.training_curves(m["history"]), "Training loss and validation top-1 per epoch")
+    s.table(["quantity", "value"], [["test top-1 (%)", m.get("top1")], ["test top-5 (%)", m.get("top5")], ["epochs", m.get("epochs")],
+                                    ["parameters", m.get("params")], ["test images", m.get("n_test")], ["training wall time (s)", m.get("wall_s")]])
+    return s
+
+
+def _versions() -> list[list[str]]:
+    from importlib import metadata
+
+    rows = [["python", platform.python_version()]]
+    for pkg in ("ednas", "torch", "torchvision", "timm", "onnx", "onnxruntime", "numpy", "scikit-learn", "matplotlib"):
+        try:
+            rows.append([pkg, metadata.version(pkg)])
+        except metadata.PackageNotFoundError:
+            rows.append([pkg, "not installed"])
+    return rows
+
+
+def _git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        if r.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return r.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _provenance(run: _Run, summary: dict) -> Section:
+    s = Section("provenance", "Configuration and provenance")
+    stages = summary.get("stages") if isinstance(summary.get("stages"), dict) else {}
+    if stages:
+        rows = []
+        for name, st in stages.items():
+            st = st if isinstance(st, dict) else {"wall_s": st}
+            extra = ", ".join(f"{k}: {fmt(v)}" for k, v in st.items() if k != "wall_s" and not isinstance(v, (dict, list)))
+            rows.append([name, st.get("wall_s"), extra])
+        s.table(["stage", "wall time (s)", "details"], rows)
+    arch_doc = run.yaml("search/arch.yaml")
+    prov = (arch_doc or {}).get("provenance") if isinstance(arch_doc, dict) else None
+    commit = summary.get("commit") or (prov or {}).get("commit") or _git_commit()
+    s.table(["what", "value"], [
+        ["commit", commit or "unknown"], ["report written", _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")],
+        ["machine", f"{platform.system()} {platform.machine()}, {_cpu()}, {os.cpu_count()} logical CPU(s)"], ["platform", platform.platform()],
+        ["run directory", str(run.dir)],
+    ])
+    s.table(["package", "version"], _versions())
+    cfg = run.text("config.yaml")
+    if cfg:
+        s.pre(cfg, "config.yaml (the run's resolved settings)")
+    elif isinstance(summary.get("config"), dict):
+        import yaml
+
+        s.pre(yaml.safe_dump(summary["config"], sort_keys=False), "resolved settings (summary.json)")
+    else:
+        s.p("The run's resolved settings: config.yaml is missing.")
+    for stage in ("lut", "search", "train", "export", "baselines"):
+        t = run.text(f"{stage}/config.yaml")
+        if t:
+            s.pre(t, f"{stage}/config.yaml")
+    if prov:
+        import yaml
+
+        s.pre(yaml.safe_dump(prov, sort_keys=False), "search provenance (search/arch.yaml)")
+    return s
+
+
+SECTIONS: list[Callable[[_Run, dict], Section]] = [_summary, _architecture, _accuracy, _search, _lut, _quant, _training, _provenance]
+
+
+# ---------------------------------------------------------------------------
+
+
+def write_report(run_dir, summary: dict) -> tuple[Path, Path]:
+    """Write ``run_dir/report.html`` and ``run_dir/report.md`` (figures in ``run_dir/report_files/``).
+
+    Args:
+        run_dir: the ``ednas run`` output directory (stage sub-folders, see
+            the module docstring).
+        summary: the run's summary (``summary.json``'s contents): at least
+            ``data``, ``target``, ``budget_ms``, ``arch``, ``params``,
+            ``macs``, ``top1``, ``top1_int8``, ``latency_ms_predicted``,
+            ``latency_ms_measured``, ``onnx_max_abs_diff``, ``wall_s``,
+            ``stages``; missing keys show as ``n/a``.
+
+    Returns:
+        ``(html_path, md_path)``.  A missing stage makes a "not run"
+        section; a section that fails to render says so and the rest is
+        still written.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = dict(summary or {})
+    run = _Run(run_dir)
+    sections = []
+    for build in SECTIONS:
+        try:
+            sections.append(build(run, summary))
+        except Exception as e:  # noqa: BLE001 - the report is the last stage; one bad file must not lose the rest
+            name = build.__name__.strip("_")
+            sections.append(Section(name, name.capitalize()).not_run(f"this section could not be rendered ({type(e).__name__}: {str(e)[:200]})"))
+    title = f"ednas run report: {run_dir.name}"
+    subtitle = f"data {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}, budget {fmt(summary.get('budget_ms'))} ms"
+    files = run_dir / "report_files"
+    files.mkdir(exist_ok=True)
+    for old in files.glob("*.png"):  # a figure not drawn this time must not linger
+        old.unlink()
+    for s in sections:
+        for name, png, _ in s.figures:
+            (files / f"{name}.png").write_bytes(png)
+    html_path = atomic_write_text(run_dir / "report.html", _html(sections, title, subtitle))
+    md_path = atomic_write_text(run_dir / "report.md", _markdown(sections, title, subtitle, files.name))
+    return html_path, md_path

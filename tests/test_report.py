@@ -1,0 +1,254 @@
+"""The run report (HTML + Markdown) from a fake run directory, and the baselines it plots."""
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ednas.errors import EdnasError
+from ednas.report.report import flatten, fmt, write_report
+from tests.conftest import TINY_SPACE
+
+# the derived network of TINY_SPACE: k5 | k7 e6 s2, (skipped), | k3 e2 s2
+PICKS = [
+    {"kernel": 5, "expansion": 1, "skip": False},
+    {"kernel": 7, "expansion": 6, "skip": False},
+    {"kernel": 3, "expansion": 3, "skip": True},
+    {"kernel": 3, "expansion": 2, "skip": False},
+]
+STAGE_FILES = ["lut/lut.json", "lut/validation.json", "search/search.json", "search/arch.yaml", "search/alpha_history.json",
+               "train/metrics.json", "export/export.json", "baselines/mobilenetv2/result.json", "baselines/mixnet/result.json"]
+ALL_FIGURES = {"network", "accuracy_latency", "search_curves", "alpha", "lut_scatter", "quant", "training"}
+
+
+def _summary(arch: str) -> dict:
+    # distinctive numbers, so that finding one in the page means it was printed
+    return {
+        "data": "digits", "target": "host-ort", "budget_ms": 0.16158, "arch": arch, "params": 123457, "macs": 2345679,
+        "top1": 97.3456, "top5": 99.9123, "top1_int8": 96.8123, "int8_drop": 0.5333, "latency_ms_predicted": 0.15432,
+        "latency_ms_measured": 0.14876, "latency_ms_int8": 0.12987, "within_budget_measured": True, "onnx_max_abs_diff": 2.3456e-06,
+        "lut_check": {"check_n": 12, "check_mape": 3.4567, "check_spearman": 0.9812}, "fit_changes": 1, "wall_s": 412.345,
+        "stages": {"lut": {"wall_s": 61.234, "skipped": True}, "search": {"wall_s": 108.765, "skipped": False},
+                   "train": {"wall_s": 35.4321, "skipped": False}, "export": {"wall_s": 12.3456}, "baselines": {"wall_s": 150.987}},
+        "ednas": "0.1.0", "out": "runs/x",
+    }
+
+
+def _fake_run(root: Path) -> tuple[Path, dict]:
+    """A run directory with every stage's files, small and with known numbers (no training)."""
+    from ednas.arch.spec import parse_arch
+    from ednas.latency import build_table
+
+    space = parse_arch(TINY_SPACE)
+    arch = space.with_picks(PICKS, branches=False)
+    run = root / "run"
+    (run / "lut").mkdir(parents=True)
+    build_table("roofline", space, 32, 10, out=run / "lut" / "lut.json")  # analytic: instant, no measuring
+    pairs = [{"arch": f"a{i}", "predicted_ms": 0.1 + 0.01 * i, "measured_ms": 0.102 + 0.0105 * i} for i in range(8)]
+    (run / "lut" / "validation.json").write_text(json.dumps({"n": 8, "mape": 2.345, "spearman": 0.9876, "pairs": pairs, "measured_with": "onnxruntime, 1 thread"}))
+    (run / "search").mkdir()
+    hist = [{"epoch": e + 1, "tau": 2.0 / (e + 1), "lam": 0.1 * e, "ce_weight": 2.3 - 0.4 * e, "ce_arch": None if e == 0 else 2.2 - 0.4 * e,
+             "E_lat_ms": 0.16 + 0.001 * e, "argmax_lat_ms": 0.17 - 0.002 * e, "val_top1": 20.0 + 20 * e} for e in range(3)]
+    (run / "search" / "search.json").write_text(json.dumps({
+        "budget_ms": 0.16158, "budget_frac": 0.5, "min_ms": 0.12, "max_ms": 0.2, "predicted_latency_ms": 0.15432, "measured_latency_ms": 0.15,
+        "argmax_latency_ms": 0.165, "lambda": 0.2, "steps": 30, "images_seen": 3840, "paths": 2, "wall_s": 108.7, "arch": arch.format(), "history": hist}))
+    layers = []
+    for l, p in zip(space.layers(), PICKS):
+        layers.append({"index": l.index, "stage": l.stage, "block": l.block, "stride": l.stride, "cin": l.cin, "cout": l.spec.out,
+                       "kernel": p["kernel"], "expansion": p["expansion"], "skip": p["skip"], "argmax": dict(p, kernel=7) if l.index == 0 else p,
+                       "probs": {"kernel": {str(k): round(1 / len(l.spec.kernels), 3) for k in l.spec.kernels}}, "changed_by_fit": l.index == 0})
+    doc = {"arch": arch.format(), "input_size": 32, "num_classes": 10, "predicted_latency_ms": 0.15432, "budget_ms": 0.16158, "layers": layers,
+           "fit_changes": [{"layer": 0, "kind": "kernel", "from": 7, "to": 5, "latency_ms": 0.15432, "why": "over budget"}],
+           "provenance": {"ednas": "0.1.0", "commit": "abc1234", "seed": 0}}
+    (run / "search" / "arch.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    names = ["L0.kernel", "L1.kernel", "L1.expansion", "L2.skip", "L3.kernel"]
+    cands = {"L0.kernel": ["3", "5", "7"], "L1.kernel": ["3", "5", "7"], "L1.expansion": ["3", "6"], "L2.skip": ["block", "skip"], "L3.kernel": ["3", "5"]}
+    epochs = [{n: [1 / len(cands[n])] * len(cands[n]) for n in names} for _ in range(3)]
+    (run / "search" / "alpha_history.json").write_text(json.dumps({"names": names, "candidates": cands, "epochs": epochs}))
+    (run / "train").mkdir()
+    (run / "train" / "metrics.json").write_text(json.dumps({"top1": 97.3456, "top5": 99.9123, "epochs": 3, "params": 123457, "n_test": 359, "wall_s": 35.4,
+                                                            "history": [{"epoch": e + 1, "train_loss": 2.0 - 0.5 * e, "val_top1": 50.0 + 20 * e} for e in range(3)]}))
+    (run / "export").mkdir()
+    (run / "export" / "export.json").write_text(json.dumps({"quant": "int8", "top1_fp32": 97.3456, "top1_quant": 96.8123, "drop": 0.5333,
+                                                            "latency_ms_fp32": 0.14876, "latency_ms_quant": 0.12987, "speedup": 1.1455, "threads": 1,
+                                                            "max_abs_diff": 2.3456e-06, "n_eval": 359, "calib_images": 64, "split": "test"}))
+    for name, title, ms, top1 in (("mobilenetv2", "MobileNetV2", 0.29, 95.1), ("mixnet", "MixNet-S", 0.9, 96.2)):
+        d = run / "baselines" / name
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"format": 1, "name": name, "title": title, "source": "timm", "reference": name, "width": 0.35,
+                                                   "strides_removed_at": [32, 16], "epochs": 3, "top1": top1, "params": 400000, "macs": 15000000,
+                                                   "latency_ms": ms, "latency_source": "measured: ONNX Runtime fp32, 1 thread(s), batch 1", "target": "host-ort"}))
+    (run / "config.yaml").write_text("out: runs/x\ndata: digits\ntarget: host-ort\n")
+    return run, _summary(arch.format())
+
+
+def _numbers(summary: dict) -> list[str]:
+    return [fmt(v) for _, v in flatten(summary) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def test_fmt_is_the_one_number_format():
+    assert fmt(None) == "n/a" and fmt(True) == "yes" and fmt(False) == "no"
+    assert fmt(1234567) == "1,234,567" and fmt(12) == "12"
+    assert fmt(97.3456) == "97.35" and fmt(0.15432) == "0.1543" and fmt(412.345) == "412.3"
+    assert fmt(12345.6) == "12,346" and fmt(2.3456e-06) == "2.35e-06" and fmt(0.0) == "0"
+    assert fmt(float("nan")) == "nan" and fmt("host-ort") == "host-ort"
+
+
+def test_report_embeds_every_figure_and_prints_every_summary_number(tmp_path):
+    run, summary = _fake_run(tmp_path)
+    html_path, md_path = write_report(run, summary)
+    assert html_path == run / "report.html" and md_path == run / "report.md"
+    page, md = html_path.read_text(), md_path.read_text()
+    pngs = sorted(p.stem for p in (run / "report_files").glob("*.png"))
+    assert set(pngs) == ALL_FIGURES
+    assert page.count("data:image/png;base64,") == len(pngs)  # one self-contained file: every figure embedded
+    assert "report_files/" not in page and "<img" in page and page.count("<img") == len(pngs)
+    for name in pngs:
+        assert f"](report_files/{name}.png)" in md
+    for text in (page, md):
+        for number in _numbers(summary):
+            assert number in text, number
+    assert "Not run" not in page and "could not be rendered" not in page
+    # the derived network's kernels, the fit change and the baselines are in the tables
+    assert "MobileNetV2" in page and "MixNet-S" in page and "over budget" in page
+    assert "abc1234" in page  # provenance: the commit the search recorded
+
+
+def test_missing_stages_become_not_run_sections(tmp_path):
+    run = tmp_path / "empty"
+    summary = _summary("stem_k11_m1_c8_s1 | ir_k5_e1_c8 | head_c32")
+    html_path, md_path = write_report(run, summary)
+    page, md = html_path.read_text(), md_path.read_text()
+    for rel in ("search/search.json", "lut/lut.json", "export/export.json", "train/metrics.json"):
+        assert f"Not run: {rel} is missing" in page and f"*Not run: {rel} is missing*" in md
+    assert "Baselines: not run" in page
+    for number in _numbers(summary):
+        assert number in page and number in md
+    # the architecture is still drawn from summary.json's arch string, and the derived network plotted
+    pngs = {p.stem for p in (run / "report_files").glob("*.png")}
+    assert pngs == {"network", "accuracy_latency"} and page.count("data:image/png;base64,") == 2
+
+
+@pytest.mark.parametrize("gone", STAGE_FILES)
+def test_any_one_missing_file_still_writes_the_report(tmp_path, gone):
+    run, summary = _fake_run(tmp_path)
+    (run / gone).unlink()
+    page = write_report(run, summary)[0].read_text()
+    assert "could not be rendered" not in page
+    assert page.count("data:image/png;base64,") == len(list((run / "report_files").glob("*.png")))
+    for number in _numbers(summary):
+        assert number in page
+
+
+def test_unreadable_file_and_failing_figure_do_not_crash(tmp_path, monkeypatch):
+    run, summary = _fake_run(tmp_path)
+    (run / "search" / "search.json").write_text("{not json")
+    from ednas.report import figures
+
+    def boom(*a, **k):
+        raise RuntimeError("figure exploded")
+
+    monkeypatch.setattr(figures, "quant_bars", boom)
+    page = write_report(run, summary)[0].read_text()
+    assert "search/search.json is unreadable" in page
+    assert "could not be rendered (RuntimeError: figure exploded)" in page
+    assert "Alpha over time" in page  # the rest of the search section is still there
+    assert page.count("data:image/png;base64,") == len(list((run / "report_files").glob("*.png")))
+    assert not (run / "report_files" / "quant.png").exists()  # no stale figure from an earlier report
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _screenshot(browser: str, page: Path, png: Path) -> None:
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                        "--no-first-run", "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars", f"--screenshot={png}",
+                        "--window-size=1280,4000", page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+
+
+def _colourful(png: Path) -> tuple[float, float]:
+    """(std of the grey levels, share of clearly coloured pixels) of a screenshot below the page header."""
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB")).astype(float)[120:]  # the dark blue header and nav are not figures
+    sat = img.max(axis=2) - img.min(axis=2)
+    return float(img.mean(axis=2).std()), float((sat > 60).mean())
+
+
+def test_report_in_a_real_browser_shows_its_figures(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium/chrome on this machine (apt-get install chromium to run this check)")
+    run, summary = _fake_run(tmp_path)
+    html_path, _ = write_report(run, summary)
+    # the same page with every figure's pixels removed (a 1x1 transparent PNG of the same layout)
+    blank = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+    stripped = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", f"data:image/png;base64,{blank}", html_path.read_text())
+    (run / "stripped.html").write_text(stripped)
+    _screenshot(browser, html_path, tmp_path / "full.png")
+    _screenshot(browser, run / "stripped.html", tmp_path / "stripped.png")
+    std_full, colour_full = _colourful(tmp_path / "full.png")
+    std_stripped, colour_stripped = _colourful(tmp_path / "stripped.png")
+    assert std_full > 10, "the rendered page is blank"
+    # the figures (blue kernels, orange bars, heatmap) put colour on the page that text and tables do not
+    assert colour_full > 0.01 and colour_full > 5 * max(colour_stripped, 1e-3), (colour_full, colour_stripped)
+
+
+# ---------------------------------------------------------------------------
+# baselines
+
+
+def test_baselines_are_restrided_for_small_inputs():
+    pytest.importorskip("timm")
+    import torch
+
+    from ednas.report.baselines import build_baseline, default_width
+
+    model, info = build_baseline("mobilenetv2", 10, 32)
+    assert info["width"] == default_width(32) == 0.35
+    assert info["strides_removed_at"] == [32, 16] and info["final_map"] == 4
+    with torch.no_grad():
+        assert model.eval().forward_features(torch.zeros(1, 3, 32, 32)).shape[-1] == 4
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    big, info = build_baseline("mnasnet@0.5", 10, 224)
+    assert info["strides_removed_at"] == [] and info["final_map"] == 7 and info["width"] == 0.5
+    for bad in ("resnet", "mixnet@wide", "mixnet@9"):
+        with pytest.raises(EdnasError):
+            build_baseline(bad, 10, 32)
+
+
+def test_run_baselines_trains_measures_and_caches(tmp_path, monkeypatch):
+    pytest.importorskip("timm")
+    from ednas.report import baselines
+
+    data = "synthetic:classes=3,n=48,size=32"
+    seen = []
+    res = baselines.run_baselines(data, tmp_path, names=["mobilenetv2@0.1"], epochs=1, target="tda4vm", progress=lambda n, r: seen.append(n))
+    (r,) = res
+    assert seen == ["mobilenetv2@0.1"]
+    for key in ("top1", "params", "macs", "latency_ms", "latency_ms_host_ort", "latency_source"):
+        assert r[key] is not None, key
+    assert r["latency_source"].startswith("predicted: tda4vm") and r["latency_ms_host_ort"] > 0
+    assert json.loads((tmp_path / "mobilenetv2_w0.1" / "result.json").read_text())["macs"] == r["macs"]
+    assert not (tmp_path / "mobilenetv2_w0.1" / "checkpoint.pt").exists()
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached baseline was trained again")
+
+    monkeypatch.setattr("ednas.train.trainer.fit", no_training)
+    assert baselines.run_baselines(data, tmp_path, names=["mobilenetv2@0.1"], epochs=1, target="tda4vm", progress=False) == res
+    assert baselines.load_baselines(tmp_path) == res
+    with pytest.raises(EdnasError, match="unknown baseline"):
+        baselines.run_baselines(data, tmp_path, names=["mobilenetv2", "lenet"], epochs=1)
