@@ -30,7 +30,8 @@ residual add, which ONNX Runtime fuses into the preceding convolution, is
 the marginal cost ``time(P, P, Add, P) - time(P, P, P)``.  Each round times
 every model of one operator back to back (``repeats`` runs after
 ``warmup``, median), the differences are taken per round, and the entry is
-the median over ``rounds``: slow drifts of the machine cancel within a round.
+the median over ``rounds`` (more rounds, up to 3x, while the estimate is
+still noisy): slow drifts of the machine cancel within a round.
 
 Whole networks (``networks`` in ops.json: chains of operator keys) are built
 from the same operator graphs and timed end to end in interleaved rounds;
@@ -329,14 +330,20 @@ def _feed(sess, shape):
     return {sess.get_inputs()[0].name: rng.uniform(-1, 1, shape).astype(np.float32)}
 
 
-def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None):
-    """``{"ms", "spread_ms", "n"}`` of one operator (see the module docstring).
+def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=0.02, abs_tol_ms=0.0005):
+    """``{"ms", "spread_ms", "n", "rounds"}`` of one operator (see the module docstring).
 
+    At least ``rounds`` rounds; while the standard error of the median of the
+    per-round estimates exceeds ``rel_tol`` of the estimate (and
+    ``abs_tol_ms``), more rounds are run, up to ``max_rounds`` (default
+    3 x rounds): the difference of two large timings is noisy for operators
+    on big feature maps, and a busy machine makes it noisier.
     ``spread_ms`` is the standard deviation of the per-round estimates; ``n``
     the number of timed runs of the operator's own model.
     """
     terms = plan(key)
     cache = {} if cache is None else cache
+    max_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
     sessions = []
     for mid, coef in terms:
         if mid not in cache:
@@ -345,17 +352,22 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
             cache[mid] = (s, _feed(s, shape))
         sessions.append((cache[mid], coef))
     estimates, n = [], 0
-    for _ in range(rounds):
+    while len(estimates) < max_rounds:
         est = 0.0
         for (s, feed), coef in sessions:
             ms, k = time_runs(s, feed, warmup, repeats, min_time_s)
             est += coef * ms
             n += k if coef > 0 else 0
         estimates.append(est)
+        if len(estimates) >= rounds:
+            # standard error of a median ~ 1.25 sd / sqrt(n)
+            se = 1.25 * statistics.pstdev(estimates) / len(estimates) ** 0.5
+            if se <= max(rel_tol * abs(statistics.median(estimates)), abs_tol_ms):
+                break
     ms = statistics.median(estimates)
     spread = statistics.pstdev(estimates) if len(estimates) > 1 else 0.0
     # a nearly free operator can come out a hair below zero by noise
-    return {"ms": round(max(ms, 0.0), 6), "spread_ms": round(spread, 6), "n": n}
+    return {"ms": round(max(ms, 0.0), 6), "spread_ms": round(spread, 6), "n": n, "rounds": len(estimates)}
 
 
 def measure_networks(models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progress=None):
@@ -448,6 +460,8 @@ def main(argv=None):
             "warmup": args.warmup,
             "repeats": args.repeats,
             "rounds": args.rounds,
+            "max_rounds": 3 * args.rounds,
+            "rel_tol": 0.02,
             "statistic": "median over rounds of (median of repeats) differences",
             "graph_optimization": "all",
             "script": "measure_ops.py",

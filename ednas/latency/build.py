@@ -136,6 +136,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         "repeats": int(repeats),
         "rounds": int(rounds),
         "statistic": "median over rounds of (median of repeats)" + (" differences" if runtime == "onnxruntime" else ""),
+        **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if runtime == "onnxruntime" else {}),
         "graph_optimization": "all" if runtime == "onnxruntime" else "eager",
     }
     if runtime == "torch":

@@ -105,10 +105,10 @@ class LutValidateConfig:
     threads: Optional[int] = None
     #: untimed runs before each timed batch
     warmup: int = 10
-    #: timed runs per round (at least; runs continue for 50 ms)
-    repeats: int = 50
-    #: interleaved rounds over all networks; the value is the median over rounds
-    rounds: int = 7
+    #: timed runs per network per round (at least; runs continue for 50 ms)
+    repeats: int = 20
+    #: interleaved rounds over all networks (many short rounds: drifts of a shared machine cancel); the value is the median over rounds
+    rounds: int = 15
     #: show a progress bar
     progress: bool = True
 

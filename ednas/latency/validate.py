@@ -240,8 +240,8 @@ def validate_table(
     sampling: str = "stratified",
     threads: int | None = None,
     warmup: int = 10,
-    repeats: int = 50,
-    rounds: int = 7,
+    repeats: int = 20,
+    rounds: int = 15,
     num_classes: int | None = None,
     progress: Callable | None = None,
 ) -> dict:
