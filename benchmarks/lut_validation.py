@@ -92,7 +92,7 @@ def main(argv=None) -> int:
             res["validate_s"] = round(time.time() - t0, 1)
             png = RESULTS / f"lut_validation_{name}_{sampling}.png"
             res["plot"] = str(png.relative_to(ROOT))
-            scatter_plot(res, png, title=f"{name} {size}x{size}, host-ort 1 thread, {sampling}: MAPE {res['mape']:.1f} %, Spearman {res['spearman']:.3f}")
+            scatter_plot(res, png, title=f"{name} {size}x{size}, host-ort, 1 thread, {sampling} sample\nMAPE {res['mape']:.1f} %, Spearman {res['spearman']:.3f}, n {res['n']}")
             entry[sampling] = res
             print(f"{name} {sampling}: n={res['n']} MAPE={res['mape']:.2f}% Spearman={res['spearman']:.4f} drift={res['drift']}", flush=True)
         entry["load_after"] = _load()
