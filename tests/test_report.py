@@ -119,6 +119,13 @@ def test_report_embeds_every_figure_and_prints_every_summary_number(tmp_path):
     assert "abc1234" in page  # provenance: the commit the search recorded
 
 
+def test_analytic_target_plots_the_predicted_latency(tmp_path):
+    run, summary = _fake_run(tmp_path)
+    summary["target"] = "tda4vm"  # the host measurement is not the target's
+    page = write_report(run, summary)[0].read_text()
+    assert "predicted (tda4vm)" in page and "measured (tda4vm)" not in page
+
+
 def test_missing_stages_become_not_run_sections(tmp_path):
     run = tmp_path / "empty"
     summary = _summary("stem_k11_m1_c8_s1 | ir_k5_e1_c8 | head_c32")

@@ -425,13 +425,21 @@ def _accuracy(run: _Run, summary: dict) -> Section:
     s = Section("accuracy", "Accuracy against latency")
     bdir = run.dir / "baselines"
     baselines = load_baselines(bdir) if bdir.is_dir() else []
-    derived_ms = summary.get("latency_ms_measured")
-    derived_how = "measured"
-    if not _is_num(derived_ms):
-        derived_ms, derived_how = summary.get("latency_ms_predicted"), "predicted"
+    # on the run's target: measured where the target is this host; an analytic or
+    # board target is only predicted here (the host measurement is another machine)
+    target = str(summary.get("target") or "")
+    order = [("latency_ms_measured", "measured"), ("latency_ms_predicted", "predicted")]
+    if target and not target.startswith("host-"):
+        order.reverse()
+    derived_ms, derived_how = None, "n/a"
+    for key, how in order:
+        if _is_num(summary.get(key)):
+            derived_ms, derived_how = summary[key], how
+            break
     exp = run.json("export/export.json")
     points = [{"label": "ednas (derived)", "latency_ms": derived_ms, "top1": summary.get("top1"), "kind": "derived"}]
-    if isinstance(exp, dict) and _is_num(exp.get("latency_ms_quant")) and _is_num(summary.get("top1_int8")):
+    on_host = not target or target.startswith("host-")
+    if on_host and isinstance(exp, dict) and _is_num(exp.get("latency_ms_quant")) and _is_num(summary.get("top1_int8")):
         points.append({"label": f"ednas {exp.get('quant', 'int8')}", "latency_ms": exp["latency_ms_quant"], "top1": summary["top1_int8"], "kind": "int8"})
     for b in baselines:
         points.append({"label": f"{b.get('title', b.get('name'))} x{fmt(b.get('width'))}", "latency_ms": b.get("latency_ms"), "top1": b.get("top1"), "kind": "baseline"})
