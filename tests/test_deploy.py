@@ -211,3 +211,17 @@ def test_quant_none(trained, tmp_path):
     r = _record(tmp_path)
     assert r["top1_quant"] is None and r["latency_ms_quant"] is None and r["dynamic_batch"]
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["model.onnx"]
+
+
+def test_imagenet_preset_224_fused_onnx(tmp_path):
+    """The 224 x 224 preset (largest candidates) exports and matches at ImageNet size."""
+    from ednas import preset
+
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(preset("imagenet").largest(), 1000)).eval()
+    path = export_onnx(fuse(model), tmp_path / "m.onnx", 224)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = ort_session(path).run(None, {"input": x.numpy()})[0]
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
