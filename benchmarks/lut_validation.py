@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             t0 = time.time()
             res = validate_table(table, n=args.archs, seed=0, sampling=sampling)
             res["validate_s"] = round(time.time() - t0, 1)
-            png = RESULTS / f"lut_validation_{name}_{sampling}.png"
+            png = Path(args.out).with_name(f"{Path(args.out).stem}_{name}_{sampling}.png")
             res["plot"] = str(png.relative_to(ROOT))
             scatter_plot(res, png, title=f"{name} {size}x{size}, host-ort, 1 thread, {sampling} sample\nMAPE {res['mape']:.1f} %, Spearman {res['spearman']:.3f}, n {res['n']}")
             entry[sampling] = res
