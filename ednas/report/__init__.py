@@ -15,6 +15,7 @@ importing this package is cheap.
 from ednas.report.baselines import BASELINES, DEFAULT_BASELINES, adapt_strides, build_baseline, default_width, load_baselines, run_baselines
 from ednas.report.macs import LayerCount, count_macs
 from ednas.report.profile import ProfileConfig, analytic_latency, load_network, measure_onnx_ms, profile_model, run_profile
+from ednas.report.report import fmt, write_report
 
 __all__ = [
     "BASELINES",
@@ -26,10 +27,12 @@ __all__ = [
     "build_baseline",
     "count_macs",
     "default_width",
+    "fmt",
     "load_baselines",
     "load_network",
     "measure_onnx_ms",
     "profile_model",
     "run_baselines",
     "run_profile",
+    "write_report",
 ]

@@ -406,7 +406,7 @@ def _cached(path: Path, spec: str, epochs: int, target: str, batch_size: int | N
 
 
 def load_baselines(out_dir) -> list[dict]:
-    """Every ``<name>/result.json`` under ``out_dir`` (for the report), sorted by latency."""
+    """Every ``<name>/result.json`` under ``out_dir`` (for the report), in folder-name order; unreadable ones are left out."""
     out = []
     for p in sorted(Path(out_dir).glob("*/result.json")):
         try:
