@@ -252,11 +252,14 @@ def run(cfg: RunConfig) -> dict:
 
 
 def _lut_threads(lut_path: str) -> int:
+    """The thread count the table was measured with, so every latency of the run is taken the same way."""
+    from ednas.latency import load_table
+    from ednas.search.algorithm import table_threads
+
     try:
-        meta = read_json(lut_path).get("meta", {})
-    except (OSError, ValueError):
+        return table_threads(load_table(lut_path))
+    except EdnasError:
         return 1
-    return int((meta.get("measurement") or {}).get("threads") or 1)
 
 
 def _baseline_names(spec: str) -> list[str]:
@@ -274,7 +277,8 @@ def _summary(cfg, data, out: Path, srch: dict, trn: dict, exp: dict, stages: _St
     from ednas.latency.ops import arch_ops
 
     arch = parse_arch(srch["arch"])
-    macs = int(sum(op.macs for op in arch_ops(arch, data.input_size, data.num_classes)))
+    # conv and linear MACs only, as ednas profile, fvcore and the published figures count them
+    macs = int(sum(op.macs for op in arch_ops(arch, data.input_size, data.num_classes) if op.is_conv or op.type == "fc"))
     measured = exp.get("latency_ms_fp32")
     budget = srch["budget_ms"]
     return {

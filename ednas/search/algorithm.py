@@ -180,8 +180,9 @@ def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: in
 
 
 def table_threads(latency) -> int:
-    """The thread count a measured table was built with (1 if it does not say)."""
-    meta = getattr(getattr(latency, "table", None), "meta", {}) or {}
+    """The thread count a measured table (or a latency model's table) was built with; 1 if it does not say."""
+    table = getattr(latency, "table", latency)
+    meta = getattr(table, "meta", None) or {}
     return int((meta.get("measurement") or {}).get("threads") or meta.get("threads") or getattr(latency, "threads", 1) or 1)
 
 

@@ -1,0 +1,51 @@
+"""`ednas run`: stages, skip-if-complete, settings changes keep old outputs, summary keys."""
+
+import json
+
+import pytest
+
+from ednas.cli import main
+
+SUMMARY_KEYS = ("data", "target", "budget_ms", "arch", "params", "macs", "top1", "top1_int8", "latency_ms_predicted",
+                "latency_ms_measured", "onnx_max_abs_diff", "wall_s", "stages")
+
+
+def _argv(out, *extra):
+    return ["run", "--out", str(out), "--data", "synthetic:classes=4,n=192,size=32", "--target", "tda2x",
+            "--space", "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | ir_k3.5.7_e2_c16_skip | head_c32",
+            "--search-epochs", "2", "--warmup-epochs", "1", "--train-epochs", "1", "--batch-size", "16",
+            "--baselines", "none", "--lut-check", "0", "--no-progress", *extra]
+
+
+def test_run_writes_summary_and_skips_complete_stages(tmp_path, capsys):
+    assert main(_argv(tmp_path)) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    for k in SUMMARY_KEYS:
+        assert k in s, k
+    assert set(s["stages"]) >= {"lut", "search", "train", "export", "baselines", "report"}
+    assert s["latency_ms_predicted"] <= s["budget_ms"]
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
+    for stage in ("lut", "search", "train", "export"):
+        assert (tmp_path / stage / "stage.json").is_file()
+    capsys.readouterr()
+    # a second run finds every stage complete
+    assert main(_argv(tmp_path)) == 0
+    err = capsys.readouterr().err
+    for stage in ("lut", "search", "train", "export"):
+        assert f"[{stage}] complete, skipped" in err
+    s2 = json.loads((tmp_path / "summary.json").read_text())
+    assert s2["arch"] == s["arch"] and s2["top1"] == s["top1"]
+    assert all(s2["stages"][k]["skipped"] for k in ("lut", "search", "train", "export"))
+    # changing a training setting re-runs train and what follows, keeping the old outputs
+    assert main(_argv(tmp_path, "--train-epochs", "2")) == 0
+    err = capsys.readouterr().err
+    assert "[search] complete, skipped" in err and "[train] running" in err and "[export] running" in err
+    assert (tmp_path / "train.old-1" / "model.pt").is_file()
+    assert json.loads((tmp_path / "train" / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_run_reports_an_unreachable_budget_before_training(tmp_path, capsys):
+    assert main(_argv(tmp_path, "--budget-ms", "1e6")) == 2
+    err = capsys.readouterr().err
+    assert "outside the achievable range" in err
+    assert not (tmp_path / "search" / "checkpoint.pt").exists()
