@@ -51,7 +51,6 @@ import os
 import platform
 import re
 import statistics
-import struct
 import sys
 import time
 import zlib

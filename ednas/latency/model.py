@@ -29,7 +29,7 @@ import torch
 
 from ednas.arch.spec import ArchSpec
 from ednas.errors import EdnasError
-from ednas.latency.ops import Op, arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
+from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
 from ednas.latency.table import LatencyTable
 
 __all__ = ["LatencyModel"]
@@ -157,8 +157,8 @@ class LatencyModel:
         layer = self.layers[i]
         for attr, cands in (("kernel_choice", layer.spec.kernels), ("expansion_choice", layer.spec.expansions)):
             c = getattr(blk, attr, None)
-            n = len(cands) if c is None else len(c.candidates)
-            if (c is None and len(cands) != 1) or (c is not None and tuple(c.candidates) != tuple(cands)) or n != len(cands):
+            # a choice holds exactly the space's candidates; no choice means a single one
+            if (tuple(c.candidates) if c is not None else cands[:1]) != tuple(cands):
                 raise EdnasError(
                     f"supernet layer {i}: its {attr.split('_')[0]} candidates "
                     f"{None if c is None else tuple(c.candidates)} do not match the latency model's space {tuple(cands)}"

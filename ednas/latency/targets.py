@@ -299,11 +299,7 @@ def unsupported_layers(arch: ArchSpec, target: str | Profile | LatencyTable, inp
             return []
         target = load_profile(target[len("roofline:"):] if target.startswith("roofline:") else target)
     out = []
-    if isinstance(target, Profile):
-        dtype = target.dtype
-    else:
-        dtype = target.dtype
-    for label, ops in arch_layer_ops(arch, input_size, num_classes, dtype):
+    for label, ops in arch_layer_ops(arch, input_size, num_classes, target.dtype):
         for op in ops:
             if isinstance(target, Profile):
                 ok, reason = target.support(op)
