@@ -11,7 +11,9 @@ at 2 threads, in channels_last, with ednas's malloc tuning:
 * ``darts``: the same space with the depthwise candidates duplicated and mixed;
 * ``fbnet``: the same space with whole blocks duplicated and mixed;
 * ``metakernel_alpha``: the architecture step (CE + lambda * E[LAT], Adam on
-  alpha) of the meta-kernel supernet, for the full cost of one Alg. 1 iteration.
+  alpha) of the meta-kernel supernet, for the full cost of one Alg. 1 iteration;
+* ``fixed_nchw``, ``metakernel_nchw``: the same in the default NCHW layout, to
+  measure what ``channels_last`` (which ednas uses everywhere) buys.
 
     python benchmarks/search_cost.py [--presets cifar imagenet] [--steps 20]
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, write_result  # noqa: E402
 
 BATCH = {"cifar": 64, "imagenet": 8}
-VARIANTS = ["fixed", "metakernel", "darts", "fbnet", "metakernel_alpha"]
+VARIANTS = ["fixed", "metakernel", "darts", "fbnet", "metakernel_alpha", "fixed_nchw", "metakernel_nchw"]
 
 
 def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
@@ -52,7 +54,10 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
     space = get_preset(preset)
     size, batch = PRESETS[preset][1], BATCH[preset]
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    nchw = variant.endswith("_nchw")
+    variant = variant.removesuffix("_nchw")
+    fmt = torch.contiguous_format if nchw else torch.channels_last
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
     if variant == "fixed":
         net = build_model(space.largest(), 10)
@@ -60,7 +65,7 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
     else:
         net = build_supernet(space, 10, kind=variant.replace("_alpha", ""))
         params = net.weight_parameters()
-    net = net.to(memory_format=torch.channels_last).train()
+    net = net.to(memory_format=fmt).train()
     opt = make_optimizer(params, 0.05, 0.9, 5e-5)
     alpha_opt = torch.optim.Adam(net.arch_parameters(), lr=0.01) if variant.endswith("_alpha") else None
     g = torch.Generator().manual_seed(0)
@@ -99,7 +104,7 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
         step()
         times.append((time.perf_counter() - t) * 1e3)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"preset": preset, "variant": variant, "batch": batch, "input": size, "median_ms": statistics.median(times),
+    return {"preset": preset, "variant": variant + ("_nchw" if nchw else ""), "batch": batch, "input": size, "median_ms": statistics.median(times),
             "min_ms": min(times), "times_ms": [round(t, 2) for t in times], "peak_mib": (rss1 - rss0) / 1024.0,
             "params": sum(p.numel() for p in params)}
 
@@ -137,11 +142,14 @@ def main() -> None:
             if mp in med and "metakernel" in med:
                 s[f"{mp}_over_metakernel_time"] = med[mp] / med["metakernel"]
                 s[f"{mp}_over_metakernel_mem"] = mem[mp] / mem["metakernel"]
+        for v in ("fixed", "metakernel"):
+            if f"{v}_nchw" in med and v in med:
+                s[f"{v}_channels_last_speedup"] = med[f"{v}_nchw"] / med[v]
         if "metakernel_alpha" in med and "fixed" in med:
             s["alg1_iteration_over_fixed_time"] = (med["metakernel"] + med["metakernel_alpha"]) / med["fixed"]
         summary[preset] = s
     write_result("search_cost", {"threads": 2, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
-                                 "memory_format": "channels_last", "summary": summary, "runs": runs})
+                                 "memory_format": "channels_last (the _nchw variants: NCHW)", "summary": summary, "runs": runs})
 
 
 if __name__ == "__main__":
