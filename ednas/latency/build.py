@@ -28,6 +28,7 @@ import platform
 from pathlib import Path
 
 from ednas.arch.spec import ArchSpec
+from ednas._run import progress as progress_bar
 from ednas.errors import EdnasError
 from ednas.latency import board
 from ednas.latency.ops import DTYPES, Op, space_ops
@@ -55,12 +56,6 @@ def _tools() -> dict:
     from ednas import __version__
 
     return {"ednas": __version__, "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="op", disable=not enabled or total == 0, leave=False)
 
 
 def build_table(
@@ -168,17 +163,19 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
                 table.meta[k] = old.meta[k]
         table.constant_ms = old.constant_ms
     ops = [op for op in space_ops(space, input_size, num_classes, "f32") if op.key not in table.entries]
-    bar = _progress(len(ops), f"{target} operators", progress)
+    bar = progress_bar(progress, len(ops), f"{target} operators", unit="op")
 
     def keep(op: Op, entry: dict) -> None:
         table.entries[op.key] = entry
         if out is not None:
             table.save(out)  # atomic: an interrupted build keeps every finished operator
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
 
     measure = measure_ops_ort if runtime == "onnxruntime" else measure_ops_torch
     measure(ops, threads, warmup, repeats, rounds, on_entry=keep)
-    bar.close()
+    if bar is not None:
+        bar.close()
     fitted_for = (table.meta.get("constant") or {}).get("space")
     if fit_archs > 0 and (ops or fitted_for != space.format()):
         # refit whenever entries changed: the constant absorbs what the operators miss

@@ -36,11 +36,11 @@ import math
 import os
 import platform
 import string
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ednas._run import git_commit
 from ednas.io import atomic_write_text
 
 __all__ = ["fmt", "flatten", "write_report", "Section"]
@@ -535,18 +535,6 @@ def _versions() -> list[list[str]]:
     return rows
 
 
-def _git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent)
-        if r.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        return r.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _cpu() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -570,7 +558,7 @@ def _provenance(run: _Run, summary: dict) -> Section:
         s.table(["stage", "wall time (s)", "details"], rows)
     arch_doc = run.yaml("search/arch.yaml")
     prov = (arch_doc or {}).get("provenance") if isinstance(arch_doc, dict) else None
-    commit = summary.get("commit") or (prov or {}).get("commit") or _git_commit()
+    commit = summary.get("commit") or (prov or {}).get("commit") or git_commit()
     s.table(["what", "value"], [
         ["commit", commit or "unknown"], ["report written", _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")],
         ["machine", f"{platform.system()} {platform.machine()}, {_cpu()}, {os.cpu_count()} logical CPU(s)"], ["platform", platform.platform()],

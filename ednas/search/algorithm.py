@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from ednas import __version__
 from ednas._perf import set_threads, tune_malloc
+from ednas._run import git_commit, progress, tb_writer
 from ednas.arch.spec import ArchSpec, load_arch
 from ednas.config import config_dict, save_config
 from ednas.data import arch_split, load_data, make_loader
@@ -408,10 +409,10 @@ class _Search:
             start, history, wall_before = self.load(ck)
         if self.main:
             save_config(cfg, self.out)
-        writer = _writer(cfg, self.out) if self.main else None
+        writer = tb_writer(cfg.tensorboard, self.out) if self.main else None
         t0 = time.time()
         for epoch in range(start, cfg.epochs):
-            bar = _progress(cfg.progress and self.main, self.steps_per_epoch, f"search {epoch + 1}/{cfg.epochs}")
+            bar = progress(cfg.progress and self.main, self.steps_per_epoch, f"search {epoch + 1}/{cfg.epochs}")
             rec = self._epoch(epoch, writer, bar)
             if bar is not None:
                 bar.close()
@@ -459,7 +460,7 @@ class _Search:
         provenance = {"ednas": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "data": self.data.spec,
                       "space": self.space.format(), "target": cfg.target, "seed": cfg.seed, "paths": cfg.paths,
                       "merge": cfg.merge, "supernet": cfg.supernet, "loss": cfg.loss, "epochs": cfg.epochs,
-                      "commit": _git_commit()}
+                      "commit": git_commit()}
         doc = {
             "arch": arch.format(),
             "input_size": self.input_size,
@@ -513,33 +514,6 @@ def _cycle(loader, epoch: int):
         loader.set_epoch(epoch * 1000 + k)
         yield from loader
         k += 1
-
-
-def _writer(cfg, out: Path):
-    if not cfg.tensorboard:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "tb"))
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                           cwd=Path(__file__).resolve().parent)
-        return r.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def search(cfg: SearchConfig, data=None, latency=None, on_epoch_end=None) -> dict:

@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ednas._perf import set_threads, tune_malloc
+from ednas._run import progress, tb_writer
 from ednas.arch.spec import ArchSpec, load_arch
 from ednas.config import config_dict, save_config
 from ednas.data import load_data, make_loader
@@ -100,16 +101,6 @@ def make_optimizer(params: Iterable[nn.Parameter], lr: float, momentum: float, w
     return torch.optim.SGD(param_groups(params, weight_decay, decay_all), lr=lr, momentum=momentum, nesterov=momentum > 0)
 
 
-def _writer(cfg, out: Path):
-    if not cfg.tensorboard:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # pragma: no cover - tensorboard is a dependency
-        return None
-    return SummaryWriter(str(out / "tb"))
-
-
 def _resolve_arch(cfg: TrainConfig) -> tuple[ArchSpec, int | None]:
     spec, size = load_arch(cfg.arch)
     if not spec.is_fixed:
@@ -175,7 +166,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, on_epoch_end: Optional[Callabl
         opt.load_state_dict(ck["optimizer"])
         start_epoch, history, wall_before = ck["epoch"], ck["history"], ck["wall_s"]
     save_config(cfg, out)
-    writer = _writer(cfg, out)
+    writer = tb_writer(cfg.tensorboard, out)
 
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
@@ -183,7 +174,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, on_epoch_end: Optional[Callabl
         train_loader.set_epoch(epoch)
         model.train()
         loss_sum, n_seen = 0.0, 0
-        bar = _progress(cfg.progress, steps_per_epoch, f"train {epoch + 1}/{cfg.epochs}")
+        bar = progress(cfg.progress, steps_per_epoch, f"train {epoch + 1}/{cfg.epochs}")
         for i, (x, y) in enumerate(train_loader):
             step = epoch * steps_per_epoch + i
             lr = lr_at(step, total, warmup, cfg.lr)
@@ -265,11 +256,3 @@ def _inherit(model, source: str) -> None:
 
     supernet, picks = load_supernet(p)
     inherit_weights(model, supernet, picks)
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
