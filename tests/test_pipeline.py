@@ -24,6 +24,8 @@ def test_run_writes_summary_and_skips_complete_stages(tmp_path, capsys):
         assert k in s, k
     assert set(s["stages"]) >= {"lut", "search", "train", "export", "baselines", "report"}
     assert s["latency_ms_predicted"] <= s["budget_ms"]
+    # tda2x is not this machine: nothing is called measured on it; the host time is kept apart
+    assert s["latency_ms_measured"] is None and s["latency_ms_host_fp32"] > 0
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
     for stage in ("lut", "search", "train", "export"):
         assert (tmp_path / stage / "stage.json").is_file()
