@@ -258,3 +258,22 @@ def test_inherit_from_search_output(tmp_path):
                                                data="synthetic:classes=4,n=192,size=32", epochs=1, inherit=str(tmp_path / "s"),
                                                progress=False, tensorboard=False)))
     assert m["epochs"] == 1
+
+
+def test_search_on_image_folders(tmp_path):
+    """Folder data goes through DataLoader + DistributedSampler shards; tiny splits must not stall."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 6)):
+        for c in ("a", "b", "c"):
+            d = tmp_path / "data" / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    r = search(resolve_config(SearchConfig, dict(
+        out=str(tmp_path / "s"), space="stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | head_c32", data=f"folder:{tmp_path / 'data'}",
+        input_size=32, target="tda2x", epochs=2, warmup_epochs=1, batch_size=8, workers=0, paths=2,
+        progress=False, tensorboard=False, measure=False)))
+    assert r["steps"] > 0 and r["predicted_latency_ms"] <= r["budget_ms"]

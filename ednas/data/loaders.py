@@ -146,17 +146,22 @@ class FolderLoader:
         s.set_epoch(self.epoch)
         return s
 
+    def _drop_last(self, n: int) -> bool:
+        # the same rule as TensorLoader: drop an incomplete last batch only if a full one exists
+        return self.drop_last and n >= self.batch_size
+
     def __len__(self) -> int:
         n = len(self._sampler())
-        return n // self.batch_size if self.drop_last and n >= self.batch_size else (n + self.batch_size - 1) // self.batch_size
+        return n // self.batch_size if self._drop_last(n) else (n + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + self.epoch)
+        sampler = self._sampler()
         loader = torch.utils.data.DataLoader(
             self.ds,
             batch_size=self.batch_size,
-            sampler=self._sampler(),
-            drop_last=self.drop_last and len(self.ds) >= self.batch_size,
+            sampler=sampler,
+            drop_last=self._drop_last(len(sampler)),
             num_workers=self.workers,
             generator=g,
             persistent_workers=False,

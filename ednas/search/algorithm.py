@@ -512,7 +512,12 @@ def _cycle(loader, epoch: int):
     k = 0
     while True:
         loader.set_epoch(epoch * 1000 + k)
-        yield from loader
+        n = 0
+        for batch in loader:
+            n += 1
+            yield batch
+        if n == 0:  # never spin on an empty split
+            raise EdnasError("the architecture split gives no batch; use a smaller --batch-size or a larger --weight-split complement")
         k += 1
 
 
