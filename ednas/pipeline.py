@@ -17,7 +17,9 @@ stages resume inside themselves from their last epoch):
 A stage is complete when its ``stage.json`` exists and records the same
 settings; when the settings of a stage change, its old folder is kept as
 ``<stage>.old-N`` (nothing already written is lost) and the stage and every
-later one run again.
+later one run again.  A stage that was interrupted resumes from its
+checkpoints when the settings are the same (``stage_started.json`` records
+them); with other settings its partial folder is kept aside the same way.
 """
 
 from __future__ import annotations
@@ -103,9 +105,17 @@ class _Stages:
     def dir(self, name: str) -> Path:
         return self.out / name
 
+    def _keep_aside(self, name: str, why: str) -> None:
+        d = self.dir(name)
+        n = 1
+        while (self.out / f"{name}.old-{n}").exists():
+            n += 1
+        d.rename(self.out / f"{name}.old-{n}")
+        _say(f"[{name}] {why}; the previous outputs are kept in {name}.old-{n}")
+
     def run(self, name: str, settings: dict, fn: Callable[[Path], dict]) -> dict:
         d = self.dir(name)
-        marker = d / "stage.json"
+        marker, started = d / "stage.json", d / "stage_started.json"
         fp = _fingerprint(settings)
         if marker.is_file() and not self.rerun_rest:
             done = read_json(marker)
@@ -114,14 +124,16 @@ class _Stages:
                 _say(f"[{name}] complete, skipped ({d})")
                 return done.get("result", {})
         if marker.is_file():  # settings changed (or an earlier stage re-ran): keep the old folder
-            n = 1
-            while (self.out / f"{name}.old-{n}").exists():
-                n += 1
-            d.rename(self.out / f"{name}.old-{n}")
-            _say(f"[{name}] settings changed; the previous outputs are kept in {name}.old-{n}")
-            self.rerun_rest = True
+            self._keep_aside(name, "settings changed")
+        elif started.is_file() and read_json(started).get("fingerprint") != fp:
+            # interrupted with other settings: its checkpoints cannot be resumed
+            self._keep_aside(name, "interrupted with other settings")
         d.mkdir(parents=True, exist_ok=True)
-        _say(f"[{name}] running ...")
+        if started.is_file():
+            _say(f"[{name}] resuming ...")
+        else:
+            atomic_write_json(started, {"stage": name, "fingerprint": fp, "settings": settings})
+            _say(f"[{name}] running ...")
         t = time.time()
         result = fn(d)
         wall = time.time() - t

@@ -51,3 +51,33 @@ def test_run_reports_an_unreachable_budget_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "outside the achievable range" in err
     assert not (tmp_path / "search" / "checkpoint.pt").exists()
+
+
+def test_interrupted_stage_resumes_or_is_kept_aside(tmp_path, capsys, monkeypatch):
+    import ednas.search.algorithm as alg
+
+    real = alg._Search.run
+
+    def interrupted(self, on_epoch_end=None):
+        def stop(epoch, rec):
+            raise KeyboardInterrupt
+
+        return real(self, on_epoch_end=stop)
+
+    monkeypatch.setattr(alg._Search, "run", interrupted)
+    assert main(_argv(tmp_path)) == 130  # interrupted after the first search epoch
+    assert (tmp_path / "search" / "checkpoint.pt").is_file() and not (tmp_path / "search" / "stage.json").exists()
+    monkeypatch.setattr(alg._Search, "run", real)
+    capsys.readouterr()
+    # same settings: the search resumes from its checkpoint
+    assert main(_argv(tmp_path)) == 0
+    assert "[search] resuming" in capsys.readouterr().err
+    # interrupted again, then run with other search settings: the partial folder is kept aside
+    monkeypatch.setattr(alg._Search, "run", interrupted)
+    assert main(_argv(tmp_path, "--search-epochs", "3")) == 130
+    monkeypatch.setattr(alg._Search, "run", real)
+    capsys.readouterr()
+    assert main(_argv(tmp_path, "--search-epochs", "4")) == 0
+    err = capsys.readouterr().err
+    assert "[search] interrupted with other settings" in err
+    assert (tmp_path / "search.old-2" / "checkpoint.pt").is_file()
