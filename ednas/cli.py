@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
 
 from ednas import __version__
 from ednas.config import add_config_args, resolve_config

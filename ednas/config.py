@@ -16,7 +16,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import yaml
 

@@ -24,7 +24,6 @@ them); with other settings its partial folder is kept aside the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys

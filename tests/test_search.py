@@ -11,7 +11,7 @@ from ednas import build_supernet, parse_arch
 from ednas.config import resolve_config
 from ednas.data import load_data
 from ednas.errors import EdnasError
-from ednas.search import FeedbackBlock, LatencyLoss, SearchConfig, betas, fit_budget, layer_probs, search, tau_at
+from ednas.search import FeedbackBlock, LatencyLoss, SearchConfig, betas, fit_budget, search, tau_at
 from ednas.search.algorithm import _Search
 from tests.conftest import TINY_SPACE
 from tests.search_helpers import SyntheticLatency

@@ -101,5 +101,5 @@ def write_script(
         "n_ops": len(ops),
         "n_fit_networks": len(fit),
         "n_validate_networks": len(val),
-        "run_on_board": f"python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1",
+        "run_on_board": "python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1",
     }

@@ -28,7 +28,6 @@ host, and written out.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -15,8 +15,6 @@ randomness is drawn from ``(seed, epoch)``).
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
