@@ -57,6 +57,7 @@ import torch.nn as nn
 
 from ednas.errors import EdnasError
 from ednas.io import atomic_write_json, read_json
+from ednas.report.macs import trace
 
 __all__ = [
     "BASELINES",
@@ -167,15 +168,7 @@ def _downsamplings(model: nn.Module, input_size: int, in_channels: int = 3) -> l
         if max(m.stride) > 1:
             seen.setdefault(int(inputs[0].shape[-1]), []).append(m)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    was = model.training
-    try:
-        model.eval()
-        model(torch.zeros(1, in_channels, input_size, input_size))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    trace(model, input_size, (nn.Conv2d,), hook, in_channels)
     return sorted(seen.items(), key=lambda kv: -kv[0])
 
 

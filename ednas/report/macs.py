@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-__all__ = ["LayerCount", "count_macs", "conv_macs", "linear_macs"]
+__all__ = ["LayerCount", "count_macs", "conv_macs", "linear_macs", "trace"]
 
 
 @dataclass
@@ -101,7 +101,18 @@ def count_macs(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple
             kernel, stride, groups, kind = None, None, 1, "Linear"
         rows.append(LayerCount(names.get(m, type(m).__name__), kind, in_shape, tuple(output.shape[1:]), kernel, stride, groups, _params(m), macs))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    trace(model, input_size, (nn.Conv2d, nn.Linear), hook, in_channels)
+    return int(sum(r.macs for r in rows)), rows
+
+
+@torch.no_grad()
+def trace(model: nn.Module, input_size: int, types: tuple, hook, in_channels: int = 3) -> None:
+    """Run one eval-mode forward pass of a zero image with ``hook`` on every module of ``types``.
+
+    The hooks are removed and the model's training mode restored afterwards,
+    whatever happens.
+    """
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
     was_training = model.training
     try:
         model.eval()
@@ -110,4 +121,3 @@ def count_macs(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple
         for h in handles:
             h.remove()
         model.train(was_training)
-    return int(sum(r.macs for r in rows)), rows
