@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import traceback
 
 from ednas import __version__
 from ednas.config import add_config_args, resolve_config
@@ -65,10 +67,43 @@ def _resolved(entry) -> tuple | None:
     return (help_, cls, func) if cls is not None and func is not None else None
 
 
+def _common() -> argparse.ArgumentParser:
+    """Output options every command takes (also before the command name)."""
+    c = argparse.ArgumentParser(add_help=False)
+    g = c.add_argument_group("output")
+    g.add_argument("-q", "--quiet", dest="_quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    g.add_argument("-v", "--verbose", dest="_verbose", action="store_true", default=argparse.SUPPRESS, help="debug messages too")
+    g.add_argument("--debug", dest="_debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, show the traceback (with its cause) instead of one line")
+    return c
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = super().format(record)
+        return msg if record.levelno < logging.WARNING else f"ednas: {record.levelname.lower()}: {msg}"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Messages of the library (``logging.getLogger("ednas...")``) to stderr, from ``level`` up."""
+    root = logging.getLogger("ednas")
+    for h in list(root.handlers):
+        if getattr(h, "_ednas_cli", False):
+            root.removeHandler(h)
+    h = logging.StreamHandler(sys.stderr)
+    h._ednas_cli = True  # type: ignore[attr-defined]
+    h.setFormatter(_Formatter("%(message)s"))
+    root.addHandler(h)
+    root.setLevel(level)
+    root.propagate = False
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = _common()
     p = argparse.ArgumentParser(
         prog="ednas",
         description="Latency-aware differentiable architecture search for embedded targets (E-DNAS).",
+        parents=[common],
     )
     p.add_argument("--version", action="version", version=f"ednas {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
             subs = {k: r for k, v in entry[1].items() if (r := _resolved(v)) is not None}
             if not subs:
                 continue
-            sp = sub.add_parser(name, help=entry[0], description=entry[0])
+            sp = sub.add_parser(name, help=entry[0], description=entry[0], parents=[common])
             ss = sp.add_subparsers(dest="sub_command", metavar="SUBCOMMAND")
             for sname, (shelp, scls, sfunc) in subs.items():
-                ssp = ss.add_parser(sname, help=shelp, description=shelp)
+                ssp = ss.add_parser(sname, help=shelp, description=shelp, parents=[common])
                 add_config_args(ssp, scls)
                 ssp.set_defaults(_func=sfunc, _cls=scls)
             sp.set_defaults(_func=None, _group=sp)
@@ -89,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
             if r is None:
                 continue
             help_, cls, func = r
-            sp = sub.add_parser(name, help=help_, description=help_)
+            sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
             add_config_args(sp, cls)
             sp.set_defaults(_func=func, _cls=cls)
     return p
@@ -104,12 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         (group or parser).print_help()
         return 2
     ns = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "sub_command")}
+    debug = getattr(args, "_debug", False)
+    setup_logging(logging.DEBUG if getattr(args, "_verbose", False) or debug else
+                  logging.WARNING if getattr(args, "_quiet", False) else logging.INFO)
     try:
         result = func(resolve_config(args._cls, ns))
         if isinstance(result, dict):
             _print_json(result)
         return 0
     except EdnasError as e:
+        if debug:
+            traceback.print_exc()
         print(f"ednas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

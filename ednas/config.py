@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import yaml
 
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError, EdnasError
 from ednas.io import atomic_write_text
 
 __all__ = ["resolve_config", "add_config_args", "save_config", "config_dict", "coerce"]
@@ -54,8 +54,8 @@ def coerce(key: str, value: Any, tp, source: str) -> Any:
     if value is None:
         if optional:
             return None
-        raise EdnasError(f"{source}: '{key}' must be {_type_name(tp)}, got null")
-    bad = EdnasError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got null")
+    bad = ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -70,8 +70,8 @@ def coerce(key: str, value: Any, tp, source: str) -> Any:
         if isinstance(value, str):
             try:
                 return int(value)
-            except ValueError:
-                raise bad from None
+            except ValueError as err:
+                raise bad from err
         raise bad
     if base is float:
         if isinstance(value, bool):
@@ -81,8 +81,8 @@ def coerce(key: str, value: Any, tp, source: str) -> Any:
         if isinstance(value, str):
             try:
                 return float(value)
-            except ValueError:
-                raise bad from None
+            except ValueError as err:
+                raise bad from err
         raise bad
     if base is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -151,17 +151,17 @@ def resolve_config(cls, args: argparse.Namespace | dict | None = None, yaml_path
     if yaml_path:
         p = Path(yaml_path)
         if not p.is_file():
-            raise EdnasError(f"config file '{yaml_path}' does not exist")
+            raise ConfigError(f"config file '{yaml_path}' does not exist")
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise EdnasError(f"config file '{yaml_path}' is not valid YAML: {e}") from None
+            raise ConfigError(f"config file '{yaml_path}' is not valid YAML: {e}") from e
         if not isinstance(data, dict):
-            raise EdnasError(f"config file '{yaml_path}': expected a mapping of settings, got {type(data).__name__}")
+            raise ConfigError(f"config file '{yaml_path}': expected a mapping of settings, got {type(data).__name__}")
         for k, v in data.items():
             key = str(k).replace("-", "_")
             if key not in types_:
-                raise EdnasError(f"config file '{yaml_path}': unknown key '{k}'; valid keys: {valid}")
+                raise ConfigError(f"config file '{yaml_path}': unknown key '{k}'; valid keys: {valid}")
             values[key] = coerce(key, v, types_[key], f"config file '{yaml_path}'")
     for k, v in args.items():
         if k in types_:
@@ -169,10 +169,10 @@ def resolve_config(cls, args: argparse.Namespace | dict | None = None, yaml_path
         elif k.startswith("_") or k in ("command", "func", "lut_command"):
             continue
         else:
-            raise EdnasError(f"unknown setting '{k}'; valid settings: {valid}")
+            raise ConfigError(f"unknown setting '{k}'; valid settings: {valid}")
     missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
     if missing:
-        raise EdnasError(f"missing required setting(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        raise ConfigError(f"missing required setting(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
     return cls(**values)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +35,12 @@ from typing import Callable, Optional
 from ednas import __version__
 from ednas._perf import set_threads, tune_malloc
 from ednas.config import config_dict, resolve_config, save_config
-from ednas.errors import EdnasError
+from ednas.errors import ArchError, EdnasError
 from ednas.io import atomic_write_json, read_json
 
 __all__ = ["RunConfig", "run", "run_cli", "STAGES"]
+
+log = logging.getLogger(__name__)
 
 STAGES = ("lut", "search", "train", "export", "baselines", "report")
 
@@ -144,7 +146,7 @@ class _Stages:
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    log.info(msg)
 
 
 def run(cfg: RunConfig) -> dict:
@@ -162,7 +164,7 @@ def run(cfg: RunConfig) -> dict:
     space_ref = cfg.space or ("cifar" if data.input_size <= 64 else "imagenet")
     space, _ = load_arch(space_ref)
     if space.is_fixed:
-        raise EdnasError(f"--space '{space_ref}' has no choices to search")
+        raise ArchError(f"--space '{space_ref}' has no choices to search")
     stages = _Stages(out, cfg.progress)
     base = {"data": data.spec, "space": space.format(), "input_size": data.input_size, "seed": cfg.seed}
 
@@ -347,7 +349,7 @@ def _print_summary(s: dict, html: Path, md: Path) -> None:
         f"                  {md}",
         "",
     ]
-    print("\n".join(lines), file=sys.stderr)
+    log.info("\n".join(lines))
 
 
 def run_cli(cfg: RunConfig) -> dict:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ednas.errors import EdnasError
+from ednas.errors import ArchError, EdnasError
 
 __all__ = [
     "StemSpec",
@@ -219,17 +219,17 @@ class ArchSpec:
         """
         layers = list(self.layers())
         if len(picks) != len(layers):
-            raise EdnasError(f"arch: {len(picks)} picks for {len(layers)} layers")
+            raise ArchError(f"arch: {len(picks)} picks for {len(layers)} layers")
         stages: list[list[BlockSpec]] = [[] for _ in self.stages]
         for layer, pick in zip(layers, picks):
             b = layer.spec
             if pick.get("skip"):
                 if not layer.can_skip:
-                    raise EdnasError(f"arch stage {layer.stage} block {layer.block}: layer {layer.index} cannot be skipped")
+                    raise ArchError(f"arch stage {layer.stage} block {layer.block}: layer {layer.index} cannot be skipped")
                 continue
             k, e = int(pick["kernel"]), int(pick["expansion"])
             if k not in b.kernels or e not in b.expansions:
-                raise EdnasError(
+                raise ArchError(
                     f"arch stage {layer.stage} block {layer.block}: pick k{k} e{e} is not among k{b.kernels} e{b.expansions}"
                 )
             stages[layer.stage - 1].append(
@@ -243,7 +243,7 @@ class ArchSpec:
             )
         kept = tuple(tuple(s) for s in stages if s)
         if not kept:
-            raise EdnasError("arch: every block was skipped; a network needs at least one block")
+            raise ArchError("arch: every block was skipped; a network needs at least one block")
         return dataclasses.replace(self, stages=kept)
 
     def to_dict(self) -> dict:
@@ -257,7 +257,7 @@ _OPT = re.compile(r"^([a-z]+?)([0-9][0-9.]*)?$")
 
 
 def _err(where: str, text: str, msg: str) -> EdnasError:
-    return EdnasError(f"arch {where} ('{text}'): {msg}")
+    return ArchError(f"arch {where} ('{text}'): {msg}")
 
 
 def _ints(where: str, text: str, key: str, value: str | None) -> tuple[int, ...]:
@@ -265,8 +265,8 @@ def _ints(where: str, text: str, key: str, value: str | None) -> tuple[int, ...]
         raise _err(where, text, f"field '{key}' needs a value, e.g. '{key}3'")
     try:
         vals = tuple(int(v) for v in value.split("."))
-    except ValueError:
-        raise _err(where, text, f"field '{key}' = '{value}' is not an integer (or integers joined by '.')") from None
+    except ValueError as err:
+        raise _err(where, text, f"field '{key}' = '{value}' is not an integer (or integers joined by '.')") from err
     if len(set(vals)) != len(vals):
         raise _err(where, text, f"field '{key}' = '{value}' repeats a value")
     return vals
@@ -380,16 +380,16 @@ def parse_arch(text: str) -> ArchSpec:
         EdnasError: naming the stage, the block and the field that is wrong.
     """
     if not isinstance(text, str) or not text.strip():
-        raise EdnasError("arch: empty architecture string; expected e.g. 'stem_k11_m1_c16_s2 | ir_k3_e6_c24_s2 | head_c256'")
+        raise ArchError("arch: empty architecture string; expected e.g. 'stem_k11_m1_c16_s2 | ir_k3_e6_c24_s2 | head_c256'")
     stages_txt = [s.split() for s in text.strip().split("|")]
     if any(not s for s in stages_txt):
-        raise EdnasError(f"arch '{text}': an empty stage (two '|' in a row, or one at an end)")
+        raise ArchError(f"arch '{text}': an empty stage (two '|' in a row, or one at an end)")
     if len(stages_txt) < 3:
-        raise EdnasError(f"arch '{text}': needs a stem stage, at least one block stage and a head stage, separated by '|'")
+        raise ArchError(f"arch '{text}': needs a stem stage, at least one block stage and a head stage, separated by '|'")
     if len(stages_txt[0]) != 1:
-        raise EdnasError(f"arch stage 0: the stem stage holds exactly one 'stem_...' block, got {len(stages_txt[0])}")
+        raise ArchError(f"arch stage 0: the stem stage holds exactly one 'stem_...' block, got {len(stages_txt[0])}")
     if len(stages_txt[-1]) != 1:
-        raise EdnasError(f"arch stage {len(stages_txt) - 1}: the head stage holds exactly one 'head_...' block")
+        raise ArchError(f"arch stage {len(stages_txt) - 1}: the head stage holds exactly one 'head_...' block")
     stem = _parse_stem(stages_txt[0][0])
     stages = []
     for si, stage in enumerate(stages_txt[1:-1], start=1):
@@ -447,7 +447,7 @@ PRESETS: dict[str, tuple[str, int]] = {
 def preset(name: str) -> ArchSpec:
     """The search space of a named preset."""
     if name not in PRESETS:
-        raise EdnasError(f"unknown arch preset '{name}'; presets: {', '.join(PRESETS)}")
+        raise ArchError(f"unknown arch preset '{name}'; presets: {', '.join(PRESETS)}")
     return parse_arch(PRESETS[name][0])
 
 
@@ -464,7 +464,7 @@ def load_arch(value: str) -> tuple[ArchSpec, int | None]:
     looks_like_file = value.endswith((".yaml", ".yml", ".json")) or ("/" in value and "|" not in value)
     if looks_like_file:
         if not path.is_file():
-            raise EdnasError(f"arch file '{value}' does not exist (expected a preset {', '.join(PRESETS)}, an arch string or a YAML/JSON file)")
+            raise ArchError(f"arch file '{value}' does not exist (expected a preset {', '.join(PRESETS)}, an arch string or a YAML/JSON file)")
         try:
             text = path.read_text()
             if value.endswith(".json"):
@@ -474,13 +474,13 @@ def load_arch(value: str) -> tuple[ArchSpec, int | None]:
 
                 data = yaml.safe_load(text)
         except Exception as e:  # noqa: BLE001 - any parse error is the user's file
-            raise EdnasError(f"arch file '{value}': cannot be read as {'JSON' if value.endswith('.json') else 'YAML'}: {e}") from None
+            raise ArchError(f"arch file '{value}': cannot be read as {'JSON' if value.endswith('.json') else 'YAML'}: {e}") from e
         if not isinstance(data, dict) or "arch" not in data:
-            raise EdnasError(f"arch file '{value}': expected a mapping with key 'arch' (the arch string)")
+            raise ArchError(f"arch file '{value}': expected a mapping with key 'arch' (the arch string)")
         size = data.get("input_size")
         try:
             spec = parse_arch(data["arch"])
         except EdnasError as e:
-            raise EdnasError(f"arch file '{value}': {e}") from None
+            raise ArchError(f"arch file '{value}': {e}") from e
         return spec, int(size) if size else None
     return parse_arch(value), None

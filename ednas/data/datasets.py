@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ednas.errors import EdnasError
+from ednas.errors import DataError, EdnasError
 
 __all__ = ["DataSet", "load_data", "arch_split", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -97,7 +97,7 @@ def _stratified(labels: np.ndarray, fracs: tuple[float, ...], seed: int) -> list
 def arch_split(labels: np.ndarray, weight_frac: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split training indices into (weight split, architecture split), stratified and deterministic."""
     if not 0.0 < weight_frac < 1.0:
-        raise EdnasError(f"weight split fraction must be in (0, 1), got {weight_frac}")
+        raise DataError(f"weight split fraction must be in (0, 1), got {weight_frac}")
     w, a = _stratified(np.asarray(labels), (weight_frac, 1.0 - weight_frac), seed)
     return w, a
 
@@ -133,33 +133,33 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="bytes")
-    except FileNotFoundError:
-        raise EdnasError(f"CIFAR batch file '{path}' does not exist") from None
+    except FileNotFoundError as err:
+        raise DataError(f"CIFAR batch file '{path}' does not exist") from err
     except Exception as e:  # noqa: BLE001 - truncated or corrupted pickles raise many types
-        raise EdnasError(f"CIFAR batch file '{path}' is truncated or corrupted ({type(e).__name__}: {e}); "
-                         "expected a python-version CIFAR batch (a pickled dict)") from None
+        raise DataError(f"CIFAR batch file '{path}' is truncated or corrupted ({type(e).__name__}: {e}); "
+                         "expected a python-version CIFAR batch (a pickled dict)") from e
     if not isinstance(d, dict):
-        raise EdnasError(f"CIFAR batch file '{path}': expected a pickled dict, got {type(d).__name__}")
+        raise DataError(f"CIFAR batch file '{path}': expected a pickled dict, got {type(d).__name__}")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
 def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     if "data" not in d or label_key not in d:
-        raise EdnasError(f"CIFAR batch file '{path}': missing key '{'data' if 'data' not in d else label_key}' "
+        raise DataError(f"CIFAR batch file '{path}': missing key '{'data' if 'data' not in d else label_key}' "
                          f"(keys present: {', '.join(sorted(d))})")
     data = np.asarray(d["data"])
     labels = np.asarray(d[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise EdnasError(f"CIFAR batch file '{path}': 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
+        raise DataError(f"CIFAR batch file '{path}': 'data' must be uint8 N x 3072, got {data.dtype} {data.shape}")
     if len(labels) != len(data):
-        raise EdnasError(f"CIFAR batch file '{path}': {len(data)} images but {len(labels)} labels")
+        raise DataError(f"CIFAR batch file '{path}': {len(data)} images but {len(labels)} labels")
     return data.reshape(-1, 3, 32, 32), labels
 
 
 def _cifar(kind: str, root: Path, seed: int) -> DataSet:
     if not root.is_dir():
-        raise EdnasError(f"{kind}: directory '{root}' does not exist")
+        raise DataError(f"{kind}: directory '{root}' does not exist")
     hundred = kind == "cifar100"
     label_key = "fine_labels" if hundred else "labels"
     train_files = [root / "train"] if hundred else sorted(root.glob("data_batch_*"))
@@ -168,16 +168,16 @@ def _cifar(kind: str, root: Path, seed: int) -> DataSet:
     train_files = [f for f in train_files if f.is_file()]
     if not train_files:
         want = "'train'" if hundred else "'data_batch_1' ... 'data_batch_5'"
-        raise EdnasError(f"{kind}: no training batch in '{root}' (expected {want} from the CIFAR python version)")
+        raise DataError(f"{kind}: no training batch in '{root}' (expected {want} from the CIFAR python version)")
     if not test_file.is_file():
-        raise EdnasError(f"{kind}: test batch '{test_file}' does not exist")
+        raise DataError(f"{kind}: test batch '{test_file}' does not exist")
     xs, ys = zip(*(_cifar_batch(f, label_key) for f in train_files))
     xtr, ytr = np.concatenate(xs), np.concatenate(ys)
     xte, yte = _cifar_batch(test_file, label_key)
     n_classes = 100 if hundred else 10
     for name, y in (("training", ytr), ("test", yte)):
         if y.min() < 0 or y.max() >= n_classes:
-            raise EdnasError(f"{kind}: {name} labels out of range 0..{n_classes - 1} in '{root}'")
+            raise DataError(f"{kind}: {name} labels out of range 0..{n_classes - 1} in '{root}'")
     classes = [str(i) for i in range(n_classes)]
     if meta_file.is_file():
         meta = _unpickle(meta_file)
@@ -205,21 +205,21 @@ def _cifar(kind: str, root: Path, seed: int) -> DataSet:
 
 def _folder(root: Path, input_size: int | None) -> DataSet:
     if not root.is_dir():
-        raise EdnasError(f"folder: directory '{root}' does not exist")
+        raise DataError(f"folder: directory '{root}' does not exist")
     folders = {}
     for split in ("train", "val"):
         p = root / split
         if not p.is_dir():
-            raise EdnasError(f"folder: '{p}' does not exist; expected ImageNet-style '{root}/train/<class>/*' and '{root}/val/<class>/*'")
+            raise DataError(f"folder: '{p}' does not exist; expected ImageNet-style '{root}/train/<class>/*' and '{root}/val/<class>/*'")
         folders[split] = p
     folders["test"] = root / "test" if (root / "test").is_dir() else folders["val"]
     classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
     if not classes:
-        raise EdnasError(f"folder: '{folders['train']}' has no class sub-folders")
+        raise DataError(f"folder: '{folders['train']}' has no class sub-folders")
     for split in ("val", "test"):
         other = sorted(d.name for d in folders[split].iterdir() if d.is_dir())
         if other != classes:
-            raise EdnasError(f"folder: the class folders of '{folders[split]}' differ from '{folders['train']}'")
+            raise DataError(f"folder: the class folders of '{folders[split]}' differ from '{folders['train']}'")
     return DataSet(
         name="folder",
         spec=f"folder:{root}",
@@ -239,7 +239,7 @@ def _synthetic(args: str, seed: int) -> DataSet:
         for kv in args.split(","):
             k, _, v = kv.partition("=")
             if k not in opts or not v.isdigit():
-                raise EdnasError(f"synthetic: bad option '{kv}'; expected classes=N, n=N, size=N")
+                raise DataError(f"synthetic: bad option '{kv}'; expected classes=N, n=N, size=N")
             opts[k] = int(v)
     g = torch.Generator().manual_seed(1234)
     n, c, s = opts["n"], opts["classes"], opts["size"]
@@ -270,16 +270,16 @@ def load_data(spec: str, seed: int = 0, input_size: int | None = None) -> DataSe
     spec = (spec or "digits").strip()
     kind, _, arg = spec.partition(":")
     if kind not in DATA_KINDS:
-        raise EdnasError(f"unknown data kind '{kind}' in --data '{spec}'; expected one of: digits, cifar10:DIR, "
+        raise DataError(f"unknown data kind '{kind}' in --data '{spec}'; expected one of: digits, cifar10:DIR, "
                          "cifar100:DIR, folder:DIR, synthetic")
     if kind == "digits":
         if arg:
-            raise EdnasError(f"--data digits takes no argument, got '{spec}'")
+            raise DataError(f"--data digits takes no argument, got '{spec}'")
         return _digits(seed)
     if kind == "synthetic":
         return _synthetic(arg, seed)
     if not arg:
-        raise EdnasError(f"--data {kind} needs a directory: '{kind}:DIR'")
+        raise DataError(f"--data {kind} needs a directory: '{kind}:DIR'")
     root = Path(arg).expanduser()
     if kind == "folder":
         return _folder(root, input_size)

@@ -22,7 +22,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from ednas.data import DataSet, make_loader
-from ednas.errors import EdnasError
+from ednas.errors import EdnasError, ExportError
 
 __all__ = ["CalibrationReader", "calibration_images", "check_input_shape", "with_normalisation"]
 
@@ -52,7 +52,7 @@ def check_input_shape(data: DataSet, input_size: int, channels: int = 3, what: s
     got = _image_shape(data)
     want = (channels, input_size, input_size)
     if got != want:
-        raise EdnasError(
+        raise ExportError(
             f"{what} '{data.spec}' has images of shape {'x'.join(map(str, got))} (CxHxW) but the model"
             f"{f' {model!r}' if model else ''} expects {'x'.join(map(str, want))}; "
             "use data of the model's input size and channel count"
@@ -74,7 +74,7 @@ def calibration_images(data: DataSet, n: int, seed: int = 0, split: str = "train
     """
     size = data.size(split)
     if size == 0:
-        raise EdnasError(f"calibration data '{data.spec}' has no '{split}' images")
+        raise ExportError(f"calibration data '{data.spec}' has no '{split}' images")
     take = size if n <= 0 or n >= size else n
     idx = np.sort(np.random.default_rng(seed).permutation(size)[:take])
     batches = [x.contiguous().numpy() for x, _ in make_loader(data, split, 256, False, indices=idx)]

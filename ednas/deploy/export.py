@@ -37,7 +37,7 @@ import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.config import config_dict, save_config
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError, DataError, EdnasError, ExportError
 from ednas.io import atomic_write_json
 
 __all__ = ["ExportConfig", "export_model", "run_export", "QUANT_MODES"]
@@ -93,18 +93,18 @@ class ExportConfig:
 
 def _check(cfg: ExportConfig) -> None:
     if cfg.quant not in QUANT_MODES:
-        raise EdnasError(f"--quant must be one of {', '.join(QUANT_MODES)}, got '{cfg.quant}'")
+        raise ConfigError(f"--quant must be one of {', '.join(QUANT_MODES)}, got '{cfg.quant}'")
     if cfg.split not in ("train", "val", "test"):
-        raise EdnasError(f"--split must be train, val or test, got '{cfg.split}'")
+        raise ConfigError(f"--split must be train, val or test, got '{cfg.split}'")
     if cfg.opset < 17:
-        raise EdnasError(f"--opset must be >= 17, got {cfg.opset}")
+        raise ConfigError(f"--opset must be >= 17, got {cfg.opset}")
     if cfg.threads < 1:
-        raise EdnasError(f"--threads must be >= 1 (timings need a deliberate thread count), got {cfg.threads}")
+        raise ConfigError(f"--threads must be >= 1 (timings need a deliberate thread count), got {cfg.threads}")
     if cfg.quant == "none" and (cfg.pow2 or cfg.mixed_precision):
-        raise EdnasError("--pow2 and --mixed-precision need --quant int8 or int16, got --quant none")
+        raise ConfigError("--pow2 and --mixed-precision need --quant int8 or int16, got --quant none")
     for name in ("latency_rounds", "latency_runs", "compare_images"):
         if getattr(cfg, name) < 1:
-            raise EdnasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
 
 
 def _in_channels(model) -> int:
@@ -119,7 +119,7 @@ def _load_data(spec: str, meta: dict, what: str, flag: str):
     try:
         data = load_data(spec, input_size=int(meta["input_size"]))
     except EdnasError as e:
-        raise EdnasError(f"{what} ({flag} '{spec}'): {e}") from None
+        raise ExportError(f"{what} ({flag} '{spec}'): {e}") from e
     return with_normalisation(data, meta.get("mean"), meta.get("std"))
 
 
@@ -174,11 +174,11 @@ def export_model(cfg: ExportConfig) -> dict:
     # data first: a wrong data set should fail before minutes of work
     data_spec = cfg.data or meta.get("data")
     if not data_spec:
-        raise EdnasError(f"model file '{cfg.model}' names no data set; pass --data")
+        raise DataError(f"model file '{cfg.model}' names no data set; pass --data")
     data = _load_data(data_spec, meta, "evaluation data", "--data")
     check_input_shape(data, size, channels, what="evaluation data")
     if data.num_classes != int(meta["num_classes"]):
-        raise EdnasError(f"evaluation data '{data.spec}' has {data.num_classes} classes but model '{cfg.model}' has {meta['num_classes']} outputs")
+        raise DataError(f"evaluation data '{data.spec}' has {data.num_classes} classes but model '{cfg.model}' has {meta['num_classes']} outputs")
     settings = None
     if cfg.quant != "none":
         settings = QuantSettings(
@@ -221,7 +221,7 @@ def export_model(cfg: ExportConfig) -> dict:
         quant_info = quantize_onnx(fp32_path, quant_path, CalibrationReader(images, "input", 1), settings)
         _set_metadata(quant_path, {**props, "ednas.quant": settings.name})
         if settings.pow2 and not quant_info["all_scales_pow2"]:  # a guard: pow2 mode must hold for every scale
-            raise EdnasError(f"'{quant_path}': not every quantization scale is a power of two")
+            raise ExportError(f"'{quant_path}': not every quantization scale is a power of two")
 
     # 5. accuracy and latency through ONNX Runtime
     scores, labels = onnx_scores(sess, data, cfg.split, limit=cfg.eval_images)
@@ -280,7 +280,7 @@ def export_model(cfg: ExportConfig) -> dict:
     }
     atomic_write_json(out / "export.json", record)
     if not check["diff_ok"]:
-        raise EdnasError(
+        raise ExportError(
             f"'{fp32_path}': ONNX Runtime differs from PyTorch by {check['max_abs_diff']:.3g} "
             f"(allowed {cfg.diff_tol:g} x max(1, max|logit| {check['max_abs_logit']:.3g})); see '{out / 'export.json'}'"
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ednas.errors import EdnasError
+from ednas.errors import ExportError
 
 __all__ = ["export_onnx", "ort_session", "time_session", "onnx_bytes"]
 
@@ -76,12 +76,12 @@ def ort_session(model, threads: int = 1, optimization: str = "all"):
     so.log_severity_level = 3
     src = str(model) if isinstance(model, (str, Path)) else model
     if isinstance(model, (str, Path)) and not Path(model).is_file():
-        raise EdnasError(f"ONNX model '{model}' does not exist")
+        raise ExportError(f"ONNX model '{model}' does not exist")
     try:
         return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own types for bad files
         where = f"'{model}'" if isinstance(model, (str, Path)) else "(in memory)"
-        raise EdnasError(f"ONNX model {where} cannot be loaded by ONNX Runtime: {str(e).splitlines()[0][:300]}") from None
+        raise ExportError(f"ONNX model {where} cannot be loaded by ONNX Runtime: {str(e).splitlines()[0][:300]}") from e
 
 
 def time_session(session, feed: dict | None = None, warmup: int = 10, repeats: int = 50, min_time_s: float = 0.0) -> dict:

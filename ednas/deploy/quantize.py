@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 
 from ednas.deploy.pow2 import is_pow2, pow2_overrides, quant_scales, weight_inputs
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError
 
 __all__ = ["QuantSettings", "CALIB_METHODS", "quantize_onnx", "calibrate", "first_last_layers", "quant_summary"]
 
@@ -66,13 +66,13 @@ class QuantSettings:
 
     def __post_init__(self):
         if self.bits not in (8, 16):
-            raise EdnasError(f"quantization bits must be 8 or 16, got {self.bits}")
+            raise ConfigError(f"quantization bits must be 8 or 16, got {self.bits}")
         if self.weight_bits is None:
             self.weight_bits = self.bits
         if self.weight_bits not in (8, 16):
-            raise EdnasError(f"--weight-bits must be 8 or 16, got {self.weight_bits}")
+            raise ConfigError(f"--weight-bits must be 8 or 16, got {self.weight_bits}")
         if self.calib_method not in CALIB_METHODS:
-            raise EdnasError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got '{self.calib_method}'")
+            raise ConfigError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got '{self.calib_method}'")
         if self.pow2:
             self.per_channel = False  # TDA4VM has one scale per tensor
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ednas.arch.spec import ArchSpec
 from ednas._run import progress as progress_bar
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError, EdnasError, LatencyTableError
 from ednas.latency import board
 from ednas.latency.ops import DTYPES, Op, space_ops
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
@@ -93,15 +93,15 @@ def build_table(
             settings, or a board file that lacks operators of the space.
     """
     if dtype is not None and dtype not in DTYPES:
-        raise EdnasError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)}")
+        raise ConfigError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)}")
     if policy is not None and policy not in POLICIES:
-        raise EdnasError(f"--policy '{policy}' is unknown; expected one of {', '.join(POLICIES)}")
+        raise ConfigError(f"--policy '{policy}' is unknown; expected one of {', '.join(POLICIES)}")
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if target.startswith("file:"):
         table = _from_board_file(target, space, input_size, num_classes, policy)
     elif target in MEASURED_TARGETS:
         if dtype not in (None, "f32"):
-            raise EdnasError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
+            raise ConfigError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
         table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress)
     else:
         prof = load_profile(_profile_ref(target))
@@ -153,7 +153,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
             and all((old.meta.get("measurement") or {}).get(k) == measurement[k] for k in ("runtime", "threads", "method"))
         )
         if not same:
-            raise EdnasError(
+            raise LatencyTableError(
                 f"'{out}' holds a table measured with other settings (target {old.target}, input {old.input_size}, "
                 f"measurement {old.meta.get('measurement')}); write to another --out or delete it"
             )
@@ -192,7 +192,7 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
     needed = space_ops(space, input_size, num_classes, table.dtype)
     missing = table.missing(needed)
     if missing:
-        raise EdnasError(
+        raise LatencyTableError(
             f"board table '{src}' has no entry for operator '{missing[0].key}' ({missing[0].describe()})"
             + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
             + " of the space; "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ednas.arch.spec import load_arch
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError
 
 __all__ = ["LutBuildConfig", "LutValidateConfig", "LutScriptConfig", "lut_build", "lut_validate", "lut_script"]
 
@@ -20,9 +20,9 @@ def _space(value: str, input_size: Optional[int]):
     spec, size = load_arch(value)
     size = input_size or size
     if not size:
-        raise EdnasError(f"--input is required: the space '{value}' does not name an input size")
+        raise ConfigError(f"--input is required: the space '{value}' does not name an input size")
     if size < 8:
-        raise EdnasError(f"--input {size}: the input side must be at least 8")
+        raise ConfigError(f"--input {size}: the input side must be at least 8")
     return spec, int(size)
 
 
@@ -121,7 +121,7 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
     from ednas.latency.validate import scatter_plot, validate_table
 
     if cfg.archs < 2:
-        raise EdnasError(f"--archs {cfg.archs}: need at least 2 architectures (30 for the acceptance check)")
+        raise ConfigError(f"--archs {cfg.archs}: need at least 2 architectures (30 for the acceptance check)")
     table = load_table(cfg.lut)
     space = load_arch(cfg.space)[0] if cfg.space else None
     n_fit = len((table.meta.get("constant") or {}).get("picks") or [])  # re-timed for the drift check

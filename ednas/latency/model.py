@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ednas.arch.spec import ArchSpec
-from ednas.errors import EdnasError
+from ednas.errors import EdnasError, LatencyTableError
 from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
 from ednas.latency.table import LatencyTable
 
@@ -53,7 +53,7 @@ class LatencyModel:
 
     def __init__(self, space: ArchSpec, input_size: int, num_classes: int, table: LatencyTable):
         if int(table.input_size) != int(input_size):
-            raise EdnasError(
+            raise LatencyTableError(
                 f"latency table {table._where()} was built for input size {table.input_size}, not {input_size}; "
                 "build a table for this input size with 'ednas lut build --input N'"
             )
@@ -90,7 +90,7 @@ class LatencyModel:
                     ok = ok and all(table.supported(op) for op in ops)
                 allowed.append(ok or self.policy == "fallback")
             if not any(allowed):
-                raise EdnasError(
+                raise LatencyTableError(
                     f"layer {layer.index} (stage {layer.stage} block {layer.block}): none of its kernels {b.kernels} is supported "
                     f"by target {table.target}, whose policy is 'mask'; remove them from the space or use policy 'fallback'"
                 )
@@ -159,19 +159,19 @@ class LatencyModel:
             c = getattr(blk, attr, None)
             # a choice holds exactly the space's candidates; no choice means a single one
             if (tuple(c.candidates) if c is not None else cands[:1]) != tuple(cands):
-                raise EdnasError(
+                raise LatencyTableError(
                     f"supernet layer {i}: its {attr.split('_')[0]} candidates "
                     f"{None if c is None else tuple(c.candidates)} do not match the latency model's space {tuple(cands)}"
                 )
         if (getattr(blk, "skip_choice", None) is not None) != layer.can_skip:
-            raise EdnasError(f"supernet layer {i}: its skip choice does not match the latency model's space")
+            raise LatencyTableError(f"supernet layer {i}: its skip choice does not match the latency model's space")
         self._checked.add(i)
 
     def expected(self, supernet) -> torch.Tensor:
         """E[LAT] in ms (a 0-dim tensor), differentiable w.r.t. every alpha (see module doc)."""
         blocks = list(supernet.blocks)
         if len(blocks) != len(self.layers):
-            raise EdnasError(f"supernet has {len(blocks)} blocks, the latency model's space has {len(self.layers)} layers")
+            raise LatencyTableError(f"supernet has {len(blocks)} blocks, the latency model's space has {len(self.layers)} layers")
         ref = None
         for blk in blocks:
             for c in (blk.kernel_choice, blk.expansion_choice, blk.skip_choice):
@@ -212,20 +212,20 @@ class LatencyModel:
             return self._predict_arch(arch_or_picks, allow_masked)
         picks = list(arch_or_picks)
         if len(picks) != len(self.layers):
-            raise EdnasError(f"{len(picks)} picks for the {len(self.layers)} layers of the space")
+            raise LatencyTableError(f"{len(picks)} picks for the {len(self.layers)} layers of the space")
         total = self.fixed_ms
         for i, (layer, p) in enumerate(zip(self.layers, picks)):
             if p.get("skip"):
                 if not layer.can_skip:
-                    raise EdnasError(f"pick {i}: layer {i} (stage {layer.stage} block {layer.block}) cannot be skipped")
+                    raise LatencyTableError(f"pick {i}: layer {i} (stage {layer.stage} block {layer.block}) cannot be skipped")
                 continue
             k, e = int(p["kernel"]), int(p["expansion"])
             b = layer.spec
             if k not in b.kernels or e not in b.expansions:
-                raise EdnasError(f"pick {i}: k{k} e{e} is not among layer {i}'s candidates k{b.kernels} e{b.expansions}")
+                raise LatencyTableError(f"pick {i}: k{k} e{e} is not among layer {i}'s candidates k{b.kernels} e{b.expansions}")
             ki = b.kernels.index(k)
             if not allow_masked and not self._allowed[i][ki]:
-                raise EdnasError(
+                raise LatencyTableError(
                     f"pick {i}: kernel {k} of layer {i} is masked on target {self.table.target} "
                     "(unsupported by its accelerator; policy 'mask')"
                 )
@@ -242,7 +242,7 @@ class LatencyModel:
             if label.startswith("layer") and self.policy == "mask" and not allow_masked:
                 bad = [op for op in ops if not t.supported(op)]
                 if bad:
-                    raise EdnasError(f"{label}: {bad[0].describe()} is masked on target {t.target} (unsupported by its accelerator; policy 'mask')")
+                    raise LatencyTableError(f"{label}: {bad[0].describe()} is masked on target {t.target} (unsupported by its accelerator; policy 'mask')")
             total += sum(t.ms(op) for op in ops)
         return float(total)
 

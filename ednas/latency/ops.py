@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from ednas.arch.spec import ArchSpec, Layer
-from ednas.errors import EdnasError
+from ednas.errors import EdnasError, LatencyTableError
 
 __all__ = [
     "KEY_VERSION",
@@ -95,9 +95,9 @@ class Op:
 
     def __post_init__(self):
         if self.type not in OP_TYPES:
-            raise EdnasError(f"operator type '{self.type}' is unknown; expected one of {', '.join(OP_TYPES)}")
+            raise LatencyTableError(f"operator type '{self.type}' is unknown; expected one of {', '.join(OP_TYPES)}")
         if self.dtype not in DTYPES:
-            raise EdnasError(f"operator dtype '{self.dtype}' is unknown; expected one of {', '.join(DTYPES)}")
+            raise LatencyTableError(f"operator dtype '{self.dtype}' is unknown; expected one of {', '.join(DTYPES)}")
 
     # -- key ---------------------------------------------------------------
     @property
@@ -113,7 +113,7 @@ class Op:
         """Parse a key written by :attr:`key`; raises EdnasError naming the key."""
         m = _KEY.match(key)
         if not m:
-            raise EdnasError(
+            raise LatencyTableError(
                 f"operator key '{key}' does not follow key scheme v{KEY_VERSION} "
                 "'<type>_i<H>x<W>x<Cin>_o<Cout>_k<K>_s<S>_g<G>_e<E>_<dtype>' (see docs/latency.md)"
             )
@@ -246,7 +246,7 @@ def arch_layer_ops(arch: ArchSpec, input_size: int, num_classes: int, dtype: str
         EdnasError: if ``arch`` still has choices.
     """
     if not arch.is_fixed:
-        raise EdnasError(
+        raise LatencyTableError(
             f"arch '{arch.format()}' has choices; latency is defined for a fixed network "
             "(use space.with_picks(...) or a derived arch)"
         )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ednas.errors import EdnasError
+from ednas.errors import EdnasError, LatencyTableError
 from ednas.io import atomic_write_json
 from ednas.latency.ops import KEY_VERSION, Op
 
@@ -59,7 +59,7 @@ def _entry(key: str, value: Any) -> dict:
         return {"ms": float(value)}
     if isinstance(value, Mapping) and isinstance(value.get("ms"), (int, float)):
         return dict(value, ms=float(value["ms"]))
-    raise EdnasError(f"latency table entry '{key}': expected a number of ms or {{\"ms\": ...}}, got {value!r}")
+    raise LatencyTableError(f"latency table entry '{key}': expected a number of ms or {{\"ms\": ...}}, got {value!r}")
 
 
 @dataclass
@@ -95,7 +95,7 @@ class LatencyTable:
     def __post_init__(self):
         self.entries = {k: _entry(k, v) for k, v in self.entries.items()}
         if self.policy not in POLICIES:
-            raise EdnasError(f"latency table {self._where()}: policy '{self.policy}' is not one of {', '.join(POLICIES)}")
+            raise LatencyTableError(f"latency table {self._where()}: policy '{self.policy}' is not one of {', '.join(POLICIES)}")
         self.input_size = int(self.input_size)
         self.constant_ms = float(self.constant_ms)
 
@@ -122,7 +122,7 @@ class LatencyTable:
         more = f" ({n_missing - 1} more operator(s) are missing too)" if n_missing > 1 else ""
         by = f", needed by {needed_by}" if needed_by else ""
         name = f"latency table '{self.path}'" if self.path else "the latency table"
-        return EdnasError(
+        return LatencyTableError(
             f"{name} (target {self.target}, input {self.input_size}) has no entry for operator "
             f"'{op.key}' ({op.describe()}){by}{more}; to extend the table, "
             + extend_hint(self.target, self.space, self.input_size, self.path)
@@ -166,25 +166,25 @@ class LatencyTable:
     def from_dict(cls, d: Mapping, path: str | None = None, input_size: int | None = None) -> "LatencyTable":
         where = f"'{path}'" if path else "(in memory)"
         if not isinstance(d, Mapping):
-            raise EdnasError(f"latency table {where}: expected a JSON object, got {type(d).__name__}")
+            raise LatencyTableError(f"latency table {where}: expected a JSON object, got {type(d).__name__}")
         if d.get("format", FORMAT) != FORMAT:
-            raise EdnasError(f"latency table {where}: 'format' is '{d.get('format')}', expected '{FORMAT}'")
+            raise LatencyTableError(f"latency table {where}: 'format' is '{d.get('format')}', expected '{FORMAT}'")
         fv = d.get("format_version")
         if fv != FORMAT_VERSION:
-            raise EdnasError(
+            raise LatencyTableError(
                 f"latency table {where}: format_version {fv!r}, this ednas reads format_version {FORMAT_VERSION}; "
                 "rebuild it with 'ednas lut build' (or the measuring script of this ednas version)"
             )
         kv = d.get("key_version", KEY_VERSION)
         if kv != KEY_VERSION:
-            raise EdnasError(f"latency table {where}: key_version {kv!r}, this ednas uses operator key scheme v{KEY_VERSION}; rebuild the table")
+            raise LatencyTableError(f"latency table {where}: key_version {kv!r}, this ednas uses operator key scheme v{KEY_VERSION}; rebuild the table")
         for req in ("target", "input_size", "entries"):
             if req not in d:
-                raise EdnasError(f"latency table {where}: required field '{req}' is missing")
+                raise LatencyTableError(f"latency table {where}: required field '{req}' is missing")
         if not isinstance(d["entries"], Mapping):
-            raise EdnasError(f"latency table {where}: 'entries' must be an object of key -> ms")
+            raise LatencyTableError(f"latency table {where}: 'entries' must be an object of key -> ms")
         if input_size is not None and int(d["input_size"]) != int(input_size):
-            raise EdnasError(
+            raise LatencyTableError(
                 f"latency table {where} was built for input size {d['input_size']}, not {input_size}; "
                 f"every operator key holds its feature-map size, so build a table for {input_size}: "
                 + extend_hint(str(d["target"]), d.get("space"), int(input_size), None)
@@ -223,9 +223,9 @@ def load_table(path, input_size: int | None = None) -> LatencyTable:
     if p.startswith("file:"):
         p = p[5:]
     if not Path(p).is_file():
-        raise EdnasError(f"latency table '{p}' does not exist; build one with 'ednas lut build --target host-ort --space SPACE --input N --out {p}'")
+        raise LatencyTableError(f"latency table '{p}' does not exist; build one with 'ednas lut build --target host-ort --space SPACE --input N --out {p}'")
     try:
         data = json.loads(Path(p).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EdnasError(f"latency table '{p}' is not valid JSON: {e}") from None
+        raise LatencyTableError(f"latency table '{p}' is not valid JSON: {e}") from e
     return LatencyTable.from_dict(data, path=p, input_size=input_size)

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from ednas.arch.spec import ArchSpec
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError, EdnasError, LatencyTableError
 from ednas.latency.ops import DTYPE_BYTES, Op, arch_layer_ops
 from ednas.latency.table import POLICIES, LatencyTable
 
@@ -123,7 +123,7 @@ class Profile:
         """Cost on the host core, plus leaving and re-entering the accelerator."""
         fb = self.fallback
         if fb is None:
-            raise EdnasError(f"target profile '{self.name}': operator {op.describe()} is unsupported but the profile has no 'fallback' section")
+            raise LatencyTableError(f"target profile '{self.name}': operator {op.describe()} is unsupported but the profile has no 'fallback' section")
         # the host core runs float: transfers and compute at 4 bytes per element
         return fb.ms(op, 4) + fb.overhead_ms + fb.transfer_ms
 
@@ -137,20 +137,20 @@ class Profile:
 
 def _engine(d: dict, where: str, name: str) -> Engine:
     if not isinstance(d, dict):
-        raise EdnasError(f"target profile {where}: '{name}' must be a mapping")
+        raise LatencyTableError(f"target profile {where}: '{name}' must be a mapping")
     known = {f.name for f in dataclasses.fields(Engine)}
     bad = set(d) - known
     if bad:
-        raise EdnasError(f"target profile {where}: unknown key(s) {sorted(bad)} in '{name}'; valid: {sorted(known)}")
+        raise LatencyTableError(f"target profile {where}: unknown key(s) {sorted(bad)} in '{name}'; valid: {sorted(known)}")
     e = Engine(**{k: v for k, v in d.items()})
     for k in ("peak_gmacs", "bandwidth_gbs"):
         if not isinstance(getattr(e, k), (int, float)) or getattr(e, k) <= 0:
-            raise EdnasError(f"target profile {where}: '{name}.{k}' must be a positive number, got {getattr(e, k)!r}")
+            raise LatencyTableError(f"target profile {where}: '{name}.{k}' must be a positive number, got {getattr(e, k)!r}")
     for c, v in e.efficiency.items():
         if c not in OP_CLASSES:
-            raise EdnasError(f"target profile {where}: '{name}.efficiency' has unknown class '{c}'; classes: {', '.join(OP_CLASSES)}")
+            raise LatencyTableError(f"target profile {where}: '{name}.efficiency' has unknown class '{c}'; classes: {', '.join(OP_CLASSES)}")
         if not isinstance(v, (int, float)) or not 0 < v <= 1:
-            raise EdnasError(f"target profile {where}: '{name}.efficiency.{c}' must be in (0, 1], got {v!r}")
+            raise LatencyTableError(f"target profile {where}: '{name}.efficiency.{c}' must be in (0, 1], got {v!r}")
     return e
 
 
@@ -168,33 +168,33 @@ def load_profile(name_or_path: str) -> Profile:
     s = str(name_or_path)
     path = Path(s) if s.endswith((".yaml", ".yml")) or "/" in s else PROFILE_DIR / f"{s}.yaml"
     if not path.is_file():
-        raise EdnasError(
+        raise LatencyTableError(
             f"target profile '{s}' not found; shipped profiles: {', '.join(profile_names())}, or give a YAML file (roofline:PATH.yaml)"
         )
     where = f"'{path}'"
     try:
         d = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise EdnasError(f"target profile {where} is not valid YAML: {e}") from None
+        raise LatencyTableError(f"target profile {where} is not valid YAML: {e}") from e
     if not isinstance(d, dict):
-        raise EdnasError(f"target profile {where}: expected a mapping")
+        raise LatencyTableError(f"target profile {where}: expected a mapping")
     valid = {"name", "description", "sources", "dtype", "accelerator", "fallback", "policy", "policy_why", "support", "calibration"}
     bad = set(d) - valid
     if bad:
-        raise EdnasError(f"target profile {where}: unknown key(s) {sorted(bad)}; valid keys: {sorted(valid)}")
+        raise LatencyTableError(f"target profile {where}: unknown key(s) {sorted(bad)}; valid keys: {sorted(valid)}")
     if "accelerator" not in d:
-        raise EdnasError(f"target profile {where}: 'accelerator' (peak_gmacs, bandwidth_gbs, efficiency, overhead_ms) is required")
+        raise LatencyTableError(f"target profile {where}: 'accelerator' (peak_gmacs, bandwidth_gbs, efficiency, overhead_ms) is required")
     policy = d.get("policy", "fallback")
     if policy not in POLICIES:
-        raise EdnasError(f"target profile {where}: 'policy' is '{policy}', expected one of {', '.join(POLICIES)}")
+        raise LatencyTableError(f"target profile {where}: 'policy' is '{policy}', expected one of {', '.join(POLICIES)}")
     dtype = d.get("dtype", "f32")
     if dtype not in DTYPE_BYTES:
-        raise EdnasError(f"target profile {where}: 'dtype' is '{dtype}', expected one of {', '.join(DTYPE_BYTES)}")
+        raise LatencyTableError(f"target profile {where}: 'dtype' is '{dtype}', expected one of {', '.join(DTYPE_BYTES)}")
     support = d.get("support") or {}
     rules = support.get("rules") or []
     for i, r in enumerate(rules):
         if not isinstance(r, dict) or "types" not in r or "allow" not in r:
-            raise EdnasError(f"target profile {where}: support.rules[{i}] needs 'types' (operator types) and 'allow' ([kernel, stride] pairs)")
+            raise LatencyTableError(f"target profile {where}: support.rules[{i}] needs 'types' (operator types) and 'allow' ([kernel, stride] pairs)")
     prof = Profile(
         name=str(d.get("name", path.stem)),
         description=str(d.get("description", "")),
@@ -210,7 +210,7 @@ def load_profile(name_or_path: str) -> Profile:
         path=str(path),
     )
     if prof.rules and prof.fallback is None:
-        raise EdnasError(f"target profile {where}: declares support rules but no 'fallback' engine to price unsupported operators")
+        raise LatencyTableError(f"target profile {where}: declares support rules but no 'fallback' engine to price unsupported operators")
     if prof.calibration:
         prof.scale = _calibrate(prof, where)
     return prof
@@ -220,8 +220,8 @@ def _calibrate(prof: Profile, where: str) -> float:
     c = prof.calibration
     try:
         ref, ms = str(c["reference"]), float(c["ms"])
-    except (KeyError, TypeError, ValueError):
-        raise EdnasError(f"target profile {where}: 'calibration' needs 'reference' (a reference network) and 'ms'") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise LatencyTableError(f"target profile {where}: 'calibration' needs 'reference' (a reference network) and 'ms'") from err
     ops = reference_ops(ref, int(c.get("input_size", 224)), int(c.get("num_classes", 1000)), prof.dtype)
     raw = sum(prof.raw_ms(op) for op in ops)
     return ms / raw
@@ -251,7 +251,7 @@ REFERENCES = {"mobilenet_v1": _mobilenet_v1}
 def reference_ops(name: str, input_size: int = 224, num_classes: int = 1000, dtype: str = "f32") -> list[Op]:
     """The operator list of a named reference network (``mobilenet_v1``)."""
     if name not in REFERENCES:
-        raise EdnasError(f"unknown reference network '{name}'; known: {', '.join(REFERENCES)}")
+        raise ConfigError(f"unknown reference network '{name}'; known: {', '.join(REFERENCES)}")
     return REFERENCES[name](input_size, num_classes, dtype)
 
 

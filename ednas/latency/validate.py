@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from ednas.arch.spec import ArchSpec
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError, LatencyTableError
 
 __all__ = ["SAMPLINGS", "sample_picks", "random_deploy_model", "mape", "spearman", "scatter_plot", "fit_constant", "validate_table", "time_networks"]
 
@@ -43,7 +43,7 @@ def sample_picks(space: ArchSpec, n: int, seed: int, sampling: str = "stratified
         exclude: pick lists that must not be drawn (the fit architectures).
     """
     if sampling not in SAMPLINGS:
-        raise EdnasError(f"sampling '{sampling}' is unknown; expected one of {', '.join(SAMPLINGS)}")
+        raise ConfigError(f"sampling '{sampling}' is unknown; expected one of {', '.join(SAMPLINGS)}")
     rng = random.Random(seed)
     layers = list(space.layers())
     seen = {_sig(p) for p in exclude}
@@ -68,7 +68,7 @@ def sample_picks(space: ArchSpec, n: int, seed: int, sampling: str = "stratified
         seen.add(sig)
         out.append(picks)
     if len(out) < n:
-        raise EdnasError(f"the space has fewer than {n} distinct networks outside the excluded ones; ask for fewer")
+        raise ConfigError(f"the space has fewer than {n} distinct networks outside the excluded ones; ask for fewer")
     if sampling == "stratified":
         rng.shuffle(out)  # measured in random order, so drifts do not line up with size
     return out
@@ -168,7 +168,7 @@ def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, 
         return time_onnx_models(data, threads, warmup, repeats, rounds, progress)
     if runtime == "torch":
         return time_torch_models(models, input_size, threads, warmup, repeats, rounds, progress)
-    raise EdnasError(f"cannot measure networks end to end for runtime '{runtime}' on this host")
+    raise LatencyTableError(f"cannot measure networks end to end for runtime '{runtime}' on this host")
 
 
 def summarize(pairs: list[dict]) -> dict:
@@ -259,7 +259,7 @@ def validate_table(
 
     if space is None:
         if not table.space:
-            raise EdnasError(f"latency table {table._where()} does not name its space; pass --space")
+            raise LatencyTableError(f"latency table {table._where()} does not name its space; pass --space")
         space = parse_arch(table.space)
     num_classes = int(num_classes or table.num_classes or 10)
     lm = LatencyModel(space, table.input_size, num_classes, table)
@@ -276,7 +276,7 @@ def validate_table(
     else:
         runtime = _runtime(table)
         if table.target not in ("host-ort", "host-torch") or runtime not in ("onnxruntime", "torch"):
-            raise EdnasError(
+            raise LatencyTableError(
                 f"latency table {table._where()} (target {table.target}) cannot be measured on this machine; "
                 "validate a board table with the 'validate' networks of 'ednas lut script --validate-archs N', "
                 "and an analytic profile against a board table"

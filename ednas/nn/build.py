@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ednas.arch.spec import ArchSpec, Layer, load_arch
-from ednas.errors import EdnasError
+from ednas.errors import ArchError, ConfigError
 from ednas.nn.blocks import InvertedResidual, SearchableIR
 from ednas.nn.choice import Choice
 from ednas.nn.multipath import FBNetBlock
@@ -41,7 +41,7 @@ class Net(nn.Module):
     def __init__(self, arch: ArchSpec, num_classes: int, in_channels: int = 3):
         super().__init__()
         if not arch.is_fixed:
-            raise EdnasError(
+            raise ArchError(
                 f"arch '{arch.format()}' has searchable choices; build a fixed network from "
                 "one kernel and one expansion per block (e.g. the search's arch.yaml, or arch.largest())"
             )
@@ -73,7 +73,7 @@ class Supernet(nn.Module):
     def __init__(self, space: ArchSpec, num_classes: int, kind: str = "metakernel", in_channels: int = 3):
         super().__init__()
         if kind not in SUPERNET_KINDS:
-            raise EdnasError(f"unknown supernet kind '{kind}'; expected one of {', '.join(SUPERNET_KINDS)}")
+            raise ConfigError(f"unknown supernet kind '{kind}'; expected one of {', '.join(SUPERNET_KINDS)}")
         self.space, self.num_classes, self.kind = space, num_classes, kind
         self.layers: list[Layer] = list(space.layers())
         self.stem = DepthAwareStem(space.stem, in_channels)
@@ -141,10 +141,10 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
     model.head.load_state_dict(supernet.head.state_dict())
     kept = [(blk, p) for blk, p in zip(supernet.blocks, picks) if not p["skip"]]
     if len(kept) != len(model.blocks):
-        raise EdnasError(f"inherit: the model has {len(model.blocks)} blocks, the picks keep {len(kept)}")
+        raise ArchError(f"inherit: the model has {len(model.blocks)} blocks, the picks keep {len(kept)}")
     for dst, (src, p) in zip(model.blocks, kept):
         if (dst.kernel, dst.expansion) != (p["kernel"], p["expansion"]):
-            raise EdnasError(f"inherit: block k{dst.kernel} e{dst.expansion} does not match pick {p}")
+            raise ArchError(f"inherit: block k{dst.kernel} e{dst.expansion} does not match pick {p}")
         fixed = src.to_fixed(p["kernel"], p["expansion"], branches=len(dst.dw.convs) > 1)
         dst.load_state_dict(fixed.state_dict())
     return model

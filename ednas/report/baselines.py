@@ -55,7 +55,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, read_json
 from ednas.report.macs import trace
 
@@ -90,7 +90,7 @@ def _timm_gen(module: str, gen: str, variant: str):
         mod = importlib.import_module(f"timm.models.{module}")
         fn = getattr(mod, gen, None)
         if fn is None:  # private generators; guard against a timm that renamed them
-            raise EdnasError(f"this timm ({_timm_version()}) has no timm.models.{module}.{gen}; baseline '{variant}' cannot be width-scaled")
+            raise ConfigError(f"this timm ({_timm_version()}) has no timm.models.{module}.{gen}; baseline '{variant}' cannot be width-scaled")
         return fn(variant, channel_multiplier=width, pretrained=False, num_classes=num_classes)
 
     return build
@@ -143,15 +143,15 @@ def _parse_name(name: str) -> tuple[str, float | None]:
     """``NAME`` or ``NAME@WIDTH`` -> (registry key, width or None)."""
     key, _, w = str(name).partition("@")
     if key not in BASELINES:
-        raise EdnasError(f"unknown baseline '{key}'; baselines: {', '.join(BASELINES)} (optionally NAME@WIDTH, e.g. mobilenetv2@0.5)")
+        raise ConfigError(f"unknown baseline '{key}'; baselines: {', '.join(BASELINES)} (optionally NAME@WIDTH, e.g. mobilenetv2@0.5)")
     if not w:
         return key, None
     try:
         width = float(w)
-    except ValueError:
-        raise EdnasError(f"baseline '{name}': width '{w}' is not a number") from None
+    except ValueError as err:
+        raise ConfigError(f"baseline '{name}': width '{w}' is not a number") from err
     if not 0.05 <= width <= 4.0:
-        raise EdnasError(f"baseline '{name}': width {width} is outside 0.05..4")
+        raise ConfigError(f"baseline '{name}': width {width} is outside 0.05..4")
     return key, width
 
 
@@ -324,7 +324,7 @@ def run_baselines(
     for n in names:
         _parse_name(n)  # fail on a typo before any training
     if epochs < 1:
-        raise EdnasError(f"baselines: epochs must be >= 1, got {epochs}")
+        raise ConfigError(f"baselines: epochs must be >= 1, got {epochs}")
     out_dir = Path(out_dir)
     loaded: DataSet | None = data if isinstance(data, DataSet) else None
     spec = data.spec if isinstance(data, DataSet) else str(data)

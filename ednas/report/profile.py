@@ -35,14 +35,14 @@ e.g. the 11x11 stride-2 stem or MixNet's 9x9/11x11 kernels on TDA4VM.
 from __future__ import annotations
 
 import difflib
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch.nn as nn
 
-from ednas.errors import EdnasError
+from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
 
 __all__ = [
     "ProfileConfig",
@@ -53,6 +53,8 @@ __all__ = [
     "measure_onnx_ms",
     "measure_torch_ms",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,7 +105,7 @@ def _timm(name: str, num_classes: int | None) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
-        raise EdnasError(f"--model timm:{name}: timm {timm.__version__} has no model '{name}'{_close(name, timm.list_models())}")
+        raise ConfigError(f"--model timm:{name}: timm {timm.__version__} has no model '{name}'{_close(name, timm.list_models())}")
     kw = {"num_classes": num_classes} if num_classes else {}
     return timm.create_model(name, pretrained=False, **kw)
 
@@ -114,7 +116,7 @@ def _torchvision(name: str, num_classes: int | None) -> nn.Module:
 
     names = tvm.list_models()
     if name not in names:
-        raise EdnasError(f"--model torchvision:{name}: torchvision {torchvision.__version__} has no model '{name}'{_close(name, names)}")
+        raise ConfigError(f"--model torchvision:{name}: torchvision {torchvision.__version__} has no model '{name}'{_close(name, names)}")
     kw = {"num_classes": num_classes} if num_classes else {}
     return tvm.get_model(name, weights=None, **kw)
 
@@ -143,7 +145,7 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         from ednas.report.baselines import build_baseline
 
         if input_size is None:
-            raise EdnasError(f"--model {spec}: --input is required (a baseline is scaled to the input size)")
+            raise ConfigError(f"--model {spec}: --input is required (a baseline is scaled to the input size)")
         m, info = build_baseline(spec[9:], num_classes or _default_classes(input_size), input_size)
         m = m.eval()
         return _Network(m, m, "baseline", input_size, num_classes or _default_classes(input_size), info=info)
@@ -151,10 +153,10 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         from ednas.train.checkpoint import load_model
 
         if not Path(spec).is_file():
-            raise EdnasError(f"--model: model file '{spec}' does not exist")
+            raise CheckpointError(f"--model: model file '{spec}' does not exist")
         model, meta = load_model(spec)
         if num_classes and num_classes != int(meta["num_classes"]):
-            raise EdnasError(f"--num-classes {num_classes}: model file '{spec}' has {meta['num_classes']} outputs")
+            raise CheckpointError(f"--num-classes {num_classes}: model file '{spec}' has {meta['num_classes']} outputs")
         size = input_size or int(meta["input_size"])
         return _Network(model, deploy_model(model), "ednas-model", size, int(meta["num_classes"]), arch=model.arch)
     from ednas.arch.spec import load_arch
@@ -301,17 +303,17 @@ def profile_model(
     from ednas.report.macs import count_macs
 
     if threads < 1:
-        raise EdnasError(f"--threads must be >= 1, got {threads}")
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     if input_size is not None and input_size < 8:
-        raise EdnasError(f"--input {input_size}: the input side must be at least 8")
+        raise ConfigError(f"--input {input_size}: the input side must be at least 8")
     net = load_network(spec, input_size, num_classes)
     if net.input_size is None:
-        raise EdnasError(f"--input is required: '{spec}' does not name an input size")
+        raise ConfigError(f"--input is required: '{spec}' does not name an input size")
     size = int(net.input_size)
     try:
         macs, rows = count_macs(net.deploy, size)
     except RuntimeError as e:  # e.g. an input too small for the network's downsampling
-        raise EdnasError(f"--model {spec} --input {size}: the forward pass failed ({str(e).splitlines()[0][:200]})") from None
+        raise ArchError(f"--model {spec} --input {size}: the forward pass failed ({str(e).splitlines()[0][:200]})") from e
     by_type: dict[str, int] = {}
     for r in rows:
         by_type[r.type] = by_type.get(r.type, 0) + r.macs
@@ -376,7 +378,7 @@ def run_profile(cfg: ProfileConfig) -> dict:
 
     prof = profile_model(cfg.model, cfg.input, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds)
     if cfg.table:
-        print(format_table(prof), file=sys.stderr)
+        log.info(format_table(prof))
     if cfg.json:
         atomic_write_json(cfg.json, prof)
     short = {k: v for k, v in prof.items() if k not in ("layers", "latency_breakdown")}

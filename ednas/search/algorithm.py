@@ -42,7 +42,7 @@ from ednas._run import git_commit, progress, tb_writer
 from ednas.arch.spec import ArchSpec, load_arch
 from ednas.config import config_dict, save_config
 from ednas.data import arch_split, load_data, make_loader
-from ednas.errors import EdnasError
+from ednas.errors import ArchError, CheckpointError, ConfigError, DataError, LatencyTableError, TrainingError
 from ednas.io import atomic_write_json, atomic_write_text
 from ednas.nn.build import SUPERNET_KINDS, build_supernet
 from ednas.search.derive import fit_budget, layer_probs
@@ -141,15 +141,15 @@ def resolve_budget(cfg, latency) -> tuple[float, float | None]:
     lo, hi = float(latency.min_ms), float(latency.max_ms)
     rng = f"[{lo:.4g}, {hi:.4g}] ms (smallest to largest network of the space on this target)"
     if cfg.budget_ms is not None and cfg.budget_frac is not None:
-        raise EdnasError("give --budget-ms or --budget-frac, not both")
+        raise ConfigError("give --budget-ms or --budget-frac, not both")
     if cfg.budget_ms is not None:
         b = float(cfg.budget_ms)
         if not lo <= b <= hi:
-            raise EdnasError(f"--budget-ms {b:.4g} is outside the achievable range {rng}")
+            raise ConfigError(f"--budget-ms {b:.4g} is outside the achievable range {rng}")
         return b, (b - lo) / (hi - lo) if hi > lo else None
     frac = 0.5 if cfg.budget_frac is None else float(cfg.budget_frac)
     if not 0.0 <= frac <= 1.0:
-        raise EdnasError(f"--budget-frac {frac} must be in [0, 1]; 0 = smallest network ({lo:.4g} ms), 1 = largest ({hi:.4g} ms)")
+        raise ConfigError(f"--budget-frac {frac} must be in [0, 1]; 0 = smallest network ({lo:.4g} ms), 1 = largest ({hi:.4g} ms)")
     return lo + frac * (hi - lo), frac
 
 
@@ -167,7 +167,7 @@ def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: in
 
     if target.endswith(".json") and not target.startswith("file:"):
         if not Path(target).is_file():
-            raise EdnasError(f"latency table '{target}' does not exist")
+            raise LatencyTableError(f"latency table '{target}' does not exist")
         table = load_table(target)
     else:
         out = None
@@ -199,22 +199,22 @@ class _Search:
     def __init__(self, cfg: SearchConfig, data=None, latency=None, dist=None):
         self.cfg = cfg
         if cfg.paths < 1:
-            raise EdnasError(f"--paths must be >= 1, got {cfg.paths}")
+            raise ConfigError(f"--paths must be >= 1, got {cfg.paths}")
         if cfg.merge not in MERGE_KINDS:
-            raise EdnasError(f"unknown --merge '{cfg.merge}'; expected one of {', '.join(MERGE_KINDS)}")
+            raise ConfigError(f"unknown --merge '{cfg.merge}'; expected one of {', '.join(MERGE_KINDS)}")
         if cfg.loss not in LOSS_KINDS:
-            raise EdnasError(f"unknown --loss '{cfg.loss}'; expected one of {', '.join(LOSS_KINDS)}")
+            raise ConfigError(f"unknown --loss '{cfg.loss}'; expected one of {', '.join(LOSS_KINDS)}")
         if cfg.supernet not in SUPERNET_KINDS:
-            raise EdnasError(f"unknown --supernet '{cfg.supernet}'; expected one of {', '.join(SUPERNET_KINDS)}")
+            raise ConfigError(f"unknown --supernet '{cfg.supernet}'; expected one of {', '.join(SUPERNET_KINDS)}")
         if not 0 <= cfg.warmup_epochs < cfg.epochs:
-            raise EdnasError(f"--warmup-epochs must be in [0, epochs) = [0, {cfg.epochs}), got {cfg.warmup_epochs}")
+            raise ConfigError(f"--warmup-epochs must be in [0, epochs) = [0, {cfg.epochs}), got {cfg.warmup_epochs}")
         if cfg.tau0 <= 0 or cfg.tau_min <= 0:
-            raise EdnasError("--tau0 and --tau-min must be > 0")
+            raise ConfigError("--tau0 and --tau-min must be > 0")
         self.out = Path(cfg.out)
         self.data = data or load_data(cfg.data, seed=cfg.seed, input_size=cfg.input_size)
         self.space, _ = load_arch(cfg.space)
         if self.space.is_fixed:
-            raise EdnasError(f"--space '{cfg.space}' has no choices to search (e.g. 'k3.5.7', 'e3.6', 'skip')")
+            raise ArchError(f"--space '{cfg.space}' has no choices to search (e.g. 'k3.5.7', 'e3.6', 'skip')")
         self.input_size = self.data.input_size
         self.latency = latency or latency_model(cfg.target, self.space, self.input_size, self.data.num_classes,
                                                 cfg.lut_cache, cfg.progress)
@@ -225,7 +225,7 @@ class _Search:
         self.dist = dist
         P = cfg.paths
         if dist is not None and dist.world != P:
-            raise EdnasError(f"--paths {P} under torchrun with {dist.world} processes: start one process per path "
+            raise ConfigError(f"--paths {P} under torchrun with {dist.world} processes: start one process per path "
                              f"(torchrun --nproc_per_node={P})")
         self.local = [dist.rank] if dist is not None else list(range(P))
         self.main = dist is None or dist.rank == 0
@@ -248,7 +248,7 @@ class _Search:
         self.val_loader = make_loader(self.data, "val", 256, False, workers=cfg.workers)
         self.steps_per_epoch = min(len(l) for l in w_all)  # the same on every rank
         if self.steps_per_epoch < 1 or min(len(l) for l in a_all) < 1:
-            raise EdnasError(f"the data set is too small for {P} path(s) with batch size {cfg.batch_size}: "
+            raise DataError(f"the data set is too small for {P} path(s) with batch size {cfg.batch_size}: "
                              f"{len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.names = [n for n, _ in base.named_choices()]
@@ -261,7 +261,7 @@ class _Search:
                 allowed = list(self.latency.allowed(i))
                 if not any(allowed):
                     l = net.layers[i]
-                    raise EdnasError(f"layer {i} (stage {l.stage} block {l.block}): none of the kernels {l.spec.kernels} "
+                    raise LatencyTableError(f"layer {i} (stage {l.stage} block {l.block}): none of the kernels {l.spec.kernels} "
                                      f"is supported on target '{self.cfg.target}'")
                 blk.kernel_choice.set_allowed(allowed)
 
@@ -292,7 +292,7 @@ class _Search:
                     sample_choices(net.choices(), tau, cfg.hard, gens[p])
                 ce = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
                 if not torch.isfinite(ce):
-                    raise EdnasError(f"search diverged at epoch {epoch + 1} step {i} (path {p}); lower --lr (now {cfg.lr})")
+                    raise TrainingError(f"search diverged at epoch {epoch + 1} step {i} (path {p}); lower --lr (now {cfg.lr})")
                 opt = self.opt_w[p]
                 for g in opt.param_groups:
                     g["lr"] = lr
@@ -404,7 +404,7 @@ class _Search:
             new = config_dict(cfg)
             diff = [k for k in _RESUME_KEYS if k in old and old[k] != new[k]]
             if diff:
-                raise EdnasError(f"--resume: '{ckpt}' was written with other settings ({', '.join(f'{k}: {old[k]!r} vs {new[k]!r}' for k in diff)})")
+                raise CheckpointError(f"--resume: '{ckpt}' was written with other settings ({', '.join(f'{k}: {old[k]!r} vs {new[k]!r}' for k in diff)})")
             start, history, wall_before = self.load(ck)
         if self.main:
             save_config(cfg, self.out)
@@ -516,7 +516,7 @@ def _cycle(loader, epoch: int):
             n += 1
             yield batch
         if n == 0:  # never spin on an empty split
-            raise EdnasError("the architecture split gives no batch; use a smaller --batch-size or a larger --weight-split complement")
+            raise DataError("the architecture split gives no batch; use a smaller --batch-size or a larger --weight-split complement")
         k += 1
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError
 
 __all__ = ["fit_budget", "layer_probs"]
 
@@ -69,7 +69,7 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
         The new picks and the list of changes ``{layer, kind, from, to, margin, latency_ms}``.
     """
     if mode not in ("none", "repair", "both"):
-        raise EdnasError(f"unknown budget fit mode '{mode}'; expected none, repair or both")
+        raise ConfigError(f"unknown budget fit mode '{mode}'; expected none, repair or both")
     picks = [dict(p) for p in picks]
     changes: list[dict] = []
     if mode == "none":
@@ -104,7 +104,7 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
     cur, cand = moves(-1)
     while cur > budget_ms:
         if not cand:
-            raise EdnasError(f"cannot bring the derived network under the budget {budget_ms:.4g} ms (now {cur:.4g} ms)")
+            raise ConfigError(f"cannot bring the derived network under the budget {budget_ms:.4g} ms (now {cur:.4g} ms)")
         # per (layer, kind), the nearest cheaper candidate (smallest latency drop)
         nearest = {}
         for m in cand:

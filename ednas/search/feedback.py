@@ -43,7 +43,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError
 
 __all__ = ["betas", "FeedbackBlock", "MERGE_KINDS", "merged_names"]
 
@@ -68,7 +68,7 @@ def betas(losses: Sequence[float]) -> torch.Tensor | None:
 def merged_names(model: nn.Module, merge: str) -> list[str]:
     """Names (in ``model.state_dict()``) of the tensors a merge of kind ``merge`` touches."""
     if merge not in MERGE_KINDS:
-        raise EdnasError(f"unknown merge '{merge}'; expected one of {', '.join(MERGE_KINDS)}")
+        raise ConfigError(f"unknown merge '{merge}'; expected one of {', '.join(MERGE_KINDS)}")
     from ednas.nn.blocks import SearchableIR
     from ednas.nn.multipath import FBNetBlock
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ednas.errors import EdnasError
+from ednas.errors import ConfigError
 
 __all__ = ["LatencyLoss", "LOSS_KINDS"]
 
@@ -46,9 +46,9 @@ class LatencyLoss:
 
     def __post_init__(self):
         if self.kind not in LOSS_KINDS:
-            raise EdnasError(f"unknown loss '{self.kind}'; expected one of {', '.join(LOSS_KINDS)}")
+            raise ConfigError(f"unknown loss '{self.kind}'; expected one of {', '.join(LOSS_KINDS)}")
         if self.kind in ("auto", "budget") and not self.budget_ms:
-            raise EdnasError(f"loss '{self.kind}' needs a latency budget (--budget-ms or --budget-frac)")
+            raise ConfigError(f"loss '{self.kind}' needs a latency budget (--budget-ms or --budget-frac)")
 
     @property
     def scale(self) -> float:

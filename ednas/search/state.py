@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ednas.errors import EdnasError
+from ednas.errors import CheckpointError
 from ednas.io import atomic_save
 
 __all__ = ["save_supernet", "load_supernet"]
@@ -40,16 +40,16 @@ def load_supernet(path):
 
     path = Path(path)
     if not path.is_file():
-        raise EdnasError(f"supernet file '{path}' does not exist (expected the supernet.pt of 'ednas search')")
+        raise CheckpointError(f"supernet file '{path}' does not exist (expected the supernet.pt of 'ednas search')")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise EdnasError(f"supernet file '{path}' is corrupt ({type(e).__name__})") from None
+        raise CheckpointError(f"supernet file '{path}' is corrupt ({type(e).__name__})") from e
     if not isinstance(obj, dict) or obj.get("kind") != "ednas-supernet" or obj.get("format") != FORMAT:
-        raise EdnasError(f"supernet file '{path}' is not an ednas supernet of format {FORMAT}")
+        raise CheckpointError(f"supernet file '{path}' is not an ednas supernet of format {FORMAT}")
     net = build_supernet(obj["space"], obj["num_classes"], kind=obj["supernet"])
     try:
         net.load_state_dict(obj["state_dict"])
     except RuntimeError as e:
-        raise EdnasError(f"supernet file '{path}': weights do not match its space ({str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"supernet file '{path}': weights do not match its space ({str(e).splitlines()[0][:200]})") from e
     return net.eval(), [dict(p) for p in obj["picks"]]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ednas.arch.spec import parse_arch
-from ednas.errors import EdnasError
+from ednas.errors import CheckpointError, EdnasError
 from ednas.io import atomic_save
 
 __all__ = ["save_model", "load_model", "load_model_file", "save_checkpoint", "load_checkpoint", "MODEL_FORMAT"]
@@ -42,13 +42,13 @@ def save_model(path, model, *, input_size: int, data=None, config: dict | None =
 
 def _torch_load(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise EdnasError(f"{what} '{path}' does not exist")
+        raise CheckpointError(f"{what} '{path}' does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated zips, pickles, wrong files
-        raise EdnasError(f"{what} '{path}' is corrupt or not a torch file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{what} '{path}' is corrupt or not a torch file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     if not isinstance(obj, dict):
-        raise EdnasError(f"{what} '{path}': expected a dict, got {type(obj).__name__}")
+        raise CheckpointError(f"{what} '{path}': expected a dict, got {type(obj).__name__}")
     return obj
 
 
@@ -57,13 +57,13 @@ def load_model_file(path) -> dict:
     path = Path(path)
     meta = _torch_load(path, "model file")
     if meta.get("kind") != "ednas-model":
-        raise EdnasError(f"model file '{path}' is not an ednas model (no kind 'ednas-model'); "
+        raise CheckpointError(f"model file '{path}' is not an ednas model (no kind 'ednas-model'); "
                          "expected the model.pt written by 'ednas train'")
     if meta.get("format") != MODEL_FORMAT:
-        raise EdnasError(f"model file '{path}' has format {meta.get('format')}, this ednas reads format {MODEL_FORMAT}")
+        raise CheckpointError(f"model file '{path}' has format {meta.get('format')}, this ednas reads format {MODEL_FORMAT}")
     for key in ("arch", "num_classes", "input_size", "state_dict"):
         if key not in meta:
-            raise EdnasError(f"model file '{path}' lacks '{key}'")
+            raise CheckpointError(f"model file '{path}' lacks '{key}'")
     return meta
 
 
@@ -83,7 +83,7 @@ def load_model(path):
     try:
         arch = parse_arch(meta["arch"])
     except EdnasError as e:
-        raise EdnasError(f"model file '{path}': {e}") from None
+        raise CheckpointError(f"model file '{path}': {e}") from e
     model = build_model(arch, int(meta["num_classes"]))
     sd = meta["state_dict"]
     own = model.state_dict()
@@ -98,7 +98,7 @@ def load_model(path):
             parts.append(f"missing: {', '.join(missing[:3])}")
         if unexpected:
             parts.append(f"unexpected: {', '.join(unexpected[:3])}")
-        raise EdnasError(f"model file '{path}': its architecture '{meta['arch']}' does not match its weights ({'; '.join(parts)})")
+        raise CheckpointError(f"model file '{path}': its architecture '{meta['arch']}' does not match its weights ({'; '.join(parts)})")
     model.load_state_dict(sd)
     return model.eval(), meta
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.data import load_data, make_loader
-from ednas.errors import EdnasError
+from ednas.errors import CheckpointError, ConfigError, DataError
 from ednas.io import atomic_write_json
 from ednas.train.metrics import topk_from_scores
 
@@ -81,10 +81,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     tune_malloc()
     set_threads(cfg.threads)
     if cfg.split not in ("train", "val", "test"):
-        raise EdnasError(f"--split must be train, val or test, got '{cfg.split}'")
+        raise ConfigError(f"--split must be train, val or test, got '{cfg.split}'")
     path = Path(cfg.model)
     if not path.is_file():
-        raise EdnasError(f"model file '{path}' does not exist")
+        raise CheckpointError(f"model file '{path}' does not exist")
     data_spec, input_size = cfg.data, None
     if str(path).endswith(".onnx"):
         side = path.with_name("export.json")  # written by 'ednas export': data spec and input size
@@ -95,7 +95,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             data_spec = data_spec or record.get("data")
             input_size = (record.get("input_shape") or [None])[-1]
         if data_spec is None:
-            raise EdnasError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
+            raise ConfigError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
     else:
         from ednas.train.checkpoint import load_model_file
 
@@ -105,7 +105,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     data = load_data(data_spec, input_size=input_size)  # folder data at the model's size
     scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers)
     if scores.shape[1] != data.num_classes:
-        raise EdnasError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
+        raise DataError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
     top1, top5 = topk_from_scores(scores, targets)
     result = {"top1": top1, "top5": top5, "n": int(len(targets)), "split": cfg.split, "data": data.spec, "model": str(path)}
     if cfg.json:

@@ -29,7 +29,7 @@ from ednas._run import progress, tb_writer
 from ednas.arch.spec import ArchSpec, load_arch
 from ednas.config import config_dict, save_config
 from ednas.data import load_data, make_loader
-from ednas.errors import EdnasError
+from ednas.errors import CheckpointError, ConfigError, TrainingError
 from ednas.io import atomic_write_json
 from ednas.train.checkpoint import load_checkpoint, save_checkpoint, save_model
 from ednas.train.metrics import evaluate
@@ -136,9 +136,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, on_epoch_end: Optional[Callabl
     Baseline networks (timm, torchvision) reuse it with ``save=False``.
     """
     if cfg.epochs < 1:
-        raise EdnasError(f"--epochs must be >= 1, got {cfg.epochs}")
+        raise ConfigError(f"--epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
-        raise EdnasError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+        raise ConfigError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(memory_format=torch.channels_last)
@@ -159,7 +159,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, on_epoch_end: Optional[Callabl
         old = ck.get("config", {})
         diff = [k for k in _RESUME_KEYS if k in old and old[k] != config_dict(cfg)[k]]
         if diff:
-            raise EdnasError(f"--resume: '{ckpt_path}' was written with other settings ({', '.join(f'{k}: {old[k]!r} vs {config_dict(cfg)[k]!r}' for k in diff)})")
+            raise CheckpointError(f"--resume: '{ckpt_path}' was written with other settings ({', '.join(f'{k}: {old[k]!r} vs {config_dict(cfg)[k]!r}' for k in diff)})")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start_epoch, history, wall_before = ck["epoch"], ck["history"], ck["wall_s"]
@@ -180,7 +180,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, on_epoch_end: Optional[Callabl
                 g["lr"] = lr
             loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
-                raise EdnasError(f"training diverged at epoch {epoch + 1} step {i} (loss {loss.item()}); lower --lr (now {cfg.lr})")
+                raise TrainingError(f"training diverged at epoch {epoch + 1} step {i} (loss {loss.item()}); lower --lr (now {cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
