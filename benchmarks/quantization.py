@@ -58,7 +58,7 @@ def quantize_all(model_pt: Path, out: Path, calib_images: int) -> dict:
     from ednas.data import load_data
     from ednas.deploy import CalibrationReader, ExportConfig, QuantSettings, calibration_images, export_model, onnx_scores, quantize_onnx, top1
     from ednas.deploy.calibration import with_normalisation
-    from ednas.train.checkpoint import load_model_file
+    from ednas.nn.files import load_model_file
 
     r = export_model(ExportConfig(model=str(model_pt), out=str(out), calib_images=calib_images, latency_rounds=1, latency_runs=10))
     res = {"max_abs_diff": r["max_abs_diff"], "top1_fp32": r["top1_fp32"], "n_eval": r["n_eval"],

@@ -32,9 +32,9 @@ def _print_json(d: dict, keys=None) -> None:
 # command whose module is not there (a partial install) is left out.
 COMMANDS: dict[str, tuple] = {
     "run": ("one command: LUT, search, train, export, quantize, report", "ednas.pipeline:RunConfig", "ednas.pipeline:run_cli"),
-    "train": ("train a fixed network (preset, arch string or arch file)", "ednas.train.trainer:TrainConfig", "ednas.train.trainer:train_cli"),
+    "train": ("train a fixed network (preset, arch string or arch file)", "ednas.commands:TrainCommand", "ednas.commands:train_command"),
     "eval": ("evaluate a model file (.pt or .onnx) on a split", "ednas.train.evaluate:EvalConfig", "ednas.train.evaluate:run_eval"),
-    "search": ("search an architecture under a latency budget (Alg. 1)", "ednas.search.algorithm:SearchConfig", "ednas.search.algorithm:search_cli"),
+    "search": ("search an architecture under a latency budget (Alg. 1)", "ednas.commands:SearchCommand", "ednas.commands:search_command"),
     "lut": (
         "latency lookup tables: build, validate, script",
         {
@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple] = {
             "script": ("write a standalone measuring script for a board", "ednas.latency.cli:LutScriptConfig", "ednas.latency.cli:lut_script"),
         },
     ),
-    "export": ("fuse, export ONNX, quantize, check with ONNX Runtime", "ednas.deploy.export:ExportConfig", "ednas.deploy.export:run_export"),
+    "export": ("fuse, export ONNX, quantize, check with ONNX Runtime", "ednas.commands:ExportCommand", "ednas.commands:export_command"),
     "profile": ("params, MACs, predicted and measured latency of a model", "ednas.report.profile:ProfileConfig", "ednas.report.profile:run_profile"),
 }
 
@@ -98,6 +98,16 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.propagate = False
 
 
+def _epilog(cls) -> str | None:
+    """Help text after the flags: how sections are named, and a worked YAML example where the command has one."""
+    example = getattr(cls, "EXAMPLE", None)
+    if not example:
+        return None
+    return ("Settings are a tree: each section is one stage's settings, a flag --SECTION.FIELD for each field\n"
+            "(underscores may be dashes); the flat flags above stand for some of them. --config FILE.yaml\n"
+            "takes the same tree, nested by section; flags win over the file. For example:\n\n" + example)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     p = argparse.ArgumentParser(
@@ -124,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
             if r is None:
                 continue
             help_, cls, func = r
-            sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
+            sp = sub.add_parser(name, help=help_, description=help_, parents=[common], epilog=_epilog(cls),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
             add_config_args(sp, cls)
             sp.set_defaults(_func=func, _cls=cls)
     return p

@@ -14,29 +14,51 @@ stages resume inside themselves from their last epoch):
 ``report``     ``summary.json``, ``report.html``, ``report.md`` in ``--out``
 =============  ====================================================================
 
-A stage is complete when its ``stage.json`` exists and records the same
-settings; when the settings of a stage change, its old folder is kept as
-``<stage>.old-N`` (nothing already written is lost) and the stage and every
-later one run again.  A stage that was interrupted resumes from its
-checkpoints when the settings are the same (``stage_started.json`` records
-them); with other settings its partial folder is kept aside the same way.
+Each stage runs through :func:`ednas.stage.run_stage`: it is complete when
+its ``stage.json`` records the same settings; when the settings of a stage
+change, its old folder is kept as ``<stage>.old-N`` (nothing already written
+is lost) and it runs again, and so does every later stage, whose settings
+include what the earlier one produced.  A stage that was interrupted
+resumes from its checkpoints when the settings are the same
+(``stage_started.json`` records them); with other settings its partial folder
+is kept aside the same way.
+
+Settings (:class:`RunConfig`) are one tree: a section per stage holds that
+stage's own settings class (``--search.lr``, ``--train.epochs``,
+``--export.quant``, ...); the flat flags of earlier versions
+(``--search-epochs``, ``--train-epochs``, ``--batch-size``, ...) stand for
+them.  The data set is loaded once and the latency table measured at most
+once (:class:`ednas.context.RunContext`), and every check that needs no
+measurement runs before the first stage.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import ClassVar
 
 from ednas import __version__
 from ednas._perf import set_threads, tune_malloc
-from ednas.config import config_dict, resolve_config, save_config
-from ednas.errors import ArchError, EdnasError
-from ednas.io import atomic_write_json, read_json
+from ednas.arch.spec import parse_arch
+from ednas.config import config_dict, given, save_config
+from ednas.context import RunContext
+from ednas.data import DataConfig
+from ednas.deploy.export import ExportConfig, export_model
+from ednas.errors import ConfigError
+from ednas.io import atomic_write_json
+from ednas.latency.config import LatencyConfig
+from ednas.latency.ops import arch_ops
+from ednas.latency.table import load_table
+from ednas.latency.validate import scatter_plot, validate_table
+from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
+from ednas.report.report import write_report
+from ednas.runtime import Timing
+from ednas.search.algorithm import SearchConfig, search
+from ednas.stage import StageResult, run_stage
+from ednas.train.trainer import TrainConfig, train
 
 __all__ = ["RunConfig", "run", "run_cli", "STAGES"]
 
@@ -45,218 +67,159 @@ log = logging.getLogger(__name__)
 STAGES = ("lut", "search", "train", "export", "baselines", "report")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunConfig:
+    """``ednas run``: every stage's settings, one section each."""
+
     #: output directory (one sub-folder per stage, summary.json, report.html, report.md)
     out: str
-    #: data set: digits, cifar10:DIR, cifar100:DIR, folder:DIR
-    data: str = "digits"
-    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline:FILE.yaml, file:TABLE.json
-    target: str = "host-ort"
-    #: latency budget in ms
-    budget_ms: Optional[float] = None
-    #: budget as a fraction from the space's smallest (0) to largest (1) network (default 0.5)
-    budget_frac: Optional[float] = None
-    #: search space: a preset, space string or file (default: cifar for inputs <= 64 px, else imagenet)
-    space: Optional[str] = None
-    #: search epochs (warm-up included)
-    search_epochs: int = 20
-    #: search epochs that train weights only
-    warmup_epochs: int = 5
-    #: feedback paths of the search
-    paths: int = 2
-    #: training epochs of the derived network
-    train_epochs: int = 10
-    #: images per batch
-    batch_size: int = 64
-    #: quantization of the export: none, int8, int16
-    quant: str = "int8"
-    #: TIDL-style power-of-two scales
-    pow2: bool = False
-    #: baseline networks for the report: default, none, or a comma-separated list
-    baselines: str = "default"
-    #: sampled networks for the report's LUT check on host targets (0: skip)
+    data: DataConfig = field(default_factory=DataConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    timing: Timing = field(default_factory=Timing)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    #: sampled networks for the LUT check on host targets (0: skip)
     lut_check: int = 12
-    #: input size for folder data
-    input_size: Optional[int] = None
-    #: directory for cached latency tables (default ~/.cache/ednas/lut)
-    lut_cache: Optional[str] = None
-    #: random seed
+    #: random seed (weights, batches, Gumbel noise, calibration draw; not the data split)
     seed: int = 0
-    #: intra-op threads for training (0: all cores); latency is measured at the table's threads
+    #: intra-op threads for training and search (0: all cores); latencies use --timing.threads
     threads: int = 0
-    #: data loader workers (folder data)
-    workers: int = 2
-    #: show progress bars
-    progress: bool = True
+    #: progress bars (default: only when stderr is a terminal)
+    progress: bool | None = None
+    #: write TensorBoard scalars of the search and the training
+    tensorboard: bool = True
 
+    EXAMPLE: ClassVar[str] = """\
+  # run.yaml: ednas run --config run.yaml --out runs/c10   (flags override the file)
+  data:
+    spec: cifar10:/data/cifar-10-batches-py
+    split_seed: 0
+  latency:
+    target: host-ort
+    budget_frac: 0.4
+  search:
+    epochs: 30
+    loss: budget
+    lr: 0.05
+    tau0: 1.0
+  train:
+    epochs: 60
+    lr: 0.2
+  export:
+    quant: int8
+    pow2: true
+  baselines: mobilenetv2,mnasnet
+  seed: 1
+"""
 
-def _fingerprint(d: dict) -> str:
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # the flat flags of ednas run before it had sections
+    ALIASES: ClassVar[dict] = {
+        "input_size": "data.input_size",
+        "workers": "data.workers",
+        "target": "latency.target",
+        "budget_ms": "latency.budget_ms",
+        "budget_frac": "latency.budget_frac",
+        "lut_cache": "latency.cache",
+        "space": "search.space",
+        "search_epochs": "search.epochs",
+        "warmup_epochs": "search.arch_warmup_epochs",
+        "paths": "search.paths",
+        "train_epochs": "train.epochs",
+        "batch_size": ("search.batch_size", "train.batch_size"),
+        "quant": "export.quant",
+        "pow2": "export.pow2",
+    }
 
-
-class _Stages:
-    """Runs stages in order; skips a complete one; reruns a stage and its successors when settings change."""
-
-    def __init__(self, out: Path, progress: bool):
-        self.out, self.progress = out, progress
-        self.rerun_rest = False
-        self.times: dict[str, dict] = {}
-
-    def dir(self, name: str) -> Path:
-        return self.out / name
-
-    def _keep_aside(self, name: str, why: str) -> None:
-        d = self.dir(name)
-        n = 1
-        while (self.out / f"{name}.old-{n}").exists():
-            n += 1
-        d.rename(self.out / f"{name}.old-{n}")
-        _say(f"[{name}] {why}; the previous outputs are kept in {name}.old-{n}")
-
-    def run(self, name: str, settings: dict, fn: Callable[[Path], dict]) -> dict:
-        d = self.dir(name)
-        marker, started = d / "stage.json", d / "stage_started.json"
-        fp = _fingerprint(settings)
-        if marker.is_file() and not self.rerun_rest:
-            done = read_json(marker)
-            if done.get("fingerprint") == fp:
-                self.times[name] = {"wall_s": done.get("wall_s", 0.0), "skipped": True}
-                _say(f"[{name}] complete, skipped ({d})")
-                return done.get("result", {})
-        if marker.is_file():  # settings changed (or an earlier stage re-ran): keep the old folder
-            self._keep_aside(name, "settings changed")
-        elif started.is_file() and read_json(started).get("fingerprint") != fp:
-            # interrupted with other settings: its checkpoints cannot be resumed
-            self._keep_aside(name, "interrupted with other settings")
-        d.mkdir(parents=True, exist_ok=True)
-        if started.is_file():
-            _say(f"[{name}] resuming ...")
-        else:
-            atomic_write_json(started, {"stage": name, "fingerprint": fp, "settings": settings})
-            _say(f"[{name}] running ...")
-        t = time.time()
-        result = fn(d)
-        wall = time.time() - t
-        atomic_write_json(marker, {"stage": name, "fingerprint": fp, "settings": settings, "wall_s": wall, "result": result})
-        self.times[name] = {"wall_s": wall, "skipped": False}
-        self.rerun_rest = True  # later stages consumed this stage's old outputs
-        _say(f"[{name}] done in {wall:.1f} s")
-        return result
-
-
-def _say(msg: str) -> None:
-    log.info(msg)
+    def check(self, name) -> None:
+        if self.lut_check < 0:
+            raise ConfigError(f"{name('lut_check')} must be >= 0, got {self.lut_check}")
+        if self.threads < 0:
+            raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
 
 
 def run(cfg: RunConfig) -> dict:
     """The whole pipeline (see the module docstring). Returns the summary."""
-    from ednas.arch.spec import load_arch
-    from ednas.data import load_data
-
     tune_malloc()
     set_threads(cfg.threads)
     t_start = time.time()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
+                     timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
+                     out=cfg.out, needs_space=True)
+    out = ctx.out
     save_config(cfg, out)
-    data = load_data(cfg.data, seed=cfg.seed, input_size=cfg.input_size)
-    space_ref = cfg.space or ("cifar" if data.input_size <= 64 else "imagenet")
-    space, _ = load_arch(space_ref)
-    if space.is_fixed:
-        raise ArchError(f"--space '{space_ref}' has no choices to search")
-    stages = _Stages(out, cfg.progress)
-    base = {"data": data.spec, "space": space.format(), "input_size": data.input_size, "seed": cfg.seed}
+    data, space = ctx.data, ctx.space
+    times: dict[str, dict] = {}
 
-    # 1. latency table --------------------------------------------------------
-    lut_settings = {**base, "target": cfg.target, "num_classes": data.num_classes, "lut_check": cfg.lut_check}
+    def stage(name: str, settings: dict, fn) -> StageResult:
+        st = run_stage(out / name, settings, fn, name=name)
+        times[name] = {"wall_s": st.wall_s, "skipped": st.skipped}
+        return st
 
+    base = {"data": data.spec, "split_seed": cfg.data.split_seed, "space": space.format(), "input_size": data.input_size}
+
+    # 1. latency table (measured at most once, cached across runs) and its check on host targets
     def lut_stage(d: Path) -> dict:
-        from ednas.latency import build_table
-
-        table = build_table(cfg.target, space, data.input_size, data.num_classes, out=d / "lut.json", progress=cfg.progress)
+        table = ctx.table
+        table.save(d / "lut.json")
         res = {"lut": str(d / "lut.json"), "target": table.target, "entries": len(table.entries)}
-        if cfg.lut_check and table.target in ("host-ort", "host-torch"):
-            from ednas.latency.validate import scatter_plot, validate_table
-
-            v = validate_table(table, space, cfg.lut_check, 0, "stratified", None, 10, 30, 5, data.num_classes)
+        if cfg.lut_check and table.is_host:
+            tm = ctx.timing
+            v = validate_table(table, space, cfg.lut_check, 0, "stratified", tm.threads, tm.warmup, tm.repeats, tm.rounds, data.num_classes)
             v["plot"] = str(d / "validation.png")
             atomic_write_json(d / "validation.json", v)
             scatter_plot(v, d / "validation.png")
             res.update(check_n=v["n"], check_mape=v["mape"], check_spearman=v["spearman"])
         return res
 
-    lut = stages.run("lut", lut_settings, lut_stage)
-    lut_path = str(out / "lut" / "lut.json")
+    lut = stage("lut", {**base, "target": cfg.latency.target, "num_classes": data.num_classes, "lut_check": cfg.lut_check}, lut_stage)
+    ctx.use_table(load_table(out / "lut" / "lut.json", input_size=data.input_size))
+    budget = ctx.budget()
+    timing = ctx.timing
 
-    # 2. search ----------------------------------------------------------------
-    from ednas.search.algorithm import SearchConfig, search
-
-    scfg = resolve_config(SearchConfig, dict(
-        out=str(out / "search"), space=space.format(), data=cfg.data, target=lut_path, budget_ms=cfg.budget_ms,
-        budget_frac=cfg.budget_frac, epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs, paths=cfg.paths,
-        batch_size=cfg.batch_size, input_size=cfg.input_size, seed=cfg.seed, threads=cfg.threads, workers=cfg.workers,
-        resume=True, progress=cfg.progress))
-    s_settings = {k: v for k, v in config_dict(scfg).items() if k not in ("out", "resume", "progress", "threads", "workers", "tensorboard")}
-
+    # 2. search
     def search_stage(d: Path) -> dict:
-        r = search(scfg, data=data)
+        r = search(cfg.search, d, data=data, latency=ctx.latency_model(), budget=budget, space=space, timing=timing,
+                   seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard, resume=True)
         return {k: r[k] for k in ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "fit_changes")}
 
-    srch = stages.run("search", s_settings, search_stage)
+    srch = stage("search", {**base, "search": config_dict(cfg.search), "seed": cfg.seed, "budget_ms": budget.ms,
+                            "timing": config_dict(timing), "lut": lut.fingerprint}, search_stage)
 
-    # 3. train the derived network ------------------------------------------------
-    from ednas.train.trainer import TrainConfig, train
-
-    tcfg = resolve_config(TrainConfig, dict(
-        out=str(out / "train"), arch=str(out / "search" / "arch.yaml"), data=cfg.data, epochs=cfg.train_epochs,
-        batch_size=cfg.batch_size, input_size=cfg.input_size, seed=cfg.seed, threads=cfg.threads, workers=cfg.workers,
-        resume=True, progress=cfg.progress))
-    t_settings = {**{k: v for k, v in config_dict(tcfg).items() if k not in ("out", "resume", "progress", "threads", "workers")}, "arch_text": srch["arch"]}
-
+    # 3. the derived network, trained from scratch
     def train_stage(d: Path) -> dict:
-        m = train(tcfg)
+        m = train(cfg.train, d, arch=parse_arch(srch.result["arch"]), data=data, seed=cfg.seed, progress=cfg.progress,
+                  tensorboard=cfg.tensorboard, resume=True)
         return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "wall_s")}
 
-    trn = stages.run("train", t_settings, train_stage)
+    trn = stage("train", {**base, "train": config_dict(cfg.train), "seed": cfg.seed, "arch": srch.result["arch"],
+                          "after": srch.fingerprint}, train_stage)
 
-    # 4. export: fuse, ONNX, quantize, measure ------------------------------------
-    from ednas.deploy.export import ExportConfig, run_export
-
-    ecfg = resolve_config(ExportConfig, dict(model=str(out / "train" / "model.pt"), out=str(out / "export"), quant=cfg.quant,
-                                             pow2=cfg.pow2, threads=_lut_threads(lut_path)))
-    e_settings = {**{k: v for k, v in config_dict(ecfg).items() if k not in ("out",)}, "trained": trn}
-
+    # 4. export: fuse, ONNX, quantize, measure
     def export_stage(d: Path) -> dict:
-        return run_export(ecfg)
+        return export_model(cfg.export, out / "train" / "model.pt", d, data=data, timing=timing, seed=cfg.seed)
 
-    exp = stages.run("export", e_settings, export_stage)
+    exp = stage("export", {"export": config_dict(cfg.export), "timing": config_dict(timing), "seed": cfg.seed,
+                           "trained": trn.result, "after": trn.fingerprint}, export_stage)
 
-    # 5. baselines for the report ------------------------------------------------------
-    names = _baseline_names(cfg.baselines)
-    b_settings = {**base, "names": names, "epochs": cfg.train_epochs, "target": cfg.target, "batch_size": cfg.batch_size}
+    # 5. baselines for the report, trained with the derived network's recipe and epochs
+    names = baseline_names(cfg.baselines.names)
 
     def baselines_stage(d: Path) -> dict:
-        if not names:
-            return {"baselines": []}
-        from ednas.report.baselines import run_baselines
+        return {"baselines": run_baselines(data, d, names, cfg.train, target=cfg.latency.target, timing=timing, seed=cfg.seed,
+                                           width=cfg.baselines.width, progress=cfg.progress)}
 
-        res = run_baselines(cfg.data, d, names=names, epochs=cfg.train_epochs, threads=_lut_threads(lut_path),
-                            target=cfg.target, progress=cfg.progress, seed=cfg.seed, batch_size=cfg.batch_size,
-                            input_size=cfg.input_size, train_threads=cfg.threads)
-        return {"baselines": res}
+    stage("baselines", {**base, "names": names, "width": cfg.baselines.width, "train": config_dict(cfg.train),
+                        "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed}, baselines_stage)
 
-    stages.run("baselines", b_settings, baselines_stage)
-
-    # 6. summary and report ----------------------------------------------------------------
-    summary = _summary(cfg, data, out, srch, trn, exp, stages, t_start, lut)
+    # 6. summary and report
+    summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result)
     atomic_write_json(out / "summary.json", summary)
     t = time.time()
-    from ednas.report.report import write_report
-
     html, md = write_report(out, summary)
-    stages.times["report"] = {"wall_s": time.time() - t, "skipped": False}
-    summary["stages"] = stages.times
+    times["report"] = {"wall_s": time.time() - t, "skipped": False}
+    summary["stages"] = times
     summary["wall_s"] = time.time() - t_start
     atomic_write_json(out / "summary.json", summary)
     write_report(out, summary)  # the final times in the report too
@@ -264,41 +227,17 @@ def run(cfg: RunConfig) -> dict:
     return summary
 
 
-def _lut_threads(lut_path: str) -> int:
-    """The thread count the table was measured with, so every latency of the run is taken the same way."""
-    from ednas.latency import load_table
-    from ednas.search.algorithm import table_threads
-
-    try:
-        return table_threads(load_table(lut_path))
-    except EdnasError:
-        return 1
-
-
-def _baseline_names(spec: str) -> list[str]:
-    if spec in ("none", "", "0"):
-        return []
-    if spec == "default":
-        from ednas.report.baselines import DEFAULT_BASELINES
-
-        return list(DEFAULT_BASELINES)
-    return [s.strip() for s in spec.split(",") if s.strip()]
-
-
-def _summary(cfg, data, out: Path, srch: dict, trn: dict, exp: dict, stages: _Stages, t_start: float, lut: dict) -> dict:
-    from ednas.arch.spec import parse_arch
-    from ednas.latency.ops import arch_ops
-
+def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict) -> dict:
     arch = parse_arch(srch["arch"])
     # conv and linear MACs only, as ednas profile, fvcore and the published figures count them
     macs = int(sum(op.macs for op in arch_ops(arch, data.input_size, data.num_classes) if op.is_conv or op.type == "fc"))
     host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on this machine
-    on_host = str(cfg.target) in ("host-ort", "host-torch")
+    on_host = str(cfg.latency.target) in ("host-ort", "host-torch")
     measured = host_ms if on_host else None  # an analytic or board target is not this machine
     budget = srch["budget_ms"]
     return {
         "data": data.spec,
-        "target": cfg.target,
+        "target": cfg.latency.target,
         "budget_ms": budget,
         "arch": srch["arch"],
         "params": trn["params"],
@@ -317,7 +256,7 @@ def _summary(cfg, data, out: Path, srch: dict, trn: dict, exp: dict, stages: _St
         "search_wall_s": srch["wall_s"],
         "fit_changes": len(srch.get("fit_changes") or []),
         "wall_s": time.time() - t_start,
-        "stages": dict(stages.times),
+        "stages": dict(times),
         "ednas": __version__,
         "out": str(out),
     }
@@ -353,7 +292,7 @@ def _print_summary(s: dict, html: Path, md: Path) -> None:
 
 
 def run_cli(cfg: RunConfig) -> dict:
-    """``ednas run``: the pipeline; prints where the summary and the report are."""
+    """``ednas run``: the pipeline; returns where the summary and the report are, and the headline numbers."""
     s = run(cfg)
     out = Path(cfg.out)
     return {"summary": str(out / "summary.json"), "report_html": str(out / "report.html"), "report_md": str(out / "report.md"),

@@ -4,12 +4,49 @@ import itertools
 
 import torch
 
+from ednas.arch.spec import parse_arch
+from ednas.config import resolve_config
+from ednas.data import load_data
+from ednas.latency.model import LatencyModel
+from ednas.search.algorithm import SearchConfig, _Search, search
+from tests.conftest import TINY_SPACE
+
+SYNTH = "synthetic:classes=4,n=192,size=32"
+# small, fast settings for the tests' searches
+FAST = dict(space=TINY_SPACE, epochs=4, arch_warmup_epochs=1, batch_size=16, paths=2, measure=False, arch_lr=0.1)
+
+
+def search_config(**kw) -> SearchConfig:
+    """A checked :class:`SearchConfig` of the test defaults, updated with ``kw``."""
+    return resolve_config(SearchConfig, {**FAST, **kw})
+
+
+def _parts(out, latency, data, budget_ms, budget_frac, kw):
+    cfg = search_config(**kw)
+    space = parse_arch(cfg.space)
+    data = data or load_data(SYNTH)
+    budget = latency.budget(ms=budget_ms, frac=None if budget_ms is not None else budget_frac)
+    return cfg, dict(out=out, data=data, latency=latency, budget=budget, space=space)
+
+
+def run_search(out, latency, data=None, budget_ms=None, budget_frac=0.5, seed=0, resume=False, on_epoch_end=None, **kw) -> dict:
+    """``search()`` as ``ednas search`` calls it, with the test defaults."""
+    cfg, parts = _parts(out, latency, data, budget_ms, budget_frac, kw)
+    return search(cfg, parts.pop("out"), **parts, seed=seed, progress=False, tensorboard=False, resume=resume, on_epoch_end=on_epoch_end)
+
+
+def make_search(out, latency, data=None, budget_ms=None, budget_frac=0.5, seed=0, cls=_Search, **kw):
+    """The search object itself (to look inside it), with the test defaults."""
+    cfg, parts = _parts(out, latency, data, budget_ms, budget_frac, kw)
+    return cls(cfg, timing=None, seed=seed, progress=False, tensorboard=False, **parts)
+
 
 class SyntheticLatency:
     """LAT = fixed + sum over kept layers of scale * k^2 * e (+ a per-block constant); skip costs 0."""
 
     policy = "fallback"
     threads = 1
+    budget = LatencyModel.budget  # the one way budgets are resolved
 
     def __init__(self, space, fixed=1.0, scale=0.01, block=0.05, masked=None):
         self.space, self.fixed, self.scale, self.block = space, fixed, scale, block

@@ -6,29 +6,30 @@ import yaml
 
 from ednas.config import resolve_config, save_config
 from ednas.errors import EdnasError
+from ednas.commands import TrainCommand
 from ednas.train.trainer import TrainConfig
 
 
 def test_precedence_defaults_then_yaml_then_flags(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("epochs: 3\nlr: 0.05\nbatch-size: 32\n")
-    cfg = resolve_config(TrainConfig, {"out": "o", "lr": "0.2"}, yaml_path=str(f))
-    assert cfg.epochs == 3  # from the file
-    assert cfg.lr == 0.2  # the flag wins
-    assert cfg.batch_size == 32  # dashes allowed in the file
-    assert cfg.label_smoothing == TrainConfig.label_smoothing  # default
+    cfg = resolve_config(TrainCommand, {"out": "o", "lr": "0.2"}, yaml_path=str(f))
+    assert cfg.train.epochs == 3  # from the file
+    assert cfg.train.lr == 0.2  # the flag wins
+    assert cfg.train.batch_size == 32  # dashes allowed in the file
+    assert cfg.train.label_smoothing == TrainConfig.label_smoothing  # default
     save_config(cfg, tmp_path)
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert saved["lr"] == 0.2 and saved["epochs"] == 3 and saved["out"] == "o"
+    assert saved["train"]["lr"] == 0.2 and saved["train"]["epochs"] == 3 and saved["out"] == "o"
     # the saved config reproduces the same settings
-    assert resolve_config(TrainConfig, {}, yaml_path=str(tmp_path / "config.yaml")) == cfg
+    assert resolve_config(TrainCommand, {}, yaml_path=str(tmp_path / "config.yaml")) == cfg
 
 
 def test_unknown_key_lists_valid_ones(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("out: o\nepochz: 3\n")
     with pytest.raises(EdnasError) as e:
-        resolve_config(TrainConfig, {}, yaml_path=str(f))
+        resolve_config(TrainCommand, {}, yaml_path=str(f))
     msg = str(e.value)
     assert "unknown key 'epochz'" in msg and "epochs" in msg and "batch_size" in msg and "c.yaml" in msg
 
@@ -45,16 +46,16 @@ def test_wrong_types_name_the_key(tmp_path, text, fragment):
     f = tmp_path / "c.yaml"
     f.write_text(text)
     with pytest.raises(EdnasError, match=fragment):
-        resolve_config(TrainConfig, {}, yaml_path=str(f))
+        resolve_config(TrainCommand, {}, yaml_path=str(f))
 
 
 def test_flag_types_and_missing_required():
     with pytest.raises(EdnasError, match="--batch-size.*must be int"):
-        resolve_config(TrainConfig, {"out": "o", "batch_size": "1.5"})
+        resolve_config(TrainCommand, {"out": "o", "batch_size": "1.5"})
     with pytest.raises(EdnasError, match="missing required setting.*--out"):
-        resolve_config(TrainConfig, {})
+        resolve_config(TrainCommand, {})
     with pytest.raises(EdnasError, match="does not exist"):
-        resolve_config(TrainConfig, {"out": "o"}, yaml_path="/nope.yaml")
+        resolve_config(TrainCommand, {"out": "o"}, yaml_path="/nope.yaml")
 
 
 def test_optional_and_list_fields():

@@ -4,16 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from ednas.data import arch_split, load_data, make_loader
+from ednas.data import DataConfig, arch_split, load_data, make_loader
 from ednas.errors import EdnasError
 
 
 def test_digits_split_is_stratified_deterministic_and_disjoint():
-    a, b = load_data("digits"), load_data("digits", seed=5)
+    a, b = load_data("digits"), load_data("digits", split_seed=0)
+    c = load_data(DataConfig(spec="digits", split_seed=5))
     sizes = {k: len(v[1]) for k, v in a.splits.items()}
     assert sizes == {"train": 1258, "val": 180, "test": 359}
+    assert not torch.equal(a.splits["test"][1], c.splits["test"][1])  # the split seed is honoured
     for k in a.splits:
-        assert torch.equal(a.splits[k][0], b.splits[k][0])  # the split never moves with the seed
+        assert torch.equal(a.splits[k][0], b.splits[k][0])  # the same split seed, the same split
+        assert len(a.splits[k][1]) == len(c.splits[k][1])
         counts = np.bincount(a.splits[k][1].numpy(), minlength=10)
         assert counts.min() >= 0.8 * counts.max()  # stratified
     x = a.splits["train"][0]

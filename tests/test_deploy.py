@@ -73,10 +73,11 @@ def test_pow2_scale():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    from ednas.data import load_data
     from ednas.train.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny")
-    m = train(TrainConfig(out=str(out), arch=TINY, data="digits", epochs=4, batch_size=32, progress=False, tensorboard=False, threads=2))
+    m = train(TrainConfig(epochs=4, batch_size=32), out, arch=TINY, data=load_data("digits"), progress=False, tensorboard=False)
     assert m["top1"] > 80, m  # a model worth quantizing
     return out / "model.pt"
 

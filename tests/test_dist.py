@@ -5,8 +5,8 @@ import sys
 
 import torch
 
+from ednas.commands import SearchCommand, search_command
 from ednas.config import resolve_config
-from ednas.search import SearchConfig, search
 from tests.conftest import TINY_SPACE
 
 ARGS = dict(space=TINY_SPACE, data="synthetic:classes=4,n=192,size=32", target="tda2x", epochs=2, warmup_epochs=1,
@@ -14,7 +14,7 @@ ARGS = dict(space=TINY_SPACE, data="synthetic:classes=4,n=192,size=32", target="
 
 
 def test_torchrun_two_ranks_equal_two_local_paths(tmp_path):
-    ref = search(resolve_config(SearchConfig, dict(out=str(tmp_path / "local"), **ARGS)))
+    ref = search_command(resolve_config(SearchCommand, dict(out=str(tmp_path / "local"), **ARGS)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ednas.cli", "search",
            "--out", str(tmp_path / "dist")]
     for k, v in ARGS.items():

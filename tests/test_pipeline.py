@@ -57,11 +57,11 @@ def test_interrupted_stage_resumes_or_is_kept_aside(tmp_path, capsys, monkeypatc
 
     real = alg._Search.run
 
-    def interrupted(self, on_epoch_end=None):
+    def interrupted(self, resume=False, on_epoch_end=None):
         def stop(epoch, rec):
             raise KeyboardInterrupt
 
-        return real(self, on_epoch_end=stop)
+        return real(self, resume, on_epoch_end=stop)
 
     monkeypatch.setattr(alg._Search, "run", interrupted)
     assert main(_argv(tmp_path)) == 130  # interrupted after the first search epoch

@@ -115,7 +115,7 @@ def test_timm_network_on_an_analytic_target_flags_large_kernels():
 def test_trained_model_file(tmp_path):
     from ednas.arch.spec import parse_arch
     from ednas.nn import build_model
-    from ednas.train.checkpoint import save_model
+    from ednas.nn.files import save_model
 
     model = build_model(parse_arch("stem_k11_m1_c8_s2 | ir_k5_e2_c8_acb | head_c16"), 4)
     save_model(tmp_path / "model.pt", model, input_size=24)

@@ -240,9 +240,13 @@ def test_run_baselines_trains_measures_and_caches(tmp_path, monkeypatch):
     pytest.importorskip("timm")
     from ednas.report import baselines
 
-    data = "synthetic:classes=3,n=48,size=32"
+    from ednas.data import load_data
+    from ednas.train.trainer import TrainConfig
+
+    data = load_data("synthetic:classes=3,n=48,size=32")
+    recipe = TrainConfig(epochs=1)
     seen = []
-    res = baselines.run_baselines(data, tmp_path, names=["mobilenetv2@0.1"], epochs=1, target="tda4vm", progress=lambda n, r: seen.append(n))
+    res = baselines.run_baselines(data, tmp_path, ["mobilenetv2@0.1"], recipe, target="tda4vm", progress=False, on_result=lambda n, r: seen.append(n))
     (r,) = res
     assert seen == ["mobilenetv2@0.1"]
     for key in ("top1", "params", "macs", "latency_ms", "latency_ms_host_ort", "latency_source"):
@@ -254,8 +258,8 @@ def test_run_baselines_trains_measures_and_caches(tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a cached baseline was trained again")
 
-    monkeypatch.setattr("ednas.train.trainer.fit", no_training)
-    assert baselines.run_baselines(data, tmp_path, names=["mobilenetv2@0.1"], epochs=1, target="tda4vm", progress=False) == res
+    monkeypatch.setattr("ednas.report.baselines.fit", no_training)
+    assert baselines.run_baselines(data, tmp_path, ["mobilenetv2@0.1"], recipe, target="tda4vm", progress=False) == res
     assert baselines.load_baselines(tmp_path) == res
     with pytest.raises(EdnasError, match="unknown baseline"):
-        baselines.run_baselines(data, tmp_path, names=["mobilenetv2", "lenet"], epochs=1)
+        baselines.run_baselines(data, tmp_path, ["mobilenetv2", "lenet"], recipe)

@@ -1,6 +1,7 @@
 """The search: beta (eq. 4), the merge (eq. 3, 5), tau, the loss, the budget, resume."""
 
 import copy
+import json
 import math
 
 import pytest
@@ -11,10 +12,13 @@ from ednas import build_supernet, parse_arch
 from ednas.config import resolve_config
 from ednas.data import load_data
 from ednas.errors import EdnasError
-from ednas.search import FeedbackBlock, LatencyLoss, SearchConfig, betas, fit_budget, search, tau_at
+from ednas.cli import main
+from ednas.commands import SearchCommand
+from ednas.search import FeedbackBlock, LatencyLoss, betas, fit_budget, tau_at
 from ednas.search.algorithm import _Search
+from ednas.seeds import derive
 from tests.conftest import TINY_SPACE
-from tests.search_helpers import SyntheticLatency
+from tests.search_helpers import SYNTH, SyntheticLatency, make_search, run_search
 
 
 def test_beta_follows_the_formula():
@@ -119,21 +123,13 @@ def test_alpha_gets_gradient_from_ce_and_latency():
             assert g_lat[i][0] < g_lat[i][-1]
 
 
-def _cfg(tmp_path, **kw):
-    base = dict(out=str(tmp_path), space=TINY_SPACE, data="synthetic:classes=4,n=192,size=32", target="synthetic",
-                epochs=4, warmup_epochs=1, batch_size=16, paths=2, progress=False, tensorboard=False, threads=2,
-                measure=False, arch_lr=0.1, budget_frac=0.5)
-    base.update(kw)
-    return resolve_config(SearchConfig, base)
-
-
 def test_budget_outside_the_range_is_reported_before_training(tmp_path):
     space = parse_arch(TINY_SPACE)
     lat = SyntheticLatency(space)
     with pytest.raises(EdnasError, match=r"outside the achievable range \[.*\] ms"):
-        search(_cfg(tmp_path, budget_ms=lat.max_ms * 2, budget_frac=None), latency=lat)
+        run_search(tmp_path, lat, budget_ms=lat.max_ms * 2)
     with pytest.raises(EdnasError, match="must be in \\[0, 1\\]"):
-        search(_cfg(tmp_path, budget_frac=1.5), latency=lat)
+        resolve_config(SearchCommand, {"out": str(tmp_path), "budget_frac": 1.5})
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -157,11 +153,11 @@ def test_fit_budget_repairs_and_fills_by_margin():
 def test_search_meets_the_budget_on_a_synthetic_table(tmp_path, frac):
     space = parse_arch(TINY_SPACE)
     lat = SyntheticLatency(space)
-    r = search(_cfg(tmp_path, budget_frac=frac, epochs=3), latency=lat)
+    r = run_search(tmp_path, lat, budget_frac=frac, epochs=3)
     b = lat.min_ms + frac * (lat.max_ms - lat.min_ms)
     assert r["budget_ms"] == pytest.approx(b)
     assert 0.85 * b <= r["predicted_latency_ms"] <= b
-    for name in ("arch.yaml", "search.json", "supernet.pt", "alpha_history.json", "config.yaml"):
+    for name in ("arch.yaml", "search.json", "supernet.pt", "alpha_history.json"):
         assert (tmp_path / name).is_file()
     for k in ("predicted_latency_ms", "budget_ms", "lambda", "steps", "wall_s"):
         assert k in r
@@ -171,7 +167,7 @@ def test_auto_lambda_drives_the_argmax_network_under_budget(tmp_path):
     """Without the post-derive fit, dual ascent alone brings an over-budget argmax network to the budget."""
     space = parse_arch(TINY_SPACE)
     lat = SyntheticLatency(space, fixed=0.2)
-    s = _Search(_cfg(tmp_path, budget_frac=0.3, epochs=8, warmup_epochs=1, fit="none", arch_lr=0.1, lam_lr=1.0), latency=lat)
+    s = make_search(tmp_path, lat, budget_frac=0.3, epochs=8, arch_warmup_epochs=1, fit="none", arch_lr=0.1, lam_lr=1.0)
     with torch.no_grad():  # start from the largest network, far over the budget
         for net in s.paths:
             for c in net.choices():
@@ -188,7 +184,7 @@ def test_masked_candidates_are_never_chosen(tmp_path):
     masked = {i: {3} for i in range(4)}  # pretend the target cannot run 3x3
     lat = SyntheticLatency(space, masked=masked)
     lat.policy = "mask"
-    r = search(_cfg(tmp_path, budget_frac=0.0, epochs=3), latency=lat)
+    r = run_search(tmp_path, lat, budget_frac=0.0, epochs=3)
     import yaml
 
     arch = yaml.safe_load((tmp_path / "arch.yaml").read_text())
@@ -203,9 +199,9 @@ class _SameInputs(_Search):
         super().__init__(cfg, **kw)
         from ednas.data import arch_split, make_loader
 
-        w, a = arch_split(self.data.labels("train"), cfg.weight_split, seed=cfg.seed)
-        self.w_loaders = [make_loader(self.data, "train", cfg.batch_size, True, w, cfg.seed)] * len(self.paths)
-        self.a_loaders = [make_loader(self.data, "train", cfg.batch_size, True, a, cfg.seed + 7)] * len(self.paths)
+        w, a = arch_split(self.data.labels("train"), cfg.weight_split, seed=derive(self.seed, "arch-split"))
+        self.w_loaders = [make_loader(self.data, "train", cfg.batch_size, True, w, derive(self.seed, "weight-batches"))] * len(self.paths)
+        self.a_loaders = [make_loader(self.data, "train", cfg.batch_size, True, a, derive(self.seed, "arch-batches"))] * len(self.paths)
         self.steps_per_epoch = len(self.w_loaders[0])
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -216,8 +212,8 @@ class _SameInputs(_Search):
 def test_two_paths_with_identical_inputs_equal_one_path(tmp_path):
     space = parse_arch(TINY_SPACE)
     data = load_data("synthetic:classes=4,n=192,size=32")
-    one = _Search(_cfg(tmp_path / "one", paths=1, epochs=3), data=data, latency=SyntheticLatency(space))
-    two = _SameInputs(_cfg(tmp_path / "two", paths=2, epochs=3), data=data, latency=SyntheticLatency(space))
+    one = make_search(tmp_path / "one", SyntheticLatency(space), data=data, paths=1, epochs=3)
+    two = make_search(tmp_path / "two", SyntheticLatency(space), data=data, paths=2, epochs=3, cls=_SameInputs)
     one.run()
     two.run()
     a = one.paths[0].state_dict()
@@ -229,7 +225,7 @@ def test_two_paths_with_identical_inputs_equal_one_path(tmp_path):
 
 def test_resume_equals_uninterrupted(tmp_path):
     space = parse_arch(TINY_SPACE)
-    ref = search(_cfg(tmp_path / "ref", epochs=3), latency=SyntheticLatency(space))
+    ref = run_search(tmp_path / "ref", SyntheticLatency(space), epochs=3)
 
     class Stop(KeyboardInterrupt):
         pass
@@ -239,8 +235,8 @@ def test_resume_equals_uninterrupted(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        search(_cfg(tmp_path / "cut", epochs=3), latency=SyntheticLatency(space), on_epoch_end=stop)
-    res = search(_cfg(tmp_path / "cut", epochs=3, resume=True), latency=SyntheticLatency(space))
+        run_search(tmp_path / "cut", SyntheticLatency(space), epochs=3, on_epoch_end=stop)
+    res = run_search(tmp_path / "cut", SyntheticLatency(space), epochs=3, resume=True)
     assert res["arch"] == ref["arch"] and res["lambda"] == ref["lambda"]
     a = torch.load(tmp_path / "ref" / "supernet.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "cut" / "supernet.pt", weights_only=True)["state_dict"]
@@ -253,10 +249,9 @@ def test_inherit_from_search_output(tmp_path):
     from ednas.train.trainer import TrainConfig, train
 
     space = parse_arch(TINY_SPACE)
-    search(_cfg(tmp_path / "s", epochs=2), latency=SyntheticLatency(space))
-    m = train(resolve_config(TrainConfig, dict(out=str(tmp_path / "t"), arch=str(tmp_path / "s" / "arch.yaml"),
-                                               data="synthetic:classes=4,n=192,size=32", epochs=1, inherit=str(tmp_path / "s"),
-                                               progress=False, tensorboard=False)))
+    run_search(tmp_path / "s", SyntheticLatency(space), epochs=2)
+    m = train(TrainConfig(epochs=1, inherit=str(tmp_path / "s")), tmp_path / "t", arch=str(tmp_path / "s" / "arch.yaml"),
+              data=load_data(SYNTH), progress=False, tensorboard=False)
     assert m["epochs"] == 1
 
 
@@ -272,8 +267,10 @@ def test_search_on_image_folders(tmp_path):
             d.mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    r = search(resolve_config(SearchConfig, dict(
-        out=str(tmp_path / "s"), space="stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | head_c32", data=f"folder:{tmp_path / 'data'}",
-        input_size=32, target="tda2x", epochs=2, warmup_epochs=1, batch_size=8, workers=0, paths=2,
-        progress=False, tensorboard=False, measure=False)))
+    out = tmp_path / "s"
+    assert main(["search", "--out", str(out), "--space", "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | head_c32",
+                 "--data", f"folder:{tmp_path / 'data'}", "--input-size", "32", "--target", "tda2x", "--epochs", "2",
+                 "--warmup-epochs", "1", "--batch-size", "8", "--workers", "0", "--paths", "2", "--no-progress",
+                 "--no-tensorboard", "--no-measure"]) == 0
+    r = json.loads((out / "search.json").read_text())
     assert r["steps"] > 0 and r["predicted_latency_ms"] <= r["budget_ms"]

@@ -6,21 +6,26 @@ import pytest
 import torch
 
 from ednas.cli import main
-from ednas.config import resolve_config
-from ednas.train.checkpoint import load_model
+from ednas.data import load_data
+from ednas.nn.files import load_model
 from ednas.train.trainer import TrainConfig, train
 
 SMALL = "stem_k11_m1_c8_s1 | ir_k3_e2_c16_s2 | ir_k5_e2_c16_s2_acb | head_c32_d10"
 
 
-def _cfg(out, **kw):
-    base = dict(out=str(out), arch=SMALL, data="digits", epochs=2, batch_size=64, progress=False, tensorboard=False, threads=2)
-    base.update(kw)
-    return resolve_config(TrainConfig, base)
+def _train(out, arch=SMALL, on_epoch_end=None, **kw):
+    """The library call ``ednas train`` makes (digits, batch 64, 2 epochs unless given)."""
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 64, **kw})
+    return train(cfg, out, arch=arch, data=load_data("digits"), progress=False, tensorboard=False, on_epoch_end=on_epoch_end)
+
+
+def _train_cli(out, *argv):
+    assert main(["train", "--out", str(out), "--data", "digits", "--threads", "2", "--no-progress", "--no-tensorboard", *argv]) == 0
+    return json.loads((out / "metrics.json").read_text())
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
-    ref = train(_cfg(tmp_path / "ref"))
+    ref = _train(tmp_path / "ref")
 
     class Stop(KeyboardInterrupt):
         pass
@@ -30,7 +35,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
             raise Stop()
 
     with pytest.raises(Stop):
-        train(_cfg(tmp_path / "cut"), on_epoch_end=stop_after_first)
+        _train(tmp_path / "cut", on_epoch_end=stop_after_first)
     assert (tmp_path / "cut" / "checkpoint.pt").is_file() and not (tmp_path / "cut" / "model.pt").exists()
     # resume through the command line, as a user would
     assert main(["train", "--out", str(tmp_path / "cut"), "--arch", SMALL, "--epochs", "2", "--threads", "2",
@@ -46,12 +51,12 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    train(_cfg(tmp_path, epochs=1))
+    _train(tmp_path, epochs=1)
     assert main(["train", "--out", str(tmp_path), "--arch", SMALL, "--epochs", "1", "--lr", "0.3", "--resume", "--no-progress"]) == 2
 
 
 def test_metrics_model_config_and_eval(tmp_path, capsys):
-    m = train(_cfg(tmp_path, epochs=3, arch="cifar"))
+    m = _train_cli(tmp_path, "--epochs", "3", "--arch", "cifar")
     for k in ("top1", "top5", "val_loss", "epochs", "params", "wall_s"):
         assert k in m
     assert m["top1"] > 80 and m["top5"] >= m["top1"] and m["epochs"] == 3
@@ -109,7 +114,7 @@ def test_cli_eval_errors(tmp_path, capsys):
 
 
 def test_model_whose_arch_does_not_match_its_weights(tmp_path):
-    train(_cfg(tmp_path, epochs=1))
+    _train(tmp_path, epochs=1)
     meta = torch.load(tmp_path / "model.pt", weights_only=True)
     meta["arch"] = SMALL.replace("ir_k3_e2_c16_s2", "ir_k5_e2_c16_s2")
     torch.save(meta, tmp_path / "wrong.pt")

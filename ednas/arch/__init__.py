@@ -9,8 +9,9 @@ from ednas.arch.spec import (
     StemSpec,
     format_arch,
     load_arch,
+    load_space,
     parse_arch,
     preset,
 )
 
-__all__ = ["PRESETS", "ArchSpec", "BlockSpec", "HeadSpec", "Layer", "StemSpec", "format_arch", "load_arch", "parse_arch", "preset"]
+__all__ = ["PRESETS", "ArchSpec", "BlockSpec", "HeadSpec", "Layer", "StemSpec", "format_arch", "load_arch", "load_space", "parse_arch", "preset"]

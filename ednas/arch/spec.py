@@ -43,6 +43,7 @@ from ednas.errors import ArchError, EdnasError
 
 __all__ = [
     "StemSpec",
+    "load_space",
     "BlockSpec",
     "HeadSpec",
     "ArchSpec",
@@ -484,3 +485,16 @@ def load_arch(value: str) -> tuple[ArchSpec, int | None]:
             raise ArchError(f"arch file '{value}': {e}") from e
         return spec, int(size) if size else None
     return parse_arch(value), None
+
+
+def load_space(value: str | None, input_size: int) -> ArchSpec:
+    """The search space ``value`` names (default: ``cifar`` for inputs up to 64 px, else ``imagenet``).
+
+    Raises:
+        ArchError: a malformed spec or file, or a space without any choice.
+    """
+    ref = value or ("cifar" if input_size <= 64 else "imagenet")
+    space, _ = load_arch(ref)
+    if space.is_fixed:
+        raise ArchError(f"space '{ref}' has no choices to search (e.g. 'k3.5.7', 'e3.6', 'skip')")
+    return space

@@ -27,19 +27,44 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
 
 from ednas.errors import DataError, EdnasError
 
-__all__ = ["DataSet", "load_data", "arch_split", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DataConfig", "DataSet", "load_data", "arch_split", "folder_dataset", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "synthetic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass
+class DataConfig:
+    """Which data set, and how it is split and read."""
+
+    PRIMARY: ClassVar[str] = "spec"
+
+    #: data set: digits, cifar10:DIR, cifar100:DIR, folder:DIR, synthetic
+    spec: str = "digits"
+    #: input side for folder data (in-memory sets have their own; folders default to 224)
+    input_size: Optional[int] = None
+    #: seed of the fixed train/val/test split, apart from --seed so that a result's test images never move
+    split_seed: int = 0
+    #: data loader worker processes (folder data)
+    workers: int = 2
+
+    def check(self, name) -> None:
+        from ednas.errors import ConfigError
+
+        if self.input_size is not None and self.input_size < 8:
+            raise ConfigError(f"{name('input_size')} {self.input_size}: the input side must be at least 8")
+        if self.workers < 0:
+            raise ConfigError(f"{name('workers')} must be >= 0, got {self.workers}")
 
 
 @dataclass
@@ -61,6 +86,7 @@ class DataSet:
     augment: str  # "padcrop", "padcrop+flip", "rrc" (RandomResizedCrop + flip + ColorJitter)
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     folders: dict[str, Path] = field(default_factory=dict)
+    workers: int = 2  # loader worker processes (folder data)
 
     @property
     def in_memory(self) -> bool:
@@ -69,16 +95,32 @@ class DataSet:
     def size(self, split: str) -> int:
         if self.in_memory:
             return len(self.splits[split][1])
-        from ednas.data.loaders import folder_dataset
-
         return len(folder_dataset(self, split, train=False))
 
     def labels(self, split: str) -> np.ndarray:
         if self.in_memory:
             return self.splits[split][1].numpy()
-        from ednas.data.loaders import folder_dataset
-
         return np.asarray(folder_dataset(self, split, train=False).targets)
+
+
+_FOLDER_CACHE: dict = {}
+
+
+def folder_dataset(data: DataSet, split: str, train: bool):
+    """torchvision ImageFolder of a split with the train or eval transform."""
+    import torchvision.transforms as T
+    from torchvision.datasets import ImageFolder
+
+    key = (str(data.folders[split]), train, data.input_size)
+    if key not in _FOLDER_CACHE:
+        size = data.input_size
+        norm = [T.ToTensor(), T.Normalize(data.mean, data.std)]
+        if train:
+            tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4)] + norm)
+        else:
+            tf = T.Compose([T.Resize(int(round(size / 0.875))), T.CenterCrop(size)] + norm)
+        _FOLDER_CACHE[key] = ImageFolder(str(data.folders[split]), transform=tf)
+    return _FOLDER_CACHE[key]
 
 
 def _stratified(labels: np.ndarray, fracs: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -105,7 +147,7 @@ def arch_split(labels: np.ndarray, weight_frac: float = 0.8, seed: int = 0) -> t
 # ---------------------------------------------------------------------------
 
 
-def _digits(seed: int) -> DataSet:
+def _digits(split_seed: int) -> DataSet:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -113,7 +155,7 @@ def _digits(seed: int) -> DataSet:
     img = torch.nn.functional.interpolate(img, size=32, mode="bilinear", align_corners=False)
     img = (img.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).contiguous()
     y = torch.tensor(d.target, dtype=torch.int64)
-    tr, va, te = _stratified(d.target, (0.7, 0.1, 0.2), seed=0)  # the split never moves with --seed
+    tr, va, te = _stratified(d.target, (0.7, 0.1, 0.2), seed=split_seed)  # never moves with --seed
     mean = float(img[torch.as_tensor(tr)].float().mean() / 255)
     std = float(img[torch.as_tensor(tr)].float().std() / 255)
     return DataSet(
@@ -157,7 +199,7 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _cifar(kind: str, root: Path, seed: int) -> DataSet:
+def _cifar(kind: str, root: Path, split_seed: int) -> DataSet:
     if not root.is_dir():
         raise DataError(f"{kind}: directory '{root}' does not exist")
     hundred = kind == "cifar100"
@@ -184,7 +226,7 @@ def _cifar(kind: str, root: Path, seed: int) -> DataSet:
         names = meta.get("fine_label_names" if hundred else "label_names")
         if names is not None and len(names) == n_classes:
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    tr, va = _stratified(ytr, (0.9, 0.1), seed=0)
+    tr, va = _stratified(ytr, (0.9, 0.1), seed=split_seed)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return DataSet(
         name=kind,
@@ -233,7 +275,7 @@ def _folder(root: Path, input_size: int | None) -> DataSet:
     )
 
 
-def _synthetic(args: str, seed: int) -> DataSet:
+def _synthetic(args: str, split_seed: int) -> DataSet:
     opts = {"classes": 4, "n": 128, "size": 32}
     if args:
         for kv in args.split(","):
@@ -241,7 +283,7 @@ def _synthetic(args: str, seed: int) -> DataSet:
             if k not in opts or not v.isdigit():
                 raise DataError(f"synthetic: bad option '{kv}'; expected classes=N, n=N, size=N")
             opts[k] = int(v)
-    g = torch.Generator().manual_seed(1234)
+    g = torch.Generator().manual_seed(1234 + split_seed)
     n, c, s = opts["n"], opts["classes"], opts["size"]
     splits = {}
     for split, m in (("train", n), ("val", max(n // 4, c)), ("test", max(n // 4, c))):
@@ -261,12 +303,20 @@ def _synthetic(args: str, seed: int) -> DataSet:
     )
 
 
-def load_data(spec: str, seed: int = 0, input_size: int | None = None) -> DataSet:
-    """Load the data set named by ``spec`` (see the module docstring).
+def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | None = None) -> DataSet:
+    """Load the data set named by ``spec`` (a spec string or a :class:`DataConfig`; see the module docstring).
+
+    ``split_seed`` fixes the train/val(/test) split of in-memory sets (and the
+    draw of ``synthetic``); it is kept apart from the training seed so that
+    the test images of a result never move with ``--seed``.
 
     Raises:
         EdnasError: an unknown kind, a missing path or a malformed file, named.
     """
+    if isinstance(spec, DataConfig):
+        data = load_data(spec.spec, spec.split_seed, spec.input_size)
+        data.workers = spec.workers
+        return data
     spec = (spec or "digits").strip()
     kind, _, arg = spec.partition(":")
     if kind not in DATA_KINDS:
@@ -275,12 +325,12 @@ def load_data(spec: str, seed: int = 0, input_size: int | None = None) -> DataSe
     if kind == "digits":
         if arg:
             raise DataError(f"--data digits takes no argument, got '{spec}'")
-        return _digits(seed)
+        return _digits(split_seed)
     if kind == "synthetic":
-        return _synthetic(arg, seed)
+        return _synthetic(arg, split_seed)
     if not arg:
         raise DataError(f"--data {kind} needs a directory: '{kind}:DIR'")
     root = Path(arg).expanduser()
     if kind == "folder":
         return _folder(root, input_size)
-    return _cifar(kind, root, seed)
+    return _cifar(kind, root, split_seed)

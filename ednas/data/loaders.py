@@ -21,9 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ednas.data.datasets import DataSet
+from ednas.data.datasets import DataSet, folder_dataset
+from ednas.seeds import derive
 
-__all__ = ["TensorLoader", "FolderLoader", "make_loader", "folder_dataset", "normalize"]
+__all__ = ["TensorLoader", "FolderLoader", "make_loader", "normalize"]
 
 
 def normalize(x_uint8: torch.Tensor, mean, std) -> torch.Tensor:
@@ -91,7 +92,7 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
-        g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(derive(int(self.seed), "epoch", self.epoch))
         order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
         p, world = self.shard
         for b in range(p, self._batches(), world):
@@ -100,26 +101,6 @@ class TensorLoader:
             if self.train:
                 xb = self._augment(xb, g)
             yield normalize(xb, self.data.mean, self.data.std), self.y[idx]
-
-
-_FOLDER_CACHE: dict = {}
-
-
-def folder_dataset(data: DataSet, split: str, train: bool):
-    """torchvision ImageFolder of a split with the train or eval transform."""
-    import torchvision.transforms as T
-    from torchvision.datasets import ImageFolder
-
-    key = (str(data.folders[split]), train, data.input_size)
-    if key not in _FOLDER_CACHE:
-        size = data.input_size
-        norm = [T.ToTensor(), T.Normalize(data.mean, data.std)]
-        if train:
-            tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4)] + norm)
-        else:
-            tf = T.Compose([T.Resize(int(round(size / 0.875))), T.CenterCrop(size)] + norm)
-        _FOLDER_CACHE[key] = ImageFolder(str(data.folders[split]), transform=tf)
-    return _FOLDER_CACHE[key]
 
 
 class FolderLoader:
@@ -155,7 +136,7 @@ class FolderLoader:
         return n // self.batch_size if self._drop_last(n) else (n + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(derive(int(self.seed), "epoch", self.epoch))
         sampler = self._sampler()
         loader = torch.utils.data.DataLoader(
             self.ds,

@@ -36,21 +36,22 @@ from typing import Optional
 import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
-from ednas.config import config_dict, save_config
+from ednas.config import config_dict
+from ednas.data import DataSet, load_data
+from ednas.deploy.calibration import with_normalisation
 from ednas.errors import ConfigError, DataError, EdnasError, ExportError
 from ednas.io import atomic_write_json
+from ednas.runtime import Timing
 
-__all__ = ["ExportConfig", "export_model", "run_export", "QUANT_MODES"]
+__all__ = ["ExportConfig", "export_model", "QUANT_MODES"]
 
 QUANT_MODES = ("none", "int8", "int16")
 
 
 @dataclass
 class ExportConfig:
-    #: model.pt written by 'ednas train'
-    model: str
-    #: output directory (model.onnx, model_<quant>.onnx, export.json, config.yaml)
-    out: str
+    """Fusion, ONNX export, the check against PyTorch, and quantization."""
+
     #: quantization: none, int8 or int16 (activation width)
     quant: str = "int8"
     #: TIDL/TDA4VM fixed point: per-tensor, symmetric, power-of-two scales
@@ -67,8 +68,6 @@ class ExportConfig:
     calib_images: int = 256
     #: calibration method: minmax, entropy or percentile
     calib_method: str = "minmax"
-    #: evaluation data spec (none: the model's own data)
-    data: Optional[str] = None
     #: split for the accuracy check: test, val or train
     split: str = "test"
     #: evaluate on at most this many images (0: the whole split)
@@ -77,34 +76,28 @@ class ExportConfig:
     dynamic_batch: bool = False
     #: ONNX opset (>= 17; 16-bit quantization raises it to 21)
     opset: int = 17
-    #: ONNX Runtime intra-op threads for accuracy and latency
-    threads: int = 1
-    #: latency: timing rounds (each times every model once, interleaved)
-    latency_rounds: int = 5
-    #: latency: timed runs per model per round
-    latency_runs: int = 50
     #: images compared between PyTorch and ONNX Runtime
     compare_images: int = 32
     #: allowed |ORT - PyTorch| relative to max(1, max|logit|)
     diff_tol: float = 1e-4
-    #: seed of the calibration draw
-    seed: int = 0
 
-
-def _check(cfg: ExportConfig) -> None:
-    if cfg.quant not in QUANT_MODES:
-        raise ConfigError(f"--quant must be one of {', '.join(QUANT_MODES)}, got '{cfg.quant}'")
-    if cfg.split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be train, val or test, got '{cfg.split}'")
-    if cfg.opset < 17:
-        raise ConfigError(f"--opset must be >= 17, got {cfg.opset}")
-    if cfg.threads < 1:
-        raise ConfigError(f"--threads must be >= 1 (timings need a deliberate thread count), got {cfg.threads}")
-    if cfg.quant == "none" and (cfg.pow2 or cfg.mixed_precision):
-        raise ConfigError("--pow2 and --mixed-precision need --quant int8 or int16, got --quant none")
-    for name in ("latency_rounds", "latency_runs", "compare_images"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    def check(self, name) -> None:
+        if self.quant not in QUANT_MODES:
+            raise ConfigError(f"{name('quant')} must be one of {', '.join(QUANT_MODES)}, got '{self.quant}'")
+        if self.split not in ("train", "val", "test"):
+            raise ConfigError(f"{name('split')} must be train, val or test, got '{self.split}'")
+        if self.opset < 17:
+            raise ConfigError(f"{name('opset')} must be >= 17, got {self.opset}")
+        if self.quant == "none" and (self.pow2 or self.mixed_precision):
+            raise ConfigError(f"{name('pow2')} and {name('mixed_precision')} need {name('quant')} int8 or int16, got none")
+        if self.compare_images < 1:
+            raise ConfigError(f"{name('compare_images')} must be >= 1, got {self.compare_images}")
+        if self.weight_bits not in (None, 8, 16):
+            raise ConfigError(f"{name('weight_bits')} must be 8 or 16, got {self.weight_bits}")
+        if self.calib_images < 0 or self.eval_images < 0:
+            raise ConfigError(f"{name('calib_images')} and {name('eval_images')} must be >= 0")
+        if not self.diff_tol > 0:
+            raise ConfigError(f"{name('diff_tol')} must be > 0, got {self.diff_tol}")
 
 
 def _in_channels(model) -> int:
@@ -119,7 +112,7 @@ def _load_data(spec: str, meta: dict, what: str, flag: str):
     try:
         data = load_data(spec, input_size=int(meta["input_size"]))
     except EdnasError as e:
-        raise ExportError(f"{what} ({flag} '{spec}'): {e}") from e
+        raise DataError(f"{what} ({flag} '{spec}'): {e}") from e
     return with_normalisation(data, meta.get("mean"), meta.get("std"))
 
 
@@ -151,8 +144,19 @@ def _compare_with_torch(model, sess, x: np.ndarray) -> dict:
     return {"max_abs_diff": diff, "max_abs_logit": scale, "rel_diff": diff / max(scale, 1e-12), "diff_images": int(len(x))}
 
 
-def export_model(cfg: ExportConfig) -> dict:
-    """Run the export (see the module docstring); returns the export.json record."""
+def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = None, data_spec: str | None = None,
+                 timing: Timing | None = None, seed: int = 0) -> dict:
+    """Export the trained ``model_path`` into ``out`` (see the module docstring); returns the export.json record.
+
+    Args:
+        data: the data set to check accuracy on (the run's, already loaded);
+            default: ``data_spec``, else the one the model was trained on.
+        timing: how fp32 and quantized files are timed (threads, rounds, ...).
+        seed: seed of the calibration draw.
+    """
+    timing = timing or Timing()
+    if timing.threads < 1:
+        raise ConfigError(f"--threads must be >= 1 (timings need a deliberate thread count), got {timing.threads}")
     import onnx
     import onnxruntime
     import torch
@@ -162,23 +166,22 @@ def export_model(cfg: ExportConfig) -> dict:
     from ednas.deploy.onnx_io import export_onnx, ort_session
     from ednas.deploy.quantize import QuantSettings, quantize_onnx
     from ednas.nn import fuse
-    from ednas.train.checkpoint import load_model
+    from ednas.nn.files import load_model
 
     t0 = time.time()
-    _check(cfg)
     tune_malloc()
-    set_threads(cfg.threads)
-    model, meta = load_model(cfg.model)
+    set_threads(timing.threads)
+    model, meta = load_model(model_path)
     size, channels = int(meta["input_size"]), _in_channels(model)
 
     # data first: a wrong data set should fail before minutes of work
-    data_spec = cfg.data or meta.get("data")
+    data_spec = data.spec if data is not None else (data_spec or meta.get("data"))
     if not data_spec:
-        raise DataError(f"model file '{cfg.model}' names no data set; pass --data")
-    data = _load_data(data_spec, meta, "evaluation data", "--data")
+        raise DataError(f"model file '{model_path}' names no data set; pass --data")
+    data = with_normalisation(data, meta.get("mean"), meta.get("std")) if data is not None else _load_data(data_spec, meta, "evaluation data", "--data")
     check_input_shape(data, size, channels, what="evaluation data")
     if data.num_classes != int(meta["num_classes"]):
-        raise DataError(f"evaluation data '{data.spec}' has {data.num_classes} classes but model '{cfg.model}' has {meta['num_classes']} outputs")
+        raise DataError(f"evaluation data '{data.spec}' has {data.num_classes} classes but model '{model_path}' has {meta['num_classes']} outputs")
     settings = None
     if cfg.quant != "none":
         settings = QuantSettings(
@@ -189,9 +192,8 @@ def export_model(cfg: ExportConfig) -> dict:
         calib = data if calib_spec == data_spec else _load_data(calib_spec, meta, "calibration data", "--calib-data")
         check_input_shape(calib, size, channels, what="calibration data")
 
-    out = Path(cfg.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out)
 
     # 2. fuse and export
     deploy = fuse(model)
@@ -207,7 +209,7 @@ def export_model(cfg: ExportConfig) -> dict:
     _set_metadata(fp32_path, {**props, "ednas.quant": "none"})
 
     # 3. ONNX Runtime against the trained PyTorch network, on real images
-    sess = ort_session(fp32_path, cfg.threads)
+    sess = ort_session(fp32_path, timing.threads)
     x = next(iter(_compare_loader(data, cfg)))[0].contiguous().numpy()
     check = _compare_with_torch(model, sess, x)
     check["diff_ok"] = check["max_abs_diff"] <= cfg.diff_tol * max(1.0, check["max_abs_logit"])
@@ -215,7 +217,7 @@ def export_model(cfg: ExportConfig) -> dict:
     # 4. quantize
     quant_path, quant_info, calib_n = None, None, 0
     if settings is not None:
-        images = calibration_images(calib, cfg.calib_images, seed=cfg.seed)
+        images = calibration_images(calib, cfg.calib_images, seed=seed)
         calib_n = int(len(images))
         quant_path = out / f"model_{settings.name}.onnx"
         quant_info = quantize_onnx(fp32_path, quant_path, CalibrationReader(images, "input", 1), settings)
@@ -228,7 +230,7 @@ def export_model(cfg: ExportConfig) -> dict:
     rec_quant: dict = {"top1_quant": None, "drop": None, "agreement": None, "max_abs_diff_quant": None}
     models = {"fp32": fp32_path}
     if quant_path is not None:
-        qscores, _ = onnx_scores(ort_session(quant_path, cfg.threads), data, cfg.split, limit=cfg.eval_images)
+        qscores, _ = onnx_scores(ort_session(quant_path, timing.threads), data, cfg.split, limit=cfg.eval_images)
         t1, tq = top1(scores, labels), top1(qscores, labels)
         rec_quant = {
             "top1_quant": tq,
@@ -237,7 +239,7 @@ def export_model(cfg: ExportConfig) -> dict:
             "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
         }
         models["quant"] = quant_path
-    lat = compare_latency(models, threads=cfg.threads, rounds=cfg.latency_rounds, runs=cfg.latency_runs)
+    lat = compare_latency(models, threads=timing.threads, rounds=timing.rounds, runs=timing.repeats, warmup=timing.warmup)
 
     record = {
         "max_abs_diff": check["max_abs_diff"],
@@ -246,7 +248,7 @@ def export_model(cfg: ExportConfig) -> dict:
         "latency_ms_fp32": lat["fp32"]["median_ms"],
         "latency_ms_quant": lat["quant"]["median_ms"] if "quant" in lat else None,
         "speedup": lat["fp32"]["median_ms"] / lat["quant"]["median_ms"] if "quant" in lat else None,
-        "threads": cfg.threads,
+        "threads": timing.threads,
         "agreement": rec_quant["agreement"],
         "max_abs_diff_quant": rec_quant["max_abs_diff_quant"],
         "check": {**check, "diff_tol": cfg.diff_tol, "against": "trained PyTorch network (unfused), ONNX Runtime fp32"},
@@ -258,7 +260,7 @@ def export_model(cfg: ExportConfig) -> dict:
         "calib_data": (cfg.calib_data or data_spec) if settings is not None else None,
         "calib_split": "train" if settings is not None else None,
         "calib_images": calib_n,
-        "calib_seed": cfg.seed if settings is not None else None,
+        "calib_seed": seed if settings is not None else None,
         "onnx": str(fp32_path),
         "onnx_quant": str(quant_path) if quant_path is not None else None,
         "opset": max(o.version for o in onnx.load(str(fp32_path)).opset_import if o.domain in ("", "ai.onnx")),
@@ -271,11 +273,11 @@ def export_model(cfg: ExportConfig) -> dict:
         "std": props["ednas.std"],
         "classes": props["ednas.classes"],
         "arch": meta["arch"],
-        "source_model": str(cfg.model),
+        "source_model": str(model_path),
         "latency": {**{k: v for k, v in lat.items()}, "batch": 1, "how": "ONNX Runtime CPU, sequential, inter-op 1, ORT_ENABLE_ALL; median of round medians, models interleaved"},
         "versions": {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "torch": torch.__version__, "python": platform.python_version()},
         "host": platform.machine(),
-        "config": config_dict(cfg),
+        "config": {**config_dict(cfg), "timing": config_dict(timing), "seed": seed},
         "wall_s": time.time() - t0,
     }
     atomic_write_json(out / "export.json", record)
@@ -291,10 +293,3 @@ def _compare_loader(data, cfg: ExportConfig):
     from ednas.data import make_loader
 
     return make_loader(data, cfg.split, cfg.compare_images, False)
-
-
-def run_export(cfg: ExportConfig) -> dict:
-    """``ednas export``: the headline numbers (the full record is in OUT/export.json)."""
-    r = export_model(cfg)
-    keys = ("max_abs_diff", "top1_fp32", "top1_quant", "drop", "latency_ms_fp32", "latency_ms_quant", "threads", "onnx", "onnx_quant")
-    return {k: r[k] for k in keys}

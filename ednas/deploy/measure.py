@@ -57,9 +57,7 @@ def onnx_scores(model, data: DataSet, split: str = "test", threads: int = 1, lim
     return np.concatenate(scores).astype(np.float32), np.concatenate(labels)
 
 
-def top1(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent."""
-    return float((scores.argmax(1) == labels).mean() * 100.0) if len(labels) else float("nan")
+from ednas.metrics import top1  # noqa: E402 - the one tie rule (re-exported)
 
 
 def compare_latency(models: dict, threads: int = 1, rounds: int = 5, runs: int = 50, warmup: int = 10) -> dict:

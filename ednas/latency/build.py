@@ -30,12 +30,13 @@ from pathlib import Path
 from ednas.arch.spec import ArchSpec
 from ednas._run import progress as progress_bar
 from ednas.errors import ConfigError, EdnasError, LatencyTableError
+from ednas.stage import run_stage, stage_state
 from ednas.latency import board
 from ednas.latency.ops import DTYPES, Op, space_ops
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile
 
-__all__ = ["MEASURED_TARGETS", "build_table", "is_analytic"]
+__all__ = ["MEASURED_TARGETS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
 
 MEASURED_TARGETS = ("host-ort", "host-torch")
 
@@ -226,3 +227,53 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
         table.policy = policy
     return table
 
+
+
+# ---------------------------------------------------------------------------
+# a target name (or table file) -> the table, with measured tables cached
+
+
+def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str) -> tuple[Path, dict]:
+    import hashlib
+
+    settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
+                "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": 5, "fit_archs": 5, "fit_seed": 1234}}
+    key = hashlib.sha1(f"{target}|{space.format()}|{input_size}|{num_classes}".encode()).hexdigest()[:12]
+    return Path(cache).expanduser() / f"{target}-{input_size}-{key}", settings
+
+
+def cached_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str) -> LatencyTable | None:
+    """The complete cached table of a measured target, or ``None`` (nothing is measured)."""
+    folder, settings = _cache_dir(target, space, input_size, num_classes, cache)
+    if target in MEASURED_TARGETS and stage_state(folder, settings) == "complete":
+        return load_table(folder / "lut.json", input_size=input_size)
+    return None
+
+
+def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str = "~/.cache/ednas/lut",
+                 progress: bool | None = None) -> LatencyTable:
+    """The latency table of ``target`` (a target name, or a table file) for a space.
+
+    A measured table (``host-ort``, ``host-torch``) is built once per target,
+    space, input size and classes in its own folder under ``cache`` and
+    reused (:func:`ednas.stage.run_stage`: an interrupted build resumes from
+    the operators it measured; a folder of other settings is kept aside).
+    Analytic profiles and board files are computed each time (instantly).
+    """
+    if target.endswith(".json") and not target.startswith("file:"):
+        return load_table(target, input_size=input_size)
+    if target in MEASURED_TARGETS:
+        folder, settings = _cache_dir(target, space, input_size, num_classes, cache)
+        run_stage(folder, settings, lambda d: {"entries": len(build_table(target, space, input_size, num_classes, out=d / "lut.json",
+                                                                            progress=progress).entries)},
+                  name=f"lut cache {folder.name}")
+        return load_table(folder / "lut.json", input_size=input_size)
+    return build_table(target, space, input_size, num_classes, progress=progress)
+
+
+def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str = "~/.cache/ednas/lut",
+                  progress: bool | None = None):
+    """The :class:`~ednas.latency.model.LatencyModel` of a target name or table file (see :func:`target_table`)."""
+    from ednas.latency.model import LatencyModel
+
+    return LatencyModel(space, input_size, num_classes, target_table(target, space, input_size, num_classes, cache, progress))

@@ -22,17 +22,28 @@ and how to extend the table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ednas.arch.spec import ArchSpec
-from ednas.errors import EdnasError, LatencyTableError
+from ednas.errors import ConfigError, EdnasError, LatencyTableError
 from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
 from ednas.latency.table import LatencyTable
 
-__all__ = ["LatencyModel"]
+__all__ = ["Budget", "LatencyModel"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A latency budget on one table: ``ms``, and where it sits between the space's extremes."""
+
+    ms: float
+    frac: float | None
+    min_ms: float
+    max_ms: float
 
 
 class LatencyModel:
@@ -125,6 +136,31 @@ class LatencyModel:
     def max_ms(self) -> float:
         """Predicted latency of the space's most expensive (allowed) network."""
         return self.fixed_ms + sum(max(self._layer_options(i)) for i in range(len(self)))
+
+    def budget(self, ms: float | None = None, frac: float | None = None) -> Budget:
+        """The budget of ``ms`` milliseconds, or ``frac`` of the way from :attr:`min_ms` to :attr:`max_ms`.
+
+        The one place a budget is resolved: give exactly one of the two; it
+        must lie within what the space can reach on this table.
+
+        Raises:
+            ConfigError: both or neither given, or a budget outside
+                ``[min_ms, max_ms]`` (the message gives the reachable range).
+        """
+        lo, hi = float(self.min_ms), float(self.max_ms)
+        target = getattr(getattr(self, "table", None), "target", None)
+        rng = f"[{lo:.4g}, {hi:.4g}] ms (smallest to largest network of the space" + (f" on target {target})" if target else ")")
+        if (ms is None) == (frac is None):
+            raise ConfigError("give a budget in ms (--budget-ms) or as a fraction of the space's range (--budget-frac), exactly one")
+        if ms is not None:
+            b = float(ms)
+            if not lo <= b <= hi:
+                raise ConfigError(f"--budget-ms {b:.4g} is outside the achievable range {rng}")
+            return Budget(b, (b - lo) / (hi - lo) if hi > lo else None, lo, hi)
+        f = float(frac)
+        if not 0.0 <= f <= 1.0:
+            raise ConfigError(f"--budget-frac {f} must be in [0, 1]; the achievable range is {rng}")
+        return Budget(lo + f * (hi - lo), f, lo, hi)
 
     def extreme_picks(self, cheapest: bool = True) -> list[dict]:
         """The picks of the cheapest (or most expensive) allowed network."""

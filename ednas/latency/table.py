@@ -99,6 +99,16 @@ class LatencyTable:
         self.input_size = int(self.input_size)
         self.constant_ms = float(self.constant_ms)
 
+    @property
+    def threads(self) -> int:
+        """The thread count the table was measured with (1 when it does not say)."""
+        return int((self.meta.get("measurement") or {}).get("threads") or self.meta.get("threads") or 1)
+
+    @property
+    def is_host(self) -> bool:
+        """Whether the table was measured on this kind of host (so networks can be timed here to compare)."""
+        return self.target in ("host-ort", "host-torch")
+
     def _where(self) -> str:
         return f"'{self.path}'" if self.path else f"(target {self.target})"
 

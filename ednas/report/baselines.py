@@ -50,19 +50,27 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from ednas.errors import ConfigError
+from ednas.config import config_dict
+from ednas.data import DataSet
 from ednas.io import atomic_write_json, read_json
-from ednas.report.macs import trace
+from ednas.report.macs import count_macs, trace
+from ednas.runtime import Timing
+from ednas.seeds import derive
+from ednas.stage import run_stage
+from ednas.train.trainer import TrainConfig, fit
 
 __all__ = [
     "BASELINES",
     "DEFAULT_BASELINES",
     "Baseline",
+    "BaselinesConfig",
+    "baseline_names",
     "adapt_strides",
     "build_baseline",
     "default_width",
@@ -234,25 +242,6 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
 # training and measuring
 
 
-def _recipe(recipe, out: Path, epochs: int, seed: int, progress: bool):
-    from ednas.train.trainer import TrainConfig
-
-    if recipe is None:
-        base = TrainConfig(out=str(out))
-    elif isinstance(recipe, TrainConfig):
-        base = recipe
-    elif isinstance(recipe, dict):
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        base = TrainConfig(out=str(out), **{k: v for k, v in recipe.items() if k in known and k != "out"})
-    else:
-        raise TypeError(f"recipe must be a TrainConfig, a dict or None, got {type(recipe).__name__}")
-    # the baselines are plain networks: no ednas-only options (branches, inherit)
-    return dataclasses.replace(
-        base, out=str(out), epochs=int(epochs), seed=int(seed), progress=bool(progress), tensorboard=False,
-        branches=False, inherit=None, resume=True, arch="baseline",
-    )
-
-
 def _latency(model: nn.Module, input_size: int, target: str, threads: int) -> dict:
     """Latency on ``target`` and, always, on the host with ONNX Runtime."""
     from ednas.report.profile import analytic_latency, measure_onnx_ms, measure_torch_ms
@@ -275,127 +264,117 @@ def _latency(model: nn.Module, input_size: int, target: str, threads: int) -> di
     return out
 
 
+@dataclass
+class BaselinesConfig:
+    """Reference networks trained and timed beside the searched one (the report's comparison)."""
+
+    PRIMARY: ClassVar[str] = "names"
+
+    #: baseline networks: default, none, or a comma-separated list of NAME or NAME@WIDTH
+    names: str = "default"
+    #: one width multiplier for all of them (default: by input size, see default_width)
+    width: Optional[float] = None
+
+    def check(self, name) -> None:
+        for n in baseline_names(self.names):
+            _parse_name(n)  # a typo fails before any work
+        if self.width is not None and not 0.05 <= self.width <= 4.0:
+            raise ConfigError(f"{name('width')} {self.width} is outside 0.05..4")
+
+
+def baseline_names(spec: str) -> list[str]:
+    """The networks a ``--baselines`` value names (``default``, ``none`` or a list)."""
+    if spec in ("none", "", "0"):
+        return []
+    if spec == "default":
+        return list(DEFAULT_BASELINES)
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
 def run_baselines(
-    data,
+    data: DataSet,
     out_dir,
     names: Sequence[str] = DEFAULT_BASELINES,
-    epochs: int = 10,
-    threads: int = 1,
+    recipe: TrainConfig | None = None,
+    *,
     target: str = "host-ort",
-    progress: bool | Callable[[str, dict], None] = True,
-    recipe=None,
+    timing: Timing | None = None,
     seed: int = 0,
     width: float | None = None,
-    batch_size: int | None = None,
-    input_size: int | None = None,
-    train_threads: int | None = None,
+    progress: bool | None = None,
+    on_result: Callable[[str, dict], None] | None = None,
 ) -> list[dict]:
-    """Train, count and time baseline networks; one cached ``result.json`` each.
+    """Train, count and time baseline networks; each in its own stage folder ``out_dir/<name>``.
 
     Args:
-        data: a :class:`~ednas.data.DataSet` or a data spec (``digits``, ...).
-        out_dir: where ``<name>/result.json`` (and the training files) go.
+        data: the loaded data set (the derived network's).
+        out_dir: one folder per network: ``result.json``, training files,
+            ``stage.json`` (:func:`ednas.stage.run_stage`: a complete network
+            is not trained again; an interrupted one resumes; one trained with
+            other settings is kept aside).
         names: keys of :data:`BASELINES`, optionally ``NAME@WIDTH``.
-        epochs: training epochs (use the derived network's).
-        threads: ONNX Runtime intra-op threads for latency (use the table's).
+        recipe: the derived network's training settings (epochs included),
+            so that every network is trained the same way; ednas-only
+            options (branches, inherit) are turned off.
         target: the run's target (``host-ort``, ``host-torch``, a profile
             name, ``roofline:PATH`` or ``file:PATH``); see the module docstring.
-        progress: show the trainer's progress bars; or a callable
-            ``(name, result)`` called after each network (bars off).
-        recipe: the derived network's :class:`~ednas.train.trainer.TrainConfig`
-            (or a dict of its fields) so that the recipe is the same; ``out``,
-            ``epochs``, ``seed`` and ednas-only options are replaced.
+        timing: how the host latency is measured (the run's; threads = the table's).
         seed: training seed.
         width: one width multiplier for all (default: per input size).
-        batch_size: training batch size (overrides the recipe's).
-        input_size: input side for folder data (in-memory sets have their own).
-        train_threads: intra-op threads for training (0: all cores; None:
-            leave the process's setting).
+        progress: the trainer's progress bars.
+        on_result: called ``(name, result)`` after each network.
 
     Returns:
         One dict per network, in ``names`` order (see ``result.json``).
     """
-    from ednas._perf import set_threads
-    from ednas.data import DataSet, load_data
-    from ednas.report.macs import count_macs
-    from ednas.train.trainer import fit
-
     names = list(names)
     for n in names:
         _parse_name(n)  # fail on a typo before any training
-    if epochs < 1:
-        raise ConfigError(f"baselines: epochs must be >= 1, got {epochs}")
+    recipe = dataclasses.replace(recipe or TrainConfig(), branches=False, inherit=None)
+    timing = timing or Timing()
     out_dir = Path(out_dir)
-    loaded: DataSet | None = data if isinstance(data, DataSet) else None
-    spec = data.spec if isinstance(data, DataSet) else str(data)
-    callback = progress if callable(progress) else None
-    bars = bool(progress) and callback is None
     results = []
     for name in names:
-        path = out_dir / _folder(name) / "result.json"
-        cached = _cached(path, spec, epochs, target, batch_size, width)
-        if cached is not None:
-            results.append(cached)
-            if callback:
-                callback(name, cached)
-            continue
-        if loaded is None:
-            loaded = load_data(spec, seed=seed, input_size=input_size)
-        if train_threads is not None:
-            set_threads(train_threads)
-        t0 = time.time()
-        torch.manual_seed(seed)
-        model, info = build_baseline(name, loaded.num_classes, loaded.input_size, width)
-        cfg = _recipe(recipe, path.parent, epochs, seed, bars)
-        if batch_size:
-            cfg = dataclasses.replace(cfg, batch_size=int(batch_size))
-        metrics = fit(model, loaded, cfg, save=False)
-        model = model.eval().to(memory_format=torch.contiguous_format)
-        macs, _ = count_macs(model, loaded.input_size)
-        res = {
-            "format": RESULT_FORMAT,
-            **info,
-            "data": loaded.spec,
-            "epochs": int(epochs),
-            "top1": metrics["top1"],
-            "top5": metrics["top5"],
-            "n_test": metrics["n_test"],
-            "params": int(sum(p.numel() for p in model.parameters())),
-            "macs": int(macs),
-            **_latency(model, loaded.input_size, target, threads),
-            "train_wall_s": metrics["wall_s"],
-            "wall_s": time.time() - t0,
-            "recipe": {k: getattr(cfg, k) for k in ("batch_size", "lr", "warmup_epochs", "momentum", "weight_decay", "label_smoothing", "quant_friendly", "seed")},
-        }
-        atomic_write_json(path, res)
-        ck = path.parent / "checkpoint.pt"
-        if ck.is_file():  # the result is what is kept; the checkpoint only served a resume
-            ck.unlink()
+        settings = {"format": RESULT_FORMAT, "name": name, "data": data.spec, "input_size": data.input_size, "target": target,
+                    "width": width, "seed": seed, "recipe": config_dict(recipe), "timing": config_dict(timing)}
+
+        def work(folder: Path, name=name) -> dict:
+            t0 = time.time()
+            torch.manual_seed(derive(seed, "init"))
+            model, info = build_baseline(name, data.num_classes, data.input_size, width)
+            metrics = fit(model, data, recipe, folder, seed=seed, progress=progress, tensorboard=False, resume=True, save=False)
+            model = model.eval().to(memory_format=torch.contiguous_format)
+            macs, _ = count_macs(model, data.input_size)
+            res = {
+                "format": RESULT_FORMAT,
+                **info,
+                "data": data.spec,
+                "epochs": int(recipe.epochs),
+                "top1": metrics["top1"],
+                "top5": metrics["top5"],
+                "n_test": metrics["n_test"],
+                "params": int(sum(p.numel() for p in model.parameters())),
+                "macs": int(macs),
+                **_latency(model, data.input_size, target, timing.threads),
+                "train_wall_s": metrics["wall_s"],
+                "wall_s": time.time() - t0,
+                "recipe": {k: getattr(recipe, k) for k in ("batch_size", "lr", "lr_warmup_epochs", "momentum", "weight_decay", "label_smoothing", "quant_friendly")} | {"seed": seed},
+            }
+            atomic_write_json(folder / "result.json", res)
+            ck = folder / "checkpoint.pt"
+            if ck.is_file():  # the result is what is kept; the checkpoint only served a resume
+                ck.unlink()
+            return res
+
+        res = run_stage(out_dir / _folder(name), settings, work, name=f"baseline {name}").result
         results.append(res)
-        if callback:
-            callback(name, res)
+        if on_result:
+            on_result(name, res)
     return results
 
 
 def _folder(name: str) -> str:
     return name.replace("@", "_w")
-
-
-def _cached(path: Path, spec: str, epochs: int, target: str, batch_size: int | None = None, width: float | None = None) -> dict | None:
-    """A finished result for the same data, epochs, target (and batch size, width if given), else None."""
-    if not path.is_file():
-        return None
-    try:
-        r = read_json(path)
-    except (OSError, ValueError):
-        return None  # a damaged file is redone, not trusted
-    if r.get("format") != RESULT_FORMAT or r.get("data") != spec or r.get("epochs") != epochs or r.get("target") != target:
-        return None
-    if batch_size and (r.get("recipe") or {}).get("batch_size") != batch_size:
-        return None
-    if width and r.get("width") != float(width):
-        return None
-    return r
 
 
 def load_baselines(out_dir) -> list[dict]:

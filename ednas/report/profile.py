@@ -150,7 +150,7 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         m = m.eval()
         return _Network(m, m, "baseline", input_size, num_classes or _default_classes(input_size), info=info)
     if spec.endswith(".pt"):
-        from ednas.train.checkpoint import load_model
+        from ednas.nn.files import load_model
 
         if not Path(spec).is_file():
             raise CheckpointError(f"--model: model file '{spec}' does not exist")

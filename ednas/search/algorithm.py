@@ -18,9 +18,9 @@ noise.  Every iteration:
 
 The temperature decays per epoch (:func:`ednas.search.gumbel.tau_at`).  After
 every epoch the argmax network is evaluated on the validation split and a
-checkpoint is written atomically; ``--resume`` continues from it to the same
+checkpoint is written atomically; ``resume`` continues from it to the same
 result as an uninterrupted run (every random draw comes from ``(seed, epoch,
-path)``).  At the end the argmax architecture is derived, fitted to the budget
+path)``, :mod:`ednas.seeds`).  At the end the argmax architecture is derived, fitted to the budget
 (:mod:`ednas.search.derive`), measured on the host where the target is the
 host, and written out.
 """
@@ -28,6 +28,7 @@ host, and written out.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,58 +36,50 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from ednas import __version__
-from ednas._perf import set_threads, tune_malloc
-from ednas._run import git_commit, progress, tb_writer
-from ednas.arch.spec import ArchSpec, load_arch
-from ednas.config import config_dict, save_config
-from ednas.data import arch_split, load_data, make_loader
-from ednas.errors import ArchError, CheckpointError, ConfigError, DataError, LatencyTableError, TrainingError
+from ednas._run import git_commit, tb_writer
+from ednas._run import progress as progress_bar
+from ednas.arch.spec import ArchSpec
+from ednas.checkpoint import resume_state, save_checkpoint
+from ednas.config import config_dict
+from ednas.data import DataSet, arch_split, make_loader
+from ednas.errors import ConfigError, DataError, LatencyTableError, TrainingError
 from ednas.io import atomic_write_json, atomic_write_text
-from ednas.nn.build import SUPERNET_KINDS, build_supernet
+from ednas.latency.measure import measure_latency
+from ednas.latency.model import Budget
+from ednas.nn.build import SUPERNET_KINDS, build_model, build_supernet
+from ednas.nn.files import save_supernet
+from ednas.runtime import Timing
 from ednas.search.derive import fit_budget, layer_probs
 from ednas.search.feedback import MERGE_KINDS, FeedbackBlock
 from ednas.search.gumbel import sample_choices, tau_at
 from ednas.search.loss import LOSS_KINDS, LatencyLoss
-from ednas.train.checkpoint import load_checkpoint, save_checkpoint
+from ednas.seeds import derive
 from ednas.train.metrics import evaluate
+from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
-from ednas.train.trainer import make_optimizer
 
-__all__ = ["SearchConfig", "search", "search_cli", "resolve_budget"]
+__all__ = ["SearchConfig", "search"]
+
+log = logging.getLogger(__name__)
+
+FIT_MODES = ("none", "repair", "both")
 
 
 @dataclass
-class SearchConfig:
-    #: output directory (arch.yaml, search.json, supernet.pt, alpha_history.json, tb/)
-    out: str
-    #: the search space: preset, arch string with choices, or file
-    space: str = "cifar"
-    #: data set: digits, cifar10:DIR, cifar100:DIR, folder:DIR, synthetic
-    data: str = "digits"
-    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline:FILE.yaml, file:TABLE.json, or a lut.json
-    target: str = "host-ort"
-    #: latency budget in ms
-    budget_ms: Optional[float] = None
-    #: budget as a fraction of the way from the space's smallest (0) to largest (1) network (default 0.5)
-    budget_frac: Optional[float] = None
-    #: search epochs (warm-up included)
-    epochs: int = 30
-    #: epochs that train weights only
-    warmup_epochs: int = 5
-    #: images per batch (per path)
-    batch_size: int = 64
+class SearchConfig(Recipe):
+    """Algorithm 1: the search space, its schedule, the loss and the feedback block."""
+
+    #: the search space: preset, arch string with choices, or file (default: cifar for inputs <= 64 px, else imagenet)
+    space: Optional[str] = None
+    #: search epochs (the weights-only warm-up included)
+    epochs: int = 20
+    #: epochs at the start that train the weights only (alpha frozen)
+    arch_warmup_epochs: int = 5
     #: fraction of the training set used for weights (the rest trains alpha)
     weight_split: float = 0.8
-    #: peak learning rate of the weights (SGD, eq. 16)
-    lr: float = 0.1
-    #: SGD momentum (Nesterov)
-    momentum: float = 0.9
-    #: weight decay of the weights (not BN/biases)
-    weight_decay: float = 5e-5
-    #: label smoothing of the cross-entropy
-    label_smoothing: float = 0.1
     #: Adam learning rate of alpha
     arch_lr: float = 0.05
     #: Gumbel-softmax temperature at the first epoch
@@ -111,83 +104,38 @@ class SearchConfig:
     fit: str = "both"
     #: fill target as a fraction of the budget
     fit_low: float = 0.85
-    #: measure the derived network end to end when the target is the host
+    #: measure the derived network end to end when the table was measured on this kind of host
     measure: bool = True
-    #: input size for folder data
-    input_size: Optional[int] = None
-    #: directory for cached latency tables (default ~/.cache/ednas/lut)
-    lut_cache: Optional[str] = None
-    #: random seed
-    seed: int = 0
-    #: intra-op threads (0: all cores)
-    threads: int = 0
-    #: data loader workers (folder data)
-    workers: int = 2
-    #: continue from OUT/checkpoint.pt
-    resume: bool = False
-    #: show a progress bar
-    progress: bool = True
-    #: write TensorBoard scalars to OUT/tb
-    tensorboard: bool = True
+
+    def check(self, name) -> None:
+        super().check(name)
+        if self.epochs < 1:
+            raise ConfigError(f"{name('epochs')} must be >= 1, got {self.epochs}")
+        if not 0 <= self.arch_warmup_epochs < self.epochs:
+            raise ConfigError(f"{name('arch_warmup_epochs')} must be in [0, epochs) = [0, {self.epochs}), got {self.arch_warmup_epochs}")
+        if not 0.0 < self.weight_split < 1.0:
+            raise ConfigError(f"{name('weight_split')} must be in (0, 1), got {self.weight_split}")
+        if not self.arch_lr > 0:
+            raise ConfigError(f"{name('arch_lr')} must be > 0, got {self.arch_lr}")
+        if not (self.tau0 > 0 and self.tau_min > 0):
+            raise ConfigError(f"{name('tau0')} and {name('tau_min')} must be > 0, got {self.tau0} and {self.tau_min}")
+        if self.lam < 0 or self.lam_lr < 0:
+            raise ConfigError(f"{name('lam')} and {name('lam_lr')} must be >= 0, got {self.lam} and {self.lam_lr}")
+        if self.paths < 1:
+            raise ConfigError(f"{name('paths')} must be >= 1, got {self.paths}")
+        for key, value, kinds in (("merge", self.merge, MERGE_KINDS), ("loss", self.loss, LOSS_KINDS),
+                                  ("supernet", self.supernet, SUPERNET_KINDS), ("fit", self.fit, FIT_MODES)):
+            if value not in kinds:
+                raise ConfigError(f"{name(key)} '{value}' is unknown; expected one of {', '.join(kinds)}")
+        if not 0.0 < self.fit_low <= 1.0:
+            raise ConfigError(f"{name('fit_low')} must be in (0, 1], got {self.fit_low}")
 
 
-_RESUME_KEYS = ("space", "data", "target", "budget_ms", "budget_frac", "epochs", "warmup_epochs", "batch_size",
-                "weight_split", "lr", "momentum", "weight_decay", "label_smoothing", "arch_lr", "tau0", "tau_min",
-                "hard", "loss", "lam", "lam_lr", "paths", "merge", "supernet", "seed", "input_size")
-
-
-def resolve_budget(cfg, latency) -> tuple[float, float | None]:
-    """The budget in ms (and the fraction it sits at), checked against the space's range."""
-    lo, hi = float(latency.min_ms), float(latency.max_ms)
-    rng = f"[{lo:.4g}, {hi:.4g}] ms (smallest to largest network of the space on this target)"
-    if cfg.budget_ms is not None and cfg.budget_frac is not None:
-        raise ConfigError("give --budget-ms or --budget-frac, not both")
-    if cfg.budget_ms is not None:
-        b = float(cfg.budget_ms)
-        if not lo <= b <= hi:
-            raise ConfigError(f"--budget-ms {b:.4g} is outside the achievable range {rng}")
-        return b, (b - lo) / (hi - lo) if hi > lo else None
-    frac = 0.5 if cfg.budget_frac is None else float(cfg.budget_frac)
-    if not 0.0 <= frac <= 1.0:
-        raise ConfigError(f"--budget-frac {frac} must be in [0, 1]; 0 = smallest network ({lo:.4g} ms), 1 = largest ({hi:.4g} ms)")
-    return lo + frac * (hi - lo), frac
-
-
-def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str | None = None, progress: bool = True):
-    """The :class:`~ednas.latency.LatencyModel` of a target name or table file.
-
-    A measured table (``host-ort``, ``host-torch``) is cached under ``cache``
-    (default ``~/.cache/ednas/lut``), keyed by target, space, input size and
-    classes, so a second search on the same space reuses it; a build that was
-    interrupted resumes from the cached file.
-    """
-    import hashlib
-
-    from ednas.latency import LatencyModel, build_table, load_table
-
-    if target.endswith(".json") and not target.startswith("file:"):
-        if not Path(target).is_file():
-            raise LatencyTableError(f"latency table '{target}' does not exist")
-        table = load_table(target)
-    else:
-        out = None
-        if target in ("host-ort", "host-torch"):
-            root = Path(cache).expanduser() if cache else Path.home() / ".cache" / "ednas" / "lut"
-            key = hashlib.sha1(f"{target}|{space.format()}|{input_size}|{num_classes}".encode()).hexdigest()[:12]
-            out = root / f"{target}-{input_size}-{key}.json"
-        table = build_table(target, space, input_size, num_classes, out=out, progress=progress)
-    return LatencyModel(space, input_size, num_classes, table)
-
-
-def table_threads(latency) -> int:
-    """The thread count a measured table (or a latency model's table) was built with; 1 if it does not say."""
-    table = getattr(latency, "table", latency)
-    meta = getattr(table, "meta", None) or {}
-    return int((meta.get("measurement") or {}).get("threads") or meta.get("threads") or getattr(latency, "threads", 1) or 1)
-
-
-def _is_host(latency) -> bool:
-    return getattr(getattr(latency, "table", None), "target", None) in ("host-ort", "host-torch")
+def _settings(cfg: SearchConfig, space: ArchSpec, data: DataSet, latency, budget: Budget, seed: int) -> dict:
+    """What decides the search's trajectory: a checkpoint resumes only with the same."""
+    d = {k: v for k, v in config_dict(cfg).items() if k not in ("fit", "fit_low", "measure", "space")}
+    return {**d, "space": space.format(), "data": data.spec, "input_size": data.input_size, "seed": seed,
+            "target": getattr(getattr(latency, "table", None), "target", type(latency).__name__), "budget_ms": round(budget.ms, 9)}
 
 
 def _entropy(p: torch.Tensor) -> float:
@@ -196,41 +144,27 @@ def _entropy(p: torch.Tensor) -> float:
 
 
 class _Search:
-    def __init__(self, cfg: SearchConfig, data=None, latency=None, dist=None):
-        self.cfg = cfg
-        if cfg.paths < 1:
-            raise ConfigError(f"--paths must be >= 1, got {cfg.paths}")
-        if cfg.merge not in MERGE_KINDS:
-            raise ConfigError(f"unknown --merge '{cfg.merge}'; expected one of {', '.join(MERGE_KINDS)}")
-        if cfg.loss not in LOSS_KINDS:
-            raise ConfigError(f"unknown --loss '{cfg.loss}'; expected one of {', '.join(LOSS_KINDS)}")
-        if cfg.supernet not in SUPERNET_KINDS:
-            raise ConfigError(f"unknown --supernet '{cfg.supernet}'; expected one of {', '.join(SUPERNET_KINDS)}")
-        if not 0 <= cfg.warmup_epochs < cfg.epochs:
-            raise ConfigError(f"--warmup-epochs must be in [0, epochs) = [0, {cfg.epochs}), got {cfg.warmup_epochs}")
-        if cfg.tau0 <= 0 or cfg.tau_min <= 0:
-            raise ConfigError("--tau0 and --tau-min must be > 0")
-        self.out = Path(cfg.out)
-        self.data = data or load_data(cfg.data, seed=cfg.seed, input_size=cfg.input_size)
-        self.space, _ = load_arch(cfg.space)
-        if self.space.is_fixed:
-            raise ArchError(f"--space '{cfg.space}' has no choices to search (e.g. 'k3.5.7', 'e3.6', 'skip')")
-        self.input_size = self.data.input_size
-        self.latency = latency or latency_model(cfg.target, self.space, self.input_size, self.data.num_classes,
-                                                cfg.lut_cache, cfg.progress)
-        self.budget_ms, self.budget_frac = resolve_budget(cfg, self.latency)
+    def __init__(self, cfg: SearchConfig, out, data: DataSet, latency, budget: Budget, space: ArchSpec,
+                 timing: Timing | None, seed: int, progress: bool | None, tensorboard: bool, dist=None):
+        self.cfg, self.seed, self.progress, self.tensorboard = cfg, seed, progress, tensorboard
+        self.out = Path(out)
+        self.data, self.space, self.latency, self.budget = data, space, latency, budget
+        self.timing = timing or Timing(threads=getattr(getattr(latency, "table", None), "threads", 1))
+        self.input_size = data.input_size
+        self.budget_ms, self.budget_frac = budget.ms, budget.frac
         self.loss = LatencyLoss(cfg.loss, cfg.lam, self.budget_ms, cfg.lam_lr)
+        self.settings = _settings(cfg, space, data, latency, budget, seed)
 
         # under torchrun each rank holds one path; otherwise this process holds all P
         self.dist = dist
         P = cfg.paths
         if dist is not None and dist.world != P:
             raise ConfigError(f"--paths {P} under torchrun with {dist.world} processes: start one process per path "
-                             f"(torchrun --nproc_per_node={P})")
+                              f"(torchrun --nproc_per_node={P})")
         self.local = [dist.rank] if dist is not None else list(range(P))
         self.main = dist is None or dist.rank == 0
 
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(derive(seed, "init"))
         base = build_supernet(self.space, self.data.num_classes, kind=cfg.supernet)
         self._apply_masks(base)
         self.paths = [base] + [copy.deepcopy(base) for _ in range(len(self.local) - 1)]
@@ -240,16 +174,17 @@ class _Search:
         self.feedback = FeedbackBlock(self.paths, cfg.merge, [[ow, oa] for ow, oa in zip(self.opt_w, self.opt_a)],
                                       group=dist.group if dist is not None else None)
 
-        w_idx, a_idx = arch_split(self.data.labels("train"), cfg.weight_split, seed=cfg.seed)
-        w_all = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, cfg.seed, cfg.workers, shard=(p, P)) for p in range(P)]
-        a_all = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, cfg.seed + 7, cfg.workers, shard=(p, P)) for p in range(P)]
+        w_idx, a_idx = arch_split(self.data.labels("train"), cfg.weight_split, seed=derive(seed, "arch-split"))
+        workers = getattr(data, "workers", 2)
+        w_all = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, derive(seed, "weight-batches"), workers, shard=(p, P)) for p in range(P)]
+        a_all = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, derive(seed, "arch-batches"), workers, shard=(p, P)) for p in range(P)]
         self.w_loaders = [w_all[p] for p in self.local]
         self.a_loaders = [a_all[p] for p in self.local]
-        self.val_loader = make_loader(self.data, "val", 256, False, workers=cfg.workers)
+        self.val_loader = make_loader(self.data, "val", 256, False, workers=workers)
         self.steps_per_epoch = min(len(l) for l in w_all)  # the same on every rank
         if self.steps_per_epoch < 1 or min(len(l) for l in a_all) < 1:
             raise DataError(f"the data set is too small for {P} path(s) with batch size {cfg.batch_size}: "
-                             f"{len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
+                            f"{len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.names = [n for n, _ in base.named_choices()]
 
@@ -267,15 +202,15 @@ class _Search:
 
     def _gen_seed(self, epoch: int, p: int) -> int:
         """Seed of path p's Gumbel noise in an epoch (each path its own noise)."""
-        return self.cfg.seed * 1_000_003 + epoch * 1009 + p
+        return derive(self.seed, "gumbel", epoch, p)
 
     # -- one epoch ---------------------------------------------------------
     def _epoch(self, epoch: int, writer, bar) -> dict:
         cfg = self.cfg
         tau = tau_at(epoch, cfg.epochs, cfg.tau0, cfg.tau_min)
-        search_alpha = epoch >= cfg.warmup_epochs
+        search_alpha = epoch >= cfg.arch_warmup_epochs
         gens = [torch.Generator().manual_seed(self._gen_seed(epoch, p)) for p in self.local]
-        torch.manual_seed(cfg.seed * 7919 + epoch)
+        torch.manual_seed(derive(self.seed, "epoch", epoch))
         for l in self.w_loaders + self.a_loaders:
             l.set_epoch(epoch)
         w_iters = [iter(l) for l in self.w_loaders]
@@ -283,7 +218,7 @@ class _Search:
         sums = {"ce_w": 0.0, "ce_a": 0.0, "lat": 0.0, "n": 0, "na": 0}
         for i in range(self.steps_per_epoch):
             step = epoch * self.steps_per_epoch + i
-            lr = lr_at(step, self.total_steps, self.steps_per_epoch, cfg.lr)  # one epoch of linear warm-up, then eq. 16
+            lr = lr_at(step, self.total_steps, int(round(cfg.lr_warmup_epochs * self.steps_per_epoch)), cfg.lr)  # warm-up, then eq. 16
             losses = []
             for p, net in enumerate(self.paths):
                 x, y = next(w_iters[p])
@@ -292,7 +227,7 @@ class _Search:
                     sample_choices(net.choices(), tau, cfg.hard, gens[p])
                 ce = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
                 if not torch.isfinite(ce):
-                    raise TrainingError(f"search diverged at epoch {epoch + 1} step {i} (path {p}); lower --lr (now {cfg.lr})")
+                    raise TrainingError(f"search diverged at epoch {epoch + 1} step {i} (path {p}); lower the learning rate (now {cfg.lr})")
                 opt = self.opt_w[p]
                 for g in opt.param_groups:
                     g["lr"] = lr
@@ -379,7 +314,6 @@ class _Search:
             "epoch": epoch,
             "history": history,
             "wall_s": wall,
-            "config": config_dict(self.cfg),
         }
 
     def load(self, ck: dict) -> tuple[int, list, float]:
@@ -393,32 +327,27 @@ class _Search:
         return ck["epoch"], ck["history"], ck["wall_s"]
 
     # -- the whole search ------------------------------------------------------
-    def run(self, on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
+    def run(self, resume: bool = False, on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt = self.out / ("checkpoint.pt" if self.main else f"checkpoint.rank{self.dist.rank}.pt")
         start, history, wall_before = 0, [], 0.0
-        if cfg.resume and ckpt.is_file():
-            ck = load_checkpoint(ckpt)
-            old = ck.get("config", {})
-            new = config_dict(cfg)
-            diff = [k for k in _RESUME_KEYS if k in old and old[k] != new[k]]
-            if diff:
-                raise CheckpointError(f"--resume: '{ckpt}' was written with other settings ({', '.join(f'{k}: {old[k]!r} vs {new[k]!r}' for k in diff)})")
+        ck = resume_state(ckpt, self.settings) if resume else None
+        if ck is not None:
             start, history, wall_before = self.load(ck)
-        if self.main:
-            save_config(cfg, self.out)
-        writer = tb_writer(cfg.tensorboard, self.out) if self.main else None
+        writer = tb_writer(self.tensorboard, self.out) if self.main else None
         t0 = time.time()
         for epoch in range(start, cfg.epochs):
-            bar = progress(cfg.progress and self.main, self.steps_per_epoch, f"search {epoch + 1}/{cfg.epochs}")
+            bar = progress_bar(self.progress if self.main else False, self.steps_per_epoch, f"search {epoch + 1}/{cfg.epochs}")
             rec = self._epoch(epoch, writer, bar)
             if bar is not None:
                 bar.close()
             if self.main:
                 rec = self._epoch_eval(epoch, rec, writer)
+                log.debug("search epoch %d/%d: val top-1 of the argmax net %.2f %%, argmax %.4g ms, lambda %.3g",
+                          epoch + 1, cfg.epochs, rec["val_top1"], rec["argmax_lat_ms"], rec["lam"])
             history.append(rec)
-            save_checkpoint(ckpt, self.state(epoch + 1, history, wall_before + time.time() - t0))
+            save_checkpoint(ckpt, self.state(epoch + 1, history, wall_before + time.time() - t0), self.settings)
             if self.dist is not None:
                 self.dist.barrier()  # every rank's checkpoint of this epoch is on disk
             if on_epoch_end is not None:
@@ -432,8 +361,6 @@ class _Search:
         return result
 
     def _finish(self, history: list, wall: float) -> dict:
-        from ednas.nn.build import build_model
-
         cfg = self.cfg
         net = self.paths[0]
         picks0 = net.picks()
@@ -444,11 +371,11 @@ class _Search:
         arch = self.space.with_picks(picks, branches=False)
         predicted = self.latency.predict(picks)
         measured = None
-        if cfg.measure and _is_host(self.latency):
-            from ednas.latency import measure_latency
-
+        table = getattr(self.latency, "table", None)
+        if cfg.measure and table is not None and table.is_host:
             model = build_model(arch, self.data.num_classes)
-            measured = measure_latency(model, self.input_size, threads=table_threads(self.latency))
+            tm = self.timing
+            measured = measure_latency(model, self.input_size, threads=tm.threads, warmup=tm.warmup, repeats=tm.repeats, rounds=tm.rounds)
         layer_recs = []
         for i, (l, p, p0) in enumerate(zip(layers, picks, picks0)):
             layer_recs.append({
@@ -456,8 +383,9 @@ class _Search:
                 "kernel": p["kernel"], "expansion": p["expansion"], "skip": p["skip"],
                 "argmax": p0, "probs": probs[i], "changed_by_fit": p != p0,
             })
+        target = table.target if table is not None else type(self.latency).__name__
         provenance = {"ednas": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "data": self.data.spec,
-                      "space": self.space.format(), "target": cfg.target, "seed": cfg.seed, "paths": cfg.paths,
+                      "space": self.space.format(), "target": target, "seed": self.seed, "paths": cfg.paths,
                       "merge": cfg.merge, "supernet": cfg.supernet, "loss": cfg.loss, "epochs": cfg.epochs,
                       "commit": git_commit()}
         doc = {
@@ -471,13 +399,9 @@ class _Search:
             "fit_changes": changes,
             "provenance": provenance,
         }
-        import yaml
-
         atomic_write_text(self.out / "arch.yaml", yaml.safe_dump(doc, sort_keys=False))
         atomic_write_json(self.out / "alpha_history.json", {"names": self.names, "epochs": [h["probs"] for h in history],
                                                             "candidates": {n: [str(x) for x in c.candidates] for n, c in net.named_choices()}})
-        from ednas.search.state import save_supernet
-
         save_supernet(self.out / "supernet.pt", net, picks, self.input_size, self.data)
         steps = self.steps_per_epoch * cfg.epochs
         last = history[-1] if history else {}
@@ -497,7 +421,7 @@ class _Search:
             "argmax_latency_ms": self.latency.predict(picks0),
             "fit_changes": changes,
             "val_top1_argmax": last.get("val_top1"),
-            "target": cfg.target,
+            "target": target,
             "paths": cfg.paths,
             "merge": cfg.merge,
             "history": [{k: v for k, v in h.items() if k != "probs"} for h in history],
@@ -520,28 +444,25 @@ def _cycle(loader, epoch: int):
         k += 1
 
 
-def search(cfg: SearchConfig, data=None, latency=None, on_epoch_end=None) -> dict:
-    """Run the search of ``cfg``; ``latency`` may be given (e.g. a synthetic table's model).
+def search(cfg: SearchConfig, out, *, data: DataSet, latency, budget: Budget, space: ArchSpec,
+           timing: Timing | None = None, seed: int = 0, progress: bool | None = None, tensorboard: bool = True,
+           resume: bool = False, on_epoch_end: Optional[Callable[[int, dict], None]] = None, dist=None) -> dict:
+    """Run Algorithm 1 on ``data`` under ``budget`` and write the outputs in ``out`` (see the module docstring).
 
-    Under ``torchrun`` each process runs one feedback path (see :mod:`ednas.dist`);
-    rank 0 writes the outputs and returns the result, the others return ``{}``.
+    Args:
+        cfg: the search's settings.
+        out: output folder (arch.yaml, search.json, supernet.pt, alpha_history.json, tb/, checkpoint.pt).
+        data: the loaded data set (the search splits its training split).
+        latency: the latency model of ``space`` on the target
+            (:class:`~ednas.latency.LatencyModel`, or any object with its
+            ``expected``/``predict``/``min_ms``/``max_ms`` interface).
+        budget: from ``latency.budget(ms=..., frac=...)``.
+        space: the search space.
+        timing: how the derived network is timed on the host (default: the table's threads).
+        seed: the run's seed (:mod:`ednas.seeds`).
+        resume: continue from ``out/checkpoint.pt`` (written with the same settings).
+        dist: a :class:`ednas.dist.DistInfo` when each process holds one path
+            (under ``torchrun``); rank 0 writes the outputs and returns the
+            result, the others return ``{}``.
     """
-    from ednas.dist import init_from_env
-
-    tune_malloc()
-    dist = init_from_env()
-    set_threads(cfg.threads or (1 if dist is not None else 0))
-    try:
-        return _Search(cfg, data=data, latency=latency, dist=dist).run(on_epoch_end)
-    finally:
-        if dist is not None:
-            dist.close()
-
-
-def search_cli(cfg: SearchConfig) -> dict | None:
-    """``ednas search``: the headline numbers (search.json has everything)."""
-    r = search(cfg)
-    if not r:
-        return None  # a non-zero rank under torchrun
-    keys = ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "val_top1_argmax")
-    return {k: r[k] for k in keys}
+    return _Search(cfg, out, data, latency, budget, space, timing, seed, progress, tensorboard, dist).run(resume, on_epoch_end)

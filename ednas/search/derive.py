@@ -90,14 +90,22 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
                         continue
                     if kind == "kernel" and allowed is not None and not allowed(i)[layer.spec.kernels.index(v)]:
                         continue
-                    trial = [dict(p) for p in picks]
-                    trial[i][kind] = v
-                    lat = latency.predict(trial)
-                    if (lat - cur) * direction <= 0:
-                        continue
                     pk = probs[i].get(kind, {})
                     margin = pk.get(_key(kind, picks[i][kind]), 1.0) - pk.get(_key(kind, v), 0.0)
-                    out.append((margin, abs(lat - cur), i, kind, v, lat))
+                    # a skipped block comes back with any of its (kernel, expansion) candidates, not only
+                    # the ones it held when skipped (those may be too big to fit)
+                    variants = [{}]
+                    if kind == "skip" and picks[i]["skip"]:
+                        ks = [k for j, k in enumerate(layer.spec.kernels) if allowed is None or allowed(i)[j]]
+                        variants = [{"kernel": k, "expansion": e} for k in ks for e in layer.spec.expansions]
+                    for extra in variants:
+                        trial = [dict(p) for p in picks]
+                        trial[i][kind] = v
+                        trial[i].update(extra)
+                        lat = latency.predict(trial)
+                        if (lat - cur) * direction <= 0:
+                            continue
+                        out.append((margin, abs(lat - cur), i, kind, v, lat, extra))
         return cur, out
 
     # repair: over budget -> the least sure choice to its nearest cheaper candidate
@@ -111,9 +119,10 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
             k = (m[2], m[3])
             if k not in nearest or m[1] < nearest[k][1]:
                 nearest[k] = m
-        margin, _, i, kind, v, lat = min(nearest.values(), key=lambda m: (m[0], -m[1]))
+        margin, _, i, kind, v, lat, extra = min(nearest.values(), key=lambda m: (m[0], -m[1]))
         changes.append({"layer": i, "kind": kind, "from": picks[i][kind], "to": v, "margin": margin, "latency_ms": lat, "why": "over budget"})
         picks[i][kind] = v
+        picks[i].update(extra)
         cur, cand = moves(-1)
 
     if mode == "both":
@@ -128,8 +137,10 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
                     nearest[k] = m
             if not nearest:
                 break
-            margin, _, i, kind, v, lat = min(nearest.values(), key=lambda m: (m[0], -m[1]))
-            changes.append({"layer": i, "kind": kind, "from": picks[i][kind], "to": v, "margin": margin, "latency_ms": lat, "why": f"under {low:g} x budget"})
+            margin, _, i, kind, v, lat, extra = min(nearest.values(), key=lambda m: (m[0], -m[1]))
+            changes.append({"layer": i, "kind": kind, "from": picks[i][kind], "to": v, "margin": margin, "latency_ms": lat,
+                            "why": f"under {low:g} x budget", **({"with": extra} if extra else {})})
             picks[i][kind] = v
+            picks[i].update(extra)
             cur, cand = moves(+1)
     return picks, changes

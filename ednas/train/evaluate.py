@@ -69,7 +69,7 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
             scores.append(out)
             targets.append(y.numpy())
         return np.concatenate(scores).astype(np.float32), np.concatenate(targets)
-    from ednas.train.checkpoint import load_model
+    from ednas.nn.files import load_model
     from ednas.train.metrics import scores_and_targets
 
     model, _ = load_model(model_path)
@@ -97,7 +97,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         if data_spec is None:
             raise ConfigError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
     else:
-        from ednas.train.checkpoint import load_model_file
+        from ednas.nn.files import load_model_file
 
         meta = load_model_file(path)
         data_spec = data_spec or meta.get("data") or "digits"

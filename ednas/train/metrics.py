@@ -6,21 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ednas.metrics import topk_correct, topk_from_scores
+
 __all__ = ["topk_correct", "evaluate", "scores_and_targets", "topk_from_scores"]
-
-
-def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[int]:
-    """Number of samples whose target is among the top k logits, for each k (k capped at C)."""
-    c = logits.shape[1]
-    top = logits.topk(min(max(ks), c), dim=1).indices
-    hit = top == target.view(-1, 1)
-    return [int(hit[:, : min(k, c)].any(dim=1).sum()) for k in ks]
-
-
-def topk_from_scores(scores: np.ndarray, targets: np.ndarray, ks=(1, 5)) -> list[float]:
-    """Top-k accuracy in percent from an N x C score array."""
-    s, t = torch.as_tensor(scores), torch.as_tensor(targets)
-    return [100.0 * n / max(len(t), 1) for n in topk_correct(s, t, ks)]
 
 
 @torch.no_grad()

@@ -1,10 +1,14 @@
-"""Model files and training checkpoints, written atomically, read with clear errors.
+"""Networks on disk: the trained ``model.pt`` and the searched ``supernet.pt``.
 
 ``model.pt`` holds only tensors and plain values (so ``torch.load`` runs with
 ``weights_only=True``): format version, the arch string, number of classes,
 input size, normalisation, class names, the data spec, the resolved config and
 the state dict (training form, BN unfused; :func:`ednas.fuse` makes the deploy
-form).  A checkpoint adds the optimizer state and the loop position.
+form).
+
+``supernet.pt`` (written by the search, read by ``ednas train --inherit``)
+holds the space, the supernet kind, the number of classes, the input size,
+the final picks (after the budget fit) and the state dict (weights and alphas).
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ednas.arch.spec import parse_arch
-from ednas.errors import CheckpointError, EdnasError
+from ednas.checkpoint import load_torch_file
+from ednas.errors import ArchError, CheckpointError
 from ednas.io import atomic_save
+from ednas.nn.build import build_model, build_supernet
 
-__all__ = ["save_model", "load_model", "load_model_file", "save_checkpoint", "load_checkpoint", "MODEL_FORMAT"]
+__all__ = ["MODEL_FORMAT", "SUPERNET_FORMAT", "save_model", "load_model", "load_model_file", "save_supernet", "load_supernet"]
 
 MODEL_FORMAT = 1
+SUPERNET_FORMAT = 1
 
 
 def save_model(path, model, *, input_size: int, data=None, config: dict | None = None, extra: dict | None = None) -> Path:
@@ -40,25 +45,13 @@ def save_model(path, model, *, input_size: int, data=None, config: dict | None =
     return atomic_save(meta, path)
 
 
-def _torch_load(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{what} '{path}' does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated zips, pickles, wrong files
-        raise CheckpointError(f"{what} '{path}' is corrupt or not a torch file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{what} '{path}': expected a dict, got {type(obj).__name__}")
-    return obj
-
-
 def load_model_file(path) -> dict:
     """The raw contents of a model file, checked for format and keys."""
     path = Path(path)
-    meta = _torch_load(path, "model file")
+    meta = load_torch_file(path, "model file")
     if meta.get("kind") != "ednas-model":
         raise CheckpointError(f"model file '{path}' is not an ednas model (no kind 'ednas-model'); "
-                         "expected the model.pt written by 'ednas train'")
+                              "expected the model.pt written by 'ednas train'")
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"model file '{path}' has format {meta.get('format')}, this ednas reads format {MODEL_FORMAT}")
     for key in ("arch", "num_classes", "input_size", "state_dict"):
@@ -73,16 +66,14 @@ def load_model(path):
     Returns ``(model, meta)`` with the model in eval mode.
 
     Raises:
-        EdnasError: missing or corrupt file, or an architecture that does not
-            match the weights (the first mismatching tensors are named).
+        CheckpointError: missing or corrupt file, or an architecture that does
+            not match the weights (the first mismatching tensors are named).
     """
-    from ednas.nn.build import build_model
-
     path = Path(path)
     meta = load_model_file(path)
     try:
         arch = parse_arch(meta["arch"])
-    except EdnasError as e:
+    except ArchError as e:
         raise CheckpointError(f"model file '{path}': {e}") from e
     model = build_model(arch, int(meta["num_classes"]))
     sd = meta["state_dict"]
@@ -103,9 +94,33 @@ def load_model(path):
     return model.eval(), meta
 
 
-def save_checkpoint(path, state: dict) -> Path:
-    return atomic_save(state, path)
+def save_supernet(path, net, picks, input_size: int, data=None) -> Path:
+    """Write the searched supernet and the final picks (for weight inheritance)."""
+    obj = {
+        "kind": "ednas-supernet",
+        "format": SUPERNET_FORMAT,
+        "space": net.space.format(),
+        "supernet": net.kind,
+        "num_classes": int(net.num_classes),
+        "input_size": int(input_size),
+        "picks": [dict(p) for p in picks],
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+        "data": getattr(data, "spec", None),
+    }
+    return atomic_save(obj, path)
 
 
-def load_checkpoint(path) -> dict:
-    return _torch_load(Path(path), "checkpoint")
+def load_supernet(path):
+    """``(supernet, picks)`` from a ``supernet.pt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"supernet file '{path}' does not exist (expected the supernet.pt of 'ednas search')")
+    obj = load_torch_file(path, "supernet file")
+    if obj.get("kind") != "ednas-supernet" or obj.get("format") != SUPERNET_FORMAT:
+        raise CheckpointError(f"supernet file '{path}' is not an ednas supernet of format {SUPERNET_FORMAT}")
+    net = build_supernet(obj["space"], obj["num_classes"], kind=obj["supernet"])
+    try:
+        net.load_state_dict(obj["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"supernet file '{path}': weights do not match its space ({str(e).splitlines()[0][:200]})") from e
+    return net.eval(), [dict(p) for p in obj["picks"]]

@@ -1,0 +1,149 @@
+"""The settings and entry points of ``ednas search``, ``ednas train`` and ``ednas export``.
+
+Each command's settings class is made of the stages' own sections (the same
+classes ``ednas run`` holds), with the section fields also available as flat
+flags (``FLAT``), as they were before sections existed: ``ednas search
+--lr 0.05`` is ``--search.lr 0.05``.  The entry points build one
+:class:`~ednas.context.RunContext` (every check before any work) and call
+the library functions with its objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Optional
+
+from ednas._perf import set_threads, tune_malloc
+from ednas.arch.spec import load_arch
+from ednas.config import config_dict, given, save_config
+from ednas.context import RunContext, check_out_dir
+from ednas.data import DataConfig
+from ednas.deploy.export import ExportConfig, export_model
+from ednas.dist import init_from_env
+from ednas.errors import ConfigError
+from ednas.latency.config import LatencyConfig
+from ednas.runtime import Timing
+from ednas.search.algorithm import SearchConfig, search
+from ednas.train.trainer import TrainConfig, train
+
+__all__ = ["SearchCommand", "TrainCommand", "ExportCommand", "search_command", "train_command", "export_command"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class SearchCommand:
+    """``ednas search``."""
+
+    #: output directory (arch.yaml, search.json, supernet.pt, alpha_history.json, tb/)
+    out: str
+    data: DataConfig = field(default_factory=DataConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    timing: Timing = field(default_factory=Timing)
+    #: random seed (weights, batches, Gumbel noise; not the data split)
+    seed: int = 0
+    #: intra-op threads (0: all cores; 1 per process under torchrun)
+    threads: int = 0
+    #: continue from OUT/checkpoint.pt (written with the same settings)
+    resume: bool = False
+    #: progress bars (default: only when stderr is a terminal)
+    progress: Optional[bool] = None
+    #: write TensorBoard scalars to OUT/tb
+    tensorboard: bool = True
+
+    FLAT: ClassVar[tuple] = ("data", "latency", "search")
+    ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache"}
+
+
+@dataclass(kw_only=True)
+class TrainCommand:
+    """``ednas train``."""
+
+    #: output directory (model.pt, metrics.json, config.yaml, checkpoint.pt, tb/)
+    out: str
+    #: preset name, arch string or arch file (a space trains its largest network)
+    arch: str = "cifar"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    #: random seed
+    seed: int = 0
+    #: intra-op threads (0: all cores)
+    threads: int = 0
+    #: continue from OUT/checkpoint.pt (written with the same settings)
+    resume: bool = False
+    #: progress bars (default: only when stderr is a terminal)
+    progress: Optional[bool] = None
+    #: write TensorBoard scalars to OUT/tb
+    tensorboard: bool = True
+
+    FLAT: ClassVar[tuple] = ("data", "train")
+    ALIASES: ClassVar[dict] = {"warmup_epochs": "train.lr_warmup_epochs"}
+
+
+@dataclass(kw_only=True)
+class ExportCommand:
+    """``ednas export``."""
+
+    #: model.pt written by 'ednas train'
+    model: str
+    #: output directory (model.onnx, model_<quant>.onnx, export.json, config.yaml)
+    out: str
+    #: evaluation data spec (default: the one the model was trained on)
+    data: Optional[str] = None
+    #: seed of the calibration draw
+    seed: int = 0
+    export: ExportConfig = field(default_factory=ExportConfig)
+    timing: Timing = field(default_factory=Timing)
+
+    FLAT: ClassVar[tuple] = ("export", "timing")
+    ALIASES: ClassVar[dict] = {"latency_rounds": "timing.rounds", "latency_runs": "timing.repeats"}
+
+
+def search_command(cfg: SearchCommand) -> dict | None:
+    """``ednas search``: the headline numbers (search.json has everything)."""
+    tune_malloc()
+    dist = init_from_env()
+    set_threads(cfg.threads or (1 if dist is not None else 0))
+    try:
+        ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
+                         timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
+                         out=cfg.out, needs_space=True)
+        if dist is None or dist.rank == 0:
+            save_config(cfg, ctx.out)
+        r = search(cfg.search, ctx.out, data=ctx.data, latency=ctx.latency_model(), budget=ctx.budget(), space=ctx.space,
+                   timing=ctx.timing, seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard,
+                   resume=cfg.resume, dist=dist)
+    finally:
+        if dist is not None:
+            dist.close()
+    if not r:
+        return None  # a non-zero rank under torchrun
+    keys = ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "val_top1_argmax")
+    return {k: r[k] for k in keys}
+
+
+def train_command(cfg: TrainCommand) -> dict:
+    """``ednas train``: the headline metrics (the whole record is in metrics.json)."""
+    tune_malloc()
+    set_threads(cfg.threads)
+    arch, _ = load_arch(cfg.arch)  # a malformed arch fails before the data is read
+    ctx = RunContext(data=cfg.data, seed=cfg.seed, progress=cfg.progress, out=cfg.out)
+    save_config(cfg, ctx.out)
+    m = train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
+              tensorboard=cfg.tensorboard, resume=cfg.resume)
+    return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "wall_s")}
+
+
+def export_command(cfg: ExportCommand) -> dict:
+    """``ednas export``: the headline numbers (the full record is in OUT/export.json)."""
+    if not Path(cfg.model).is_file():
+        raise ConfigError(f"--model: model file '{cfg.model}' does not exist")
+    out = check_out_dir(cfg.out)
+    save_config(cfg, out)
+    r = export_model(cfg.export, cfg.model, out, data_spec=cfg.data, timing=cfg.timing, seed=cfg.seed)
+    keys = ("max_abs_diff", "top1_fp32", "top1_quant", "drop", "latency_ms_fp32", "latency_ms_quant", "threads", "onnx", "onnx_quant")
+    log.debug("export settings: %s", config_dict(cfg))
+    return {k: r[k] for k in keys}

@@ -1,0 +1,129 @@
+"""The run context: what one process builds once and every stage takes.
+
+A command resolves its settings, then builds one :class:`RunContext`:
+
+* every check that needs no measurement runs first, in the constructor:
+  the output folder can be written, the data spec loads (the data set is
+  loaded here, once, with its split seed), the space parses and has choices,
+  and, where the latency table can be had without measuring (a table file,
+  a board file, an analytic profile, or a complete cached host table), the
+  table covers the space and the budget lies in the range the space can
+  reach on it.  Conflicting or out-of-range flags were refused earlier, when
+  the settings were resolved (:mod:`ednas.config`);
+* then the stages take its objects: :attr:`data`, :attr:`space`,
+  :meth:`latency_model` (measured at most once, and cached across runs),
+  :meth:`budget` (:meth:`ednas.latency.LatencyModel.budget`, the one place
+  budgets are resolved), :attr:`timing` (how every end-to-end latency of the
+  run is taken: the table's threads unless set) and :attr:`seed`
+  (:mod:`ednas.seeds`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from ednas.arch.spec import ArchSpec, load_space
+from ednas.data import DataConfig, DataSet, load_data
+from ednas.errors import ConfigError
+from ednas.latency.build import MEASURED_TARGETS, cached_table, target_table
+from ednas.latency.config import LatencyConfig
+from ednas.latency.model import Budget, LatencyModel
+from ednas.latency.table import LatencyTable
+from ednas.runtime import Timing
+
+__all__ = ["RunContext", "check_out_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def check_out_dir(path, flag: str = "--out") -> Path:
+    """Create the output folder if needed and make sure it can be written; a clear error otherwise."""
+    p = Path(path).expanduser()
+    for parent in [p, *p.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{flag} '{path}': '{parent}' is a file, not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ednas-write-check.", dir=p)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(f"{flag} '{path}': cannot write there ({e.strerror or e})") from e
+    return p
+
+
+class RunContext:
+    """Data, space, latency model, budget, timing and seed of one run (see the module docstring).
+
+    Args:
+        data: the data settings (the set is loaded here, once).
+        space: the search space reference (``None``: by input size); not
+            needed by commands that search nothing.
+        latency: the latency settings (target, budget, cache), if the
+            command uses latency.
+        timing: how end-to-end latencies are taken; ``timing_threads_given``
+            says whether its thread count was set by the user (else the
+            table's is used, so every latency of a run is taken alike).
+        seed: the run's seed.
+        progress: progress bars (``None``: only on a terminal).
+        out: the output folder, checked (and created) first.
+    """
+
+    def __init__(self, *, data: DataConfig, space: str | None = None, latency: LatencyConfig | None = None,
+                 timing: Timing | None = None, timing_threads_given: bool = False, seed: int = 0,
+                 progress: bool | None = None, out=None, needs_space: bool = False):
+        self.seed, self.progress = seed, progress
+        self.latency_cfg = latency
+        self._timing, self._threads_given = timing or Timing(), timing_threads_given
+        self.out = check_out_dir(out) if out is not None else None
+        self.data: DataSet = load_data(data)
+        self.data.workers = data.workers
+        self.space: ArchSpec | None = load_space(space, self.data.input_size) if (needs_space or space or latency) else None
+        self._table: LatencyTable | None = None
+        self._model: LatencyModel | None = None
+        if latency is not None:
+            self._table = self._table_without_measuring()
+            if self._table is not None:
+                self.budget()  # a table at hand: the budget must be reachable, before any training
+
+    # -- latency -------------------------------------------------------------
+    def _table_without_measuring(self) -> LatencyTable | None:
+        lc, d = self.latency_cfg, self.data
+        if lc.target in MEASURED_TARGETS:
+            return cached_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache)
+        return target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress)
+
+    @property
+    def table(self) -> LatencyTable:
+        """The latency table of the space on the target (measured here, once, if it must be)."""
+        if self._table is None:
+            lc, d = self.latency_cfg, self.data
+            if lc is None:
+                raise ConfigError("this command has no latency target")
+            self._table = target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress)
+        return self._table
+
+    def use_table(self, table: LatencyTable) -> None:
+        """Use ``table`` (e.g. the copy a run keeps in its ``lut/`` folder) from now on."""
+        self._table, self._model = table, None
+
+    def latency_model(self) -> LatencyModel:
+        if self._model is None:
+            self._model = LatencyModel(self.space, self.data.input_size, self.data.num_classes, self.table)
+        return self._model
+
+    def budget(self) -> Budget:
+        lc = self.latency_cfg
+        return self.latency_model().budget(ms=lc.budget_ms, frac=None if lc.budget_ms is not None else lc.budget_frac)
+
+    @property
+    def timing(self) -> Timing:
+        """The run's timing settings; threads follow the table unless the user set them."""
+        if not self._threads_given and self.latency_cfg is not None:
+            import dataclasses
+
+            return dataclasses.replace(self._timing, threads=self.table.threads)
+        return self._timing
