@@ -68,12 +68,9 @@ class SyntheticLatency:
 
     def expected(self, net):
         total = torch.tensor(self.fixed)
-        for i, blk in enumerate(net.blocks):
-            t = self.layer_ms(i)
-            gk = blk.kernel_choice.weights() if blk.kernel_choice is not None else torch.ones(1)
-            ge = blk.expansion_choice.weights() if blk.expansion_choice is not None else torch.ones(1)
-            gs = blk.skip_choice.weights() if blk.skip_choice is not None else torch.tensor([1.0, 0.0])
-            total = total + torch.einsum("i,j,s,ijs->", gk, ge, gs, t)
+        for i, blk in enumerate(net.searchable_blocks()):
+            g = blk.mix_weights()
+            total = total + torch.einsum("i,j,s,ijs->", g["kernel"], g["expansion"], g["skip"], self.layer_ms(i))
         return total
 
     def predict(self, picks):

@@ -22,14 +22,14 @@ and how to extend the table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ednas.arch.spec import ArchSpec
-from ednas.errors import ConfigError, EdnasError, LatencyTableError
+from ednas.errors import ConfigError, LatencyTableError
 from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
 from ednas.latency.table import LatencyTable
 
@@ -191,43 +191,41 @@ class LatencyModel:
         if i in self._checked:
             return
         layer = self.layers[i]
-        for attr, cands in (("kernel_choice", layer.spec.kernels), ("expansion_choice", layer.spec.expansions)):
-            c = getattr(blk, attr, None)
+        space = {"kernel": tuple(layer.spec.kernels), "expansion": tuple(layer.spec.expansions)}
+        cands = blk.candidates()
+        for kind, want in space.items():
             # a choice holds exactly the space's candidates; no choice means a single one
-            if (tuple(c.candidates) if c is not None else cands[:1]) != tuple(cands):
+            if tuple(cands[kind]) != want:
                 raise LatencyTableError(
-                    f"supernet layer {i}: its {attr.split('_')[0]} candidates "
-                    f"{None if c is None else tuple(c.candidates)} do not match the latency model's space {tuple(cands)}"
+                    f"supernet layer {i}: its {kind} candidates {tuple(cands[kind])} "
+                    f"do not match the latency model's space {want}"
                 )
-        if (getattr(blk, "skip_choice", None) is not None) != layer.can_skip:
+        if (len(cands["skip"]) > 1) != layer.can_skip:
             raise LatencyTableError(f"supernet layer {i}: its skip choice does not match the latency model's space")
         self._checked.add(i)
 
     def expected(self, supernet) -> torch.Tensor:
-        """E[LAT] in ms (a 0-dim tensor), differentiable w.r.t. every alpha (see module doc)."""
-        blocks = list(supernet.blocks)
+        """E[LAT] in ms (a 0-dim tensor), differentiable w.r.t. every alpha (see module doc).
+
+        Reads only the supernet-module interface (:mod:`ednas.nn.searchable`):
+        ``supernet.searchable_blocks()`` and each block's ``candidates()`` and
+        ``mix_weights()``.
+        """
+        blocks = list(supernet.searchable_blocks())
         if len(blocks) != len(self.layers):
             raise LatencyTableError(f"supernet has {len(blocks)} blocks, the latency model's space has {len(self.layers)} layers")
-        ref = None
-        for blk in blocks:
-            for c in (blk.kernel_choice, blk.expansion_choice, blk.skip_choice):
-                if c is not None:
-                    ref = c.weights()
-                    break
-            if ref is not None:
-                break
+        ref = next((c.weights() for blk in blocks for c in blk.choices()), None)
         device = ref.device if ref is not None else torch.device("cpu")
         dtype = ref.dtype if ref is not None else torch.float32
         total = torch.tensor(self.fixed_ms, dtype=dtype, device=device)
-        one = torch.ones(1, dtype=dtype, device=device)
-        keep = torch.tensor([1.0, 0.0], dtype=dtype, device=device)
+        like = total.new_empty(0)
         for i, blk in enumerate(blocks):
             self._check_block(i, blk)
-            gk = blk.kernel_choice.weights() if blk.kernel_choice is not None else one
-            ge = blk.expansion_choice.weights() if blk.expansion_choice is not None else one
-            gs = blk.skip_choice.weights() if blk.skip_choice is not None else keep
+            g = blk.mix_weights(like=like)
             # the joint (k, e, s) candidate is weighted by the product of its g's
-            total = total + torch.einsum("k,e,s,kes->", gk.to(dtype), ge.to(dtype), gs.to(dtype), self._tensor(i, device, dtype))
+            total = total + torch.einsum(
+                "k,e,s,kes->", g["kernel"].to(dtype), g["expansion"].to(dtype), g["skip"].to(dtype), self._tensor(i, device, dtype)
+            )
         return total
 
     # -- fixed networks ----------------------------------------------------------------

@@ -4,13 +4,21 @@ Knows nothing of search, latency or training.
 """
 
 from ednas.nn.blocks import InvertedResidual, SearchableIR
-from ednas.nn.build import SUPERNET_KINDS, Net, Supernet, build_model, build_supernet, inherit_weights
+from ednas.nn.build import (
+    SUPERNET_KINDS,
+    Net,
+    Supernet,
+    build_model,
+    build_supernet,
+    inherit_weights,
+)
 from ednas.nn.choice import Choice
 from ednas.nn.fuse import fuse, fuse_supernet
 from ednas.nn.layers import ConvBNAct, fold_bn
 from ednas.nn.metakernel import MetaKernelConv, centred_masks
 from ednas.nn.multipath import FBNetBlock
 from ednas.nn.repconv import RepDWConvBN, default_branches
+from ednas.nn.searchable import SearchableBlock
 from ednas.nn.stem import DepthAwareStem, Head
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "MetaKernelConv",
     "Net",
     "RepDWConvBN",
+    "SearchableBlock",
     "SearchableIR",
     "Supernet",
     "build_model",

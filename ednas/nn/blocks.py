@@ -10,20 +10,23 @@ candidates, eq. 9), its expansion a channel mask over the widest expand (as
 Single-Path NAS), and where it can be an identity a ``skip`` choice mixes the
 residual branch out (depth search, as FBNet).  ``dw="darts"`` swaps the meta
 kernel for one depthwise conv per candidate whose outputs are mixed: the
-DARTS-style multi-path baseline on the same space.
+DARTS-style multi-path baseline on the same space.  Its choices, argmax,
+probabilities and ``fuse()`` come from
+:class:`~ednas.nn.searchable.SearchableBlock`; it adds the forward, the
+depthwise kernels the feedback block merges and :meth:`SearchableIR.to_fixed`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ednas.arch.spec import Layer
-from ednas.nn.choice import Choice
 from ednas.nn.layers import ConvBNAct
 from ednas.nn.metakernel import MetaKernelConv
 from ednas.nn.repconv import RepDWConvBN
+from ednas.nn.searchable import SearchableBlock
 
 __all__ = ["InvertedResidual", "SearchableIR", "channel_masks"]
 
@@ -64,7 +67,7 @@ def channel_masks(expansions: tuple[int, ...], cin: int) -> torch.Tensor:
     return m
 
 
-class SearchableIR(nn.Module):
+class SearchableIR(SearchableBlock):
     """Inverted residual block of the supernet, with kernel/expansion/skip choices.
 
     Args:
@@ -74,11 +77,8 @@ class SearchableIR(nn.Module):
     """
 
     def __init__(self, layer: Layer, dw: str = "metakernel"):
-        super().__init__()
+        super().__init__(layer)
         b = layer.spec
-        self.layer = layer
-        self.cin, self.cout, self.stride = layer.cin, b.out, layer.stride
-        self.kernels, self.expansions = b.kernels, b.expansions
         self.dw_kind = dw
         mid = layer.cin * max(b.expansions)
         self.expand = ConvBNAct(layer.cin, mid, 1) if max(b.expansions) != 1 else None
@@ -92,53 +92,35 @@ class SearchableIR(nn.Module):
             raise ValueError(f"unknown depthwise kind '{dw}' (metakernel, darts)")
         self.dw_bn = nn.BatchNorm2d(mid)
         self.project = ConvBNAct(mid, b.out, 1, relu=False)
-        self.residual = layer.residual
-        self.kernel_choice = Choice("kernel", b.kernels) if len(b.kernels) > 1 else None
-        self.expansion_choice = Choice("expansion", b.expansions) if len(b.expansions) > 1 else None
-        self.skip_choice = Choice("skip", ("block", "skip")) if layer.can_skip else None
+        self._add_choices()
         if self.expansion_choice is not None:
             self.register_buffer("emasks", channel_masks(b.expansions, layer.cin), persistent=False)
 
-    def choices(self) -> list[Choice]:
-        return [c for c in (self.kernel_choice, self.expansion_choice, self.skip_choice) if c is not None]
-
-    def _kernel_g(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel_choice is None:
-            return x.new_ones(1)
-        return self.kernel_choice.weights()
+    def dw_kernels(self) -> list[nn.Parameter]:
+        """The meta-kernel (one weight), or with ``dw="darts"`` every candidate's own depthwise weight."""
+        if self.dw_kind == "metakernel":
+            return [self.dw.weight]
+        return [conv.weight for conv in self.dw]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.expand(x) if self.expand is not None else x
-        g = self._kernel_g(h)
+        g = self.mix_weights(like=h)
         if self.dw_kind == "metakernel":
-            h = self.dw(h, g)
+            h = self.dw(h, g["kernel"])
         else:
-            h = sum(g[i] * conv(h) for i, conv in enumerate(self.dw))
+            h = sum(g["kernel"][i] * conv(h) for i, conv in enumerate(self.dw))
         h = F.relu(self.dw_bn(h))
         if self.expansion_choice is not None:
-            m = self.expansion_choice.weights() @ self.emasks
+            m = g["expansion"] @ self.emasks
             h = h * m.view(1, -1, 1, 1)
         y = self.project(h)
         if not self.residual:
             return y
         if self.skip_choice is not None:
-            y = self.skip_choice.weights()[0] * y
+            y = g["skip"][0] * y
         return x + y
 
     # -- derive / inherit ----------------------------------------------------
-    def picked(self) -> dict:
-        """The argmax candidate of each choice (the derived block)."""
-        return {
-            "kernel": self.kernels[self.kernel_choice.argmax()] if self.kernel_choice else self.kernels[0],
-            "expansion": self.expansions[self.expansion_choice.argmax()] if self.expansion_choice else self.expansions[0],
-            "skip": bool(self.skip_choice and self.skip_choice.argmax() == 1),
-        }
-
-    def fuse(self) -> nn.Module:
-        """The argmax block (identity if skipped), for :func:`ednas.fuse`."""
-        p = self.picked()
-        return nn.Identity() if p["skip"] else self.to_fixed(p["kernel"], p["expansion"]).eval()
-
     @torch.no_grad()
     def to_fixed(self, kernel: int, expansion: int, branches: bool = False) -> InvertedResidual:
         """A fixed block carrying this block's weights for (kernel, expansion).

@@ -4,7 +4,9 @@
 expansion per block).  ``build_supernet(space, num_classes)`` builds the
 search space: every block a :class:`~ednas.nn.blocks.SearchableIR` whose
 depthwise is a meta-kernel (or, for the baselines, ``kind="darts"`` /
-``kind="fbnet"`` multi-path blocks on the identical space).  The supernet
+``kind="fbnet"`` multi-path blocks on the identical space), each a
+:class:`~ednas.nn.searchable.SearchableBlock`, the interface the search reads
+(``searchable_blocks()``, ``named_dw_kernels()``).  The supernet
 keeps architecture logits apart from weights (``arch_parameters()``,
 ``weight_parameters()``) and ``derive()`` returns the spec of the argmax
 network, which ``build_model`` reads.
@@ -12,19 +14,25 @@ network, which ``build_model`` reads.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ednas.arch.spec import ArchSpec, Layer, load_arch
 from ednas.errors import ArchError, ConfigError
 from ednas.nn.blocks import InvertedResidual, SearchableIR
 from ednas.nn.choice import Choice
 from ednas.nn.multipath import FBNetBlock
+from ednas.nn.searchable import (
+    SearchableBlock,
+    named_arch_parameters,
+    named_dw_kernels,
+    named_searchable_blocks,
+)
 from ednas.nn.stem import DepthAwareStem, Head
 
-__all__ = ["Net", "Supernet", "build_model", "build_supernet", "inherit_weights", "SUPERNET_KINDS"]
+__all__ = ["SUPERNET_KINDS", "Net", "Supernet", "build_model", "build_supernet", "inherit_weights"]
 
 SUPERNET_KINDS = ("metakernel", "darts", "fbnet")
 
@@ -85,12 +93,29 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
 
+    # -- the searchable blocks (the interface of ednas.nn.searchable) ------
+    def searchable_blocks(self) -> list[SearchableBlock]:
+        """One :class:`~ednas.nn.searchable.SearchableBlock` per layer of the space, in order."""
+        return [blk for _, blk in named_searchable_blocks(self)]
+
+    def named_searchable_blocks(self) -> Iterator[tuple[str, SearchableBlock]]:
+        """``(module name, block)`` per layer."""
+        return named_searchable_blocks(self)
+
+    def named_dw_kernels(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """``(state-dict name, parameter)`` of every block's depthwise kernels (what ``--merge kernels`` merges)."""
+        return named_dw_kernels(self)
+
+    def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """``(state-dict name, alpha)`` of every architecture choice."""
+        return named_arch_parameters(self)
+
     # -- parameters ------------------------------------------------------
     def named_choices(self) -> Iterator[tuple[str, Choice]]:
         """Every architecture choice, named ``L<layer>.<kind>``."""
-        for layer, blk in zip(self.layers, self.blocks):
-            for c in blk.choices():
-                yield f"L{layer.index}.{c.kind}", c
+        for layer, blk in zip(self.layers, self.searchable_blocks()):
+            for kind, c in blk.named_choices():
+                yield f"L{layer.index}.{kind}", c
 
     def choices(self) -> list[Choice]:
         return [c for _, c in self.named_choices()]
@@ -110,7 +135,7 @@ class Supernet(nn.Module):
     # -- derive ----------------------------------------------------------
     def picks(self) -> list[dict]:
         """The argmax candidate of every layer: ``{kernel, expansion, skip}``."""
-        return [blk.picked() for blk in self.blocks]
+        return [blk.picked() for blk in self.searchable_blocks()]
 
     def derive(self, branches: bool | None = None) -> ArchSpec:
         """The fixed spec of ``argmax alpha`` per layer (skipped layers dropped)."""
@@ -133,13 +158,13 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
 
     Stem and head are copied; each kept block takes the centred crop of its
     meta-kernel and the channels of its expansion (see
-    :meth:`SearchableIR.to_fixed`).  ``picks`` defaults to the argmax picks
+    :meth:`~ednas.nn.searchable.SearchableBlock.to_fixed`).  ``picks`` defaults to the argmax picks
     (the ones ``derive()`` used).  Returns ``model``, changed in place.
     """
     picks = picks if picks is not None else supernet.picks()
     model.stem.load_state_dict(supernet.stem.state_dict())
     model.head.load_state_dict(supernet.head.state_dict())
-    kept = [(blk, p) for blk, p in zip(supernet.blocks, picks) if not p["skip"]]
+    kept = [(blk, p) for blk, p in zip(supernet.searchable_blocks(), picks) if not p["skip"]]
     if len(kept) != len(model.blocks):
         raise ArchError(f"inherit: the model has {len(model.blocks)} blocks, the picks keep {len(kept)}")
     for dst, (src, p) in zip(model.blocks, kept):

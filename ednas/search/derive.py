@@ -18,7 +18,7 @@ latency table, and every change is returned for the report.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ednas.errors import ConfigError
 
@@ -27,13 +27,10 @@ __all__ = ["fit_budget", "layer_probs"]
 
 def layer_probs(supernet) -> list[dict]:
     """Per layer, ``{kind: {candidate: probability}}`` of the supernet's choices."""
-    out = []
-    for blk in supernet.blocks:
-        d = {}
-        for c in blk.choices():
-            d[c.kind] = {str(k): float(p) for k, p in zip(c.candidates, c.probs())}
-        out.append(d)
-    return out
+    return [
+        {kind: {str(k): p for k, p in probs.items()} for kind, probs in blk.probs().items()}
+        for blk in supernet.searchable_blocks()
+    ]
 
 
 def _options(layer, kind: str) -> list:

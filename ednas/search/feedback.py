@@ -38,14 +38,15 @@ beta and one SUM all-reduce gives every rank the merge.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ednas.errors import ConfigError
+from ednas.nn.searchable import named_arch_parameters, named_dw_kernels
 
-__all__ = ["betas", "FeedbackBlock", "MERGE_KINDS", "merged_names"]
+__all__ = ["MERGE_KINDS", "FeedbackBlock", "betas", "merged_names"]
 
 MERGE_KINDS = ("kernels", "kernels+alpha", "all")
 
@@ -66,25 +67,20 @@ def betas(losses: Sequence[float]) -> torch.Tensor | None:
 
 
 def merged_names(model: nn.Module, merge: str) -> list[str]:
-    """Names (in ``model.state_dict()``) of the tensors a merge of kind ``merge`` touches."""
+    """Names (in ``model.state_dict()``) of the tensors a merge of kind ``merge`` touches.
+
+    ``kernels`` are the depthwise kernels every searchable block declares
+    (:meth:`~ednas.nn.searchable.SearchableBlock.dw_kernels`), ``alpha`` the
+    logits of every architecture choice; both are found by identity, so any
+    block that implements the interface is merged.
+    """
     if merge not in MERGE_KINDS:
         raise ConfigError(f"unknown merge '{merge}'; expected one of {', '.join(MERGE_KINDS)}")
-    from ednas.nn.blocks import SearchableIR
-    from ednas.nn.multipath import FBNetBlock
-
-    names: list[str] = []
     if merge == "all":
         return [k for k, v in model.state_dict().items() if v.is_floating_point()]
-    for bname, blk in model.named_modules():
-        if isinstance(blk, SearchableIR):
-            if blk.dw_kind == "metakernel":
-                names.append(f"{bname}.dw.weight")
-            else:
-                names += [f"{bname}.dw.{i}.weight" for i in range(len(blk.dw))]
-        elif isinstance(blk, FBNetBlock):
-            names += [f"{bname}.paths.{i}.dw.convs.0.weight" for i in range(len(blk.paths))]
+    names = [n for n, _ in named_dw_kernels(model)]
     if merge == "kernels+alpha":
-        names += [f"{n}.alpha" for n, m in model.named_modules() if hasattr(m, "alpha") and isinstance(getattr(m, "alpha"), nn.Parameter)]
+        names += [n for n, _ in named_arch_parameters(model)]
     return names
 
 

@@ -1,0 +1,192 @@
+"""The supernet-module interface: what the search, the latency model and derive read from a block.
+
+Every searchable block of a supernet derives from :class:`SearchableBlock`
+(after nni's ``BaseSuperNetModule``).  The base owns the choice logic once: it
+makes the ``kernel`` / ``expansion`` / ``skip`` :class:`~ednas.nn.choice.Choice`
+of a :class:`~ednas.arch.spec.Layer` (a kind with a single candidate gets no
+choice) and answers, per kind,
+
+* :meth:`~SearchableBlock.named_choices` and :meth:`~SearchableBlock.candidates`
+  (the block's search space, like nni's ``search_space_spec()``);
+* :meth:`~SearchableBlock.picked` (the argmax, like ``export()``) and
+  :meth:`~SearchableBlock.probs` (like ``export_probs()``);
+* :meth:`~SearchableBlock.mix_weights`: the weights g with which the block
+  mixes its candidates now, which E[LAT] (eq. 11) weighs the table with;
+* :meth:`~SearchableBlock.fuse`: the argmax block, for :func:`ednas.fuse`.
+
+A concrete block keeps only what differs between block kinds: its
+``forward``, :meth:`~SearchableBlock.to_fixed` (the fixed block carrying its
+weights for one kernel and expansion) and :meth:`~SearchableBlock.dw_kernels`
+(the depthwise kernels that the feedback block merges under ``--merge
+kernels``, eq. 3: the meta-kernel, or one weight per candidate or per path).
+The search finds the tensors by identity (:func:`named_dw_kernels`), so it
+builds no state-dict key strings and checks no concrete block class.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ednas.arch.spec import Layer
+from ednas.nn.choice import Choice
+
+__all__ = [
+    "CHOICE_KINDS",
+    "SearchableBlock",
+    "named_arch_parameters",
+    "named_dw_kernels",
+    "named_searchable_blocks",
+]
+
+CHOICE_KINDS = ("kernel", "expansion", "skip")
+_SKIP = ("block", "skip")
+
+
+class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
+    """Base of every supernet block: its choices and what the search reads of it.
+
+    A subclass calls ``super().__init__(layer)``, builds its own modules, then
+    calls :meth:`_add_choices`.  The choices come last so that, under a fixed
+    seed, the weights are drawn before the alphas, as they always were: the
+    same seed gives the same supernet.
+
+    Args:
+        layer: the block's place in the spec (input width, stride, candidates).
+
+    Attributes:
+        kernel_choice, expansion_choice, skip_choice: the :class:`Choice` of
+            each kind, or ``None`` where the space has a single candidate
+            (``skip``: where the block cannot be an identity).
+    """
+
+    def __init__(self, layer: Layer):
+        super().__init__()
+        b = layer.spec
+        self.layer = layer
+        self.cin, self.cout, self.stride = layer.cin, b.out, layer.stride
+        self.kernels, self.expansions = tuple(b.kernels), tuple(b.expansions)
+        self.residual = layer.residual
+        self.kernel_choice: Choice | None = None
+        self.expansion_choice: Choice | None = None
+        self.skip_choice: Choice | None = None
+
+    def _add_choices(self) -> None:
+        """Create the choices of the layer (call once, after the block's own modules)."""
+        if len(self.kernels) > 1:
+            self.kernel_choice = Choice("kernel", self.kernels)
+        if len(self.expansions) > 1:
+            self.expansion_choice = Choice("expansion", self.expansions)
+        if self.layer.can_skip:
+            self.skip_choice = Choice("skip", _SKIP)
+
+    # -- what differs between block kinds ------------------------------------------
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block mixing its candidates with :meth:`mix_weights`."""
+
+    @abc.abstractmethod
+    def dw_kernels(self) -> list[nn.Parameter]:
+        """The depthwise kernels the feedback block merges (``--merge kernels``), each a parameter of this block."""
+
+    @abc.abstractmethod
+    def to_fixed(self, kernel: int, expansion: int, branches: bool = False) -> nn.Module:
+        """A fixed block (an :class:`~ednas.nn.blocks.InvertedResidual`) carrying this block's weights for (kernel, expansion)."""
+
+    # -- the interface ---------------------------------------------------------------
+    def choice(self, kind: str) -> Choice | None:
+        """The choice of ``kind`` (one of :data:`CHOICE_KINDS`), ``None`` if the kind has one candidate."""
+        if kind not in CHOICE_KINDS:
+            raise KeyError(f"unknown choice kind '{kind}'; expected one of {', '.join(CHOICE_KINDS)}")
+        return getattr(self, f"{kind}_choice")
+
+    def named_choices(self) -> Iterator[tuple[str, Choice]]:
+        """``(kind, choice)`` of every choice the block has, in the order kernel, expansion, skip."""
+        for kind in CHOICE_KINDS:
+            c = self.choice(kind)
+            if c is not None:
+                yield kind, c
+
+    def choices(self) -> list[Choice]:
+        return [c for _, c in self.named_choices()]
+
+    def candidates(self) -> dict[str, tuple]:
+        """Per kind, the candidates of the block (one candidate where it has no choice; skip: ``block``/``skip``)."""
+        single = {"kernel": self.kernels[:1], "expansion": self.expansions[:1], "skip": _SKIP[:1]}
+        out = {}
+        for kind in CHOICE_KINDS:
+            c = self.choice(kind)
+            out[kind] = tuple(c.candidates) if c is not None else single[kind]
+        return out
+
+    def picked(self) -> dict:
+        """The argmax candidate of each kind: ``{kernel, expansion, skip}`` (the derived block)."""
+        cands = self.candidates()
+        p = {}
+        for kind in CHOICE_KINDS:
+            c = self.choice(kind)
+            p[kind] = cands[kind][c.argmax() if c is not None else 0]
+        p["skip"] = p["skip"] == "skip"
+        return p
+
+    def probs(self) -> dict[str, dict]:
+        """Per choice, ``{candidate: probability}`` (softmax of the masked alpha)."""
+        return {kind: {k: float(v) for k, v in zip(c.candidates, c.probs())} for kind, c in self.named_choices()}
+
+    def mix_weights(self, like: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per kind, the weights g of its candidates now (``Choice.weights()``, differentiable in alpha).
+
+        A kind without a choice has its one candidate at weight 1 (skip:
+        ``[1, 0]``, the block kept), on the device and in the dtype of ``like``
+        (default: float32 on the CPU).
+        """
+        like = like if like is not None else torch.empty(0)
+        out = {}
+        for kind in CHOICE_KINDS:
+            c = self.choice(kind)
+            if c is not None:
+                out[kind] = c.weights()
+            else:
+                out[kind] = like.new_tensor([1.0, 0.0]) if kind == "skip" else like.new_ones(1)
+        return out
+
+    def named_dw_kernels(self) -> list[tuple[str, nn.Parameter]]:
+        """:meth:`dw_kernels` with their names relative to this block (as in its ``state_dict``)."""
+        ids = {id(p) for p in self.dw_kernels()}
+        named = [(n, p) for n, p in self.named_parameters() if id(p) in ids]
+        if len(named) != len(ids):
+            raise TypeError(f"{type(self).__name__}.dw_kernels() returned a tensor that is not one of its parameters")
+        return named
+
+    def fuse(self) -> nn.Module:
+        """The argmax block (identity if skipped), for :func:`ednas.fuse`."""
+        p = self.picked()
+        return nn.Identity() if p["skip"] else self.to_fixed(p["kernel"], p["expansion"]).eval()
+
+
+# -- the same, over a whole network ------------------------------------------------------
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def named_searchable_blocks(model: nn.Module) -> Iterator[tuple[str, SearchableBlock]]:
+    """``(name, block)`` of every :class:`SearchableBlock` in ``model``, in module order."""
+    for name, m in model.named_modules():
+        if isinstance(m, SearchableBlock):
+            yield name, m
+
+
+def named_dw_kernels(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(state-dict name, parameter)`` of every searchable block's :meth:`~SearchableBlock.dw_kernels`."""
+    for bname, blk in named_searchable_blocks(model):
+        for n, p in blk.named_dw_kernels():
+            yield _join(bname, n), p
+
+
+def named_arch_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(state-dict name, alpha)`` of every :class:`Choice` in ``model``, in parameter order."""
+    ids = {id(m.alpha) for m in model.modules() if isinstance(m, Choice)}
+    return ((n, p) for n, p in model.named_parameters() if id(p) in ids)
