@@ -14,8 +14,9 @@ The steps, each checked:
    :mod:`ednas.deploy.quantize`) on calibration images of the training split
    (``--calib-data`` to use another data set of the same shape);
 5. measure top-1 of the fp32 and the quantized ONNX on the test split through
-   ONNX Runtime, and their host latency at batch 1 (``--threads``, 1 by
-   default; timed interleaved, :mod:`ednas.deploy.measure`).
+   ONNX Runtime (:func:`ednas.runtime.score_onnx`), and their host latency
+   at batch 1 (``--threads``, 1 by default; timed interleaved,
+   :func:`ednas.runtime.time_onnx`).
 
 Outputs in ``--out``: ``model.onnx``, ``model_<quant>.onnx`` (e.g.
 ``model_int8.onnx``, ``model_int8_pow2.onnx``), ``export.json`` (the record;
@@ -141,7 +142,7 @@ def _compare_with_torch(model, sess, x: np.ndarray) -> dict:
     """Max |ORT - PyTorch| over ``x``, the PyTorch side being the trained (unfused) network."""
     import torch
 
-    from ednas.deploy.measure import run_batched
+    from ednas.runtime import run_batched
 
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x)).numpy()
@@ -159,9 +160,9 @@ def export_model(cfg: ExportConfig) -> dict:
 
     from ednas.deploy.calibration import CalibrationReader, calibration_images, check_input_shape
     from ednas.deploy.measure import compare_latency, onnx_scores, top1
-    from ednas.deploy.onnx_io import export_onnx, ort_session
     from ednas.deploy.quantize import QuantSettings, quantize_onnx
     from ednas.nn import fuse
+    from ednas.runtime import Timing, export_onnx, ort_session
     from ednas.train.checkpoint import load_model
 
     t0 = time.time()
@@ -237,7 +238,9 @@ def export_model(cfg: ExportConfig) -> dict:
             "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
         }
         models["quant"] = quant_path
-    lat = compare_latency(models, threads=cfg.threads, rounds=cfg.latency_rounds, runs=cfg.latency_runs)
+    # exactly --latency-runs runs per model per round, as the flags say
+    timing = Timing(threads=cfg.threads, repeats=cfg.latency_runs, rounds=cfg.latency_rounds, min_time_s=0.0)
+    lat = compare_latency(models, timing=timing)
 
     record = {
         "max_abs_diff": check["max_abs_diff"],

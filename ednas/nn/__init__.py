@@ -6,7 +6,7 @@ Knows nothing of search, latency or training.
 from ednas.nn.blocks import InvertedResidual, SearchableIR
 from ednas.nn.build import SUPERNET_KINDS, Net, Supernet, build_model, build_supernet, inherit_weights
 from ednas.nn.choice import Choice
-from ednas.nn.fuse import fuse, fuse_supernet
+from ednas.nn.fuse import deploy_model, fuse, fuse_supernet
 from ednas.nn.layers import ConvBNAct, fold_bn
 from ednas.nn.metakernel import MetaKernelConv, centred_masks
 from ednas.nn.multipath import FBNetBlock
@@ -30,6 +30,7 @@ __all__ = [
     "build_supernet",
     "centred_masks",
     "default_branches",
+    "deploy_model",
     "fold_bn",
     "fuse",
     "fuse_supernet",

@@ -1,0 +1,46 @@
+"""Running exported networks: ONNX serialisation, ONNX Runtime sessions, scoring and timing.
+
+The bottom layer of ednas beside ``config``, ``errors`` and ``io``: it
+imports only the standard library, numpy, onnx, onnxruntime, torch and
+``ednas.errors`` / ``ednas.io``, never another ednas package.
+
+=====================  =====================================================
+module                 what
+=====================  =====================================================
+:mod:`.board`          the standalone ONNX Runtime script (copied verbatim to
+                       a board by ``ednas lut script``): the one session
+                       builder, the one timing loop (:func:`interleaved`),
+                       operator and network measuring
+:mod:`.session`        :func:`ort_session` (board's builder plus clear
+                       errors), :func:`score_onnx`
+:mod:`.timing`         :class:`Timing`, :func:`time_onnx`, :func:`time_torch`
+:mod:`.serialize`      :func:`onnx_bytes`, :func:`export_onnx` (torch -> ONNX)
+=====================  =====================================================
+"""
+
+from ednas.runtime.board import interleaved, time_runs
+from ednas.runtime.serialize import export_onnx, onnx_bytes
+from ednas.runtime.session import OPTIMIZATIONS, ort_session, run_batched, score_onnx
+from ednas.runtime.timing import (
+    Timing,
+    channels_last,
+    time_onnx,
+    time_torch,
+    torch_threads,
+)
+
+__all__ = [
+    "OPTIMIZATIONS",
+    "Timing",
+    "channels_last",
+    "export_onnx",
+    "interleaved",
+    "onnx_bytes",
+    "ort_session",
+    "run_batched",
+    "score_onnx",
+    "time_onnx",
+    "time_runs",
+    "time_torch",
+    "torch_threads",
+]
