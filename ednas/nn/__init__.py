@@ -1,4 +1,4 @@
-"""Network modules: stem, meta-kernel conv, blocks, fusion, builders.
+"""Network modules: stem, meta-kernel conv, blocks, fusion, builders, the MAC counter.
 
 Knows nothing of search, latency or training.
 """
@@ -8,6 +8,7 @@ from ednas.nn.build import SUPERNET_KINDS, Net, Supernet, build_model, build_sup
 from ednas.nn.choice import Choice
 from ednas.nn.fuse import deploy_model, fuse, fuse_supernet
 from ednas.nn.layers import ConvBNAct, fold_bn
+from ednas.nn.macs import LayerCount, count_macs
 from ednas.nn.metakernel import MetaKernelConv, centred_masks
 from ednas.nn.multipath import FBNetBlock
 from ednas.nn.repconv import RepDWConvBN, default_branches
@@ -21,6 +22,7 @@ __all__ = [
     "FBNetBlock",
     "Head",
     "InvertedResidual",
+    "LayerCount",
     "MetaKernelConv",
     "Net",
     "RepDWConvBN",
@@ -29,6 +31,7 @@ __all__ = [
     "build_model",
     "build_supernet",
     "centred_masks",
+    "count_macs",
     "default_branches",
     "deploy_model",
     "fold_bn",

@@ -6,7 +6,7 @@ downloads) and, for the three torchvision has, from torchvision
 (``tv-mobilenetv2``, ``tv-mobilenetv3``, ``tv-mnasnet``).  Each is trained
 with the derived network's recipe and number of epochs
 (:func:`ednas.train.trainer.fit`), scored on the same test split, counted
-(:mod:`ednas.report.macs`) and timed on the same target
+(:mod:`ednas.nn.macs`) and timed on the same target
 (:func:`ednas.runtime.time_onnx` / :func:`~ednas.runtime.time_torch`).
 
 **Adapting an ImageNet network to small inputs** (the issue leaves it open):
@@ -58,7 +58,7 @@ import torch.nn as nn
 
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, read_json
-from ednas.report.macs import count_macs, trace
+from ednas.nn.macs import count_macs, trace
 from ednas.runtime import Timing
 
 __all__ = [

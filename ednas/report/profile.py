@@ -10,7 +10,7 @@
 * ``baseline:NAME[@WIDTH]``: a report baseline, width-scaled and re-strided
   for the input size (:mod:`ednas.report.baselines`).
 
-MACs come from our own counter (:mod:`ednas.report.macs`: convolutions and
+MACs come from our own counter (:mod:`ednas.nn.macs`: convolutions and
 linear layers, one multiply-add = one MAC); the tests check it against
 fvcore and the published figures.  ``params`` counts the network as given
 (training form, BN included, as timm and ``metrics.json`` count it).
@@ -44,7 +44,7 @@ from typing import Optional
 import torch.nn as nn
 
 from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
-from ednas.report.macs import count_macs
+from ednas.nn.macs import count_macs
 from ednas.runtime import Timing, onnx_bytes, time_onnx, time_torch
 
 __all__ = [
