@@ -1,7 +1,7 @@
 """Benchmark: our MAC counter against fvcore and the published figures.
 
 For timm/torchvision reference networks at 224x224 (``pretrained=False``),
-counts conv + linear MACs with ``ednas.report.macs.count_macs`` (what
+counts conv + linear MACs with ``ednas.nn.macs.count_macs`` (what
 ``ednas profile`` reports) and with fvcore's ``FlopCountAnalysis`` restricted
 to the same operators, and compares both with the papers' figures.  Also
 checks the ednas ``cifar`` preset against the latency module's operator sum.
@@ -33,7 +33,7 @@ def main() -> None:
 
     from ednas.arch.spec import load_arch
     from ednas.latency.ops import arch_ops
-    from ednas.report.macs import count_macs
+    from ednas.nn.macs import count_macs
     from ednas.report.profile import load_network
 
     rows = []

@@ -115,14 +115,10 @@ def profile_nodes(path: Path, runs: int = 200, top: int = 6) -> dict:
     import json
 
     import numpy as np
-    import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    so.enable_profiling = True
-    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"ednas_prof_{path.stem}")
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from ednas.runtime import ort_session
+
+    sess = ort_session(path, 1, profile_prefix=str(Path(tempfile.gettempdir()) / f"ednas_prof_{path.stem}"))
     feed = {"input": np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)}
     for _ in range(runs):
         sess.run(None, feed)

@@ -145,7 +145,8 @@ def main(argv=None) -> int:
     mnv1 = reference_ops("mobilenet_v1", 224, 1000, prof.dtype)
     ms, macs = price(mnv1)
     raw = sum(prof.raw_ms(op) for op in mnv1)
-    rows["MobileNetV1"] = {"ops": len(mnv1), "macs_m": round(macs, 1), "predicted_ms": round(ms, 2), "uncalibrated_ms": round(raw, 2), "how": "standard definition; the profile is calibrated on this row"}
+    rows["MobileNetV1"] = {"ops": len(mnv1), "macs_m": round(macs, 1), "predicted_ms": round(ms, 2), "uncalibrated_ms": round(raw, 2),
+                           "how": "standard definition; the profile is calibrated on this row"}
     nas = nasnet_a_mobile(prof.dtype)
     ms, macs = price(nas)
     rows["NASNet-A"] = {"ops": len(nas), "macs_m": round(macs, 1), "predicted_ms": round(ms, 2), "how": "approximate op list from the NASNet-A Mobile cells (benchmarks/tda2x_table3.py); not fitted"}

@@ -50,7 +50,6 @@ from ednas.deploy.export import ExportConfig, export_model
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
 from ednas.latency.config import LatencyConfig
-from ednas.latency.ops import arch_ops
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
@@ -165,8 +164,7 @@ def run(cfg: RunConfig) -> dict:
         table.save(d / "lut.json")
         res = {"lut": str(d / "lut.json"), "target": table.target, "entries": len(table.entries)}
         if cfg.lut_check and table.is_host:
-            tm = ctx.timing
-            v = validate_table(table, space, cfg.lut_check, 0, "stratified", tm.threads, tm.warmup, tm.repeats, tm.rounds, data.num_classes)
+            v = validate_table(table, space, cfg.lut_check, 0, "stratified", num_classes=data.num_classes, timing=ctx.timing)
             v["plot"] = str(d / "validation.png")
             atomic_write_json(d / "validation.json", v)
             scatter_plot(v, d / "validation.png")
@@ -191,7 +189,7 @@ def run(cfg: RunConfig) -> dict:
     def train_stage(d: Path) -> dict:
         m = train(cfg.train, d, arch=parse_arch(srch.result["arch"]), data=data, seed=cfg.seed, progress=cfg.progress,
                   tensorboard=cfg.tensorboard, resume=True)
-        return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "wall_s")}
+        return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s")}
 
     trn = stage("train", {**base, "train": config_dict(cfg.train), "seed": cfg.seed, "arch": srch.result["arch"],
                           "after": srch.fingerprint}, train_stage)
@@ -228,9 +226,6 @@ def run(cfg: RunConfig) -> dict:
 
 
 def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict) -> dict:
-    arch = parse_arch(srch["arch"])
-    # conv and linear MACs only, as ednas profile, fvcore and the published figures count them
-    macs = int(sum(op.macs for op in arch_ops(arch, data.input_size, data.num_classes) if op.is_conv or op.type == "fc"))
     host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on this machine
     on_host = str(cfg.latency.target) in ("host-ort", "host-torch")
     measured = host_ms if on_host else None  # an analytic or board target is not this machine
@@ -241,7 +236,7 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "budget_ms": budget,
         "arch": srch["arch"],
         "params": trn["params"],
-        "macs": macs,
+        "macs": trn["macs"],  # conv + linear, counted by the training stage on the deploy form
         "top1": trn["top1"],
         "top5": trn["top5"],
         "top1_int8": exp.get("top1_quant"),

@@ -10,8 +10,8 @@ import torch
 
 from ednas import build_model, fuse, parse_arch
 from ednas.cli import main
-from ednas.deploy.onnx_io import export_onnx, ort_session
 from ednas.deploy.pow2 import is_pow2, pow2_scale, quant_scales
+from ednas.runtime import export_onnx, ort_session
 from tests.conftest import random_arch, randomize_bn
 
 # every depthwise kernel (1/3/5/7/9), stems 11 and 13, ACNet branches on every kernel that has them

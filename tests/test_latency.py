@@ -27,7 +27,7 @@ from ednas.latency import (
     unsupported_layers,
     validate_table,
 )
-from ednas.latency import board
+from ednas.runtime import board
 from ednas.latency.script import write_script
 from ednas.latency.targets import reference_ops
 from ednas.latency.validate import spearman

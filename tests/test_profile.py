@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ednas.cli import main
 from ednas.errors import EdnasError
-from ednas.report.macs import count_macs
+from ednas.nn.macs import count_macs
 from ednas.report.profile import analytic_latency, profile_model, run_profile, ProfileConfig
 
 # timm name -> published MACs (millions): MobileNetV2 paper 300 M, MnasNet-B1

@@ -126,6 +126,24 @@ def test_analytic_target_plots_the_predicted_latency(tmp_path):
     assert "predicted (tda4vm)" in page and "measured (tda4vm)" not in page
 
 
+def test_derived_macs_are_read_from_the_run_never_recounted(tmp_path, monkeypatch):
+    import ednas.nn.macs
+    import ednas.report.profile
+
+    recounts = []
+    monkeypatch.setattr(ednas.nn.macs, "count_macs", lambda *a, **k: recounts.append(a))
+    monkeypatch.setattr(ednas.report.profile, "load_network", lambda *a, **k: recounts.append(a))
+    run, summary = _fake_run(tmp_path)
+    page = write_report(run, summary)[0].read_text()
+    assert fmt(summary["macs"]) in page  # summary.json's figure
+    del summary["macs"]  # an older summary: train/metrics.json's figure
+    metrics = json.loads((run / "train" / "metrics.json").read_text())
+    (run / "train" / "metrics.json").write_text(json.dumps(dict(metrics, macs=3456789)))
+    page = write_report(run, summary)[0].read_text()
+    assert "3,456,789" in page and "from train/metrics.json" in page
+    assert recounts == []
+
+
 def test_missing_stages_become_not_run_sections(tmp_path):
     run = tmp_path / "empty"
     summary = _summary("stem_k11_m1_c8_s1 | ir_k5_e1_c8 | head_c32")

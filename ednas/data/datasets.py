@@ -32,7 +32,7 @@ from typing import ClassVar, Optional
 import numpy as np
 import torch
 
-from ednas.errors import DataError, EdnasError
+from ednas.errors import DataError
 
 __all__ = ["DataConfig", "DataSet", "load_data", "arch_split", "folder_dataset", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
 

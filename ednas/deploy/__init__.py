@@ -1,13 +1,15 @@
 """Deployment: fused ONNX export, ONNX Runtime checks, fixed-point quantization.
 
 ========================  ===================================================
-``onnx_io``               export a network to ONNX, ORT sessions, timing
 ``calibration``           calibration images and ORT's data reader
 ``pow2``                  power-of-two fixed point (TIDL, TDA4VM) as QDQ scales
 ``quantize``              post-training static quantization (QDQ, 8/16 bit)
 ``measure``               top-1 and interleaved latency through ONNX Runtime
 ``export``                ``ednas export``: all of the above, with a record
 ========================  ===================================================
+
+ONNX serialisation, ONNX Runtime sessions, scoring and timing live in
+:mod:`ednas.runtime` (shared with the latency table and the report).
 
 Importing this package does not import ONNX Runtime's quantization tools;
 the names below load their module on first use.
@@ -25,17 +27,13 @@ __all__ = [
     "check_input_shape",
     "compare_latency",
     "export_model",
-    "export_onnx",
     "is_pow2",
-    "onnx_bytes",
     "onnx_scores",
-    "ort_session",
     "pow2_overrides",
     "pow2_scale",
     "quant_scales",
     "quantize_onnx",
     "run_export",
-    "time_session",
     "top1",
 ]
 
@@ -55,16 +53,11 @@ _WHERE = {
     "compare_latency": "measure",
     "onnx_scores": "measure",
     "top1": "measure",
-    "export_onnx": "onnx_io",
-    "onnx_bytes": "onnx_io",
-    "ort_session": "onnx_io",
-    "time_session": "onnx_io",
 }
 
 
 def __getattr__(name: str):
-    # lazy: the latency code imports ednas.deploy.onnx_io on every search, and
-    # onnxruntime.quantization costs a second to import
+    # lazy: onnxruntime.quantization costs a second to import
     if name in _WHERE:
         return getattr(importlib.import_module(f"ednas.deploy.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'ednas.deploy' has no attribute '{name}'")

@@ -22,7 +22,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from ednas.data import DataSet, make_loader
-from ednas.errors import EdnasError, ExportError
+from ednas.errors import ExportError
 
 __all__ = ["CalibrationReader", "calibration_images", "check_input_shape", "with_normalisation"]
 

@@ -14,8 +14,9 @@ The steps, each checked:
    :mod:`ednas.deploy.quantize`) on calibration images of the training split
    (``--calib-data`` to use another data set of the same shape);
 5. measure top-1 of the fp32 and the quantized ONNX on the test split through
-   ONNX Runtime, and their host latency at batch 1 (``--threads``, 1 by
-   default; timed interleaved, :mod:`ednas.deploy.measure`).
+   ONNX Runtime (:func:`ednas.runtime.score_onnx`), and their host latency
+   at batch 1 (``--threads``, 1 by default; timed interleaved,
+   :func:`ednas.runtime.time_onnx`).
 
 Outputs in ``--out``: ``model.onnx``, ``model_<quant>.onnx`` (e.g.
 ``model_int8.onnx``, ``model_int8_pow2.onnx``), ``export.json`` (the record;
@@ -106,7 +107,6 @@ def _in_channels(model) -> int:
 
 def _load_data(spec: str, meta: dict, what: str, flag: str):
     """Load a data spec for the model: folder data at the model's input size, the model's normalisation."""
-    from ednas.data import load_data
     from ednas.deploy.calibration import with_normalisation
 
     try:
@@ -134,7 +134,7 @@ def _compare_with_torch(model, sess, x: np.ndarray) -> dict:
     """Max |ORT - PyTorch| over ``x``, the PyTorch side being the trained (unfused) network."""
     import torch
 
-    from ednas.deploy.measure import run_batched
+    from ednas.runtime import run_batched
 
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x)).numpy()
@@ -163,10 +163,10 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
 
     from ednas.deploy.calibration import CalibrationReader, calibration_images, check_input_shape
     from ednas.deploy.measure import compare_latency, onnx_scores, top1
-    from ednas.deploy.onnx_io import export_onnx, ort_session
     from ednas.deploy.quantize import QuantSettings, quantize_onnx
     from ednas.nn import fuse
     from ednas.nn.files import load_model
+    from ednas.runtime import export_onnx, ort_session
 
     t0 = time.time()
     tune_malloc()
@@ -239,7 +239,7 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
             "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
         }
         models["quant"] = quant_path
-    lat = compare_latency(models, threads=timing.threads, rounds=timing.rounds, runs=timing.repeats, warmup=timing.warmup)
+    lat = compare_latency(models, timing=timing)
 
     record = {
         "max_abs_diff": check["max_abs_diff"],

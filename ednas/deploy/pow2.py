@@ -157,7 +157,7 @@ def pow2_overrides(
         s = pow2_scale(max(abs(lo), abs(hi)), bits, signed)
         act_scale[name] = s
         overrides[name] = [{"quant_type": qtype[(bits, signed)], "scale": np.array(s, np.float32), "zero_point": _zero(bits, signed)}]
-    for node, inp, w, bias in weight_inputs(model):
+    for _node, inp, w, bias in weight_inputs(model):
         bits = 16 if w in wide else weight_bits
         wv = numpy_helper.to_array(inits[w]).astype(np.float64)
         s = pow2_scale(float(np.abs(wv).max()) if wv.size else 0.0, bits, True)

@@ -154,7 +154,7 @@ def quantize_onnx(src, dst, reader, settings: QuantSettings | None = None) -> di
     """Quantize the float ONNX model ``src`` into ``dst`` (QDQ), calibrating on ``reader``.
 
     Args:
-        src: path of the float model (fused, from :func:`ednas.deploy.onnx_io.export_onnx`).
+        src: path of the float model (fused, from :func:`ednas.runtime.export_onnx`).
         dst: path of the quantized model (written atomically).
         reader: a :class:`~ednas.deploy.calibration.CalibrationReader`.
         settings: :class:`QuantSettings` (default: int8, per-channel weights).

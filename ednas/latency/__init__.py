@@ -2,8 +2,9 @@
 
 * :mod:`.ops`: operator descriptors and their versioned table keys;
 * :mod:`.table`: the table file (format, versions, metadata, clear errors);
-* :mod:`.board`: the standalone ONNX Runtime measuring code (host and board);
-* :mod:`.measure`: host measurement (ONNX Runtime, PyTorch) and end to end;
+* :mod:`.measure`: host measurement (ONNX Runtime, PyTorch) and end to end,
+  on :mod:`ednas.runtime` (whose :mod:`~ednas.runtime.board` is the
+  standalone ONNX Runtime measuring code, on the host and on a board);
 * :mod:`.targets`: analytic profiles (tda2x, tda4vm, roofline), operator support;
 * :mod:`.build`: a table for a space from any target;
 * :mod:`.model`: :class:`LatencyModel`, E[LAT] differentiable in alpha;

@@ -3,7 +3,7 @@
 =====================  =======================================================
 target                 source of LAT(op)
 =====================  =======================================================
-``host-ort``           measured here with ONNX Runtime (:mod:`.board`), plus
+``host-ort``           measured here with ONNX Runtime (:mod:`ednas.runtime.board`), plus
                        the fitted per-network constant
 ``host-torch``         measured here with PyTorch eager (channels_last), plus
                        the fitted constant
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from ednas.arch.spec import ArchSpec
 from ednas._run import progress as progress_bar
-from ednas.errors import ConfigError, EdnasError, LatencyTableError
+from ednas.errors import ConfigError, LatencyTableError
+from ednas.runtime import board
 from ednas.stage import run_stage, stage_state
-from ednas.latency import board
 from ednas.latency.ops import DTYPES, Op, space_ops
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile

@@ -1,13 +1,16 @@
 """Measuring LAT(op) of eq. 11 on this host, and whole networks end to end.
 
 * ``host-ort``: every operator timed with ONNX Runtime by the same code that
-  runs on a board (:mod:`ednas.latency.board`: in-context "sandwich" models,
+  runs on a board (:mod:`ednas.runtime.board`: in-context "sandwich" models,
   fixed threads, warm-up, median of repeats, median over rounds).
 * ``host-torch``: every operator timed in PyTorch eager mode, channels_last,
   as its deploy-form module (conv with bias, ReLU); in eager mode each
   module runs on its own, so the operator alone is what the network runs.
+  The rounds are those of the one end-to-end loop
+  (:func:`ednas.runtime.board.interleaved`).
 * :func:`measure_latency`: one model end to end with ONNX Runtime, in deploy
-  form (fused if needed), with the same session options as the table.
+  form (fused if needed), with the same session options as the table
+  (:func:`ednas.runtime.time_onnx`).
 
 Threads are set explicitly (default 1): on the 2-vCPU machine this was
 written on, 2-thread timings come in fast and slow episodes up to 2x apart
@@ -16,38 +19,16 @@ written on, 2-thread timings come in fast and slow episodes up to 2x apart
 
 from __future__ import annotations
 
-import statistics
-import time
-from contextlib import contextmanager
 from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
 
-from ednas.latency import board
 from ednas.latency.ops import Op
+from ednas.nn.fuse import deploy_model
+from ednas.runtime import Timing, board, onnx_bytes, time_onnx, time_torch
 
-__all__ = [
-    "measure_ops_ort",
-    "measure_ops_torch",
-    "measure_latency",
-    "onnx_deploy_bytes",
-    "time_onnx_models",
-    "time_torch_models",
-    "deploy_model",
-    "torch_threads",
-]
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` intra-op torch threads, then restore the old count."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+__all__ = ["measure_latency", "measure_ops_ort", "measure_ops_torch", "onnx_deploy_bytes"]
 
 
 def measure_ops_ort(
@@ -91,22 +72,6 @@ class _Add(nn.Module):
         return x + x
 
 
-def _cl(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-
-
-def _time_call(fn, x, warmup: int, repeats: int, min_time_s: float) -> float:
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    t0 = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - t0 < min_time_s:
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
-
 def measure_ops_torch(
     ops: Iterable[Op],
     threads: int = 1,
@@ -115,18 +80,20 @@ def measure_ops_torch(
     rounds: int = 5,
     on_entry: Callable[[Op, dict], None] | None = None,
 ) -> dict:
-    """``{key: {"ms", "spread_ms", "n"}}`` of each operator in PyTorch eager, channels_last."""
+    """``{key: {"ms", "spread_ms", "n"}}`` of each operator in PyTorch eager, channels_last.
+
+    Each operator's module is timed by :func:`ednas.runtime.time_torch`
+    (``rounds`` rounds of at least ``repeats`` calls and 20 ms).
+    """
     out = {}
-    with torch_threads(threads), torch.inference_mode():
-        for op in ops:
-            m, shape = _torch_op(op)
-            m = m.eval().to(memory_format=torch.channels_last)
-            x = _cl(torch.rand(shape) * 2 - 1)
-            per = [_time_call(m, x, warmup, repeats, 0.02) for _ in range(rounds)]
-            e = {"ms": round(statistics.median(per), 6), "spread_ms": round(statistics.pstdev(per), 6), "n": rounds * repeats}
-            out[op.key] = e
-            if on_entry:
-                on_entry(op, e)
+    timing = Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds, min_time_s=0.02)
+    for op in ops:
+        m, shape = _torch_op(op)
+        r = time_torch({op.key: m}, timing=timing, inputs={op.key: torch.rand(shape) * 2 - 1})[op.key]
+        e = {k: r[k] for k in ("ms", "spread_ms", "n")}
+        out[op.key] = e
+        if on_entry:
+            on_entry(op, e)
     return out
 
 
@@ -134,51 +101,21 @@ def measure_ops_torch(
 # whole networks
 
 
-def _is_deploy(model: nn.Module) -> bool:
-    return not any(isinstance(m, nn.BatchNorm2d) or callable(getattr(m, "fuse", None)) for m in model.modules())
-
-
-def deploy_model(model: nn.Module) -> nn.Module:
-    """``model`` in deploy form (BN and branches folded), fusing only if needed."""
-    if _is_deploy(model):
-        return model.eval()
-    from ednas.nn.fuse import fuse
-
-    return fuse(model)
-
-
 def onnx_deploy_bytes(model: nn.Module, input_size: int) -> bytes:
     """ONNX bytes of the deploy form of ``model``."""
-    from ednas.deploy.onnx_io import onnx_bytes
-
     return onnx_bytes(deploy_model(model), input_size)
 
 
-def time_onnx_models(models: dict, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, progress=None) -> dict:
-    """End-to-end ONNX Runtime ms of ``{name: (onnx bytes, input shape)}``, interleaved over rounds."""
-    return board.measure_networks(models, threads, warmup, repeats, rounds, progress=progress)
-
-
-def time_torch_models(models: dict, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, progress=None) -> dict:
-    """End-to-end PyTorch eager (channels_last) ms of ``{name: deploy module}``, interleaved."""
-    per = {n: [] for n in models}
-    with torch_threads(threads), torch.inference_mode():
-        prepared = {n: m.eval().to(memory_format=torch.channels_last) for n, m in models.items()}
-        x = _cl(torch.rand(1, 3, input_size, input_size))
-        for r in range(rounds):
-            for n, m in prepared.items():
-                per[n].append(_time_call(m, x, warmup, repeats, 0.05))
-                if progress:
-                    progress(n, r)
-    return {n: {"ms": round(statistics.median(v), 6), "spread_ms": round(statistics.pstdev(v), 6), "n": rounds * repeats} for n, v in per.items()}
-
-
-def measure_latency(model: nn.Module, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5) -> float:
+def measure_latency(
+    model: nn.Module, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, timing: Timing | None = None
+) -> float:
     """End-to-end ms of ``model`` with ONNX Runtime (deploy form; fused if it is not).
 
-    The session options are the table's (:func:`ednas.latency.board.session`):
-    ``threads`` intra-op threads, sequential, full graph optimisation.  The
-    value is the median over ``rounds`` of the median of ``repeats`` runs.
+    Timed by :func:`ednas.runtime.time_onnx` with ``timing`` (default: a
+    :class:`~ednas.runtime.Timing` of ``threads``, ``warmup``, ``repeats``,
+    ``rounds``): the table's session options (``threads`` intra-op threads,
+    sequential, full graph optimisation), the median over rounds of the
+    median of at least ``repeats`` runs.
     """
-    data = onnx_deploy_bytes(model, input_size)
-    return time_onnx_models({"model": (data, [1, 3, input_size, input_size])}, threads, warmup, repeats, rounds)["model"]["ms"]
+    timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
+    return time_onnx({"model": onnx_deploy_bytes(model, input_size)}, timing)["model"]["ms"]

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from ednas.arch.spec import ArchSpec, Layer
-from ednas.errors import EdnasError, LatencyTableError
+from ednas.errors import LatencyTableError
 
 __all__ = [
     "KEY_VERSION",

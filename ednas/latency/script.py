@@ -2,7 +2,7 @@
 
 Writes, into ``DIR``:
 
-* ``measure_ops.py``: a verbatim copy of :mod:`ednas.latency.board`
+* ``measure_ops.py``: a verbatim copy of :mod:`ednas.runtime.board`
   (Python 3, numpy and onnxruntime only; it writes the ONNX models itself,
   so nothing else is shipped);
 * ``ops.json``: every operator key the space needs, and the networks to
@@ -65,7 +65,7 @@ def write_script(
     seed: int = 0,
 ) -> dict:
     """Write the kit (see the module docstring); returns what was written."""
-    from ednas.latency import board
+    from ednas.runtime import board
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

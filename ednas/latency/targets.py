@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from ednas.arch.spec import ArchSpec
-from ednas.errors import ConfigError, EdnasError, LatencyTableError
+from ednas.errors import ConfigError, LatencyTableError
 from ednas.latency.ops import DTYPE_BYTES, Op, arch_layer_ops
 from ednas.latency.table import POLICIES, LatencyTable
 

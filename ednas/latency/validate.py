@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
+from ednas.runtime import Timing, time_onnx, time_torch
 
 __all__ = ["SAMPLINGS", "sample_picks", "random_deploy_model", "mape", "spearman", "scatter_plot", "fit_constant", "validate_table", "time_networks"]
 
@@ -48,7 +49,7 @@ def sample_picks(space: ArchSpec, n: int, seed: int, sampling: str = "stratified
     layers = list(space.layers())
     seen = {_sig(p) for p in exclude}
     out: list[list[dict]] = []
-    for attempt in range(50 * n + 100):
+    for _attempt in range(50 * n + 100):
         if len(out) == n:
             break
         i = len(out)
@@ -158,16 +159,15 @@ def scatter_plot(result: dict, path, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, threads: int, warmup: int, repeats: int, rounds: int, progress: Callable | None = None) -> dict:
-    """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``."""
-    from ednas.latency.measure import onnx_deploy_bytes, time_onnx_models, time_torch_models
+def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, timing: Timing, progress: Callable | None = None) -> dict:
+    """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``, interleaved (:mod:`ednas.runtime.timing`)."""
+    from ednas.latency.measure import onnx_deploy_bytes
 
     models = {n: random_deploy_model(a, num_classes, seed=i) for i, (n, a) in enumerate(archs.items())}
     if runtime == "onnxruntime":
-        data = {n: (onnx_deploy_bytes(m, input_size), [1, 3, input_size, input_size]) for n, m in models.items()}
-        return time_onnx_models(data, threads, warmup, repeats, rounds, progress)
+        return time_onnx({n: onnx_deploy_bytes(m, input_size) for n, m in models.items()}, timing, progress)
     if runtime == "torch":
-        return time_torch_models(models, input_size, threads, warmup, repeats, rounds, progress)
+        return time_torch(models, input_size, timing, progress)
     raise LatencyTableError(f"cannot measure networks end to end for runtime '{runtime}' on this host")
 
 
@@ -203,12 +203,15 @@ def fit_constant(
     repeats: int = 50,
     rounds: int = 5,
     progress: Callable | None = None,
+    timing: Timing | None = None,
 ) -> dict:
     """Fit the per-network constant: median of (measured - sum of operators) over ``n`` fit networks.
 
-    Returns the constant and its provenance (the fit architectures, their
-    picks, sums, measurements and residuals), which the table keeps so that
-    validation can exclude them.
+    The networks are timed end to end with ``timing`` (default: a
+    :class:`~ednas.runtime.Timing` of ``threads``, ``warmup``, ``repeats``,
+    ``rounds``).  Returns the constant and its provenance (the fit
+    architectures, their picks, sums, measurements and residuals), which the
+    table keeps so that validation can exclude them.
     """
     from ednas.latency.model import LatencyModel
 
@@ -217,7 +220,8 @@ def fit_constant(
     picks = sample_picks(space, n, seed, sampling)
     archs = {f"fit-{i}": space.with_picks(p, branches=False) for i, p in enumerate(picks)}
     sums = {name: lm.predict(a, allow_masked=True) for name, a in archs.items()}
-    meas = time_networks(_runtime(table), archs, input_size, num_classes, threads, warmup, repeats, rounds, progress)
+    timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
+    meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress)
     resid = [meas[name]["ms"] - sums[name] for name in archs]
     return {
         "constant_ms": round(float(np.median(resid)), 6),
@@ -244,12 +248,15 @@ def validate_table(
     rounds: int = 15,
     num_classes: int | None = None,
     progress: Callable | None = None,
+    timing: Timing | None = None,
 ) -> dict:
     """Predicted vs end-to-end measured latency of ``n`` sampled networks.
 
     Host tables (``host-ort``, ``host-torch``) are measured here with the
-    table's runtime and threads; a board table (``file:``) is checked
-    against the ``validate`` networks its script timed on the board.
+    table's runtime and threads (or ``timing.threads``), interleaved with
+    ``timing`` (default: a :class:`~ednas.runtime.Timing` of ``threads``,
+    ``warmup``, ``repeats``, ``rounds``); a board table (``file:``) is
+    checked against the ``validate`` networks its script timed on the board.
 
     Returns:
         ``{"n", "mape", "spearman", "pairs": [...], ...}``.
@@ -281,7 +288,9 @@ def validate_table(
                 "validate a board table with the 'validate' networks of 'ednas lut script --validate-archs N', "
                 "and an analytic profile against a board table"
             )
-        threads = int(threads or meas_info.get("threads") or 1)
+        if timing is None:
+            timing = Timing(threads=int(threads or meas_info.get("threads") or 1), warmup=warmup, repeats=repeats, rounds=rounds)
+        threads, repeats, rounds = timing.threads, timing.repeats, timing.rounds
         const = table.meta.get("constant") or {}
         fit = const.get("picks") or []
         picks = sample_picks(space, n, seed, sampling, exclude=fit)
@@ -290,7 +299,7 @@ def validate_table(
         # machine drifted since the table was built (they are not scored)
         then = dict(zip((f"fit-{i}" for i in range(len(fit))), const.get("measured_ms") or []))
         timed = dict(archs, **{name: space.with_picks(fit[i], branches=False) for i, name in enumerate(then)})
-        meas = time_networks(runtime, timed, table.input_size, num_classes, threads, warmup, repeats, rounds, progress)
+        meas = time_networks(runtime, timed, table.input_size, num_classes, timing, progress)
         pairs = [
             {"arch": a.format(), "predicted_ms": round(lm.predict(a, allow_masked=True), 6), "measured_ms": meas[name]["ms"], "spread_ms": meas[name]["spread_ms"]}
             for name, a in archs.items()

@@ -1,4 +1,4 @@
-"""Network modules: stem, meta-kernel conv, blocks, fusion, builders.
+"""Network modules: stem, meta-kernel conv, blocks, fusion, builders, the MAC counter.
 
 Knows nothing of search, latency or training.
 """
@@ -13,8 +13,9 @@ from ednas.nn.build import (
     inherit_weights,
 )
 from ednas.nn.choice import Choice
-from ednas.nn.fuse import fuse, fuse_supernet
+from ednas.nn.fuse import deploy_model, fuse, fuse_supernet
 from ednas.nn.layers import ConvBNAct, fold_bn
+from ednas.nn.macs import LayerCount, count_macs
 from ednas.nn.metakernel import MetaKernelConv, centred_masks
 from ednas.nn.multipath import FBNetBlock
 from ednas.nn.repconv import RepDWConvBN, default_branches
@@ -29,6 +30,7 @@ __all__ = [
     "FBNetBlock",
     "Head",
     "InvertedResidual",
+    "LayerCount",
     "MetaKernelConv",
     "Net",
     "RepDWConvBN",
@@ -38,7 +40,9 @@ __all__ = [
     "build_model",
     "build_supernet",
     "centred_masks",
+    "count_macs",
     "default_branches",
+    "deploy_model",
     "fold_bn",
     "fuse",
     "fuse_supernet",

@@ -14,6 +14,9 @@ A supernet layer is fused by first deriving: build the derived network,
 :func:`~ednas.nn.build.inherit_weights` from the supernet (the meta-kernel
 becomes a plain conv of the chosen size, not a zero-padded K_max one), then
 fuse that.  :func:`fuse_supernet` does the three steps.
+
+:func:`deploy_model` is :func:`fuse` for a network that may already be in
+deploy form (latency measuring and ``ednas profile`` take either).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import copy
 
 import torch.nn as nn
 
-__all__ = ["fuse", "fuse_supernet"]
+__all__ = ["deploy_model", "fuse", "fuse_supernet"]
 
 
 def _fuse(module: nn.Module) -> nn.Module:
@@ -36,6 +39,17 @@ def _fuse(module: nn.Module) -> nn.Module:
 def fuse(model: nn.Module) -> nn.Module:
     """The deploy form of ``model`` (a fused copy, in eval mode)."""
     return _fuse(copy.deepcopy(model).eval()).eval()
+
+
+def _is_deploy(model: nn.Module) -> bool:
+    return not any(isinstance(m, nn.BatchNorm2d) or callable(getattr(m, "fuse", None)) for m in model.modules())
+
+
+def deploy_model(model: nn.Module) -> nn.Module:
+    """``model`` in deploy form (BN and branches folded), fusing only if needed (else ``model`` itself, in eval mode)."""
+    if _is_deploy(model):
+        return model.eval()
+    return fuse(model)
 
 
 def fuse_supernet(supernet, picks: list[dict] | None = None) -> nn.Module:

@@ -1,6 +1,5 @@
 """Reports: profile a network, train baselines, write the run's report.
 
-* :mod:`.macs`: our own MAC counter (forward hooks on conv and linear layers);
 * :mod:`.profile`: ``ednas profile`` (params, MACs, predicted and measured
   latency, per-layer table);
 * :mod:`.baselines`: width-scaled timm/torchvision baselines, trained with the
@@ -8,24 +7,23 @@
 * :mod:`.figures`: the report's matplotlib figures;
 * :mod:`.report`: ``report.html`` (self-contained) and ``report.md``.
 
-Heavy imports (timm, matplotlib, onnxruntime) happen inside the functions, so
-importing this package is cheap.
+MACs are counted by :mod:`ednas.nn.macs` (forward hooks on conv and linear
+layers); networks are timed by :mod:`ednas.runtime`.  Heavy imports (timm,
+matplotlib, onnxruntime) happen inside the functions, so importing this
+package is cheap.
 """
 
 from ednas.report.baselines import BASELINES, DEFAULT_BASELINES, adapt_strides, build_baseline, default_width, load_baselines, run_baselines
-from ednas.report.macs import LayerCount, count_macs
 from ednas.report.profile import ProfileConfig, analytic_latency, load_network, measure_onnx_ms, profile_model, run_profile
 from ednas.report.report import fmt, write_report
 
 __all__ = [
     "BASELINES",
     "DEFAULT_BASELINES",
-    "LayerCount",
     "ProfileConfig",
     "adapt_strides",
     "analytic_latency",
     "build_baseline",
-    "count_macs",
     "default_width",
     "fmt",
     "load_baselines",

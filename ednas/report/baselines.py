@@ -6,7 +6,8 @@ downloads) and, for the three torchvision has, from torchvision
 (``tv-mobilenetv2``, ``tv-mobilenetv3``, ``tv-mnasnet``).  Each is trained
 with the derived network's recipe and number of epochs
 (:func:`ednas.train.trainer.fit`), scored on the same test split, counted
-(:mod:`ednas.report.macs`) and timed on the same target.
+(:mod:`ednas.nn.macs`) and timed on the same target
+(:func:`ednas.runtime.time_onnx` / :func:`~ednas.runtime.time_torch`).
 
 **Adapting an ImageNet network to small inputs** (the issue leaves it open):
 
@@ -59,7 +60,7 @@ from ednas.errors import ConfigError
 from ednas.config import config_dict
 from ednas.data import DataSet
 from ednas.io import atomic_write_json, read_json
-from ednas.report.macs import count_macs, trace
+from ednas.nn.macs import count_macs, trace
 from ednas.runtime import Timing
 from ednas.seeds import derive
 from ednas.stage import run_stage
@@ -242,16 +243,18 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
 # training and measuring
 
 
-def _latency(model: nn.Module, input_size: int, target: str, threads: int) -> dict:
-    """Latency on ``target`` and, always, on the host with ONNX Runtime."""
+def _latency(model: nn.Module, input_size: int, target: str, threads: int, timing: Timing | None = None) -> dict:
+    """Latency on ``target`` and, always, on the host with ONNX Runtime (both timed with ``timing``, default ``Timing(threads)``)."""
     from ednas.report.profile import analytic_latency, measure_onnx_ms, measure_torch_ms
 
-    host = measure_onnx_ms(model, input_size, threads)
+    timing = timing or Timing(threads=threads)
+    threads = timing.threads
+    host = measure_onnx_ms(model, input_size, timing=timing)
     out = {"latency_ms_host_ort": host, "threads": int(threads), "target": target}
     if target == "host-ort":
         out.update(latency_ms=host, latency_source=f"measured: ONNX Runtime fp32, {threads} thread(s), batch 1")
     elif target == "host-torch":
-        out.update(latency_ms=measure_torch_ms(model, input_size, threads), latency_source=f"measured: PyTorch eager (channels_last, BN unfolded), {threads} thread(s), batch 1")
+        out.update(latency_ms=measure_torch_ms(model, input_size, timing=timing), latency_source=f"measured: PyTorch eager (channels_last, BN unfolded), {threads} thread(s), batch 1")
     elif target.startswith("file:"):
         out.update(latency_ms=None, latency_source="not available: a board table prices only the operators of its own space; measure this network on the board")
     else:

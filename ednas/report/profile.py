@@ -10,7 +10,7 @@
 * ``baseline:NAME[@WIDTH]``: a report baseline, width-scaled and re-strided
   for the input size (:mod:`ednas.report.baselines`).
 
-MACs come from our own counter (:mod:`ednas.report.macs`: convolutions and
+MACs come from our own counter (:mod:`ednas.nn.macs`: convolutions and
 linear layers, one multiply-add = one MAC); the tests check it against
 fvcore and the published figures.  ``params`` counts the network as given
 (training form, BN included, as timm and ``metrics.json`` count it).
@@ -26,7 +26,8 @@ Latency, both where they can be had:
   layers (:func:`analytic_latency`; activations, SE gates, adds and pooling
   are not priced, so it is a lower bound and labelled so);
 * *measured* on this host with ONNX Runtime (fp32, batch 1, ``--threads``,
-  1 by default: 2-thread timings on a shared VM fall into slow episodes).
+  1 by default: 2-thread timings on a shared VM fall into slow episodes),
+  by :func:`ednas.runtime.time_onnx`.
 
 Layers the target's accelerator does not run are listed (``unsupported``),
 e.g. the 11x11 stride-2 stem or MixNet's 9x9/11x11 kernels on TDA4VM.
@@ -43,6 +44,8 @@ from typing import Optional
 import torch.nn as nn
 
 from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
+from ednas.nn.macs import count_macs
+from ednas.runtime import Timing, onnx_bytes, time_onnx, time_torch
 
 __all__ = [
     "ProfileConfig",
@@ -132,7 +135,7 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         EdnasError: an unknown timm/torchvision name (with close matches), a
             missing or unreadable file, a malformed arch string.
     """
-    from ednas.latency.measure import deploy_model
+    from ednas.nn.fuse import deploy_model
 
     spec = str(spec).strip()
     if spec.startswith("timm:"):
@@ -190,24 +193,22 @@ def _file_classes(path: str) -> int | None:
 # latency
 
 
-def measure_onnx_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50) -> float:
+def measure_onnx_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:
     """Batch-1 fp32 ONNX Runtime ms of ``model`` on this host (median over rounds).
 
-    The session options are the latency table's (sequential, one inter-op
-    thread, all graph optimisations, which fold BN into the convolutions).
+    Timed by :func:`ednas.runtime.time_onnx` with ``timing`` (default: a
+    :class:`~ednas.runtime.Timing` of ``threads``, ``rounds``, ``repeats``):
+    the latency table's session options (sequential, one inter-op thread,
+    all graph optimisations, which fold BN into the convolutions).
     """
-    from ednas.deploy.onnx_io import onnx_bytes
-    from ednas.latency.measure import time_onnx_models
-
-    data = onnx_bytes(model.eval(), input_size)
-    return time_onnx_models({"m": (data, [1, 3, input_size, input_size])}, threads, 10, repeats, rounds)["m"]["ms"]
+    timing = timing or Timing(threads=threads, repeats=repeats, rounds=rounds)
+    return time_onnx({"m": onnx_bytes(model.eval(), input_size)}, timing)["m"]["ms"]
 
 
-def measure_torch_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50) -> float:
-    """Batch-1 PyTorch eager (channels_last) ms of ``model`` on this host."""
-    from ednas.latency.measure import time_torch_models
-
-    return time_torch_models({"m": model.eval()}, input_size, threads, 10, repeats, rounds)["m"]["ms"]
+def measure_torch_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:
+    """Batch-1 PyTorch eager (channels_last) ms of ``model`` on this host (:func:`ednas.runtime.time_torch`)."""
+    timing = timing or Timing(threads=threads, repeats=repeats, rounds=rounds)
+    return time_torch({"m": model.eval()}, input_size, timing)["m"]["ms"]
 
 
 def _profile_of(target: str):
@@ -229,7 +230,6 @@ def analytic_latency(model: nn.Module, input_size: int, target: str) -> dict:
         ``{"ms", "unsupported": [...], "scope"}``.
     """
     from ednas.latency.ops import Op
-    from ednas.report.macs import count_macs
 
     prof = _profile_of(target)
     _, rows = count_macs(model, input_size)
@@ -300,8 +300,6 @@ def profile_model(
         convolution/linear layer (name, type, input/output shape, kernel,
         stride, groups, params, MACs).
     """
-    from ednas.report.macs import count_macs
-
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if input_size is not None and input_size < 8:

@@ -460,7 +460,7 @@ def _accuracy(run: _Run, summary: dict) -> Section:
             detail += f", stride 1 at {', '.join(str(x) for x in b['strides_removed_at'])} px"
         rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), b.get("latency_ms"), b.get("top1"), how, detail])
     s.table(["network", "params", "MACs", "latency (ms)", "test top-1 (%)", "latency source", "built from"], rows)
-    s.p("MACs count convolutions and linear layers (one multiply-add = one MAC, ednas.report.macs) in every row" + macs_note + ".")
+    s.p("MACs count convolutions and linear layers (one multiply-add = one MAC, ednas.nn.macs) in every row" + macs_note + ".")
     if baselines:
         ep = sorted({b.get("epochs") for b in baselines if b.get("epochs") is not None})
         s.p(f"Baselines are trained with the derived network's recipe for {', '.join(fmt(e) for e in ep)} epoch(s) on the same data and scored on the same test split "
@@ -469,24 +469,17 @@ def _accuracy(run: _Run, summary: dict) -> Section:
 
 
 def _derived_macs(run: _Run, summary: dict) -> tuple[Any, str]:
-    """The derived network's MACs by the same counter as the baselines'."""
-    doc = run.yaml("search/arch.yaml")
-    doc = doc if isinstance(doc, dict) else {}
-    arch, size = summary.get("arch") or doc.get("arch"), doc.get("input_size")
-    if not arch or not size:
-        return summary.get("macs"), " (the derived network's from summary.json: search/arch.yaml names no input size)"
-    try:
-        from ednas.report.profile import load_network
-        from ednas.report.macs import count_macs
+    """The derived network's MACs, as recorded when it was trained; never recounted here.
 
-        net = load_network(arch, int(size), int(doc.get("num_classes") or 10))
-        macs, _ = count_macs(net.deploy, int(size))
-    except Exception as e:  # noqa: BLE001 - fall back to the summary's figure, and say so
-        return summary.get("macs"), f" (the derived network's from summary.json: counting failed, {type(e).__name__})"
-    note = ""
-    if _is_num(summary.get("macs")) and summary["macs"] != macs:
-        note = f"; summary.json's macs ({fmt(summary['macs'])}) is counted differently (the latency table's operator sum also counts residual adds and pooling)"
-    return macs, note
+    ``summary.json``'s ``macs``, else ``train/metrics.json``'s: both come
+    from the counter the baselines are counted with (:mod:`ednas.nn.macs`).
+    """
+    if _is_num(summary.get("macs")):
+        return summary["macs"], ""
+    metrics = run.json("train/metrics.json")
+    if isinstance(metrics, dict) and _is_num(metrics.get("macs")):
+        return metrics["macs"], " (the derived network's from train/metrics.json)"
+    return None, " (the derived network's: neither summary.json nor train/metrics.json records its MACs)"
 
 
 def _quant(run: _Run, summary: dict) -> Section:

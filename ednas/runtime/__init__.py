@@ -1,23 +1,46 @@
-"""Running exported networks: ONNX Runtime sessions, the one timing loop, scoring."""
+"""Running exported networks: ONNX serialisation, ONNX Runtime sessions, scoring and timing.
 
-from __future__ import annotations
+The bottom layer of ednas beside ``config``, ``errors`` and ``io``: it
+imports only the standard library, numpy, onnx, onnxruntime, torch and
+``ednas.errors`` / ``ednas.io``, never another ednas package.
 
-from dataclasses import dataclass
+=====================  =====================================================
+module                 what
+=====================  =====================================================
+:mod:`.board`          the standalone ONNX Runtime script (copied verbatim to
+                       a board by ``ednas lut script``): the one session
+                       builder, the one timing loop (:func:`interleaved`),
+                       operator and network measuring
+:mod:`.session`        :func:`ort_session` (board's builder plus clear
+                       errors), :func:`score_onnx`
+:mod:`.timing`         :class:`Timing`, :func:`time_onnx`, :func:`time_torch`
+:mod:`.serialize`      :func:`onnx_bytes`, :func:`export_onnx` (torch -> ONNX)
+=====================  =====================================================
+"""
 
-__all__ = ["Timing"]
+from ednas.runtime.board import interleaved, time_runs
+from ednas.runtime.serialize import export_onnx, onnx_bytes
+from ednas.runtime.session import OPTIMIZATIONS, ort_session, run_batched, score_onnx
+from ednas.runtime.timing import (
+    Timing,
+    channels_last,
+    time_onnx,
+    time_torch,
+    torch_threads,
+)
 
-
-@dataclass
-class Timing:
-    """How end-to-end latencies are measured (every figure of a run is taken this way)."""
-
-    #: intra-op threads while timing (keep it what you deploy with)
-    threads: int = 1
-    #: untimed runs before each timed batch
-    warmup: int = 10
-    #: timed runs per model per round (at least; see min_time_s)
-    repeats: int = 50
-    #: interleaved rounds over all models; a figure is the median of the round medians
-    rounds: int = 5
-    #: each timed batch runs at least this long, in seconds
-    min_time_s: float = 0.05
+__all__ = [
+    "OPTIMIZATIONS",
+    "Timing",
+    "channels_last",
+    "export_onnx",
+    "interleaved",
+    "onnx_bytes",
+    "ort_session",
+    "run_batched",
+    "score_onnx",
+    "time_onnx",
+    "time_runs",
+    "time_torch",
+    "torch_threads",
+]

@@ -374,8 +374,7 @@ class _Search:
         table = getattr(self.latency, "table", None)
         if cfg.measure and table is not None and table.is_host:
             model = build_model(arch, self.data.num_classes)
-            tm = self.timing
-            measured = measure_latency(model, self.input_size, threads=tm.threads, warmup=tm.warmup, repeats=tm.repeats, rounds=tm.rounds)
+            measured = measure_latency(model, self.input_size, timing=self.timing)
         layer_recs = []
         for i, (l, p, p0) in enumerate(zip(layers, picks, picks0)):
             layer_recs.append({

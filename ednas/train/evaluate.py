@@ -37,38 +37,32 @@ class EvalConfig:
     predictions: Optional[str] = None
     #: images per batch
     batch_size: int = 256
-    #: intra-op threads (0: all cores)
+    #: intra-op threads (0: all cores; an .onnx then runs at the threads its export.json records, else 1)
     threads: int = 0
     #: data loader workers (folder data)
     workers: int = 2
 
 
-def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (N x C) and targets of a model file (``.pt`` or ``.onnx``) on a split."""
+def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N x C) and targets of a model file (``.pt`` or ``.onnx``) on a split.
+
+    An ``.onnx`` runs through :func:`ednas.runtime.score_onnx`, in a session
+    of ``threads`` intra-op threads with full graph optimisation: the options
+    ``ednas export`` scores with.
+    """
     import torch
 
     loader = make_loader(data, split, batch_size, False, workers=workers)
     if str(model_path).endswith(".onnx"):
-        from ednas.deploy.onnx_io import ort_session
+        from ednas.runtime import ort_session, score_onnx
 
-        sess = ort_session(model_path)
-        name = sess.get_inputs()[0].name
-        fixed_batch = sess.get_inputs()[0].shape[0]
+        sess = ort_session(model_path, threads)
         shape = sess.get_inputs()[0].shape
         if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) and shape[2] == shape[3]:
             from ednas.deploy.calibration import check_input_shape  # a clear error, not ORT's INVALID_ARGUMENT
 
             check_input_shape(data, shape[2], shape[1], what="evaluation data", model=str(model_path))
-        scores, targets = [], []
-        for x, y in loader:
-            xs = x.contiguous().numpy()
-            if isinstance(fixed_batch, int) and fixed_batch != len(xs):
-                out = np.concatenate([sess.run(None, {name: xs[i : i + 1]})[0] for i in range(len(xs))])
-            else:
-                out = sess.run(None, {name: xs})[0]
-            scores.append(out)
-            targets.append(y.numpy())
-        return np.concatenate(scores).astype(np.float32), np.concatenate(targets)
+        return score_onnx(sess, loader)
     from ednas.nn.files import load_model
     from ednas.train.metrics import scores_and_targets
 
@@ -85,15 +79,16 @@ def run_eval(cfg: EvalConfig) -> dict:
     path = Path(cfg.model)
     if not path.is_file():
         raise CheckpointError(f"model file '{path}' does not exist")
-    data_spec, input_size = cfg.data, None
+    data_spec, input_size, ort_threads = cfg.data, None, cfg.threads or 1
     if str(path).endswith(".onnx"):
-        side = path.with_name("export.json")  # written by 'ednas export': data spec and input size
+        side = path.with_name("export.json")  # written by 'ednas export': data spec, input size, threads
         if side.is_file():
             import json
 
             record = json.loads(side.read_text())
             data_spec = data_spec or record.get("data")
             input_size = (record.get("input_shape") or [None])[-1]
+            ort_threads = cfg.threads or int(record.get("threads") or 1)  # the session options export scored with
         if data_spec is None:
             raise ConfigError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
     else:
@@ -103,7 +98,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         data_spec = data_spec or meta.get("data") or "digits"
         input_size = meta.get("input_size")
     data = load_data(data_spec, input_size=input_size)  # folder data at the model's size
-    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers)
+    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads)
     if scores.shape[1] != data.num_classes:
         raise DataError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
     top1, top5 = topk_from_scores(scores, targets)

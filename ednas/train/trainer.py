@@ -36,6 +36,8 @@ from ednas.errors import ConfigError, TrainingError
 from ednas.io import atomic_write_json
 from ednas.nn.build import build_model, inherit_weights
 from ednas.nn.files import load_supernet, save_model
+from ednas.nn.fuse import deploy_model
+from ednas.nn.macs import count_macs
 from ednas.seeds import derive
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
@@ -190,6 +192,8 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
         "val_loss": val["loss"],
         "epochs": cfg.epochs,
         "params": int(sum(p.numel() for p in model.parameters())),
+        # conv + linear MACs of the deploy form (branches and BN fused), as ednas profile and fvcore count them
+        "macs": int(count_macs(deploy_model(model), data.input_size)[0]),
         "wall_s": wall,
         "arch": settings["arch"],
         "data": data.spec,

@@ -3,9 +3,11 @@
 
 This file is self-contained (Python 3.8+, numpy, onnxruntime; no ednas, no
 onnx package): ``ednas lut script --out DIR`` copies it verbatim to
-``DIR/measure_ops.py`` beside ``DIR/ops.json``, and ``ednas lut build
---target host-ort`` imports it, so the host and a board measure with the same
-code, the same graphs and the same session options.
+``DIR/measure_ops.py`` beside ``DIR/ops.json``, and ednas imports it as
+``ednas.runtime.board`` (``ednas lut build --target host-ort``, and every
+ONNX Runtime session and end-to-end timing of ednas: :func:`session`,
+:func:`interleaved`), so the host and a board measure with the same code,
+the same graphs and the same session options.
 
 Usage on a board::
 
@@ -292,41 +294,117 @@ def build_network(keys, in_shape=None):
 # timing
 
 
-def session(model_bytes, threads=1):
+OPTIMIZATIONS = ("all", "extended", "basic", "none")
+
+
+def session(model, threads=1, optimization="all", profile_prefix=None):
     """An ONNX Runtime CPU session with ednas's deployment options.
 
-    intra-op ``threads``, one inter-op thread, sequential execution, all graph
-    optimisations (the same as ``ednas.deploy.onnx_io.ort_session``): the
-    ORT optimisation level changes depthwise timings by 3-7x, so tables must
-    be measured with the options used to deploy.
+    ``model`` is the model's bytes or a path.  Intra-op ``threads``, one
+    inter-op thread, sequential execution, graph optimisation
+    ``optimization`` (``all``, ``extended``, ``basic`` or ``none``; ``all``
+    is how ednas deploys and measures: the ORT optimisation level changes
+    depthwise timings by 3-7x, so tables must be measured with the options
+    used to deploy).  ``profile_prefix`` turns on ONNX Runtime's profiler.
+    ednas opens every session through this function (``ednas.runtime.ort_session``
+    adds clear errors for missing or broken files).
     """
     import onnxruntime as ort
 
+    levels = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {', '.join(OPTIMIZATIONS)}, got {optimization!r}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = levels[optimization]
     so.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_prefix)
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def time_runs(sess, feed, warmup, repeats, min_time_s=0.0):
-    """Median milliseconds of ``session.run`` over ``repeats`` runs (or ``min_time_s``)."""
+def time_runs(run, warmup, repeats, min_time_s=0.0):
+    """Time ``run()`` (a callable without arguments): ``(median ms, runs, fastest ms)``.
+
+    ``warmup`` untimed calls, then at least ``repeats`` timed calls, and more
+    until ``min_time_s`` seconds have passed.
+    """
     for _ in range(warmup):
-        sess.run(None, feed)
+        run()
     times = []
     t0 = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - t0 < min_time_s:
         t = time.perf_counter()
-        sess.run(None, feed)
+        run()
         times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3, len(times)
+    return statistics.median(times) * 1e3, len(times), min(times) * 1e3
 
 
-def _feed(sess, shape):
-    rng = np.random.default_rng(0)
-    return {sess.get_inputs()[0].name: rng.uniform(-1, 1, shape).astype(np.float32)}
+def interleaved(runners, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progress=None):
+    """Time several models in interleaved rounds: the one end-to-end loop.
+
+    Round r times every runner back to back (:func:`time_runs`: ``warmup``
+    untimed calls, at least ``repeats`` timed ones and ``min_time_s``
+    seconds, the median), in the order of ``runners``, before round r + 1
+    starts; a slow episode of the machine then hits every model of a round
+    alike.  ``progress(name, round)`` is called after each timing.
+
+    Args:
+        runners: ``{name: callable}``; a call runs the model once.
+    Returns:
+        ``{name: {"ms", "spread_ms", "min_ms", "n", "rounds_ms"}}``: the
+        median over rounds of the per-round medians, the standard deviation
+        of the per-round medians, the fastest single call, the number of
+        timed calls and the per-round medians (ms, rounded to the ns).
+    """
+    if rounds < 1 or repeats < 1:
+        raise ValueError(f"rounds and repeats must be >= 1, got {rounds!r} and {repeats!r}")
+    per = {name: [] for name in runners}
+    fastest = {name: float("inf") for name in runners}
+    n = {name: 0 for name in runners}
+    for r in range(rounds):
+        for name, run in runners.items():
+            ms, k, lo = time_runs(run, warmup, repeats, min_time_s)
+            per[name].append(ms)
+            fastest[name] = min(fastest[name], lo)
+            n[name] += k
+            if progress:
+                progress(name, r)
+    return {
+        name: {
+            "ms": round(statistics.median(v), 6),
+            "spread_ms": round(statistics.pstdev(v) if len(v) > 1 else 0.0, 6),
+            "min_ms": round(fastest[name], 6),
+            "n": n[name],
+            "rounds_ms": [round(x, 6) for x in v],
+        }
+        for name, v in per.items()
+    }
+
+
+def feed(sess, shape=None):
+    """Random input in [-1, 1] for the session's first input (``shape``, or its own with symbolic dims at 1)."""
+    inp = sess.get_inputs()[0]
+    if shape is None:
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    return {inp.name: np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
+
+
+def _runner(sess, feed):
+    def run():
+        return sess.run(None, feed)
+
+    return run
 
 
 def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=0.02, abs_tol_ms=0.0005):
@@ -343,18 +421,18 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
     terms = plan(key)
     cache = {} if cache is None else cache
     max_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
-    sessions = []
+    runners = []
     for mid, coef in terms:
         if mid not in cache:
             data, shape = build(mid)
             s = session(data, threads)
-            cache[mid] = (s, _feed(s, shape))
-        sessions.append((cache[mid], coef))
+            cache[mid] = _runner(s, feed(s, shape))
+        runners.append((cache[mid], coef))
     estimates, n = [], 0
     while len(estimates) < max_rounds:
         est = 0.0
-        for (s, feed), coef in sessions:
-            ms, k = time_runs(s, feed, warmup, repeats, min_time_s)
+        for run, coef in runners:
+            ms, k, _ = time_runs(run, warmup, repeats, min_time_s)
             est += coef * ms
             n += k if coef > 0 else 0
         estimates.append(est)
@@ -370,32 +448,19 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
 
 
 def measure_networks(models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progress=None):
-    """End-to-end ms of several ONNX models, interleaved over ``rounds``.
+    """End-to-end ms of several ONNX models, timed by :func:`interleaved`.
 
     Args:
         models: ``{name: (onnx bytes, input shape)}``.
     Returns:
-        ``{name: {"ms", "spread_ms", "n"}}``: median over rounds of the
-        per-round medians.
+        ``{name: {"ms", "spread_ms", "min_ms", "n", "rounds_ms"}}``: median
+        over rounds of the per-round medians (see :func:`interleaved`).
     """
-    sess = {}
+    runners = {}
     for name, (data, shape) in models.items():
         s = session(data, threads)
-        sess[name] = (s, _feed(s, shape))
-    per = {name: [] for name in models}
-    for r in range(rounds):
-        for name, (s, feed) in sess.items():
-            per[name].append(time_runs(s, feed, warmup, repeats, min_time_s)[0])
-            if progress:
-                progress(name, r)
-    return {
-        name: {
-            "ms": round(statistics.median(v), 6),
-            "spread_ms": round(statistics.pstdev(v) if len(v) > 1 else 0.0, 6),
-            "n": rounds * repeats,
-        }
-        for name, v in per.items()
-    }
+        runners[name] = _runner(s, feed(s, shape))
+    return interleaved(runners, warmup, repeats, rounds, min_time_s, progress)
 
 
 def machine():

@@ -1,0 +1,135 @@
+"""End-to-end timing of whole networks: one set of settings, one loop.
+
+Every end-to-end latency ednas reports (the latency table's fitted constant
+and its validation, the search's measured latency, ``ednas export``'s fp32
+vs quantized figures, ``ednas profile``, the report's baselines) is taken by
+:func:`time_onnx` (ONNX Runtime) or :func:`time_torch` (PyTorch eager,
+channels_last) with a :class:`Timing`, and both run
+:func:`ednas.runtime.board.interleaved`: in round r every model is timed
+back to back (``warmup`` untimed runs, then at least ``repeats`` runs and
+``min_time_s`` seconds; the median), then round r + 1; a model's figure is
+the median of its round medians.  A slow episode of a shared machine then
+hits every model of a round alike, and no single episode decides the median.
+
+Threads are always set (default 1): on the 2-vCPU machine ednas was written
+on, 2-thread timings come in fast and slow episodes up to 2x apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ednas.errors import ConfigError
+from ednas.runtime import board
+from ednas.runtime.session import ort_session
+
+__all__ = ["Timing", "channels_last", "time_onnx", "time_torch", "torch_threads"]
+
+
+@dataclass
+class Timing:
+    """How end-to-end latencies are measured (every figure of a run is taken this way)."""
+
+    #: intra-op threads while timing (keep it what you deploy with)
+    threads: int = 1
+    #: untimed runs before each timed batch
+    warmup: int = 10
+    #: timed runs per model per round (at least; see min_time_s)
+    repeats: int = 50
+    #: interleaved rounds over all models; a figure is the median of the round medians
+    rounds: int = 5
+    #: each timed batch runs at least this long, in seconds
+    min_time_s: float = 0.05
+
+    def check(self, name: Callable[[str], str] | None = None) -> None:
+        """Raise a :class:`~ednas.errors.ConfigError` naming the first bad setting.
+
+        ``name(field)`` is how the message names a field (the config system
+        passes the user's flag); default ``timing.FIELD``.
+        """
+        name = name or (lambda f: f"timing.{f}")
+        for f, low in (("threads", 1), ("warmup", 0), ("repeats", 1), ("rounds", 1)):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ConfigError(f"{name(f)} must be an integer >= {low}, got {v!r}"
+                                  + (" (timings need a deliberate thread count)" if f == "threads" else ""))
+        if isinstance(self.min_time_s, bool) or not isinstance(self.min_time_s, (int, float)) or not self.min_time_s >= 0:
+            raise ConfigError(f"{name('min_time_s')} must be a number >= 0, got {self.min_time_s!r}")
+
+
+def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | None = None) -> dict:
+    """End-to-end ONNX Runtime ms of ``{name: .onnx path or bytes}``, interleaved.
+
+    Sessions are :func:`~ednas.runtime.ort_session` at ``timing.threads``
+    (sequential, one inter-op thread, ``ORT_ENABLE_ALL``), fed random input
+    of each model's input shape (batch 1 for a symbolic batch).
+
+    Returns:
+        ``{name: {"ms", "spread_ms", "min_ms", "n", "rounds_ms"}}``: the
+        median of the round medians, the standard deviation of the round
+        medians, the fastest single run, the number of timed runs, and the
+        round medians (see :func:`ednas.runtime.board.interleaved`).
+    """
+    timing = timing or Timing()
+    timing.check()
+    runners = {}
+    for name, model in models.items():
+        sess = ort_session(model, timing.threads)
+        runners[name] = _bind(sess.run, None, board.feed(sess))
+    return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` intra-op torch threads, then restore the old count."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def channels_last(t):
+    """A 4-d tensor in channels_last memory format (others unchanged)."""
+    import torch
+
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def time_torch(models: dict, input_size: int | None = None, timing: Timing | None = None, progress: Callable | None = None, inputs: dict | None = None) -> dict:
+    """End-to-end PyTorch eager ms of ``{name: nn.Module}``, interleaved (same loop and result as :func:`time_onnx`).
+
+    Each module runs in eval mode, channels_last, under ``inference_mode``
+    with ``timing.threads`` intra-op threads, on a random
+    ``1 x 3 x input_size x input_size`` image, or on ``inputs[name]`` when
+    given (any shape: the host-torch operator table times single operators).
+    """
+    import torch
+
+    timing = timing or Timing()
+    timing.check()
+    if input_size is None and not inputs:
+        raise ConfigError("time_torch needs input_size or inputs")
+    with torch_threads(timing.threads), torch.inference_mode():
+        gen = torch.Generator().manual_seed(0)
+        default = None if input_size is None else channels_last(torch.rand(1, 3, input_size, input_size, generator=gen) * 2 - 1)
+        runners = {}
+        for name, m in models.items():
+            m = m.eval().to(memory_format=torch.channels_last)
+            x = channels_last(inputs[name]) if inputs and name in inputs else default
+            runners[name] = _bind(m, x)
+        return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress)
+
+
+def _bind(fn, *args):
+    """``fn(*args)`` as a zero-argument callable (a runner of the loop)."""
+
+    def run():
+        return fn(*args)
+
+    return run
