@@ -43,7 +43,8 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from ednas import build_model, build_supernet, preset as get_preset
+    from ednas import build_model, build_supernet
+    from ednas import preset as get_preset
     from ednas._perf import set_threads, tune_malloc
     from ednas.arch.spec import PRESETS
     from ednas.search.gumbel import sample_choices

@@ -4,9 +4,9 @@ from typing import Optional
 import pytest
 import yaml
 
+from ednas.commands import TrainCommand
 from ednas.config import resolve_config, save_config
 from ednas.errors import EdnasError
-from ednas.commands import TrainCommand
 from ednas.train.trainer import TrainConfig
 
 

@@ -27,10 +27,10 @@ from ednas.latency import (
     unsupported_layers,
     validate_table,
 )
-from ednas.runtime import board
 from ednas.latency.script import write_script
 from ednas.latency.targets import reference_ops
 from ednas.latency.validate import spearman
+from ednas.runtime import board
 from tests.conftest import TINY_SPACE
 
 # a space with a 9x9 candidate, which TIDL (tda4vm) does not accelerate

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ednas import build_model, build_supernet, fuse, fuse_supernet, inherit_weights, parse_arch
 from ednas.nn import ConvBNAct, MetaKernelConv, RepDWConvBN, default_branches
-from tests.conftest import TINY_SPACE, randomize_bn, random_arch
+from tests.conftest import TINY_SPACE, random_arch, randomize_bn
 
 TOL = 1e-5
 

@@ -2,7 +2,6 @@
 
 import json
 
-
 from ednas.cli import main
 
 SUMMARY_KEYS = ("data", "target", "budget_ms", "arch", "params", "macs", "top1", "top1_int8", "latency_ms_predicted",

@@ -9,7 +9,7 @@ import torch.nn as nn
 from ednas.cli import main
 from ednas.errors import EdnasError
 from ednas.nn.macs import count_macs
-from ednas.report.profile import analytic_latency, profile_model, run_profile, ProfileConfig
+from ednas.report.profile import ProfileConfig, analytic_latency, profile_model, run_profile
 
 # timm name -> published MACs (millions): MobileNetV2 paper 300 M, MnasNet-B1
 # 315 M (MnasNet paper, Table 1), MobileNetV3-Large 219 M, EfficientNet-B0 390 M

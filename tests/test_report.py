@@ -256,9 +256,8 @@ def test_baselines_are_restrided_for_small_inputs():
 
 def test_run_baselines_trains_measures_and_caches(tmp_path, monkeypatch):
     pytest.importorskip("timm")
-    from ednas.report import baselines
-
     from ednas.data import load_data
+    from ednas.report import baselines
     from ednas.train.trainer import TrainConfig
 
     data = load_data("synthetic:classes=3,n=48,size=32")

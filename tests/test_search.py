@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from ednas import build_supernet, parse_arch
+from ednas.cli import main
+from ednas.commands import SearchCommand
 from ednas.config import resolve_config
 from ednas.data import load_data
 from ednas.errors import EdnasError
-from ednas.cli import main
-from ednas.commands import SearchCommand
 from ednas.search import FeedbackBlock, LatencyLoss, betas, fit_budget, tau_at
 from ednas.search.algorithm import _Search
 from ednas.seeds import derive

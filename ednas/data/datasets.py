@@ -32,9 +32,9 @@ from typing import ClassVar, Optional
 import numpy as np
 import torch
 
-from ednas.errors import DataError
+from ednas.errors import ConfigError, DataError
 
-__all__ = ["DataConfig", "DataSet", "load_data", "arch_split", "folder_dataset", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DataConfig", "DataSet", "check_input_shape", "image_shape", "load_data", "arch_split", "folder_dataset", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "synthetic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,8 +59,6 @@ class DataConfig:
     workers: int = 2
 
     def check(self, name) -> None:
-        from ednas.errors import ConfigError
-
         if self.input_size is not None and self.input_size < 8:
             raise ConfigError(f"{name('input_size')} {self.input_size}: the input side must be at least 8")
         if self.workers < 0:
@@ -334,3 +332,35 @@ def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | Non
     if kind == "folder":
         return _folder(root, input_size)
     return _cifar(kind, root, split_seed)
+
+
+def image_shape(data: DataSet) -> tuple[int, int, int]:
+    """(C, H, W) of one image of ``data`` as its loaders hand it out."""
+    if data.in_memory:
+        x = data.splits["train"][0]
+        return tuple(int(d) for d in x.shape[1:])  # type: ignore[return-value]
+    # folder data is resized to its input size; ImageFolder loads RGB
+    return (3, data.input_size, data.input_size)
+
+
+def check_input_shape(data: DataSet, input_size: int, channels: int = 3, what: str = "calibration data", model: str | None = None) -> None:
+    """Raise unless ``data``'s images are ``channels x input_size x input_size``.
+
+    Args:
+        data: the data set to feed the model.
+        input_size: the model's input height and width.
+        channels: the model's input channels.
+        what: how the message names the data (``calibration data``, ``evaluation data``).
+        model: the model file, named in the message when given.
+
+    Raises:
+        EdnasError: naming the data spec, its image shape and the model's.
+    """
+    got = image_shape(data)
+    want = (channels, input_size, input_size)
+    if got != want:
+        raise DataError(
+            f"{what} '{data.spec}' has images of shape {'x'.join(map(str, got))} (CxHxW) but the model"
+            f"{f' {model!r}' if model else ''} expects {'x'.join(map(str, want))}; "
+            "use data of the model's input size and channel count"
+        )

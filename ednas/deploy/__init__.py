@@ -24,7 +24,6 @@ __all__ = [
     "ExportConfig",
     "QuantSettings",
     "calibration_images",
-    "check_input_shape",
     "compare_latency",
     "export_model",
     "is_pow2",
@@ -40,7 +39,6 @@ __all__ = [
 _WHERE = {
     "CalibrationReader": "calibration",
     "calibration_images": "calibration",
-    "check_input_shape": "calibration",
     "ExportConfig": "export",
     "export_model": "export",
     "run_export": "export",

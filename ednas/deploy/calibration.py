@@ -8,10 +8,9 @@ augmentation, normalised with the model's mean and std (not the calibration
 data set's own: the network only ever saw its own normalisation).
 
 :class:`CalibrationReader` is the ``CalibrationDataReader`` ONNX Runtime's
-calibrators pull from.  :func:`check_input_shape` turns calibration data of
-the wrong shape (another input size or channel count) into an
-:class:`~ednas.errors.EdnasError` naming both shapes, before ONNX Runtime
-would fail with a shape error deep inside a session.
+calibrators pull from.  Calibration data of the wrong shape is refused
+before ONNX Runtime would fail deep inside a session
+(:func:`ednas.data.check_input_shape`).
 """
 
 from __future__ import annotations
@@ -24,39 +23,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from ednas.data import DataSet, make_loader
 from ednas.errors import ExportError
 
-__all__ = ["CalibrationReader", "calibration_images", "check_input_shape", "with_normalisation"]
-
-
-def _image_shape(data: DataSet) -> tuple[int, int, int]:
-    """(C, H, W) of one image of ``data`` as its loaders hand it out."""
-    if data.in_memory:
-        x = data.splits["train"][0]
-        return tuple(int(d) for d in x.shape[1:])  # type: ignore[return-value]
-    # folder data is resized to its input size; ImageFolder loads RGB
-    return (3, data.input_size, data.input_size)
-
-
-def check_input_shape(data: DataSet, input_size: int, channels: int = 3, what: str = "calibration data", model: str | None = None) -> None:
-    """Raise unless ``data``'s images are ``channels x input_size x input_size``.
-
-    Args:
-        data: the data set to feed the model.
-        input_size: the model's input height and width.
-        channels: the model's input channels.
-        what: how the message names the data (``calibration data``, ``evaluation data``).
-        model: the model file, named in the message when given.
-
-    Raises:
-        EdnasError: naming the data spec, its image shape and the model's.
-    """
-    got = _image_shape(data)
-    want = (channels, input_size, input_size)
-    if got != want:
-        raise ExportError(
-            f"{what} '{data.spec}' has images of shape {'x'.join(map(str, got))} (CxHxW) but the model"
-            f"{f' {model!r}' if model else ''} expects {'x'.join(map(str, want))}; "
-            "use data of the model's input size and channel count"
-        )
+__all__ = ["CalibrationReader", "calibration_images", "with_normalisation"]
 
 
 def with_normalisation(data: DataSet, mean, std) -> DataSet:

@@ -38,11 +38,15 @@ import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.config import config_dict
-from ednas.data import DataSet, load_data
-from ednas.deploy.calibration import with_normalisation
+from ednas.data import DataSet, check_input_shape, load_data, make_loader
+from ednas.deploy.calibration import CalibrationReader, calibration_images, with_normalisation
+from ednas.deploy.measure import compare_latency, onnx_scores, top1
+from ednas.deploy.quantize import QuantSettings, quantize_onnx
 from ednas.errors import ConfigError, DataError, EdnasError, ExportError
-from ednas.io import atomic_write_json
-from ednas.runtime import Timing
+from ednas.io import _atomic, atomic_write_json
+from ednas.nn import fuse
+from ednas.nn.files import load_model
+from ednas.runtime import Timing, export_onnx, ort_session, run_batched
 
 __all__ = ["ExportConfig", "export_model", "QUANT_MODES"]
 
@@ -107,7 +111,6 @@ def _in_channels(model) -> int:
 
 def _load_data(spec: str, meta: dict, what: str, flag: str):
     """Load a data spec for the model: folder data at the model's input size, the model's normalisation."""
-    from ednas.deploy.calibration import with_normalisation
 
     try:
         data = load_data(spec, input_size=int(meta["input_size"]))
@@ -120,8 +123,6 @@ def _set_metadata(path: Path, props: dict) -> None:
     """Add ``props`` to the ONNX file's metadata (rewritten atomically)."""
     import onnx
 
-    from ednas.io import _atomic
-
     proto = onnx.load(str(path))
     existing = {p.key: p.value for p in proto.metadata_props}
     existing.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})
@@ -133,8 +134,6 @@ def _set_metadata(path: Path, props: dict) -> None:
 def _compare_with_torch(model, sess, x: np.ndarray) -> dict:
     """Max |ORT - PyTorch| over ``x``, the PyTorch side being the trained (unfused) network."""
     import torch
-
-    from ednas.runtime import run_batched
 
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x)).numpy()
@@ -160,13 +159,6 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
     import onnx
     import onnxruntime
     import torch
-
-    from ednas.deploy.calibration import CalibrationReader, calibration_images, check_input_shape
-    from ednas.deploy.measure import compare_latency, onnx_scores, top1
-    from ednas.deploy.quantize import QuantSettings, quantize_onnx
-    from ednas.nn import fuse
-    from ednas.nn.files import load_model
-    from ednas.runtime import export_onnx, ort_session
 
     t0 = time.time()
     tune_malloc()
@@ -290,6 +282,4 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
 
 
 def _compare_loader(data, cfg: ExportConfig):
-    from ednas.data import make_loader
-
     return make_loader(data, cfg.split, cfg.compare_images, False)

@@ -38,6 +38,7 @@ import onnx
 
 from ednas.deploy.pow2 import is_pow2, pow2_overrides, quant_scales, weight_inputs
 from ednas.errors import ConfigError
+from ednas.io import _atomic
 
 __all__ = ["QuantSettings", "CALIB_METHODS", "quantize_onnx", "calibrate", "first_last_layers", "quant_summary"]
 
@@ -165,8 +166,6 @@ def quantize_onnx(src, dst, reader, settings: QuantSettings | None = None) -> di
         ``n_scales``, ``all_scales_pow2``.
     """
     from onnxruntime.quantization import QuantFormat, quant_pre_process, quantize_static, save_tensors_data
-
-    from ednas.io import _atomic
 
     s = settings or QuantSettings()
     with tempfile.TemporaryDirectory(prefix="ednas-quant-") as tmp:

@@ -27,14 +27,19 @@ import datetime as _dt
 import platform
 from pathlib import Path
 
-from ednas.arch.spec import ArchSpec
+from ednas import __version__
+from ednas._perf import tune_malloc
 from ednas._run import progress as progress_bar
+from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.runtime import board
-from ednas.stage import run_stage, stage_state
+from ednas.latency.measure import measure_ops_ort, measure_ops_torch
+from ednas.latency.model import LatencyModel
 from ednas.latency.ops import DTYPES, Op, space_ops
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile
+from ednas.latency.validate import fit_constant
+from ednas.runtime import board
+from ednas.stage import run_stage, stage_state
 
 __all__ = ["MEASURED_TARGETS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
 
@@ -53,8 +58,6 @@ def _tools() -> dict:
     import numpy
     import onnxruntime
     import torch
-
-    from ednas import __version__
 
     return {"ednas": __version__, "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}
 
@@ -119,10 +122,6 @@ def build_table(
 
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress) -> LatencyTable:
-    from ednas._perf import tune_malloc
-    from ednas.latency.measure import measure_ops_ort, measure_ops_torch
-    from ednas.latency.validate import fit_constant
-
     runtime = "onnxruntime" if target == "host-ort" else "torch"
     measurement = {
         "runtime": runtime,
@@ -228,7 +227,6 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
     return table
 
 
-
 # ---------------------------------------------------------------------------
 # a target name (or table file) -> the table, with measured tables cached
 
@@ -274,6 +272,5 @@ def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int
 def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str = "~/.cache/ednas/lut",
                   progress: bool | None = None):
     """The :class:`~ednas.latency.model.LatencyModel` of a target name or table file (see :func:`target_table`)."""
-    from ednas.latency.model import LatencyModel
 
     return LatencyModel(space, input_size, num_classes, target_table(target, space, input_size, num_classes, cache, progress))

@@ -12,6 +12,12 @@ from typing import Optional
 
 from ednas.arch.spec import load_arch
 from ednas.errors import ConfigError
+from ednas.io import atomic_write_json
+from ednas.latency.build import build_table
+from ednas.latency.model import LatencyModel
+from ednas.latency.script import write_script
+from ednas.latency.table import load_table
+from ednas.latency.validate import scatter_plot, validate_table
 
 __all__ = ["LutBuildConfig", "LutValidateConfig", "LutScriptConfig", "lut_build", "lut_validate", "lut_script"]
 
@@ -59,14 +65,11 @@ class LutBuildConfig:
 
 
 def lut_build(cfg: LutBuildConfig) -> dict:
-    from ednas.latency.build import build_table
-
     space, size = _space(cfg.space, cfg.input)
     t = build_table(
         cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
         repeats=cfg.repeats, rounds=cfg.rounds, fit_archs=cfg.fit_archs, fit_seed=cfg.fit_seed, policy=cfg.policy, progress=cfg.progress,
     )
-    from ednas.latency.model import LatencyModel
 
     lm = LatencyModel(space, size, cfg.num_classes, t)
     unsupported = sum(1 for e in t.entries.values() if not e.get("supported", True))
@@ -116,10 +119,6 @@ class LutValidateConfig:
 def lut_validate(cfg: LutValidateConfig) -> dict:
     from tqdm import tqdm
 
-    from ednas.io import atomic_write_json
-    from ednas.latency.table import load_table
-    from ednas.latency.validate import scatter_plot, validate_table
-
     if cfg.archs < 2:
         raise ConfigError(f"--archs {cfg.archs}: need at least 2 architectures (30 for the acceptance check)")
     table = load_table(cfg.lut)
@@ -162,7 +161,5 @@ class LutScriptConfig:
 
 
 def lut_script(cfg: LutScriptConfig) -> dict:
-    from ednas.latency.script import write_script
-
     space, size = _space(cfg.space, cfg.input)
     return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed)

@@ -28,7 +28,7 @@ from ednas.latency.ops import Op
 from ednas.nn.fuse import deploy_model
 from ednas.runtime import Timing, board, onnx_bytes, time_onnx, time_torch
 
-__all__ = ["measure_latency", "measure_ops_ort", "measure_ops_torch", "onnx_deploy_bytes"]
+__all__ = ["measure_latency", "measure_onnx_ms", "measure_ops_ort", "measure_ops_torch", "measure_torch_ms", "onnx_deploy_bytes"]
 
 
 def measure_ops_ort(
@@ -119,3 +119,21 @@ def measure_latency(
     """
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
     return time_onnx({"model": onnx_deploy_bytes(model, input_size)}, timing)["model"]["ms"]
+
+
+def measure_onnx_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:
+    """Batch-1 fp32 ONNX Runtime ms of ``model`` on this host (median over rounds).
+
+    Timed by :func:`ednas.runtime.time_onnx` with ``timing`` (default: a
+    :class:`~ednas.runtime.Timing` of ``threads``, ``rounds``, ``repeats``):
+    the latency table's session options (sequential, one inter-op thread,
+    all graph optimisations, which fold BN into the convolutions).
+    """
+    timing = timing or Timing(threads=threads, repeats=repeats, rounds=rounds)
+    return time_onnx({"m": onnx_bytes(model.eval(), input_size)}, timing)["m"]["ms"]
+
+
+def measure_torch_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:
+    """Batch-1 PyTorch eager (channels_last) ms of ``model`` on this host (:func:`ednas.runtime.time_torch`)."""
+    timing = timing or Timing(threads=threads, repeats=repeats, rounds=rounds)
+    return time_torch({"m": model.eval()}, input_size, timing)["m"]["ms"]

@@ -24,6 +24,7 @@ from ednas.arch.spec import ArchSpec
 from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.ops import KEY_VERSION, arch_ops, space_ops
 from ednas.latency.validate import sample_picks
+from ednas.runtime import board
 
 __all__ = ["write_script"]
 
@@ -65,7 +66,6 @@ def write_script(
     seed: int = 0,
 ) -> dict:
     """Write the kit (see the module docstring); returns what was written."""
-    from ednas.runtime import board
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,12 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch.nn as nn
 import yaml
 
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
 from ednas.latency.ops import DTYPE_BYTES, Op, arch_layer_ops
 from ednas.latency.table import POLICIES, LatencyTable
+from ednas.nn.macs import count_macs
 
 __all__ = [
     "PROFILE_DIR",
@@ -46,6 +48,7 @@ __all__ = [
     "analytic_table",
     "reference_ops",
     "unsupported_layers",
+    "analytic_latency",
 ]
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -312,3 +315,36 @@ def unsupported_layers(arch: ArchSpec, target: str | Profile | LatencyTable, inp
             if not ok:
                 out.append({"layer": label, "op": op.key, "what": op.describe(), "reason": reason, "policy": policy, "fallback_ms": ms})
     return out
+
+
+def _profile_of(target: str):
+    return load_profile(target[len("roofline:"):] if target.startswith("roofline:") else target)
+
+
+def analytic_latency(model: nn.Module, input_size: int, target: str) -> dict:
+    """Price any network's convolutions and linear layers with an analytic profile.
+
+    Each executed ``Conv2d`` becomes an operator of the latency key scheme
+    (``dw`` when depthwise, so the profile's depthwise support rules apply;
+    ``conv`` otherwise) and each ``Linear`` an ``fc``; the profile's roofline
+    (or fallback, for unsupported ones) prices it.  Activations, SE gates,
+    adds and pooling are not priced.
+
+    Returns:
+        ``{"ms", "unsupported": [...], "scope"}``.
+    """
+    prof = _profile_of(target)
+    _, rows = count_macs(model, input_size)
+    total, bad = 0.0, []
+    for r in rows:
+        if r.type == "Linear":
+            op = Op("fc", 1, 1, r.input_shape[-1], r.output_shape[-1], dtype=prof.dtype)
+        else:
+            cin, h, w = r.input_shape
+            kind = "dw" if r.type == "Conv2d (depthwise)" and r.output_shape[0] == cin else "conv"
+            op = Op(kind, h, w, cin, r.output_shape[0], max(r.kernel), max(r.stride), r.groups, 1, prof.dtype)
+        ms, ok = prof.op_ms(op)
+        total += ms
+        if not ok:
+            bad.append({"layer": r.name, "op": op.key, "what": op.describe(), "reason": prof.support(op)[1], "policy": prof.policy, "fallback_ms": ms})
+    return {"ms": float(total), "unsupported": bad, "scope": "convolutions and linear layers only"}

@@ -28,8 +28,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ednas.arch.spec import ArchSpec
+from ednas.arch.spec import ArchSpec, parse_arch
 from ednas.errors import ConfigError, LatencyTableError
+from ednas.io import _atomic
+from ednas.latency.measure import onnx_deploy_bytes
+from ednas.latency.model import LatencyModel
+from ednas.nn import build_model, fuse
 from ednas.runtime import Timing, time_onnx, time_torch
 
 __all__ = ["SAMPLINGS", "sample_picks", "random_deploy_model", "mape", "spearman", "scatter_plot", "fit_constant", "validate_table", "time_networks"]
@@ -95,7 +99,6 @@ def random_deploy_model(arch: ArchSpec, num_classes: int, seed: int = 0) -> nn.M
     a deep BN-less (fused) network; tiny or subnormal floats would time
     differently from a trained network's, so weights keep activations O(1).
     """
-    from ednas.nn import build_model, fuse
 
     torch.manual_seed(seed)
     model = fuse(build_model(arch, num_classes))
@@ -139,8 +142,6 @@ def scatter_plot(result: dict, path, title: str | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ednas.io import _atomic
-
     pred = [p["predicted_ms"] for p in result["pairs"]]
     meas = [p["measured_ms"] for p in result["pairs"]]
     fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
@@ -161,7 +162,6 @@ def scatter_plot(result: dict, path, title: str | None = None) -> None:
 
 def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, timing: Timing, progress: Callable | None = None) -> dict:
     """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``, interleaved (:mod:`ednas.runtime.timing`)."""
-    from ednas.latency.measure import onnx_deploy_bytes
 
     models = {n: random_deploy_model(a, num_classes, seed=i) for i, (n, a) in enumerate(archs.items())}
     if runtime == "onnxruntime":
@@ -213,7 +213,6 @@ def fit_constant(
     architectures, their picks, sums, measurements and residuals), which the
     table keeps so that validation can exclude them.
     """
-    from ednas.latency.model import LatencyModel
 
     base = dataclasses.replace(table, constant_ms=0.0)
     lm = LatencyModel(space, input_size, num_classes, base)
@@ -261,8 +260,6 @@ def validate_table(
     Returns:
         ``{"n", "mape", "spearman", "pairs": [...], ...}``.
     """
-    from ednas.arch.spec import parse_arch
-    from ednas.latency.model import LatencyModel
 
     if space is None:
         if not table.space:

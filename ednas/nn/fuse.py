@@ -25,6 +25,8 @@ import copy
 
 import torch.nn as nn
 
+from ednas.nn.build import build_model, inherit_weights
+
 __all__ = ["deploy_model", "fuse", "fuse_supernet"]
 
 
@@ -54,7 +56,6 @@ def deploy_model(model: nn.Module) -> nn.Module:
 
 def fuse_supernet(supernet, picks: list[dict] | None = None) -> nn.Module:
     """Derive (argmax, or ``picks``), inherit the supernet's weights, fuse."""
-    from ednas.nn.build import build_model, inherit_weights
 
     picks = picks if picks is not None else supernet.picks()
     arch = supernet.space.with_picks(picks, branches=False)

@@ -34,7 +34,7 @@ with the derived network's recipe and number of epochs
   ``host-ort``, PyTorch eager for ``host-torch``.  For an analytic target
   (``tda2x``, ``tda4vm``, ``roofline``) nothing is measured: the profile
   prices each convolution and linear layer with its roofline
-  (:func:`ednas.report.profile.analytic_latency`), which leaves out
+  (:func:`ednas.latency.targets.analytic_latency`), which leaves out
   activations (hard-swish, SiLU), SE gates, adds and pooling, so these
   figures are lower bounds and say so in ``latency_source``.  A board table
   (``file:PATH``) cannot price networks outside its space: the host ORT
@@ -56,10 +56,12 @@ from typing import Callable, ClassVar, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ednas.errors import ConfigError
 from ednas.config import config_dict
 from ednas.data import DataSet
+from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, read_json
+from ednas.latency.measure import measure_onnx_ms, measure_torch_ms
+from ednas.latency.targets import analytic_latency
 from ednas.nn.macs import count_macs, trace
 from ednas.runtime import Timing
 from ednas.seeds import derive
@@ -245,8 +247,6 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
 
 def _latency(model: nn.Module, input_size: int, target: str, threads: int, timing: Timing | None = None) -> dict:
     """Latency on ``target`` and, always, on the host with ONNX Runtime (both timed with ``timing``, default ``Timing(threads)``)."""
-    from ednas.report.profile import analytic_latency, measure_onnx_ms, measure_torch_ms
-
     timing = timing or Timing(threads=threads)
     threads = timing.threads
     host = measure_onnx_ms(model, input_size, timing=timing)

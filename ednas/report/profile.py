@@ -43,9 +43,19 @@ from typing import Optional
 
 import torch.nn as nn
 
+from ednas.arch.spec import load_arch
 from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
+from ednas.io import atomic_write_json
+from ednas.latency.build import build_table, is_analytic
+from ednas.latency.measure import measure_onnx_ms, measure_torch_ms
+from ednas.latency.model import LatencyModel
+from ednas.latency.table import load_table
+from ednas.latency.targets import analytic_latency, unsupported_layers
+from ednas.nn.build import build_model
+from ednas.nn.files import load_model
+from ednas.nn.fuse import deploy_model
 from ednas.nn.macs import count_macs
-from ednas.runtime import Timing, onnx_bytes, time_onnx, time_torch
+from ednas.report.baselines import build_baseline
 
 __all__ = [
     "ProfileConfig",
@@ -135,7 +145,6 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         EdnasError: an unknown timm/torchvision name (with close matches), a
             missing or unreadable file, a malformed arch string.
     """
-    from ednas.nn.fuse import deploy_model
 
     spec = str(spec).strip()
     if spec.startswith("timm:"):
@@ -145,16 +154,12 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         m = _torchvision(spec[12:], num_classes).eval()
         return _Network(m, m, "torchvision", input_size, int(num_classes or 1000))
     if spec.startswith("baseline:"):
-        from ednas.report.baselines import build_baseline
-
         if input_size is None:
             raise ConfigError(f"--model {spec}: --input is required (a baseline is scaled to the input size)")
         m, info = build_baseline(spec[9:], num_classes or _default_classes(input_size), input_size)
         m = m.eval()
         return _Network(m, m, "baseline", input_size, num_classes or _default_classes(input_size), info=info)
     if spec.endswith(".pt"):
-        from ednas.nn.files import load_model
-
         if not Path(spec).is_file():
             raise CheckpointError(f"--model: model file '{spec}' does not exist")
         model, meta = load_model(spec)
@@ -162,8 +167,6 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
             raise CheckpointError(f"--num-classes {num_classes}: model file '{spec}' has {meta['num_classes']} outputs")
         size = input_size or int(meta["input_size"])
         return _Network(model, deploy_model(model), "ednas-model", size, int(meta["num_classes"]), arch=model.arch)
-    from ednas.arch.spec import load_arch
-    from ednas.nn.build import build_model
 
     arch, size = load_arch(spec)
     if num_classes is None and spec.endswith((".yaml", ".yml", ".json")):
@@ -193,67 +196,8 @@ def _file_classes(path: str) -> int | None:
 # latency
 
 
-def measure_onnx_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:
-    """Batch-1 fp32 ONNX Runtime ms of ``model`` on this host (median over rounds).
-
-    Timed by :func:`ednas.runtime.time_onnx` with ``timing`` (default: a
-    :class:`~ednas.runtime.Timing` of ``threads``, ``rounds``, ``repeats``):
-    the latency table's session options (sequential, one inter-op thread,
-    all graph optimisations, which fold BN into the convolutions).
-    """
-    timing = timing or Timing(threads=threads, repeats=repeats, rounds=rounds)
-    return time_onnx({"m": onnx_bytes(model.eval(), input_size)}, timing)["m"]["ms"]
-
-
-def measure_torch_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:
-    """Batch-1 PyTorch eager (channels_last) ms of ``model`` on this host (:func:`ednas.runtime.time_torch`)."""
-    timing = timing or Timing(threads=threads, repeats=repeats, rounds=rounds)
-    return time_torch({"m": model.eval()}, input_size, timing)["m"]["ms"]
-
-
-def _profile_of(target: str):
-    from ednas.latency.targets import load_profile
-
-    return load_profile(target[len("roofline:"):] if target.startswith("roofline:") else target)
-
-
-def analytic_latency(model: nn.Module, input_size: int, target: str) -> dict:
-    """Price any network's convolutions and linear layers with an analytic profile.
-
-    Each executed ``Conv2d`` becomes an operator of the latency key scheme
-    (``dw`` when depthwise, so the profile's depthwise support rules apply;
-    ``conv`` otherwise) and each ``Linear`` an ``fc``; the profile's roofline
-    (or fallback, for unsupported ones) prices it.  Activations, SE gates,
-    adds and pooling are not priced.
-
-    Returns:
-        ``{"ms", "unsupported": [...], "scope"}``.
-    """
-    from ednas.latency.ops import Op
-
-    prof = _profile_of(target)
-    _, rows = count_macs(model, input_size)
-    total, bad = 0.0, []
-    for r in rows:
-        if r.type == "Linear":
-            op = Op("fc", 1, 1, r.input_shape[-1], r.output_shape[-1], dtype=prof.dtype)
-        else:
-            cin, h, w = r.input_shape
-            kind = "dw" if r.type == "Conv2d (depthwise)" and r.output_shape[0] == cin else "conv"
-            op = Op(kind, h, w, cin, r.output_shape[0], max(r.kernel), max(r.stride), r.groups, 1, prof.dtype)
-        ms, ok = prof.op_ms(op)
-        total += ms
-        if not ok:
-            bad.append({"layer": r.name, "op": op.key, "what": op.describe(), "reason": prof.support(op)[1], "policy": prof.policy, "fallback_ms": ms})
-    return {"ms": float(total), "unsupported": bad, "scope": "convolutions and linear layers only"}
-
-
 def _predict_ednas(net: _Network, target: str | None, lut: str | None) -> dict:
     """Predicted ms and per-layer breakdown of an ednas network, or why there is none."""
-    from ednas.latency.build import build_table, is_analytic
-    from ednas.latency.model import LatencyModel
-    from ednas.latency.table import load_table
-    from ednas.latency.targets import unsupported_layers
 
     out: dict = {"latency_ms_predicted": None, "latency_breakdown": None, "unsupported": []}
     if lut:
@@ -372,7 +316,6 @@ def format_table(prof: dict) -> str:
 
 def run_profile(cfg: ProfileConfig) -> dict:
     """``ednas profile``: writes ``--json`` (with the per-layer table) and returns the headline numbers."""
-    from ednas.io import atomic_write_json
 
     prof = profile_model(cfg.model, cfg.input, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds)
     if cfg.table:

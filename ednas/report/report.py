@@ -41,7 +41,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ednas._run import git_commit
+from ednas.arch.spec import parse_arch
 from ednas.io import atomic_write_text
+from ednas.latency.model import LatencyModel
+from ednas.latency.table import load_table
+from ednas.report import figures
+from ednas.report.baselines import load_baselines
 
 __all__ = ["fmt", "flatten", "write_report", "Section"]
 
@@ -268,10 +273,6 @@ def _layer_ms(run: _Run, doc: dict) -> tuple[list | None, dict | None, str]:
     if not (run.dir / "lut" / "lut.json").is_file():
         return None, None, "lut/lut.json is missing"
     try:
-        from ednas.arch.spec import parse_arch
-        from ednas.latency.model import LatencyModel
-        from ednas.latency.table import load_table
-
         table = load_table(run.dir / "lut" / "lut.json")
         arch = parse_arch(doc["arch"])
         lm = LatencyModel(arch, int(doc.get("input_size") or table.input_size), int(doc.get("num_classes") or table.num_classes or 10), table)
@@ -285,8 +286,6 @@ def _layer_ms(run: _Run, doc: dict) -> tuple[list | None, dict | None, str]:
 
 
 def _architecture(run: _Run, summary: dict) -> Section:
-    from ednas.report import figures
-
     s = Section("architecture", "Derived architecture")
     doc = run.yaml("search/arch.yaml")
     if not isinstance(doc, dict) or "arch" not in doc:
@@ -325,8 +324,6 @@ def _architecture(run: _Run, summary: dict) -> Section:
 
 def _stem_head(arch: str) -> tuple[int, str]:
     try:
-        from ednas.arch.spec import parse_arch
-
         a = parse_arch(arch)
         return a.stem.kernel, f"head\nc{a.head.out}"
     except Exception:  # noqa: BLE001 - a diagram with defaults beats none
@@ -334,8 +331,6 @@ def _stem_head(arch: str) -> tuple[int, str]:
 
 
 def _layers_from_arch(arch: str) -> dict:
-    from ednas.arch.spec import parse_arch
-
     a = parse_arch(arch)
     layers = [{"index": l.index, "stage": l.stage, "stride": l.stride, "cin": l.cin, "cout": l.spec.out, "kernel": l.spec.kernels[0],
                "expansion": l.spec.expansions[0], "skip": False, "changed_by_fit": False} for l in a.layers()]
@@ -343,8 +338,6 @@ def _layers_from_arch(arch: str) -> dict:
 
 
 def _search(run: _Run, summary: dict) -> Section:
-    from ednas.report import figures
-
     s = Section("search", "Search")
     res = run.json("search/search.json")
     alpha = run.json("search/alpha_history.json")
@@ -378,8 +371,6 @@ def _search(run: _Run, summary: dict) -> Section:
 
 
 def _lut(run: _Run, summary: dict) -> Section:
-    from ednas.report import figures
-
     s = Section("lut", "Latency table")
     lut = run.json("lut/lut.json")
     val = run.json("lut/validation.json")
@@ -419,9 +410,6 @@ def _latency_label(summary: dict) -> str:
 
 
 def _accuracy(run: _Run, summary: dict) -> Section:
-    from ednas.report import figures
-    from ednas.report.baselines import load_baselines
-
     s = Section("accuracy", "Accuracy against latency")
     bdir = run.dir / "baselines"
     baselines = load_baselines(bdir) if bdir.is_dir() else []
@@ -483,8 +471,6 @@ def _derived_macs(run: _Run, summary: dict) -> tuple[Any, str]:
 
 
 def _quant(run: _Run, summary: dict) -> Section:
-    from ednas.report import figures
-
     s = Section("quant", "Quantized model")
     exp = run.json("export/export.json")
     if not isinstance(exp, dict):
@@ -503,8 +489,6 @@ def _quant(run: _Run, summary: dict) -> Section:
 
 
 def _training(run: _Run, summary: dict) -> Section:
-    from ednas.report import figures
-
     s = Section("training", "Training the derived network")
     m = run.json("train/metrics.json")
     if not isinstance(m, dict):

@@ -15,10 +15,12 @@ from typing import Optional
 import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
-from ednas.data import load_data, make_loader
+from ednas.data import check_input_shape, load_data, make_loader
 from ednas.errors import CheckpointError, ConfigError, DataError
 from ednas.io import atomic_write_json
-from ednas.train.metrics import topk_from_scores
+from ednas.nn.files import load_model, load_model_file
+from ednas.runtime import ort_session, score_onnx
+from ednas.train.metrics import scores_and_targets, topk_from_scores
 
 __all__ = ["EvalConfig", "run_eval", "predict"]
 
@@ -54,17 +56,11 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
 
     loader = make_loader(data, split, batch_size, False, workers=workers)
     if str(model_path).endswith(".onnx"):
-        from ednas.runtime import ort_session, score_onnx
-
         sess = ort_session(model_path, threads)
         shape = sess.get_inputs()[0].shape
         if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) and shape[2] == shape[3]:
-            from ednas.deploy.calibration import check_input_shape  # a clear error, not ORT's INVALID_ARGUMENT
-
             check_input_shape(data, shape[2], shape[1], what="evaluation data", model=str(model_path))
         return score_onnx(sess, loader)
-    from ednas.nn.files import load_model
-    from ednas.train.metrics import scores_and_targets
 
     model, _ = load_model(model_path)
     model = model.to(memory_format=torch.channels_last)
@@ -92,8 +88,6 @@ def run_eval(cfg: EvalConfig) -> dict:
         if data_spec is None:
             raise ConfigError(f"--data is needed to evaluate '{path}' (no export.json beside it names the data)")
     else:
-        from ednas.nn.files import load_model_file
-
         meta = load_model_file(path)
         data_spec = data_spec or meta.get("data") or "digits"
         input_size = meta.get("input_size")
