@@ -2,7 +2,7 @@
 
 On glibc, large temporary buffers (oneDNN's reorders in NCHW depthwise
 convolution) are mmap'd and unmapped on every call, and the page faults make
-the convolution up to 13x slower (../shared/baselines, section 7).  Raising
+the convolution up to 13x slower (measured: docs/latency.md).  Raising
 the mmap and trim thresholds with ``mallopt`` keeps them in the heap: a
 training step is about 1.3x faster.  Threads are set deliberately, since
 timings with a default thread pool are not comparable.

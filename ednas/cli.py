@@ -95,7 +95,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     h.setFormatter(_Formatter("%(message)s"))
     root.addHandler(h)
     root.setLevel(level)
-    root.propagate = False
 
 
 def _epilog(cls) -> str | None:

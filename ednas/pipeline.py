@@ -226,9 +226,9 @@ def run(cfg: RunConfig) -> dict:
 
 
 def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict) -> dict:
-    host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on this machine
+    host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on the host running ednas
     on_host = str(cfg.latency.target) in ("host-ort", "host-torch")
-    measured = host_ms if on_host else None  # an analytic or board target is not this machine
+    measured = host_ms if on_host else None  # an analytic or board target is not the host
     budget = srch["budget_ms"]
     return {
         "data": data.spec,

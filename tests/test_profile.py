@@ -1,6 +1,7 @@
 """``ednas profile`` and the MAC counter: exact on hand-counted nets, against fvcore and the papers."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -126,12 +127,13 @@ def test_trained_model_file(tmp_path):
     assert sum(1 for r in prof["layers"] if r["type"] == "Conv2d (depthwise)" and r["kernel"] == [5, 5]) == 1
 
 
-def test_run_profile_writes_json(tmp_path, capsys):
+def test_run_profile_writes_json(tmp_path, caplog):
     out = tmp_path / "p.json"
-    short = run_profile(ProfileConfig(model="timm:mobilenetv3_small_050", input=64, json=str(out), measure=False))
+    with caplog.at_level(logging.INFO, logger="ednas"):
+        short = run_profile(ProfileConfig(model="timm:mobilenetv3_small_050", input_size=64, json=str(out), measure=False))
     full = json.loads(out.read_text())
     assert short["macs"] == full["macs"] and short["layers"] == len(full["layers"]) > 20
-    assert "total" in capsys.readouterr().err  # the per-layer table
+    assert "total" in caplog.text  # the per-layer table, through logging (the CLI shows it on stderr)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ def test_run_profile_writes_json(tmp_path, capsys):
         (["--model", "torchvision:mobilenetv2", "--input", "224"], ["torchvision", "mobilenet_v2"]),
         (["--model", "runs/none/model.pt"], ["runs/none/model.pt", "does not exist"]),
         (["--model", "runs/none/arch.yaml"], ["runs/none/arch.yaml", "does not exist"]),
-        (["--model", "timm:resnet18"], ["--input is required"]),
+        (["--model", "timm:resnet18"], ["--input-size is required"]),
         (["--model", "baseline:resnet@0.5", "--input", "32"], ["unknown baseline 'resnet'"]),
     ],
 )

@@ -427,8 +427,8 @@ def format_arch(spec: ArchSpec) -> str:
 
 PRESETS: dict[str, tuple[str, int]] = {
     # 32x32 inputs (digits, CIFAR): the 11x11 stem at stride 1, three
-    # stride-2 stages (32 -> 16 -> 8 -> 4), widths as in the prototype of
-    # ../shared/baselines (section 8), every depthwise searchable.
+    # stride-2 stages (32 -> 16 -> 8 -> 4), widths of a small MobileNetV2-like
+    # CIFAR network (docs/arch-spec.md), every depthwise searchable.
     "cifar": (
         "stem_k11_m1_c16_s1 | ir_k3.5.7_e1_c16 | ir_k3.5.7_e4_c24_s2_r2 | ir_k3.5.7_e4_c40_s2_r2"
         " | ir_k3.5.7_e4_c80_s2_r2 | head_c256",

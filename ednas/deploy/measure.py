@@ -6,11 +6,10 @@
 * :func:`compare_latency` times several models *interleaved* with
   :func:`ednas.runtime.time_onnx`: round r times every model once, then
   round r + 1, and each model's figure is the median of its round medians.
-  On this kind of VM 2-thread timings fall into slow episodes of seconds to
-  half a minute (``../shared/baselines`` section 7); timing the fp32 and the
-  quantized model back to back within each round means an episode hits
-  both, and repeating rounds keeps one episode from deciding the median.
-  One thread is the default: it is steady here.
+  On a shared machine timings fall into slow episodes of seconds to half a
+  minute; timing the fp32 and the quantized model back to back within each
+  round means an episode hits both, and repeating rounds keeps one episode
+  from deciding the median.  One thread is the default: it is the steadiest.
 """
 
 from __future__ import annotations

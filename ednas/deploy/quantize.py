@@ -5,8 +5,8 @@ The steps are ONNX Runtime's own (``onnxruntime.quantization``):
 the calibration images (:mod:`ednas.deploy.calibration`), then
 ``quantize_static`` in the **QDQ** format (QuantizeLinear/DequantizeLinear
 pairs around float operators: the format every runtime reads and the one ORT's
-CPU kernels fuse; the older QOperator format is 4x slower on this CPU,
-``../shared/baselines`` section 3).
+CPU kernels fuse; the older QOperator format ran 4x slower on an x86 CPU in
+our measurements, docs/deploy.md).
 
 What the settings (:class:`QuantSettings`) mean:
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 from ednas.arch.spec import load_arch
 from ednas.errors import ConfigError
@@ -26,14 +26,16 @@ def _space(value: str, input_size: Optional[int]):
     spec, size = load_arch(value)
     size = input_size or size
     if not size:
-        raise ConfigError(f"--input is required: the space '{value}' does not name an input size")
+        raise ConfigError(f"--input-size is required: the space '{value}' does not name an input size")
     if size < 8:
-        raise ConfigError(f"--input {size}: the input side must be at least 8")
+        raise ConfigError(f"--input-size {size}: the input side must be at least 8")
     return spec, int(size)
 
 
 @dataclass
 class LutBuildConfig:
+    ALIASES: ClassVar[dict] = {"input": "input_size"}  # the flag's earlier name
+
     #: output table (JSON); an existing one with the same settings is resumed/extended
     out: str
     #: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml or file:PATH (board table)
@@ -41,7 +43,7 @@ class LutBuildConfig:
     #: preset name, space string or arch file
     space: str = "cifar"
     #: network input side (default: the preset's)
-    input: Optional[int] = None
+    input_size: Optional[int] = None
     #: classifier outputs (the classifier's key holds it)
     num_classes: int = 10
     #: operator dtype in the keys: f32, f16, i16, i8 (default: f32 on the host, the profile's otherwise)
@@ -65,7 +67,7 @@ class LutBuildConfig:
 
 
 def lut_build(cfg: LutBuildConfig) -> dict:
-    space, size = _space(cfg.space, cfg.input)
+    space, size = _space(cfg.space, cfg.input_size)
     t = build_table(
         cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
         repeats=cfg.repeats, rounds=cfg.rounds, fit_archs=cfg.fit_archs, fit_seed=cfg.fit_seed, policy=cfg.policy, progress=cfg.progress,
@@ -90,7 +92,7 @@ def lut_build(cfg: LutBuildConfig) -> dict:
 class LutValidateConfig:
     #: the table to check (built by 'ednas lut build')
     lut: str
-    #: number of sampled architectures (at least 30 for the issue's check)
+    #: number of sampled architectures (30 or more for a meaningful MAPE and Spearman)
     archs: int = 30
     #: result JSON (default: LUT_validation.json beside the table)
     json: Optional[str] = None
@@ -140,12 +142,14 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
 
 @dataclass
 class LutScriptConfig:
+    ALIASES: ClassVar[dict] = {"input": "input_size"}  # the flag's earlier name
+
     #: output directory (measure_ops.py, ops.json, README.txt)
     out: str
     #: preset name, space string or arch file
     space: str = "cifar"
     #: network input side (default: the preset's)
-    input: Optional[int] = None
+    input_size: Optional[int] = None
     #: classifier outputs
     num_classes: int = 10
     #: target name recorded in the board's table
@@ -161,5 +165,5 @@ class LutScriptConfig:
 
 
 def lut_script(cfg: LutScriptConfig) -> dict:
-    space, size = _space(cfg.space, cfg.input)
+    space, size = _space(cfg.space, cfg.input_size)
     return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed)

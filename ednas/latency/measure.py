@@ -12,9 +12,9 @@
   form (fused if needed), with the same session options as the table
   (:func:`ednas.runtime.time_onnx`).
 
-Threads are set explicitly (default 1): on the 2-vCPU machine this was
-written on, 2-thread timings come in fast and slow episodes up to 2x apart
-(../shared/baselines section 7), so tables are built and validated at 1.
+Threads are set explicitly (default 1): on a small shared machine,
+multi-thread timings come in fast and slow episodes up to 2x apart, so
+tables are built and validated at 1 thread by default.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ with the derived network's recipe and number of epochs
 (:mod:`ednas.nn.macs`) and timed on the same target
 (:func:`ednas.runtime.time_onnx` / :func:`~ednas.runtime.time_torch`).
 
-**Adapting an ImageNet network to small inputs** (the issue leaves it open):
+**Adapting an ImageNet network to small inputs** (a decision of ours):
 
 * *Resolution.*  These networks downsample 32x (a stride-2 stem and four
   stride-2 stages), which turns a 32x32 image into a 1x1 map after the fifth
@@ -137,7 +137,7 @@ BASELINES: dict[str, Baseline] = {
     "tv-mnasnet": Baseline("MnasNet (torchvision)", "torchvision", _tv("mnasnet"), "mnasnet1_0"),
 }
 
-#: the set ``ednas run`` trains: the six networks the issue names, from timm
+#: the set ``ednas run`` trains by default: the hand-designed and searched networks users compare against, from timm
 DEFAULT_BASELINES: tuple[str, ...] = ("mobilenetv2", "mobilenetv3", "mnasnet", "fbnetc", "spnasnet", "mixnet")
 
 

@@ -39,7 +39,7 @@ import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch.nn as nn
 
@@ -72,10 +72,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ProfileConfig:
+    ALIASES: ClassVar[dict] = {"input": "input_size"}  # the flag's earlier name
+
     #: preset, arch string, arch file, trained model.pt, timm:NAME, torchvision:NAME or baseline:NAME[@WIDTH]
     model: str
     #: input image side (default: the one the arch file / model / preset names)
-    input: Optional[int] = None
+    input_size: Optional[int] = None
     #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml or file:PATH
     target: Optional[str] = None
     #: a latency table (ednas lut build) to predict an ednas network's latency from
@@ -155,7 +157,7 @@ def load_network(spec: str, input_size: int | None = None, num_classes: int | No
         return _Network(m, m, "torchvision", input_size, int(num_classes or 1000))
     if spec.startswith("baseline:"):
         if input_size is None:
-            raise ConfigError(f"--model {spec}: --input is required (a baseline is scaled to the input size)")
+            raise ConfigError(f"--model {spec}: --input-size is required (a baseline is scaled to the input size)")
         m, info = build_baseline(spec[9:], num_classes or _default_classes(input_size), input_size)
         m = m.eval()
         return _Network(m, m, "baseline", input_size, num_classes or _default_classes(input_size), info=info)
@@ -247,15 +249,15 @@ def profile_model(
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if input_size is not None and input_size < 8:
-        raise ConfigError(f"--input {input_size}: the input side must be at least 8")
+        raise ConfigError(f"--input-size {input_size}: the input side must be at least 8")
     net = load_network(spec, input_size, num_classes)
     if net.input_size is None:
-        raise ConfigError(f"--input is required: '{spec}' does not name an input size")
+        raise ConfigError(f"--input-size is required: '{spec}' does not name an input size")
     size = int(net.input_size)
     try:
         macs, rows = count_macs(net.deploy, size)
     except RuntimeError as e:  # e.g. an input too small for the network's downsampling
-        raise ArchError(f"--model {spec} --input {size}: the forward pass failed ({str(e).splitlines()[0][:200]})") from e
+        raise ArchError(f"--model {spec} --input-size {size}: the forward pass failed ({str(e).splitlines()[0][:200]})") from e
     by_type: dict[str, int] = {}
     for r in rows:
         by_type[r.type] = by_type.get(r.type, 0) + r.macs
@@ -317,7 +319,7 @@ def format_table(prof: dict) -> str:
 def run_profile(cfg: ProfileConfig) -> dict:
     """``ednas profile``: writes ``--json`` (with the per-layer table) and returns the headline numbers."""
 
-    prof = profile_model(cfg.model, cfg.input, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds)
+    prof = profile_model(cfg.model, cfg.input_size, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds)
     if cfg.table:
         log.info(format_table(prof))
     if cfg.json:

@@ -11,8 +11,9 @@ back to back (``warmup`` untimed runs, then at least ``repeats`` runs and
 the median of its round medians.  A slow episode of a shared machine then
 hits every model of a round alike, and no single episode decides the median.
 
-Threads are always set (default 1): on the 2-vCPU machine ednas was written
-on, 2-thread timings come in fast and slow episodes up to 2x apart.
+Threads are always set (default 1): on small shared machines, timings at
+more threads than the machine can spare come in fast and slow episodes up to
+2x apart.
 """
 
 from __future__ import annotations
