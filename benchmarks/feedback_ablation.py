@@ -40,9 +40,8 @@ def main() -> None:
         write_result("feedback_ablation", {"skipped": f"no CIFAR-10 sample at {CIFAR}"})
         return
 
+    from ednas.commands import SearchCommand, TrainCommand, search_command, train_command
     from ednas.config import resolve_config
-    from ednas.search import SearchConfig, search
-    from ednas.train.trainer import TrainConfig, train
 
     runs = []
     with tempfile.TemporaryDirectory() as d:
@@ -51,11 +50,11 @@ def main() -> None:
                 paths = 1 if name == "p1" else 2
                 merge = "all" if paths == 1 else name.split("-", 1)[1]
                 out = Path(d) / f"{name}-{seed}"
-                s = search(resolve_config(SearchConfig, dict(
+                s = search_command(resolve_config(SearchCommand, dict(
                     out=str(out / "search"), space="cifar", data=a.data, target=a.target, budget_frac=a.budget_frac,
                     epochs=a.epochs, warmup_epochs=a.warmup_epochs, paths=paths, merge=merge, seed=seed,
                     progress=False, tensorboard=False, measure=False)))
-                t = train(resolve_config(TrainConfig, dict(
+                t = train_command(resolve_config(TrainCommand, dict(
                     out=str(out / "train"), arch=str(out / "search" / "arch.yaml"), data=a.data, epochs=a.train_epochs,
                     seed=seed, progress=False, tensorboard=False)))
                 run = {"config": name, "paths": paths, "merge": merge, "seed": seed, "images_seen": s["images_seen"],

@@ -24,7 +24,10 @@ from _common import write_result  # noqa: E402
 
 def main() -> None:
     from ednas._perf import set_threads, tune_malloc
+    from ednas.data import load_data
     from ednas.report.baselines import DEFAULT_BASELINES, run_baselines
+    from ednas.runtime import Timing
+    from ednas.train import TrainConfig
 
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=10)
@@ -36,7 +39,8 @@ def main() -> None:
     names = [n for n in a.names.split(",") if n]
     with tempfile.TemporaryDirectory() as d:
         t = time.time()
-        res = run_baselines("digits", Path(d), names=names, epochs=a.epochs, threads=1, target="host-ort", progress=False)
+        res = run_baselines(load_data("digits"), Path(d), names, TrainConfig(epochs=a.epochs), target="host-ort",
+                            timing=Timing(threads=1), progress=False)
         total = time.time() - t
     keep = ("name", "title", "width", "strides_removed_at", "top1", "params", "macs", "latency_ms", "train_wall_s", "wall_s")
     write_result("profile_baselines", {

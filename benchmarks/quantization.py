@@ -45,22 +45,26 @@ VARIANTS = {
 
 
 def train_one(out: Path, data: str, epochs: int, seed: int, quant_friendly: bool) -> dict:
-    from ednas.train.trainer import TrainConfig, train
+    from ednas.commands import TrainCommand, train_command
+    from ednas.config import resolve_config
 
-    cfg = TrainConfig(out=str(out), arch="cifar", data=data, epochs=epochs, seed=seed, quant_friendly=quant_friendly,
-                      threads=2, progress=False, tensorboard=False)
-    m = train(cfg)
+    cfg = resolve_config(TrainCommand, dict(out=str(out), arch="cifar", data=data, epochs=epochs, seed=seed, quant_friendly=quant_friendly,
+                                            threads=2, progress=False, tensorboard=False))
+    m = train_command(cfg)
     return {"top1_torch": m["top1"], "train_wall_s": m["wall_s"], "epochs": epochs, "seed": seed, "quant_friendly": quant_friendly, "arch": m["arch"]}
 
 
 def quantize_all(model_pt: Path, out: Path, calib_images: int) -> dict:
     """export_model (int8 default) + every other variant on the same fused ONNX; top-1 through ORT."""
+    from ednas.commands import ExportCommand, export_command
+    from ednas.config import resolve_config
     from ednas.data import load_data
-    from ednas.deploy import CalibrationReader, ExportConfig, QuantSettings, calibration_images, export_model, onnx_scores, quantize_onnx, top1
+    from ednas.deploy import CalibrationReader, QuantSettings, calibration_images, onnx_scores, quantize_onnx, top1
     from ednas.deploy.calibration import with_normalisation
     from ednas.nn.files import load_model_file
 
-    r = export_model(ExportConfig(model=str(model_pt), out=str(out), calib_images=calib_images, latency_rounds=1, latency_runs=10))
+    r = export_command(resolve_config(ExportCommand, dict(model=str(model_pt), out=str(out), calib_images=calib_images,
+                                                          latency_rounds=1, latency_runs=10)))
     res = {"max_abs_diff": r["max_abs_diff"], "top1_fp32": r["top1_fp32"], "n_eval": r["n_eval"],
            "int8": {"top1": r["top1_quant"], "drop": r["drop"], "agreement": r["agreement"]}}
     meta = load_model_file(model_pt)

@@ -31,17 +31,17 @@ def main() -> None:
     a = ap.parse_args()
 
     from ednas import build_model, parse_arch
+    from ednas.commands import SearchCommand, search_command
     from ednas.config import resolve_config
     from ednas.latency import measure_latency
-    from ednas.search import SearchConfig, search
 
     runs = []
     with tempfile.TemporaryDirectory() as d:
         for f in a.fracs:
-            cfg = resolve_config(SearchConfig, dict(out=f"{d}/f{f}", space="cifar", data="digits", target="host-ort",
+            cfg = resolve_config(SearchCommand, dict(out=f"{d}/f{f}", space="cifar", data="digits", target="host-ort",
                                                     budget_frac=f, epochs=a.epochs, warmup_epochs=a.warmup_epochs,
                                                     paths=a.paths, progress=False, tensorboard=False))
-            r = search(cfg)
+            r = search_command(cfg)
             B = r["budget_ms"]
             runs.append({"budget_frac": f, "budget_ms": B, "predicted_ms": r["predicted_latency_ms"],
                          "measured_ms": r["measured_latency_ms"], "arch": r["arch"], "argmax_arch": r["argmax_arch"],

@@ -48,7 +48,7 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
     from ednas._perf import set_threads, tune_malloc
     from ednas.arch.spec import PRESETS
     from ednas.search.gumbel import sample_choices
-    from ednas.train.trainer import make_optimizer
+    from ednas.train.recipe import make_optimizer
 
     tune_malloc()
     set_threads(2)

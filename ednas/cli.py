@@ -21,6 +21,12 @@ from ednas.errors import EdnasError
 __all__ = ["main"]
 
 
+def _headline(command: str | None):
+    """The keys the command line shows of a command's result (``None``: all of it)."""
+    heads = _load("ednas.commands:HEADLINES") or {}
+    return heads.get(command)
+
+
 def _print_json(d: dict, keys=None) -> None:
     shown = {k: d[k] for k in (keys or d) if k in d}
     print(json.dumps(shown, indent=2, default=str))
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = func(resolve_config(args._cls, ns))
         if isinstance(result, dict):
-            _print_json(result)
+            _print_json(result, _headline(getattr(args, "command", None)))
         return 0
     except EdnasError as e:
         if debug:

@@ -17,7 +17,7 @@ from typing import ClassVar, Optional
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.arch.spec import load_arch
-from ednas.config import config_dict, given, save_config
+from ednas.config import given, save_config
 from ednas.context import RunContext, check_out_dir
 from ednas.data import DataConfig
 from ednas.deploy.export import ExportConfig, export_model
@@ -28,7 +28,7 @@ from ednas.runtime import Timing
 from ednas.search.algorithm import SearchConfig, search
 from ednas.train.trainer import TrainConfig, train
 
-__all__ = ["SearchCommand", "TrainCommand", "ExportCommand", "search_command", "train_command", "export_command"]
+__all__ = ["HEADLINES", "SearchCommand", "TrainCommand", "ExportCommand", "search_command", "train_command", "export_command"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class ExportCommand:
 
 
 def search_command(cfg: SearchCommand) -> dict | None:
-    """``ednas search``: the headline numbers (search.json has everything)."""
+    """``ednas search``: the search's result (also in OUT/search.json); the CLI prints its :data:`HEADLINES`."""
     tune_malloc()
     dist = init_from_env()
     set_threads(cfg.threads or (1 if dist is not None else 0))
@@ -119,31 +119,32 @@ def search_command(cfg: SearchCommand) -> dict | None:
     finally:
         if dist is not None:
             dist.close()
-    if not r:
-        return None  # a non-zero rank under torchrun
-    keys = ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "val_top1_argmax")
-    return {k: r[k] for k in keys}
+    return r or None  # None: a non-zero rank under torchrun
 
 
 def train_command(cfg: TrainCommand) -> dict:
-    """``ednas train``: the headline metrics (the whole record is in metrics.json)."""
+    """``ednas train``: the metrics (also in OUT/metrics.json); the CLI prints its :data:`HEADLINES`."""
     tune_malloc()
     set_threads(cfg.threads)
     arch, _ = load_arch(cfg.arch)  # a malformed arch fails before the data is read
     ctx = RunContext(data=cfg.data, seed=cfg.seed, progress=cfg.progress, out=cfg.out)
     save_config(cfg, ctx.out)
-    m = train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
-              tensorboard=cfg.tensorboard, resume=cfg.resume)
-    return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "wall_s")}
+    return train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
+                 tensorboard=cfg.tensorboard, resume=cfg.resume)
 
 
 def export_command(cfg: ExportCommand) -> dict:
-    """``ednas export``: the headline numbers (the full record is in OUT/export.json)."""
+    """``ednas export``: the export record (also in OUT/export.json); the CLI prints its :data:`HEADLINES`."""
     if not Path(cfg.model).is_file():
         raise ConfigError(f"--model: model file '{cfg.model}' does not exist")
     out = check_out_dir(cfg.out)
     save_config(cfg, out)
-    r = export_model(cfg.export, cfg.model, out, data_spec=cfg.data, timing=cfg.timing, seed=cfg.seed)
-    keys = ("max_abs_diff", "top1_fp32", "top1_quant", "drop", "latency_ms_fp32", "latency_ms_quant", "threads", "onnx", "onnx_quant")
-    log.debug("export settings: %s", config_dict(cfg))
-    return {k: r[k] for k in keys}
+    return export_model(cfg.export, cfg.model, out, data_spec=cfg.data, timing=cfg.timing, seed=cfg.seed)
+
+
+#: what the command line prints of each command's result (the files hold everything)
+HEADLINES = {
+    "search": ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "val_top1_argmax"),
+    "train": ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s"),
+    "export": ("max_abs_diff", "top1_fp32", "top1_quant", "drop", "latency_ms_fp32", "latency_ms_quant", "threads", "onnx", "onnx_quant"),
+}

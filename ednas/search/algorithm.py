@@ -191,20 +191,66 @@ class _Search:
     def _apply_masks(self, net) -> None:
         if getattr(self.latency, "policy", "fallback") != "mask":
             return
-        for i, blk in enumerate(net.blocks):
-            if blk.kernel_choice is not None:
+        for i, blk in enumerate(net.searchable_blocks()):
+            if blk.choice("kernel") is not None:
                 allowed = list(self.latency.allowed(i))
                 if not any(allowed):
                     l = net.layers[i]
                     raise LatencyTableError(f"layer {i} (stage {l.stage} block {l.block}): none of the kernels {l.spec.kernels} "
                                      f"is supported on target '{self.cfg.target}'")
-                blk.kernel_choice.set_allowed(allowed)
+                blk.choice("kernel").set_allowed(allowed)
 
     def _gen_seed(self, epoch: int, p: int) -> int:
         """Seed of path p's Gumbel noise in an epoch (each path its own noise)."""
         return derive(self.seed, "gumbel", epoch, p)
 
     # -- one epoch ---------------------------------------------------------
+    def _criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task loss of both steps (the CE term of eq. 13)."""
+        return F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+
+    def _weight_step(self, p: int, net, x, y, lr: float, tau: float, gen: torch.Generator, where: str) -> float:
+        """One SGD step of path ``p``'s weights on its batch, under freshly sampled g (eq. 15). Returns the loss."""
+        net.train()
+        with torch.no_grad():
+            sample_choices(net.choices(), tau, self.cfg.hard, gen)
+        ce = self._criterion(net(x), y)
+        if not torch.isfinite(ce):
+            raise TrainingError(f"search diverged at {where} (path {p}); lower the learning rate (now {self.cfg.lr})")
+        opt = self.opt_w[p]
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        ce.backward()
+        opt.step()
+        return float(ce.detach())
+
+    def _arch_step(self, p: int, net, x, y, tau: float, gen: torch.Generator) -> tuple[float, float]:
+        """One Adam step of path ``p``'s alpha (eq. 10, first order; weights frozen). Returns (CE, E[LAT])."""
+        sample_choices(net.choices(), tau, self.cfg.hard, gen)
+        weights = net.weight_parameters()
+        for w in weights:
+            w.requires_grad_(False)
+        try:
+            ce = self._criterion(net(x), y)
+            lat = self.latency.expected(net)
+            loss = self.loss(ce, lat)
+            self.opt_a[p].zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_a[p].step()
+        finally:
+            for w in weights:
+                w.requires_grad_(True)
+        return float(ce.detach()), float(lat.detach())
+
+    def _update_lambda(self) -> None:
+        """Dual ascent on the predicted latency of the paths' current argmax networks (one lambda for all ranks)."""
+        lat_now = [self.latency.predict(net.picks()) for net in self.paths]
+        mean_lat = sum(lat_now) / len(lat_now)
+        if self.dist is not None:
+            mean_lat = self.dist.all_mean(mean_lat)
+        self.loss.update(mean_lat)
+
     def _epoch(self, epoch: int, writer, bar) -> dict:
         cfg = self.cfg
         tau = tau_at(epoch, cfg.epochs, cfg.tau0, cfg.tau_min)
@@ -215,53 +261,23 @@ class _Search:
             l.set_epoch(epoch)
         w_iters = [iter(l) for l in self.w_loaders]
         a_iters = [_cycle(l, epoch) for l in self.a_loaders]
+        warmup = int(round(cfg.lr_warmup_epochs * self.steps_per_epoch))
         sums = {"ce_w": 0.0, "ce_a": 0.0, "lat": 0.0, "n": 0, "na": 0}
         for i in range(self.steps_per_epoch):
             step = epoch * self.steps_per_epoch + i
-            lr = lr_at(step, self.total_steps, int(round(cfg.lr_warmup_epochs * self.steps_per_epoch)), cfg.lr)  # warm-up, then eq. 16
-            losses = []
-            for p, net in enumerate(self.paths):
-                x, y = next(w_iters[p])
-                net.train()
-                with torch.no_grad():
-                    sample_choices(net.choices(), tau, cfg.hard, gens[p])
-                ce = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(ce):
-                    raise TrainingError(f"search diverged at epoch {epoch + 1} step {i} (path {p}); lower the learning rate (now {cfg.lr})")
-                opt = self.opt_w[p]
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                opt.zero_grad(set_to_none=True)
-                ce.backward()
-                opt.step()
-                losses.append(float(ce.detach()))
+            lr = lr_at(step, self.total_steps, warmup, cfg.lr)  # linear warm-up, then eq. 16
+            where = f"epoch {epoch + 1} step {i}"
+            losses = [self._weight_step(p, net, *next(w_iters[p]), lr, tau, gens[p], where) for p, net in enumerate(self.paths)]
             sums["ce_w"] += sum(losses) / len(losses)
             sums["n"] += 1
             if search_alpha:
-                lat_now = []
                 for p, net in enumerate(self.paths):
-                    xa, ya = next(a_iters[p])
-                    sample_choices(net.choices(), tau, cfg.hard, gens[p])
-                    weights = net.weight_parameters()
-                    for w in weights:
-                        w.requires_grad_(False)
-                    ce_a = F.cross_entropy(net(xa), ya, label_smoothing=cfg.label_smoothing)
-                    lat = self.latency.expected(net)
-                    loss = self.loss(ce_a, lat)
-                    self.opt_a[p].zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.opt_a[p].step()
-                    for w in weights:
-                        w.requires_grad_(True)
-                    sums["ce_a"] += float(ce_a.detach()) / len(self.paths)
-                    sums["lat"] += float(lat.detach()) / len(self.paths)
-                    lat_now.append(self.latency.predict(net.picks()))
+                    ce_a, lat = self._arch_step(p, net, *next(a_iters[p]), tau, gens[p])
+                    sums["ce_a"] += ce_a / len(self.paths)
+                    sums["lat"] += lat / len(self.paths)
                 sums["na"] += 1
-                mean_lat = sum(lat_now) / len(lat_now)
-                if self.dist is not None:  # one lambda for all ranks
-                    mean_lat = self.dist.all_mean(mean_lat)
-                self.loss.update(mean_lat)
-            b = self.feedback(losses) if self.cfg.paths > 1 else None
+                self._update_lambda()
+            b = self.feedback(losses) if cfg.paths > 1 else None
             if writer is not None:
                 writer.add_scalar("search/ce_weight_step", sums["ce_w"] / sums["n"], step)
                 writer.add_scalar("search/lr", lr, step)
