@@ -26,8 +26,8 @@ from ednas.latency.measure import deployed_bytes, reference_arch
 from ednas.latency.ops import arch_ops
 from ednas.latency.script import write_script
 from ednas.latency.validate import random_deploy_model
-from ednas.pipeline import verdict
 from ednas.report import write_report
+from ednas.report.verdict import verdict
 from ednas.runtime import board
 from ednas.runtime.quantize import QuantSettings, quantize_bytes
 

@@ -40,9 +40,21 @@ from the same operator graphs and timed end to end in interleaved rounds;
 ednas fits the table's per-network constant on the ``fit`` ones and checks
 the table against the ``validate`` ones.
 
+Fixed point.  Keys of dtype ``i8`` or ``i16`` are measured as the quantized
+(QDQ) graphs ONNX Runtime's ``quantize_static`` writes for ednas's settings,
+with the scales and zero points it would choose (see "fixed point" below),
+so ONNX Runtime runs the same integer kernels as in a deployed file.
+
+The reference network.  ops.json may name a fixed network (``reference``: a
+chain of keys); it is timed before every round of every operator and after
+the last, and each operator is recorded in units of it (``rel``), so a board
+(or host) that changes speed while it measures still gives a table at one
+speed (:func:`rescale`); networks are timed beside it too
+(:func:`interleaved`).
+
 Models are written directly as ONNX protobuf bytes by the small encoder
-below (opset 13, IR version 7), so the board needs no ``onnx`` package; the
-weights are random and generated here.
+below (opset 13, IR version 7; opset 21 for 16-bit QDQ), so the board needs
+no ``onnx`` package; the weights are random and generated here.
 """
 
 from __future__ import annotations

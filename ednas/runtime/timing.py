@@ -7,8 +7,8 @@ vs quantized figures, ``ednas profile``, the report's baselines) is taken by
 channels_last) with a :class:`Timing`, and both run
 :func:`ednas.runtime.board.interleaved`: in round r every model is timed
 back to back (``warmup`` untimed runs, then at least ``repeats`` runs and
-``min_time_s`` seconds; the median), then round r + 1; a model's figure is
-the median of its round medians.  A slow episode of a shared machine then
+``min_time_s`` seconds; their 20th percentile by default, ``Timing.stat``),
+then round r + 1; a model's figure is the median of its round figures.  A slow episode of a shared machine then
 hits every model of a round alike, and no single episode decides the median.
 
 Threads are always set (default 1): on small shared machines, timings at
@@ -43,8 +43,9 @@ class Timing:
     rounds: int = 5
     #: each timed batch runs at least this long, in seconds
     min_time_s: float = 0.05
-    #: statistic of one timed batch: median, min or a low percentile p10, p20, p25
-    stat: str = "median"
+    #: statistic of the runs of one timed batch: p20 (their 20th percentile: resists interference, keeps
+    #: the round-to-round scatter low), median, min, p10, p25
+    stat: str = "p20"
 
     def check(self, name: Callable[[str], str] | None = None) -> None:
         """Raise a :class:`~ednas.errors.ConfigError` naming the first bad setting.
