@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtypes", nargs="+", default=["f32", "i8"], choices=["f32", "i8", "i16"])
     p.add_argument("--rounds", type=int, default=15, help="validation rounds")
     p.add_argument("--quick", action="store_true", help="cifar only, 12 networks, 5 rounds, a short build: proves the script runs")
-    p.add_argument("--out", default=str(RESULTS / "lut_validation.json"))
+    p.add_argument("--out", default=str(RESULTS / "lut_validation.json"), type=lambda v: str(Path(v).resolve()))
     p.add_argument("--keep-tables", action="store_true", help="validate the existing lut_host-ort_<space>.json instead of rebuilding it")
     args = p.parse_args(argv)
     if args.quick:
@@ -93,7 +93,8 @@ def main(argv=None) -> int:
         result.setdefault(section, {})
         space, size = preset(name), PRESETS[name][1]
         ncls = CLASSES.get(name, 10)
-        lut = RESULTS / (f"lut_host-ort_{name}.json" if dtype == "f32" else f"lut_host-ort_{name}_{dtype}.json")
+        suffix = ("" if dtype == "f32" else f"_{dtype}") + ("_quick" if args.quick else "")  # a quick table never replaces a full one
+        lut = RESULTS / f"lut_host-ort_{name}{suffix}.json"
         entry = {"input_size": size, "num_classes": ncls, "space": space.format(), "dtype": dtype, "table": str(lut.relative_to(ROOT))}
         if args.keep_tables and lut.exists():
             table = load_table(lut, input_size=size)
