@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                 r = rows[-1]
                 print(f"{prec} frac {frac}: budget {b:.4g} ({r['latency_dtype']}) predicted {r['predicted_ms']:.4g} measured {m:.4g} "
                       f"({r['measured_over_budget']} B; raw {r['measured_raw_ms']:.4g}) verdict {'ok' if r['verdict_ok'] else 'MISSED'}", flush=True)
-    write_result("deployed_budget", {"quick": a.quick, "target": "measured latency of the deployed file <= 1.05 x budget", "rows": rows,
+    write_result("deployed_budget" + ("_quick" if a.quick else ""), {"quick": a.quick, "target": "measured latency of the deployed file <= 1.05 x budget", "rows": rows,
                                      "all_within": all(r["within_1_05_budget"] for r in rows)})
     return 0
 
