@@ -51,6 +51,7 @@ from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
 from ednas.latency.config import QUANT_DTYPE, LatencyConfig, table_precision
 from ednas.latency.measure import table_reference
+from ednas.latency.ops import dtype_name
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
@@ -139,9 +140,9 @@ class RunConfig:
             raise ConfigError(f"{name('lut_check')} must be >= 0, got {self.lut_check}")
         if self.threads < 0:
             raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
-        deployed = QUANT_DTYPE.get(self.export.quant)
-        if self.latency.dtype in ("i8", "i16") and self.latency.dtype != deployed:
-            raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {self.latency.dtype} network, but {name('export.quant')} "
+        deployed, dtype = QUANT_DTYPE.get(self.export.quant), dtype_name(self.latency.dtype)
+        if dtype in ("i8", "i16") and dtype != deployed:
+            raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {dtype} network, but {name('export.quant')} "
                               f"{self.export.quant} deploys {deployed}; give matching settings (or {name('latency.dtype')} f32)")
 
 

@@ -266,6 +266,7 @@ def test_run_prices_the_deployed_precision_on_host_targets():
     assert table_precision(LatencyConfig(target="host-ort", dtype="f32"), "int8") == ("f32", None)  # --latency-dtype wins
     assert table_precision(LatencyConfig(target="tda4vm"), "int8") == (None, None)  # an analytic profile keeps its own
     assert table_precision(LatencyConfig(target="host-torch"), "int8") == ("f32", None)
+    assert table_precision(LatencyConfig(target="host-ort", dtype="int8"), "int8")[0] == "i8"  # --latency-dtype int8 means i8
 
 
 def test_run_refuses_a_table_precision_that_is_not_deployed(tmp_path, capsys):

@@ -47,7 +47,7 @@ from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
 from ednas.latency.measure import measure_ops_ort, measure_ops_torch, reference_spec
 from ednas.latency.model import LatencyModel
-from ednas.latency.ops import DTYPES, Op, space_ops
+from ednas.latency.ops import DTYPES, Op, dtype_name, space_ops
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile
 from ednas.latency.validate import fit_constant
@@ -119,8 +119,9 @@ def build_table(
         EdnasError: unknown target, a resume file measured with other
             settings, or a board file that lacks operators of the space.
     """
+    dtype = dtype_name(dtype)
     if dtype is not None and dtype not in DTYPES:
-        raise ConfigError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)}")
+        raise ConfigError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16)")
     if policy is not None and policy not in POLICIES:
         raise ConfigError(f"--policy '{policy}' is unknown; expected one of {', '.join(POLICIES)}")
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -312,6 +313,7 @@ def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int
     and must match a board file's.  A table file is used as it is (its
     dtype must be ``dtype`` when one is asked for).
     """
+    dtype = dtype_name(dtype)
     if target.endswith(".json") and not target.startswith("file:"):
         table = load_table(target, input_size=input_size)
         if dtype is not None and table.dtype != dtype:

@@ -15,6 +15,7 @@ from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
 from ednas.latency.build import build_table
 from ednas.latency.model import LatencyModel
+from ednas.latency.ops import dtype_name
 from ednas.latency.script import write_script
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
@@ -76,7 +77,8 @@ class LutBuildConfig:
 
 
 def _quant(cfg) -> dict | None:
-    """The fixed-point options of a command (None: the defaults)."""
+    """The fixed-point options of a command (None: the defaults); ``cfg.dtype`` is normalised (``int8`` -> ``i8``)."""
+    cfg.dtype = dtype_name(cfg.dtype)
     if cfg.pow2 and cfg.dtype not in board.QUANT_DTYPES:
         raise ConfigError(f"--pow2 needs a fixed-point --dtype ({', '.join(board.QUANT_DTYPES)}), got {cfg.dtype or 'f32'}")
     if cfg.weight_bits not in (None, 8, 16):
@@ -202,6 +204,7 @@ class LutScriptConfig:
 
 def lut_script(cfg: LutScriptConfig) -> dict:
     space, size = _space(cfg.space, cfg.input_size)
+    cfg.dtype = dtype_name(cfg.dtype)
     if cfg.dtype != "f32" and cfg.dtype not in board.QUANT_DTYPES:
         raise ConfigError(f"--dtype must be f32 or one of {', '.join(board.QUANT_DTYPES)} (what ONNX Runtime runs on a board), got {cfg.dtype}")
     return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed,

@@ -7,7 +7,7 @@ from typing import Optional
 
 from ednas.config import given
 from ednas.errors import ConfigError
-from ednas.latency.ops import DTYPES
+from ednas.latency.ops import DTYPES, dtype_name
 
 __all__ = ["LatencyConfig", "table_precision", "QUANT_DTYPE"]
 
@@ -40,11 +40,12 @@ class LatencyConfig:
             raise ConfigError(f"{name('budget_frac')} {self.budget_frac} must be in [0, 1]; 0 = the space's smallest network, 1 = its largest")
         if not self.target.strip():
             raise ConfigError(f"{name('target')} must name a target or a table file")
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise ConfigError(f"{name('dtype')} must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
-        if self.target == "host-ort" and self.dtype not in (None, "f32", "i8", "i16"):
+        dtype = dtype_name(self.dtype)
+        if dtype is not None and dtype not in DTYPES:
+            raise ConfigError(f"{name('dtype')} must be one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16), got '{self.dtype}'")
+        if self.target == "host-ort" and dtype not in (None, "f32", "i8", "i16"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: host-ort measures f32, i8 and i16 tables")
-        if self.target == "host-torch" and self.dtype not in (None, "f32"):
+        if self.target == "host-torch" and dtype not in (None, "f32"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: host-torch measures f32 tables only")
 
 
@@ -59,7 +60,7 @@ def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False,
     table's own).  The options (``per_channel``, ``pow2``, ``weight_bits``,
     as ``ednas export``'s) apply to a fixed-point host table.
     """
-    dtype = cfg.dtype
+    dtype = dtype_name(cfg.dtype)
     if dtype is None and cfg.target in ("host-ort", "host-torch"):
         dtype = QUANT_DTYPE.get(quant, "f32") if cfg.target == "host-ort" else "f32"
     options = None
