@@ -23,7 +23,7 @@ from ednas.data import DataConfig
 from ednas.deploy.export import ExportConfig, export_model
 from ednas.dist import init_from_env
 from ednas.errors import ConfigError
-from ednas.latency.config import LatencyConfig
+from ednas.latency.config import LatencyConfig, table_precision
 from ednas.runtime import Timing
 from ednas.search.algorithm import SearchConfig, search
 from ednas.train.trainer import TrainConfig, train
@@ -55,7 +55,7 @@ class SearchCommand:
     tensorboard: bool = True
 
     FLAT: ClassVar[tuple] = ("data", "latency", "search")
-    ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache"}
+    ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache", "latency_dtype": "latency.dtype"}
 
 
 @dataclass(kw_only=True)
@@ -108,9 +108,10 @@ def search_command(cfg: SearchCommand) -> dict | None:
     dist = init_from_env()
     set_threads(cfg.threads or (1 if dist is not None else 0))
     try:
+        dtype, qopts = table_precision(cfg.latency)  # f32 on host-ort unless --latency-dtype says otherwise
         ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
                          timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
-                         out=cfg.out, needs_space=True)
+                         out=cfg.out, needs_space=True, table_dtype=dtype, table_quant=qopts)
         if dist is None or dist.rank == 0:
             save_config(cfg, ctx.out)
         r = search(cfg.search, ctx.out, data=ctx.data, latency=ctx.latency_model(), budget=ctx.budget(), space=ctx.space,

@@ -70,13 +70,19 @@ class RunContext:
         seed: the run's seed.
         progress: progress bars (``None``: only on a terminal).
         out: the output folder, checked (and created) first.
+        table_dtype, table_quant: the precision of the latency table and
+            its fixed-point options
+            (:func:`ednas.latency.config.table_precision`; ``None``: the
+            target's own).
     """
 
     def __init__(self, *, data: DataConfig, space: str | None = None, latency: LatencyConfig | None = None,
                  timing: Timing | None = None, timing_threads_given: bool = False, seed: int = 0,
-                 progress: bool | None = None, out=None, needs_space: bool = False):
+                 progress: bool | None = None, out=None, needs_space: bool = False, table_dtype: str | None = None,
+                 table_quant: dict | None = None):
         self.seed, self.progress = seed, progress
         self.latency_cfg = latency
+        self.table_dtype, self.table_quant = table_dtype, table_quant
         self._timing, self._threads_given = timing or Timing(), timing_threads_given
         self.out = check_out_dir(out) if out is not None else None
         self.data: DataSet = load_data(data)
@@ -93,8 +99,8 @@ class RunContext:
     def _table_without_measuring(self) -> LatencyTable | None:
         lc, d = self.latency_cfg, self.data
         if lc.target in MEASURED_TARGETS:
-            return cached_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache)
-        return target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress)
+            return cached_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.table_dtype, self.table_quant)
+        return target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant)
 
     @property
     def table(self) -> LatencyTable:
@@ -103,7 +109,8 @@ class RunContext:
             lc, d = self.latency_cfg, self.data
             if lc is None:
                 raise ConfigError("this command has no latency target")
-            self._table = target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress)
+            self._table = target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype,
+                                       self.table_quant)
         return self._table
 
     def use_table(self, table: LatencyTable) -> None:

@@ -49,11 +49,14 @@ from ednas.data import DataConfig
 from ednas.deploy.export import ExportConfig, export_model
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
-from ednas.latency.config import LatencyConfig
+from ednas.latency.config import QUANT_DTYPE, LatencyConfig, table_precision
+from ednas.latency.measure import table_reference
+from ednas.latency.ops import dtype_name
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
 from ednas.report.report import write_report
+from ednas.report.verdict import MEASURED_TOLERANCE, verdict
 from ednas.runtime import Timing
 from ednas.search.algorithm import SearchConfig, search
 from ednas.stage import StageResult, run_stage
@@ -118,6 +121,7 @@ class RunConfig:
         "input_size": "data.input_size",
         "workers": "data.workers",
         "target": "latency.target",
+        "latency_dtype": "latency.dtype",
         "budget_ms": "latency.budget_ms",
         "budget_frac": "latency.budget_frac",
         "lut_cache": "latency.cache",
@@ -136,6 +140,10 @@ class RunConfig:
             raise ConfigError(f"{name('lut_check')} must be >= 0, got {self.lut_check}")
         if self.threads < 0:
             raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
+        deployed, dtype = QUANT_DTYPE.get(self.export.quant), dtype_name(self.latency.dtype)
+        if dtype in ("i8", "i16") and dtype != deployed:
+            raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {dtype} network, but {name('export.quant')} "
+                              f"{self.export.quant} deploys {deployed}; give matching settings (or {name('latency.dtype')} f32)")
 
 
 def run(cfg: RunConfig) -> dict:
@@ -143,9 +151,11 @@ def run(cfg: RunConfig) -> dict:
     tune_malloc()
     set_threads(cfg.threads)
     t_start = time.time()
+    e = cfg.export
+    dtype, qopts = table_precision(cfg.latency, e.quant, e.pow2, e.per_channel, e.weight_bits)
     ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
                      timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
-                     out=cfg.out, needs_space=True)
+                     out=cfg.out, needs_space=True, table_dtype=dtype, table_quant=qopts)
     out = ctx.out
     save_config(cfg, out)
     data, space = ctx.data, ctx.space
@@ -168,10 +178,12 @@ def run(cfg: RunConfig) -> dict:
             v["plot"] = str(d / "validation.png")
             atomic_write_json(d / "validation.json", v)
             scatter_plot(v, d / "validation.png")
-            res.update(check_n=v["n"], check_mape=v["mape"], check_spearman=v["spearman"])
+            res.update(check_n=v["n"], check_mape=v["mape"], check_spearman=v["spearman"], check_mape_raw=v["mape_raw"],
+                       check_spearman_raw=v["spearman_raw"], check_drift=v["drift"], check_reference_ratio=v["reference"].get("ratio"))
         return res
 
-    lut = stage("lut", {**base, "target": cfg.latency.target, "num_classes": data.num_classes, "lut_check": cfg.lut_check}, lut_stage)
+    lut = stage("lut", {**base, "target": cfg.latency.target, "num_classes": data.num_classes, "lut_check": cfg.lut_check,
+                        "dtype": dtype, "quant": qopts}, lut_stage)
     ctx.use_table(load_table(out / "lut" / "lut.json", input_size=data.input_size))
     budget = ctx.budget()
     timing = ctx.timing
@@ -196,7 +208,10 @@ def run(cfg: RunConfig) -> dict:
 
     # 4. export: fuse, ONNX, quantize, measure
     def export_stage(d: Path) -> dict:
-        return export_model(cfg.export, out / "train" / "model.pt", d, data=data, timing=timing, seed=cfg.seed)
+        # the files are timed beside the table's reference network (same kind of host), so their latency is also
+        # given at the speed the table was built at, the speed the budget is in
+        return export_model(cfg.export, out / "train" / "model.pt", d, data=data, timing=timing, seed=cfg.seed,
+                            reference=table_reference(ctx.table)[0])
 
     exp = stage("export", {"export": config_dict(cfg.export), "timing": config_dict(timing), "seed": cfg.seed,
                            "trained": trn.result, "after": trn.fingerprint}, export_stage)
@@ -212,7 +227,7 @@ def run(cfg: RunConfig) -> dict:
                         "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed}, baselines_stage)
 
     # 6. summary and report
-    summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result)
+    summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result, ctx.table)
     atomic_write_json(out / "summary.json", summary)
     t = time.time()
     html, md = write_report(out, summary)
@@ -225,15 +240,33 @@ def run(cfg: RunConfig) -> dict:
     return summary
 
 
-def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict) -> dict:
+def _deployed(cfg: RunConfig, exp: dict, table) -> dict:
+    """The file the budget is for (the table's precision) and its measured latency, raw and at the table's speed."""
+    quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
+    key = "quant" if quant_file else "fp32"
+    ref = table_reference(table)
+    return {
+        "file": exp.get("onnx_quant") if quant_file else exp.get("onnx"),
+        "precision": table.dtype,
+        "raw_ms": exp.get(f"latency_ms_{key}"),
+        "scaled_ms": exp.get(f"latency_ms_{key}_scaled"),
+        "reference": exp.get("reference") or {"used": False, "why": ref[1]},
+    }
+
+
+def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict, table) -> dict:
     host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on the host running ednas
     on_host = str(cfg.latency.target) in ("host-ort", "host-torch")
-    measured = host_ms if on_host else None  # an analytic or board target is not the host
     budget = srch["budget_ms"]
-    return {
+    deployed = _deployed(cfg, exp, table)
+    # the file the budget is for, at the table's speed when its reference network was timed beside it
+    at_table = deployed["scaled_ms"] if deployed["scaled_ms"] is not None else deployed["raw_ms"]
+    measured = at_table if on_host else None  # an analytic or board target is not the host
+    summary = {
         "data": data.spec,
         "target": cfg.latency.target,
         "budget_ms": budget,
+        "latency_dtype": table.dtype,
         "arch": srch["arch"],
         "params": trn["params"],
         "macs": trn["macs"],  # conv + linear, counted by the training stage on the deploy form
@@ -243,11 +276,14 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "int8_drop": exp.get("drop"),
         "latency_ms_predicted": srch["predicted_latency_ms"],
         "latency_ms_measured": measured,
+        "latency_ms_measured_raw": deployed["raw_ms"] if on_host else None,
         "latency_ms_host_fp32": host_ms,
         "latency_ms_host_int8": exp.get("latency_ms_quant"),
-        "within_budget_measured": (measured <= 1.05 * budget) if measured is not None else None,
+        "deployed": deployed,
+        "within_budget_measured": (measured <= MEASURED_TOLERANCE * budget) if measured is not None else None,
         "onnx_max_abs_diff": exp.get("max_abs_diff"),
-        "lut_check": {k: lut.get(k) for k in ("check_n", "check_mape", "check_spearman") if k in lut},
+        "lut_check": {k: lut.get(k) for k in ("check_n", "check_mape", "check_spearman", "check_mape_raw", "check_spearman_raw", "check_drift",
+                                              "check_reference_ratio") if k in lut},
         "search_wall_s": srch["wall_s"],
         "fit_changes": len(srch.get("fit_changes") or []),
         "wall_s": time.time() - t_start,
@@ -255,6 +291,10 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "ednas": __version__,
         "out": str(out),
     }
+    if cfg.export.mixed_precision and table.dtype in ("i8", "i16"):
+        summary["latency_note"] = "the table prices every layer at 8 bit; --mixed-precision's 16-bit first and last layers are not in it"
+    summary["verdict"] = verdict(summary, lut)
+    return summary
 
 
 def _fmt(v, nd=4):
@@ -275,7 +315,9 @@ def _print_summary(s: dict, html: Path, md: Path) -> None:
         f"  params / MACs   {s['params']:,} / {s['macs']:,}",
         f"  top-1 (test)    {_fmt(s['top1'])} %   int8: {_fmt(s['top1_int8'])} %",
         f"  latency (ms)    predicted {_fmt(s['latency_ms_predicted'])}  measured {_fmt(s['latency_ms_measured'])}  budget {_fmt(s['budget_ms'])}"
+        f" ({s.get('latency_dtype')})"
         + ("" if s["latency_ms_measured"] is not None else f"  (on {s['target']}; this host: {_fmt(s['latency_ms_host_fp32'])})"),
+        f"  this host (ms)  fp32 {_fmt(s['latency_ms_host_fp32'])}  int8 {_fmt(s['latency_ms_host_int8'])}  (raw)",
         f"  ONNX vs torch   max abs diff {_fmt(s['onnx_max_abs_diff'])}",
         "  stages (s)      " + "  ".join(f"{k} {v['wall_s']:.0f}{'*' if v.get('skipped') else ''}" for k, v in s["stages"].items()),
         f"  wall            {s['wall_s']:.0f} s   (* = already complete, skipped)",
@@ -284,6 +326,8 @@ def _print_summary(s: dict, html: Path, md: Path) -> None:
         "",
     ]
     log.info("\n".join(lines))
+    for f in (s.get("verdict") or {}).get("failures", []):
+        log.warning("WARNING: %s (%s). %s", f["what"], f["why"], f["advice"])
 
 
 def run_cli(cfg: RunConfig) -> dict:
@@ -292,4 +336,5 @@ def run_cli(cfg: RunConfig) -> dict:
     out = Path(cfg.out)
     return {"summary": str(out / "summary.json"), "report_html": str(out / "report.html"), "report_md": str(out / "report.md"),
             "top1": s["top1"], "top1_int8": s["top1_int8"], "latency_ms_predicted": s["latency_ms_predicted"],
-            "latency_ms_measured": s["latency_ms_measured"], "budget_ms": s["budget_ms"], "wall_s": s["wall_s"]}
+            "latency_ms_measured": s["latency_ms_measured"], "budget_ms": s["budget_ms"], "latency_dtype": s["latency_dtype"],
+            "verdict_ok": s["verdict"]["ok"], "wall_s": s["wall_s"]}

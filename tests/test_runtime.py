@@ -84,9 +84,9 @@ def _spy(monkeypatch):
     calls = []
     real = board.interleaved
 
-    def spy(runners, warmup, repeats, rounds, min_time_s, progress=None):
-        calls.append({"names": list(runners), "warmup": warmup, "repeats": repeats, "rounds": rounds, "min_time_s": min_time_s})
-        return real(runners, warmup, repeats, rounds, min_time_s, progress)
+    def spy(runners, warmup, repeats, rounds, min_time_s, progress=None, **kw):
+        calls.append({"names": list(runners), "warmup": warmup, "repeats": repeats, "rounds": rounds, "min_time_s": min_time_s, **kw})
+        return real(runners, warmup, repeats, rounds, min_time_s, progress, **kw)
 
     monkeypatch.setattr(board, "interleaved", spy)
     return calls

@@ -46,7 +46,7 @@ from ednas.errors import ConfigError, DataError, EdnasError, ExportError
 from ednas.io import _atomic, atomic_write_json
 from ednas.nn import fuse
 from ednas.nn.files import load_model
-from ednas.runtime import Timing, export_onnx, ort_session, run_batched
+from ednas.runtime import Reference, Timing, export_onnx, ort_session, run_batched
 
 __all__ = ["ExportConfig", "export_model", "QUANT_MODES"]
 
@@ -144,7 +144,7 @@ def _compare_with_torch(model, sess, x: np.ndarray) -> dict:
 
 
 def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = None, data_spec: str | None = None,
-                 timing: Timing | None = None, seed: int = 0) -> dict:
+                 timing: Timing | None = None, seed: int = 0, reference: Reference | None = None) -> dict:
     """Export the trained ``model_path`` into ``out`` (see the module docstring); returns the export.json record.
 
     Args:
@@ -152,6 +152,9 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
             default: ``data_spec``, else the one the model was trained on.
         timing: how fp32 and quantized files are timed (threads, rounds, ...).
         seed: seed of the calibration draw.
+        reference: a latency table's reference network: timed alongside
+            the files, which also get their latency at the table's speed
+            (``latency_ms_fp32_scaled``, ``latency_ms_quant_scaled``).
     """
     timing = timing or Timing()
     if timing.threads < 1:
@@ -231,7 +234,7 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
             "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
         }
         models["quant"] = quant_path
-    lat = compare_latency(models, timing=timing)
+    lat = compare_latency(models, timing=timing, reference=reference)
 
     record = {
         "max_abs_diff": check["max_abs_diff"],
@@ -240,6 +243,9 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
         "latency_ms_fp32": lat["fp32"]["median_ms"],
         "latency_ms_quant": lat["quant"]["median_ms"] if "quant" in lat else None,
         "speedup": lat["fp32"]["median_ms"] / lat["quant"]["median_ms"] if "quant" in lat else None,
+        "latency_ms_fp32_scaled": lat["fp32"].get("scaled_ms"),
+        "latency_ms_quant_scaled": lat["quant"].get("scaled_ms") if "quant" in lat else None,
+        "reference": lat.get("reference"),
         "threads": timing.threads,
         "agreement": rec_quant["agreement"],
         "max_abs_diff_quant": rec_quant["max_abs_diff_quant"],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ednas.data import DataSet, make_loader
-from ednas.runtime import Timing, score_onnx, time_onnx
+from ednas.runtime import Reference, Timing, board, score_onnx, time_onnx
 
 __all__ = ["compare_latency", "onnx_scores", "top1"]
 
@@ -39,7 +39,8 @@ def onnx_scores(model, data: DataSet, split: str = "test", threads: int = 1, lim
 from ednas.metrics import top1  # noqa: E402 - the one tie rule (re-exported)
 
 
-def compare_latency(models: dict, threads: int = 1, rounds: int = 5, runs: int = 50, warmup: int = 10, timing: Timing | None = None) -> dict:
+def compare_latency(models: dict, threads: int = 1, rounds: int = 5, runs: int = 50, warmup: int = 10, timing: Timing | None = None,
+                    reference: Reference | None = None) -> dict:
     """Batch-1 latency of several ONNX models, timed interleaved (see the module docstring).
 
     Args:
@@ -51,6 +52,10 @@ def compare_latency(models: dict, threads: int = 1, rounds: int = 5, runs: int =
         timing: all of the above at once (wins over them); default
             ``Timing(threads, warmup, runs, rounds, min_time_s=0)``: exactly
             ``runs`` runs per round.
+        reference: a latency table's reference network, timed alongside:
+            each model also gets ``scaled_ms`` (its time at the table's
+            speed) and the result a ``"reference"`` entry (its ratio now /
+            at the table's build).
 
     Returns:
         name -> ``{"median_ms", "round_medians_ms", "min_ms", "threads",
@@ -58,8 +63,8 @@ def compare_latency(models: dict, threads: int = 1, rounds: int = 5, runs: int =
         medians, the fastest run, the settings and the number of timed runs.
     """
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=runs, rounds=rounds, min_time_s=0.0)
-    res = time_onnx(models, timing)
-    return {
+    res = time_onnx(models, timing, reference=reference)
+    out = {
         name: {
             "median_ms": r["ms"],
             "round_medians_ms": r["rounds_ms"],
@@ -68,6 +73,11 @@ def compare_latency(models: dict, threads: int = 1, rounds: int = 5, runs: int =
             "rounds": len(r["rounds_ms"]),
             "runs": int(timing.repeats),
             "n": r["n"],
+            **({"scaled_ms": r["scaled_ms"]} if "scaled_ms" in r else {}),
         }
-        for name, r in res.items()
+        for name, r in res.items() if name in models
     }
+    if reference is not None:
+        ref = res[board.REFERENCE]
+        out["reference"] = {"ms": ref["ms"], "table_ms": ref["table_ms"], "ratio": ref["ratio"]}
+    return out

@@ -19,6 +19,19 @@ Measured builds are cached and resumable: the output file is rewritten
 atomically after every operator, and a rerun with the same target, input
 size and settings measures only what is missing (so the same command also
 extends a table to a new space).
+
+Precision.  ``dtype`` ``f32`` (default) times float operators; ``i8`` and
+``i16`` (``host-ort`` only) time each operator as the quantized subgraph
+ONNX Runtime runs for a file quantized by ``ednas export`` (QDQ, per-channel
+weights, or ``quant={"pow2": True}`` for TIDL-style power-of-two scales;
+:mod:`ednas.runtime.board` writes those graphs itself), and the constant is
+fitted on networks quantized by the same quantizer as ``ednas export``.
+
+The reference network.  A measured ``host-ort`` table times a fixed network
+of the space (:func:`ednas.latency.measure.reference_arch`) between the
+rounds of every operator and records each operator in units of it; the
+table's ``reference`` says which network and how long it took, so later
+timings on the same machine can be scaled to the table's speed.
 """
 
 from __future__ import annotations
@@ -32,13 +45,13 @@ from ednas._perf import tune_malloc
 from ednas._run import progress as progress_bar
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.latency.measure import measure_ops_ort, measure_ops_torch
+from ednas.latency.measure import measure_ops_ort, measure_ops_torch, reference_spec
 from ednas.latency.model import LatencyModel
-from ednas.latency.ops import DTYPES, Op, space_ops
+from ednas.latency.ops import DTYPES, Op, dtype_name, space_ops
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile
 from ednas.latency.validate import fit_constant
-from ednas.runtime import board
+from ednas.runtime import Timing, board
 from ednas.stage import run_stage, stage_state
 
 __all__ = ["MEASURED_TARGETS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
@@ -77,6 +90,9 @@ def build_table(
     fit_seed: int = 1234,
     policy: str | None = None,
     progress: bool = False,
+    quant: dict | None = None,
+    stat: str | None = None,
+    reference: bool = True,
 ) -> LatencyTable:
     """The latency table of every operator ``space`` can need (see the module docstring).
 
@@ -89,24 +105,40 @@ def build_table(
             (never the validation ones: validation uses another seed and
             excludes them).
         dtype: operator dtype (default: f32 for host targets, the profile's
-            for analytic ones).
+            for analytic ones); ``host-ort`` measures ``f32``, ``i8`` and
+            ``i16``.
         policy: override the profile's ``mask``/``fallback`` policy.
+        quant: the fixed-point scheme of an ``i8``/``i16`` host table:
+            ``per_channel`` (default True), ``pow2`` (default False),
+            ``weight_bits`` (default: the dtype's), as ``ednas export``'s
+            settings of the same names.
+        stat: statistic of one timed batch (default: :class:`ednas.runtime.Timing`'s).
+        reference: time a reference network between the rounds (``host-ort``).
 
     Raises:
         EdnasError: unknown target, a resume file measured with other
             settings, or a board file that lacks operators of the space.
     """
+    dtype = dtype_name(dtype)
     if dtype is not None and dtype not in DTYPES:
-        raise ConfigError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)}")
+        raise ConfigError(f"--dtype '{dtype}' is unknown; expected one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16)")
     if policy is not None and policy not in POLICIES:
         raise ConfigError(f"--policy '{policy}' is unknown; expected one of {', '.join(POLICIES)}")
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if target.startswith("file:"):
         table = _from_board_file(target, space, input_size, num_classes, policy)
+        if dtype is not None and dtype != table.dtype:
+            raise ConfigError(f"board table '{target[5:]}' holds {table.dtype} operators, not --dtype {dtype}; measure a {dtype} kit "
+                              f"('ednas lut script --dtype {dtype}')")
     elif target in MEASURED_TARGETS:
-        if dtype not in (None, "f32"):
-            raise ConfigError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
-        table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress)
+        dtype = dtype or "f32"
+        if target == "host-torch" and dtype != "f32":
+            raise ConfigError(f"target host-torch measures float32 operators; --dtype must be f32, got {dtype}")
+        if dtype not in ("f32", *board.QUANT_DTYPES):
+            raise ConfigError(f"target {target} measures f32, {', '.join(board.QUANT_DTYPES)} operators; got --dtype {dtype}")
+        scheme = board.quant_scheme(dtype, **(quant or {})) if dtype != "f32" else None
+        table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
+                          dtype, scheme, stat or Timing().stat, reference and target == "host-ort")
     else:
         prof = load_profile(_profile_ref(target))
         prof.dtype = dtype or prof.dtype
@@ -121,7 +153,8 @@ def build_table(
     return table
 
 
-def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress) -> LatencyTable:
+def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
+              dtype="f32", scheme=None, stat="median", reference=True) -> LatencyTable:
     runtime = "onnxruntime" if target == "host-ort" else "torch"
     measurement = {
         "runtime": runtime,
@@ -130,56 +163,66 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         "warmup": int(warmup),
         "repeats": int(repeats),
         "rounds": int(rounds),
-        "statistic": "median over rounds of (median of repeats)" + (" differences" if runtime == "onnxruntime" else ""),
+        "stat": stat,
+        "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if runtime == "onnxruntime" else "")
+        + (", in units of the reference network" if reference else ""),
         **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if runtime == "onnxruntime" else {}),
         "graph_optimization": "all" if runtime == "onnxruntime" else "eager",
     }
     if runtime == "torch":
         measurement["malloc_tuned"] = tune_malloc()
-    table = LatencyTable(
-        target=target,
-        input_size=input_size,
-        entries={},
-        policy=policy or "fallback",
-        num_classes=num_classes,
-        space=space.format(),
-        meta={"measurement": measurement, "tools": _tools(), "machine": board.machine()},
-    )
+    meta = {"measurement": measurement, "tools": _tools(), "machine": board.machine()}
+    if scheme:
+        meta["quant"] = scheme
+    if reference:
+        meta["reference"] = reference_spec(space, input_size, num_classes, dtype)
+    table = LatencyTable(target=target, input_size=input_size, entries={}, policy=policy or "fallback", num_classes=num_classes,
+                         space=space.format(), dtype=dtype, meta=meta)
     if out is not None and Path(out).is_file():
         old = load_table(out)
         same = (
             old.target == target
             and old.input_size == input_size
-            and all((old.meta.get("measurement") or {}).get(k) == measurement[k] for k in ("runtime", "threads", "method"))
+            and old.dtype == dtype
+            and old.meta.get("quant") == (scheme or None)
+            and bool(old.meta.get("reference")) == bool(reference)
+            and all((old.meta.get("measurement") or {}).get(k, "median" if k == "stat" else None) == measurement[k]
+                    for k in ("runtime", "threads", "method", "stat"))
         )
         if not same:
             raise LatencyTableError(
-                f"'{out}' holds a table measured with other settings (target {old.target}, input {old.input_size}, "
-                f"measurement {old.meta.get('measurement')}); write to another --out or delete it"
+                f"'{out}' holds a table measured with other settings (target {old.target}, input {old.input_size}, dtype {old.dtype}, "
+                f"quantization {old.meta.get('quant')}, measurement {old.meta.get('measurement')}); write to another --out or delete it"
             )
         table.entries.update(old.entries)
-        for k in ("constant", "created"):
+        for k in ("constant", "created", "reference"):  # the reference network stays the one the entries were measured against
             if k in old.meta:
                 table.meta[k] = old.meta[k]
         table.constant_ms = old.constant_ms
-    ops = [op for op in space_ops(space, input_size, num_classes, "f32") if op.key not in table.entries]
-    bar = progress_bar(progress, len(ops), f"{target} operators", unit="op")
+    ops = [op for op in space_ops(space, input_size, num_classes, dtype) if op.key not in table.entries]
+    bar = progress_bar(progress, len(ops), f"{target} {dtype} operators", unit="op")
 
     def keep(op: Op, entry: dict) -> None:
         table.entries[op.key] = entry
+        if reference:
+            table.meta["reference"]["ms"] = board.rescale(table.entries)
         if out is not None:
             table.save(out)  # atomic: an interrupted build keeps every finished operator
         if bar is not None:
             bar.update(1)
 
-    measure = measure_ops_ort if runtime == "onnxruntime" else measure_ops_torch
-    measure(ops, threads, warmup, repeats, rounds, on_entry=keep)
+    if runtime == "onnxruntime":
+        ref_model = board.build_network(table.meta["reference"]["ops"], quant=scheme) if reference else None
+        measure_ops_ort(ops, threads, warmup, repeats, rounds, on_entry=keep, quant=scheme, reference=ref_model, stat=stat)
+    else:
+        measure_ops_torch(ops, threads, warmup, repeats, rounds, on_entry=keep)
     if bar is not None:
         bar.close()
     fitted_for = (table.meta.get("constant") or {}).get("space")
     if fit_archs > 0 and (ops or fitted_for != space.format()):
         # refit whenever entries changed: the constant absorbs what the operators miss
-        info = fit_constant(table, space, input_size, num_classes, fit_archs, fit_seed, "stratified", threads, warmup, max(repeats // 2, 20), rounds)
+        timing = Timing(threads=threads, warmup=warmup, repeats=max(repeats // 2, 20), rounds=rounds, stat=stat)
+        info = fit_constant(table, space, input_size, num_classes, fit_archs, fit_seed, "stratified", timing=timing)
         info["space"] = space.format()
         table.constant_ms = info["constant_ms"]
         table.meta["constant"] = info
@@ -206,7 +249,7 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
         for v in fit.values():
             s = sum(table.ms(Op.from_key(k)) for k in v["ops"])
             sums.append(round(s, 6))
-            resid.append(v["ms"] - s)
+            resid.append((v["scaled_ms"] if v.get("scaled_ms") is not None else v["ms"]) - s)  # at the table's speed when the board had a reference
         import statistics
 
         info = {
@@ -231,46 +274,63 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
 # a target name (or table file) -> the table, with measured tables cached
 
 
-def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str) -> tuple[Path, dict]:
+def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str, dtype: str | None = None,
+               quant: dict | None = None) -> tuple[Path, dict]:
     import hashlib
 
+    dtype = dtype or "f32"
     settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
-                "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": 5, "fit_archs": 5, "fit_seed": 1234}}
-    key = hashlib.sha1(f"{target}|{space.format()}|{input_size}|{num_classes}".encode()).hexdigest()[:12]
-    return Path(cache).expanduser() / f"{target}-{input_size}-{key}", settings
+                "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": 5, "fit_archs": 5, "fit_seed": 1234, "stat": Timing().stat,
+                                "reference": target == "host-ort"}}
+    key_text = f"{target}|{space.format()}|{input_size}|{num_classes}"
+    if dtype != "f32" or quant:  # f32 tables keep the folders they always had
+        settings["dtype"], settings["quant"] = dtype, quant or None
+        key_text += f"|{dtype}|{sorted((quant or {}).items())}"
+    key = hashlib.sha1(key_text.encode()).hexdigest()[:12]
+    return Path(cache).expanduser() / f"{target}-{dtype}-{input_size}-{key}" if dtype != "f32" else Path(cache).expanduser() / f"{target}-{input_size}-{key}", settings
 
 
-def cached_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str) -> LatencyTable | None:
+def cached_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str, dtype: str | None = None,
+                 quant: dict | None = None) -> LatencyTable | None:
     """The complete cached table of a measured target, or ``None`` (nothing is measured)."""
-    folder, settings = _cache_dir(target, space, input_size, num_classes, cache)
+    folder, settings = _cache_dir(target, space, input_size, num_classes, cache, dtype, quant)
     if target in MEASURED_TARGETS and stage_state(folder, settings) == "complete":
         return load_table(folder / "lut.json", input_size=input_size)
     return None
 
 
 def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str = "~/.cache/ednas/lut",
-                 progress: bool | None = None) -> LatencyTable:
+                 progress: bool | None = None, dtype: str | None = None, quant: dict | None = None) -> LatencyTable:
     """The latency table of ``target`` (a target name, or a table file) for a space.
 
     A measured table (``host-ort``, ``host-torch``) is built once per target,
-    space, input size and classes in its own folder under ``cache`` and
-    reused (:func:`ednas.stage.run_stage`: an interrupted build resumes from
-    the operators it measured; a folder of other settings is kept aside).
-    Analytic profiles and board files are computed each time (instantly).
+    space, input size, classes, measurement settings and precision
+    (``dtype`` and the fixed-point scheme ``quant``) in its own folder under
+    ``cache`` and reused (:func:`ednas.stage.run_stage`: an interrupted
+    build resumes from the operators it measured; a folder of other
+    settings is kept aside).  Analytic profiles and board files are
+    computed each time (instantly); ``dtype`` then overrides a profile's
+    and must match a board file's.  A table file is used as it is (its
+    dtype must be ``dtype`` when one is asked for).
     """
+    dtype = dtype_name(dtype)
     if target.endswith(".json") and not target.startswith("file:"):
-        return load_table(target, input_size=input_size)
+        table = load_table(target, input_size=input_size)
+        if dtype is not None and table.dtype != dtype:
+            raise ConfigError(f"latency table '{target}' holds {table.dtype} operators, not the {dtype} asked for; "
+                              f"build one with 'ednas lut build --dtype {dtype}' or ask for {table.dtype}")
+        return table
     if target in MEASURED_TARGETS:
-        folder, settings = _cache_dir(target, space, input_size, num_classes, cache)
+        folder, settings = _cache_dir(target, space, input_size, num_classes, cache, dtype, quant)
         run_stage(folder, settings, lambda d: {"entries": len(build_table(target, space, input_size, num_classes, out=d / "lut.json",
-                                                                            progress=progress).entries)},
+                                                                            progress=progress, dtype=dtype, quant=quant).entries)},
                   name=f"lut cache {folder.name}")
         return load_table(folder / "lut.json", input_size=input_size)
-    return build_table(target, space, input_size, num_classes, progress=progress)
+    return build_table(target, space, input_size, num_classes, progress=progress, dtype=dtype)
 
 
 def latency_model(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str = "~/.cache/ednas/lut",
-                  progress: bool | None = None):
+                  progress: bool | None = None, dtype: str | None = None, quant: dict | None = None):
     """The :class:`~ednas.latency.model.LatencyModel` of a target name or table file (see :func:`target_table`)."""
 
-    return LatencyModel(space, input_size, num_classes, target_table(target, space, input_size, num_classes, cache, progress))
+    return LatencyModel(space, input_size, num_classes, target_table(target, space, input_size, num_classes, cache, progress, dtype, quant))

@@ -15,9 +15,11 @@ from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
 from ednas.latency.build import build_table
 from ednas.latency.model import LatencyModel
+from ednas.latency.ops import dtype_name
 from ednas.latency.script import write_script
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
+from ednas.runtime import board
 
 __all__ = ["LutBuildConfig", "LutValidateConfig", "LutScriptConfig", "lut_build", "lut_validate", "lut_script"]
 
@@ -46,8 +48,16 @@ class LutBuildConfig:
     input_size: Optional[int] = None
     #: classifier outputs (the classifier's key holds it)
     num_classes: int = 10
-    #: operator dtype in the keys: f32, f16, i16, i8 (default: f32 on the host, the profile's otherwise)
+    #: operator dtype in the keys: f32, f16, i16, i8 (default: f32 on the host, the profile's otherwise); host-ort measures f32, i8 and i16
     dtype: Optional[str] = None
+    #: i8/i16 on host-ort: TIDL-style power-of-two scales, per tensor (as 'ednas export --pow2')
+    pow2: bool = False
+    #: i8/i16 on host-ort: one weight scale per output channel (as 'ednas export --per-channel'; off with --pow2)
+    per_channel: bool = True
+    #: i8/i16 on host-ort: weight width 8 or 16 (default: the dtype's)
+    weight_bits: Optional[int] = None
+    #: statistic of one timed batch: median, min, p10, p20, p25 (default: the timing default)
+    stat: Optional[str] = None
     #: intra-op threads for measuring (keep it what you deploy with)
     threads: int = 1
     #: untimed runs before each timed batch
@@ -66,11 +76,24 @@ class LutBuildConfig:
     progress: bool = True
 
 
+def _quant(cfg) -> dict | None:
+    """The fixed-point options of a command (None: the defaults); ``cfg.dtype`` is normalised (``int8`` -> ``i8``)."""
+    cfg.dtype = dtype_name(cfg.dtype)
+    if cfg.pow2 and cfg.dtype not in board.QUANT_DTYPES:
+        raise ConfigError(f"--pow2 needs a fixed-point --dtype ({', '.join(board.QUANT_DTYPES)}), got {cfg.dtype or 'f32'}")
+    if cfg.weight_bits not in (None, 8, 16):
+        raise ConfigError(f"--weight-bits must be 8 or 16, got {cfg.weight_bits}")
+    if cfg.stat is not None and cfg.stat not in board.STATISTICS:
+        raise ConfigError(f"--stat must be one of {', '.join(board.STATISTICS)}, got {cfg.stat!r}")
+    return {"per_channel": cfg.per_channel, "pow2": cfg.pow2, "weight_bits": cfg.weight_bits} if cfg.dtype in board.QUANT_DTYPES else None
+
+
 def lut_build(cfg: LutBuildConfig) -> dict:
     space, size = _space(cfg.space, cfg.input_size)
     t = build_table(
         cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
         repeats=cfg.repeats, rounds=cfg.rounds, fit_archs=cfg.fit_archs, fit_seed=cfg.fit_seed, policy=cfg.policy, progress=cfg.progress,
+        quant=_quant(cfg), stat=cfg.stat,
     )
 
     lm = LatencyModel(space, size, cfg.num_classes, t)
@@ -79,10 +102,12 @@ def lut_build(cfg: LutBuildConfig) -> dict:
         "out": cfg.out,
         "target": t.target,
         "input_size": size,
+        "dtype": t.dtype,
         "entries": len(t.entries),
         "unsupported_entries": unsupported,
         "policy": t.policy,
         "constant_ms": t.constant_ms,
+        "reference_ms": (t.meta.get("reference") or {}).get("ms"),
         "min_ms": round(lm.min_ms, 6),
         "max_ms": round(lm.max_ms, 6),
     }
@@ -114,6 +139,8 @@ class LutValidateConfig:
     repeats: int = 20
     #: interleaved rounds over all networks (many short rounds: drifts of a shared machine cancel); the value is the median over rounds
     rounds: int = 15
+    #: time the table's reference network alongside and compare at the table's speed (raw figures are kept beside)
+    scale: bool = True
     #: show a progress bar
     progress: bool = True
 
@@ -129,7 +156,7 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
     bar = tqdm(total=(cfg.archs + n_fit) * cfg.rounds, desc="end-to-end", unit="net", disable=not cfg.progress, leave=False)
     res = validate_table(
         table, space, cfg.archs, cfg.seed, cfg.sampling, cfg.threads, cfg.warmup, cfg.repeats, cfg.rounds, cfg.num_classes,
-        progress=lambda name, r: bar.update(1),
+        progress=lambda name, r: bar.update(1), scale=cfg.scale,
     )
     bar.close()
     js = Path(cfg.json) if cfg.json else Path(cfg.lut).with_name(Path(cfg.lut).stem + "_validation.json")
@@ -137,7 +164,8 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
     res["plot"] = str(png)
     atomic_write_json(js, res)
     scatter_plot(res, png)
-    return {"json": str(js), "plot": str(png), "n": res["n"], "mape": res["mape"], "spearman": res["spearman"]}
+    return {"json": str(js), "plot": str(png), "n": res["n"], "dtype": res["dtype"], "mape": res["mape"], "spearman": res["spearman"],
+            "mape_raw": res["mape_raw"], "spearman_raw": res["spearman_raw"], "reference_ratio": res["reference"].get("ratio"), "drift": res["drift"]}
 
 
 @dataclass
@@ -154,6 +182,16 @@ class LutScriptConfig:
     num_classes: int = 10
     #: target name recorded in the board's table
     target: str = "board"
+    #: operator precision measured on the board: f32, i8 or i16 (fixed point: QDQ graphs as 'ednas export' writes them)
+    dtype: str = "f32"
+    #: i8/i16: TIDL-style power-of-two scales, per tensor
+    pow2: bool = False
+    #: i8/i16: one weight scale per output channel (off with --pow2)
+    per_channel: bool = True
+    #: i8/i16: weight width 8 or 16 (default: the dtype's)
+    weight_bits: Optional[int] = None
+    #: statistic of one timed batch on the board: median, min, p10, p20, p25 (default: the timing default)
+    stat: Optional[str] = None
     #: networks timed end to end on the board for the per-network constant
     fit_archs: int = 5
     #: networks timed end to end on the board to validate the table
@@ -166,4 +204,8 @@ class LutScriptConfig:
 
 def lut_script(cfg: LutScriptConfig) -> dict:
     space, size = _space(cfg.space, cfg.input_size)
-    return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed)
+    cfg.dtype = dtype_name(cfg.dtype)
+    if cfg.dtype != "f32" and cfg.dtype not in board.QUANT_DTYPES:
+        raise ConfigError(f"--dtype must be f32 or one of {', '.join(board.QUANT_DTYPES)} (what ONNX Runtime runs on a board), got {cfg.dtype}")
+    return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed,
+                        dtype=cfg.dtype, quant=_quant(cfg), stat=cfg.stat)

@@ -1,4 +1,4 @@
-"""The latency settings of a command: target, budget, table cache."""
+"""The latency settings of a command: target, budget, table precision, table cache."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from typing import Optional
 
 from ednas.config import given
 from ednas.errors import ConfigError
+from ednas.latency.ops import DTYPES, dtype_name
 
-__all__ = ["LatencyConfig"]
+__all__ = ["LatencyConfig", "table_precision", "QUANT_DTYPE"]
+
+#: the table dtype of each ``--export.quant`` mode
+QUANT_DTYPE = {"none": "f32", "int8": "i8", "int16": "i16"}
 
 
 @dataclass
@@ -21,7 +25,10 @@ class LatencyConfig:
     budget_ms: Optional[float] = None
     #: budget as a fraction of the way from the space's smallest (0) to its largest (1) network on the target
     budget_frac: float = 0.5
-    #: folder of cached measured tables (host targets), one sub-folder per target, space and input size
+    #: precision the table prices (and the budget is for): f32, i8, i16 (f16 for analytic profiles);
+    #: default on host-ort: what 'ednas run' deploys (--quant int8: i8), f32 for 'ednas search'; elsewhere the profile's or table's own
+    dtype: Optional[str] = None
+    #: folder of cached measured tables (host targets), one sub-folder per target, space, input size and precision
     cache: str = "~/.cache/ednas/lut"
 
     def check(self, name) -> None:
@@ -33,3 +40,30 @@ class LatencyConfig:
             raise ConfigError(f"{name('budget_frac')} {self.budget_frac} must be in [0, 1]; 0 = the space's smallest network, 1 = its largest")
         if not self.target.strip():
             raise ConfigError(f"{name('target')} must name a target or a table file")
+        dtype = dtype_name(self.dtype)
+        if dtype is not None and dtype not in DTYPES:
+            raise ConfigError(f"{name('dtype')} must be one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16), got '{self.dtype}'")
+        if self.target == "host-ort" and dtype not in (None, "f32", "i8", "i16"):
+            raise ConfigError(f"{name('dtype')} {self.dtype}: host-ort measures f32, i8 and i16 tables")
+        if self.target == "host-torch" and dtype not in (None, "f32"):
+            raise ConfigError(f"{name('dtype')} {self.dtype}: host-torch measures f32 tables only")
+
+
+def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False, per_channel: bool = True,
+                    weight_bits: int | None = None) -> tuple[str | None, dict | None]:
+    """The dtype and fixed-point options of the table a command searches with.
+
+    ``cfg.dtype`` when given; else, on ``host-ort``, the precision of the file
+    that will be deployed (``quant``: ``int8`` -> ``i8``, ``int16`` -> ``i16``,
+    ``none`` -> ``f32``), so the budget holds for the deployed file; on
+    ``host-torch`` ``f32``; on other targets ``None`` (the profile's or
+    table's own).  The options (``per_channel``, ``pow2``, ``weight_bits``,
+    as ``ednas export``'s) apply to a fixed-point host table.
+    """
+    dtype = dtype_name(cfg.dtype)
+    if dtype is None and cfg.target in ("host-ort", "host-torch"):
+        dtype = QUANT_DTYPE.get(quant, "f32") if cfg.target == "host-ort" else "f32"
+    options = None
+    if dtype in ("i8", "i16") and cfg.target == "host-ort":
+        options = {"per_channel": bool(per_channel and not pow2), "pow2": bool(pow2), "weight_bits": weight_bits}
+    return dtype, options

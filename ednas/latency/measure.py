@@ -10,7 +10,18 @@
   (:func:`ednas.runtime.board.interleaved`).
 * :func:`measure_latency`: one model end to end with ONNX Runtime, in deploy
   form (fused if needed), with the same session options as the table
-  (:func:`ednas.runtime.time_onnx`).
+  (:func:`ednas.runtime.time_onnx`); given the table, in the table's
+  precision (quantized as ``ednas export`` quantizes) and scaled by the
+  table's reference network.
+
+The reference network.  A shared or throttled machine changes speed by
+1.5-2x for tens of seconds at a time, longer than a table's phases.  So a
+measured table is built around a fixed *reference network* of the space
+(:func:`reference_arch`: every layer at its middle candidate): it is timed
+between the rounds of every operator, each operator is recorded in units of
+it (``rel``) and the table keeps the reference's time (``reference.ms``);
+whoever times networks later on the same machine times the reference
+alongside (:func:`table_reference`) and scales by it.
 
 Threads are set explicitly (default 1): on a small shared machine,
 multi-thread timings come in fast and slow episodes up to 2x apart, so
@@ -21,14 +32,83 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from ednas.latency.ops import Op
+from ednas.arch.spec import ArchSpec
+from ednas.latency.ops import Op, arch_ops
 from ednas.nn.fuse import deploy_model
-from ednas.runtime import Timing, board, onnx_bytes, time_onnx, time_torch
+from ednas.runtime import Reference, Timing, board, onnx_bytes, time_onnx, time_torch
+from ednas.runtime.quantize import QuantSettings, quantize_bytes
 
-__all__ = ["measure_latency", "measure_onnx_ms", "measure_ops_ort", "measure_ops_torch", "measure_torch_ms", "onnx_deploy_bytes"]
+__all__ = ["measure_latency", "measure_onnx_ms", "measure_ops_ort", "measure_ops_torch", "measure_torch_ms", "onnx_deploy_bytes",
+           "reference_arch", "reference_spec", "table_reference", "same_machine", "quant_settings", "deployed_bytes"]
+
+
+# ---------------------------------------------------------------------------
+# the reference network and the table's precision
+
+
+def reference_arch(space: ArchSpec) -> ArchSpec:
+    """The reference network of a space: every layer kept, at its middle kernel and expansion."""
+    picks = [{"kernel": l.spec.kernels[len(l.spec.kernels) // 2], "expansion": l.spec.expansions[len(l.spec.expansions) // 2], "skip": False}
+             for l in space.layers()]
+    return space.with_picks(picks, branches=False)
+
+
+def reference_spec(space: ArchSpec, input_size: int, num_classes: int, dtype: str = "f32") -> dict:
+    """What a table records of its reference network (its ``ms`` is filled in by the build)."""
+    arch = reference_arch(space)
+    return {"arch": arch.format(), "ops": [op.key for op in arch_ops(arch, input_size, num_classes, dtype)], "ms": None,
+            "what": "the space's network with every layer at its middle candidate, built by ednas.runtime.board.build_network"}
+
+
+def same_machine(a: dict | None, b: dict | None) -> bool:
+    """Whether two ``machine`` records (a table's, :func:`ednas.runtime.board.machine`) describe the same kind of host."""
+    keys = ("system", "arch", "cpu", "cores")
+    return bool(a and b) and all(a.get(k) == b.get(k) for k in keys)
+
+
+def table_reference(table) -> tuple[Reference | None, str]:
+    """The table's reference network to time alongside, or ``(None, why not)``.
+
+    Only for a table measured with a reference on this kind of machine (the
+    same CPU and core count): the reference then measures how fast this
+    machine is now compared with when the table was built.
+    """
+    ref = table.meta.get("reference") or {}
+    if not ref.get("ops") or not ref.get("ms"):
+        return None, "the table has no reference network (built without one, or by an older ednas)"
+    if not table.is_host:
+        return None, f"target {table.target} is not this host"
+    if not same_machine(table.meta.get("machine"), board.machine()):
+        return None, "the table was measured on another kind of machine"
+    data, shape = board.build_network(ref["ops"], quant=table.meta.get("quant"))
+    return Reference(data, float(ref["ms"]), tuple(shape)), ""
+
+
+def quant_settings(scheme: dict | None) -> QuantSettings | None:
+    """The :class:`~ednas.runtime.quantize.QuantSettings` of a table's fixed-point scheme (None: float)."""
+    if not scheme:
+        return None
+    return QuantSettings(bits=int(scheme["bits"]), weight_bits=int(scheme.get("weight_bits") or scheme["bits"]),
+                         pow2=bool(scheme.get("pow2")), per_channel=bool(scheme.get("per_channel", True)))
+
+
+def deployed_bytes(model: nn.Module, input_size: int, quant: dict | None = None, calib_images: int = 16, seed: int = 0) -> bytes:
+    """The ONNX file ``model`` is deployed as: its fused deploy form, quantized as ``ednas export`` does when ``quant`` is given.
+
+    Quantization is ednas's one quantizer (:func:`ednas.runtime.quantize.quantize_onnx`)
+    calibrated on ``calib_images`` random images in [-1, 1] (what the timing
+    feeds; the values do not change the kernels ONNX Runtime runs).
+    """
+    data = onnx_deploy_bytes(model, input_size)
+    settings = quant_settings(quant)
+    if settings is None:
+        return data
+    images = np.random.default_rng(seed).uniform(-1, 1, (calib_images, 3, input_size, input_size)).astype(np.float32)
+    return quantize_bytes(data, images, settings)
 
 
 def measure_ops_ort(
@@ -38,15 +118,22 @@ def measure_ops_ort(
     repeats: int = 100,
     rounds: int = 5,
     on_entry: Callable[[Op, dict], None] | None = None,
+    quant: dict | None = None,
+    reference: tuple | None = None,
+    stat: str = "median",
 ) -> dict:
-    """``{key: {"ms", "spread_ms", "n"}}`` of each operator with ONNX Runtime.
+    """``{key: {"ms", "spread_ms", "n", ...}}`` of each operator with ONNX Runtime.
 
     ``on_entry`` is called after each operator (the builder saves the table
-    there, so an interrupted build keeps what it measured).
+    there, so an interrupted build keeps what it measured).  ``quant``: the
+    fixed-point scheme of fixed-point operators; ``reference``: ``(onnx
+    bytes, shape)`` of the reference network, timed between the rounds
+    (:func:`ednas.runtime.board.measure_op`).
     """
     out, cache = {}, {}
+    ref = board.runner(reference[0], threads, reference[1]) if reference is not None else None
     for op in ops:
-        e = board.measure_op(op.key, threads, warmup, repeats, rounds, cache=cache)
+        e = board.measure_op(op.key, threads, warmup, repeats, rounds, cache=cache, quant=quant, reference=ref, stat=stat)
         out[op.key] = e
         if on_entry:
             on_entry(op, e)
@@ -107,7 +194,8 @@ def onnx_deploy_bytes(model: nn.Module, input_size: int) -> bytes:
 
 
 def measure_latency(
-    model: nn.Module, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, timing: Timing | None = None
+    model: nn.Module, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, timing: Timing | None = None,
+    table=None,
 ) -> float:
     """End-to-end ms of ``model`` with ONNX Runtime (deploy form; fused if it is not).
 
@@ -115,10 +203,17 @@ def measure_latency(
     :class:`~ednas.runtime.Timing` of ``threads``, ``warmup``, ``repeats``,
     ``rounds``): the table's session options (``threads`` intra-op threads,
     sequential, full graph optimisation), the median over rounds of the
-    median of at least ``repeats`` runs.
+    median of at least ``repeats`` runs.  Given the latency ``table`` the
+    network is what that table prices: quantized in the table's fixed-point
+    scheme (:func:`deployed_bytes`), and, when the table has a reference
+    network measured on this kind of machine, timed beside it and scaled to
+    the table's speed (:func:`table_reference`).
     """
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
-    return time_onnx({"model": onnx_deploy_bytes(model, input_size)}, timing)["model"]["ms"]
+    quant = table.meta.get("quant") if table is not None else None
+    ref = table_reference(table)[0] if table is not None else None
+    r = time_onnx({"model": deployed_bytes(model, input_size, quant)}, timing, reference=ref)["model"]
+    return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]
 
 
 def measure_onnx_ms(model: nn.Module, input_size: int, threads: int = 1, rounds: int = 5, repeats: int = 50, timing: Timing | None = None) -> float:

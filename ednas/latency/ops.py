@@ -48,6 +48,8 @@ __all__ = [
     "KEY_VERSION",
     "OP_TYPES",
     "DTYPES",
+    "DTYPE_ALIASES",
+    "dtype_name",
     "Op",
     "out_size",
     "stem_ops",
@@ -62,6 +64,8 @@ __all__ = [
 KEY_VERSION = 1
 OP_TYPES = ("stem-dw", "stem-pw", "expand", "dw", "project", "add", "head", "pool", "fc", "conv")
 DTYPES = ("f32", "f16", "i16", "i8")
+#: the other names a dtype may be given by on the command line (``--dtype int8``)
+DTYPE_ALIASES = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "int16": "i16", "int8": "i8"}
 # bytes per element, for the memory term of the analytic targets
 DTYPE_BYTES = {"f32": 4, "f16": 2, "i16": 2, "i8": 1}
 # the operators followed by a ReLU in the deploy form (ORT fuses it into the conv)
@@ -71,6 +75,11 @@ _KEY = re.compile(
     r"^(?P<type>[a-z0-9-]+)_i(?P<h>\d+)x(?P<w>\d+)x(?P<cin>\d+)_o(?P<cout>\d+)"
     r"_k(?P<kernel>\d+)_s(?P<stride>\d+)_g(?P<groups>\d+)_e(?P<expansion>\d+)_(?P<dtype>[a-z0-9]+)$"
 )
+
+
+def dtype_name(dtype: str | None) -> str | None:
+    """The key-scheme name of a dtype given as ``i8`` or ``int8`` (``None`` stays ``None``; unknown names pass through to be refused)."""
+    return None if dtype is None else DTYPE_ALIASES.get(str(dtype).lower(), dtype)
 
 
 def out_size(size: int, stride: int) -> int:

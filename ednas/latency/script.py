@@ -22,9 +22,10 @@ from pathlib import Path
 
 from ednas.arch.spec import ArchSpec
 from ednas.io import atomic_write_json, atomic_write_text
+from ednas.latency.measure import reference_spec
 from ednas.latency.ops import KEY_VERSION, arch_ops, space_ops
 from ednas.latency.validate import sample_picks
-from ednas.runtime import board
+from ednas.runtime import Timing, board
 
 __all__ = ["write_script"]
 
@@ -34,6 +35,7 @@ _README = """ednas latency measuring kit
 space : {space}
 input : {input_size} x {input_size}, {num_classes} classes
 ops   : {n_ops} operators; {n_fit} fit + {n_val} validate networks
+dtype : {dtype}{quant}
 
 On the board (Python 3, numpy, onnxruntime; no ednas):
 
@@ -42,6 +44,10 @@ On the board (Python 3, numpy, onnxruntime; no ednas):
 It prints one line per operator and rewrites lut_board.json after each, so
 an interrupted run resumes where it stopped.  --threads must be the number
 of threads you will deploy with.  Then it times the networks end to end.
+It writes every model it times itself (float, or quantized QDQ graphs with
+the scales and zero points ONNX Runtime's quantize_static would choose), and
+times a fixed reference network between the rounds, so the table is in one
+speed of the board even when the board's speed changes while it measures.
 
 Back on the host:
 
@@ -64,8 +70,16 @@ def write_script(
     validate_archs: int = 30,
     fit_seed: int = 1234,
     seed: int = 0,
+    dtype: str = "f32",
+    quant: dict | None = None,
+    stat: str | None = None,
 ) -> dict:
-    """Write the kit (see the module docstring); returns what was written."""
+    """Write the kit (see the module docstring); returns what was written.
+
+    ``dtype`` ``i8`` or ``i16``: the board builds and times the quantized
+    operator models (QDQ, the fixed-point options ``quant`` as
+    :func:`ednas.latency.build_table`'s) and quantized networks itself.
+    """
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,8 +89,8 @@ def write_script(
     for role, group in (("fit", fit), ("validate", val)):
         for i, picks in enumerate(group):
             arch = space.with_picks(picks, branches=False)
-            networks.append({"name": f"{role}-{i}", "role": role, "arch": arch.format(), "ops": [op.key for op in arch_ops(arch, input_size, num_classes)]})
-    ops = [op.key for op in space_ops(space, input_size, num_classes, "f32")]
+            networks.append({"name": f"{role}-{i}", "role": role, "arch": arch.format(), "ops": [op.key for op in arch_ops(arch, input_size, num_classes, dtype)]})
+    ops = [op.key for op in space_ops(space, input_size, num_classes, dtype)]
     spec = {
         "format": "ednas-ops",
         "key_version": KEY_VERSION,
@@ -84,15 +98,20 @@ def write_script(
         "space": space.format(),
         "input_size": input_size,
         "num_classes": num_classes,
-        "dtype": "f32",
+        "dtype": dtype,
+        "statistic": stat or Timing().stat,
+        "reference": reference_spec(space, input_size, num_classes, dtype),
         "ops": ops,
         "networks": networks,
     }
+    if dtype != "f32":
+        spec["quant"] = board.quant_scheme(dtype, **(quant or {}))
     atomic_write_json(out / "ops.json", spec)
     atomic_write_text(out / "measure_ops.py", Path(board.__file__).read_text())
     atomic_write_text(
         out / "README.txt",
-        _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val)),
+        _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val),
+                       dtype=dtype, quant=f" ({spec['quant']})" if spec.get("quant") else ""),
     )
     return {
         "out": str(out),
@@ -101,5 +120,6 @@ def write_script(
         "n_ops": len(ops),
         "n_fit_networks": len(fit),
         "n_validate_networks": len(val),
+        "dtype": dtype,
         "run_on_board": "python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1",
     }

@@ -9,6 +9,20 @@ each is built, fused to its deploy form, exported to ONNX and timed end to
 end with the table's runtime, threads and session options, interleaved over
 rounds.  Reported: MAPE, Spearman's rank correlation, and every pair.
 
+Fixed point.  A table of a fixed-point dtype (``i8``, ``i16``) is checked
+against the networks as they are deployed: each fused ONNX file is
+quantized by ednas's one quantizer (:func:`ednas.runtime.quantize.quantize_onnx`,
+the table's scheme: per-channel or power-of-two, 8 or 16 bit) before it is
+timed, as ``ednas export`` writes ``model_int8.onnx``.
+
+A busy machine.  When the table has a reference network and was measured on
+this kind of machine, the reference is timed alongside the networks
+(:func:`ednas.runtime.board.interleaved`) and every measurement is also
+given at the table's speed (``measured_scaled_ms``): ``mape`` and
+``spearman`` compare the table with those, ``mape_raw`` and
+``spearman_raw`` with the raw timings; ``reference.ratio`` says how much
+slower (> 1) or faster the machine is than when the table was built.
+
 Sampling.  ``uniform`` draws every choice uniformly; the networks then all
 sit near the middle of the space's latency range, where ranking them tests
 noise more than the table.  ``stratified`` (the default) gives network i a
@@ -31,10 +45,10 @@ import torch.nn as nn
 from ednas.arch.spec import ArchSpec, parse_arch
 from ednas.errors import ConfigError, LatencyTableError
 from ednas.io import _atomic
-from ednas.latency.measure import onnx_deploy_bytes
+from ednas.latency.measure import deployed_bytes, table_reference
 from ednas.latency.model import LatencyModel
 from ednas.nn import build_model, fuse
-from ednas.runtime import Timing, time_onnx, time_torch
+from ednas.runtime import Reference, Timing, board, time_onnx, time_torch
 
 __all__ = ["SAMPLINGS", "sample_picks", "random_deploy_model", "mape", "spearman", "scatter_plot", "fit_constant", "validate_table", "time_networks"]
 
@@ -160,25 +174,40 @@ def scatter_plot(result: dict, path, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, timing: Timing, progress: Callable | None = None) -> dict:
-    """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``, interleaved (:mod:`ednas.runtime.timing`)."""
+def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, timing: Timing, progress: Callable | None = None,
+                  quant: dict | None = None, reference: Reference | None = None) -> dict:
+    """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``, interleaved (:mod:`ednas.runtime.timing`).
+
+    ``quant``: quantize each fused ONNX file with this fixed-point scheme
+    first (:func:`ednas.latency.measure.deployed_bytes`); ``reference``:
+    time it alongside (ONNX Runtime only).
+    """
 
     models = {n: random_deploy_model(a, num_classes, seed=i) for i, (n, a) in enumerate(archs.items())}
     if runtime == "onnxruntime":
-        return time_onnx({n: onnx_deploy_bytes(m, input_size) for n, m in models.items()}, timing, progress)
+        files = {n: deployed_bytes(m, input_size, quant, seed=i) for i, (n, m) in enumerate(models.items())}
+        return time_onnx(files, timing, progress, reference=reference)
     if runtime == "torch":
+        if quant:
+            raise LatencyTableError("host-torch tables are float32 only")
         return time_torch(models, input_size, timing, progress)
     raise LatencyTableError(f"cannot measure networks end to end for runtime '{runtime}' on this host")
 
 
 def summarize(pairs: list[dict]) -> dict:
+    """MAPE, Spearman and error figures of ``pairs``, against the scaled measurements where every pair has one."""
     pred = [p["predicted_ms"] for p in pairs]
-    meas = [p["measured_ms"] for p in pairs]
+    raw = [p["measured_ms"] for p in pairs]
+    scaled = all(p.get("measured_scaled_ms") is not None for p in pairs)
+    meas = [p["measured_scaled_ms"] for p in pairs] if scaled else raw
     rel = [(p - m) / m * 100 for p, m in zip(pred, meas)]
     return {
         "n": len(pairs),
         "mape": round(mape(pred, meas), 3),
         "spearman": round(spearman(pred, meas), 4),
+        "mape_raw": round(mape(pred, raw), 3),
+        "spearman_raw": round(spearman(pred, raw), 4),
+        "scaled": scaled,
         "max_abs_pct_error": round(max(abs(r) for r in rel), 3),
         "mean_pct_error": round(float(np.mean(rel)), 3),
         "measured_range_ms": [min(meas), max(meas)],
@@ -209,9 +238,11 @@ def fit_constant(
 
     The networks are timed end to end with ``timing`` (default: a
     :class:`~ednas.runtime.Timing` of ``threads``, ``warmup``, ``repeats``,
-    ``rounds``).  Returns the constant and its provenance (the fit
-    architectures, their picks, sums, measurements and residuals), which the
-    table keeps so that validation can exclude them.
+    ``rounds``), in the table's precision (quantized as deployed for a
+    fixed-point table) and, when the table has a reference network, beside
+    it and scaled to the table's speed.  Returns the constant and its
+    provenance (the fit architectures, their picks, sums, measurements and
+    residuals), which the table keeps so that validation can exclude them.
     """
 
     base = dataclasses.replace(table, constant_ms=0.0)
@@ -220,11 +251,14 @@ def fit_constant(
     archs = {f"fit-{i}": space.with_picks(p, branches=False) for i, p in enumerate(picks)}
     sums = {name: lm.predict(a, allow_masked=True) for name, a in archs.items()}
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
-    meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress)
-    resid = [meas[name]["ms"] - sums[name] for name in archs]
-    return {
+    ref = table_reference(table)[0] if _runtime(table) == "onnxruntime" else None
+    meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref)
+    at_table = {name: meas[name]["scaled_ms"] if meas[name].get("scaled_ms") is not None else meas[name]["ms"] for name in archs}
+    resid = [at_table[name] - sums[name] for name in archs]
+    out = {
         "constant_ms": round(float(np.median(resid)), 6),
-        "method": "median over the fit networks of (measured end to end - sum of operator entries)",
+        "method": "median over the fit networks of (measured end to end - sum of operator entries)"
+        + (", measurements scaled to the table's speed by its reference network" if ref is not None else ""),
         "seed": seed,
         "sampling": sampling,
         "fitted_on": [a.format() for a in archs.values()],
@@ -233,6 +267,10 @@ def fit_constant(
         "measured_ms": [meas[n_]["ms"] for n_ in archs],
         "residuals_ms": [round(r, 6) for r in resid],
     }
+    if ref is not None:
+        out["measured_scaled_ms"] = [at_table[n_] for n_ in archs]
+        out["reference_ratio"] = meas[board.REFERENCE]["ratio"]
+    return out
 
 
 def validate_table(
@@ -248,17 +286,22 @@ def validate_table(
     num_classes: int | None = None,
     progress: Callable | None = None,
     timing: Timing | None = None,
+    scale: bool = True,
 ) -> dict:
     """Predicted vs end-to-end measured latency of ``n`` sampled networks.
 
     Host tables (``host-ort``, ``host-torch``) are measured here with the
     table's runtime and threads (or ``timing.threads``), interleaved with
     ``timing`` (default: a :class:`~ednas.runtime.Timing` of ``threads``,
-    ``warmup``, ``repeats``, ``rounds``); a board table (``file:``) is
-    checked against the ``validate`` networks its script timed on the board.
+    ``warmup``, ``repeats``, ``rounds``), quantized as deployed for a
+    fixed-point table, and beside the table's reference network when it has
+    one and this is its kind of machine (``scale=False``: never); a board
+    table (``file:``) is checked against the ``validate`` networks its
+    script timed on the board.
 
     Returns:
-        ``{"n", "mape", "spearman", "pairs": [...], ...}``.
+        ``{"n", "mape", "spearman", "mape_raw", "spearman_raw", "scaled",
+        "reference", "drift", "pairs": [...], ...}``.
     """
 
     if space is None:
@@ -269,14 +312,18 @@ def validate_table(
     lm = LatencyModel(space, table.input_size, num_classes, table)
     meas_info = dict(table.meta.get("measurement") or {})
     drift = None
+    reference: dict = {"used": False}
     board_nets = {k: v for k, v in (table.meta.get("networks") or {}).items() if v.get("role") == "validate"}
     if board_nets:
         pairs = [
-            {"arch": v.get("arch"), "predicted_ms": round(lm.predict(parse_arch(v["arch"]), allow_masked=True), 6), "measured_ms": v["ms"], "spread_ms": v.get("spread_ms")}
+            {"arch": v.get("arch"), "predicted_ms": round(lm.predict(parse_arch(v["arch"]), allow_masked=True), 6), "measured_ms": v["ms"],
+             "measured_scaled_ms": v.get("scaled_ms"), "spread_ms": v.get("spread_ms")}
             for v in board_nets.values()
         ]
         how = "networks timed on the board by measure_ops.py"
         threads = meas_info.get("threads")
+        if all(p["measured_scaled_ms"] is not None for p in pairs):
+            reference = {"used": True, "how": "timed on the board beside the table's reference network"}
     else:
         runtime = _runtime(table)
         if table.target not in ("host-ort", "host-torch") or runtime not in ("onnxruntime", "torch"):
@@ -286,8 +333,12 @@ def validate_table(
                 "and an analytic profile against a board table"
             )
         if timing is None:
-            timing = Timing(threads=int(threads or meas_info.get("threads") or 1), warmup=warmup, repeats=repeats, rounds=rounds)
+            timing = Timing(threads=int(threads or meas_info.get("threads") or 1), warmup=warmup, repeats=repeats, rounds=rounds,
+                            stat=meas_info.get("stat") or "median")
         threads, repeats, rounds = timing.threads, timing.repeats, timing.rounds
+        ref, why = table_reference(table) if runtime == "onnxruntime" else (None, "host-torch tables have no reference network")
+        if not scale:
+            ref, why = None, "not asked for (scale=False)"
         const = table.meta.get("constant") or {}
         fit = const.get("picks") or []
         picks = sample_picks(space, n, seed, sampling, exclude=fit)
@@ -296,26 +347,39 @@ def validate_table(
         # machine drifted since the table was built (they are not scored)
         then = dict(zip((f"fit-{i}" for i in range(len(fit))), const.get("measured_ms") or []))
         timed = dict(archs, **{name: space.with_picks(fit[i], branches=False) for i, name in enumerate(then)})
-        meas = time_networks(runtime, timed, table.input_size, num_classes, timing, progress)
+        meas = time_networks(runtime, timed, table.input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref)
         pairs = [
-            {"arch": a.format(), "predicted_ms": round(lm.predict(a, allow_masked=True), 6), "measured_ms": meas[name]["ms"], "spread_ms": meas[name]["spread_ms"]}
+            {"arch": a.format(), "predicted_ms": round(lm.predict(a, allow_masked=True), 6), "measured_ms": meas[name]["ms"],
+             "measured_scaled_ms": meas[name].get("scaled_ms"), "spread_ms": meas[name]["spread_ms"]}
             for name, a in archs.items()
         ]
         if then:
             drift = float(np.median([meas[name]["ms"] / ms for name, ms in then.items()]))
-        how = f"{runtime}, {threads} thread(s), median over {rounds} interleaved rounds of the median of >= {repeats} runs"
+        if ref is not None:
+            r = meas[board.REFERENCE]
+            reference = {"used": True, "table_ms": r["table_ms"], "now_ms": r["ms"], "ratio": r["ratio"], "rounds_ms": r["rounds_ms"],
+                         "how": "the table's reference network timed at the start of every round and after every 8 networks; "
+                                "each network's round figure divided by the mean of the reference timings around it, times the table's reference time"}
+        else:
+            reference = {"used": False, "why": why}
+        how = f"{runtime}, {threads} thread(s), median over {rounds} interleaved rounds of the {timing.stat} of >= {repeats} runs"
+        if table.meta.get("quant"):
+            how += f"; quantized as deployed ({table.dtype})"
     out = summarize(pairs)
     out.update(
         target=table.target,
         table=table.path,
         input_size=table.input_size,
         space=space.format(),
+        dtype=table.dtype,
+        quant=table.meta.get("quant"),
         sampling=sampling,
         seed=seed,
         threads=threads,
         measured_with=how,
         constant_ms=table.constant_ms,
-        # fit networks now / when the table was built: far from 1 means the
+        reference=reference,
+        # fit networks now / when the table was built (raw timings): far from 1 means the
         # machine changed state (load, frequency) between build and validation
         drift=None if drift is None else round(drift, 4),
         table_measurement=meas_info,

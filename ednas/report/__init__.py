@@ -5,7 +5,8 @@
 * :mod:`.baselines`: width-scaled timm/torchvision baselines, trained with the
   derived network's recipe and timed on the same target;
 * :mod:`.figures`: the report's matplotlib figures;
-* :mod:`.report`: ``report.html`` (self-contained) and ``report.md``.
+* :mod:`.report`: ``report.html`` (self-contained) and ``report.md``;
+* :mod:`.verdict`: whether a run met its latency targets (the report's warning).
 
 MACs are counted by :mod:`ednas.nn.macs` (forward hooks on conv and linear
 layers); networks are timed by :mod:`ednas.runtime`.  Heavy imports (timm,

@@ -16,6 +16,8 @@ needed.  The figures:
   the baselines, with the budget line;
 * :func:`lut_scatter`: the table's predictions against end-to-end measurements;
 * :func:`quant_bars`: fp32 against int8 top-1 and latency;
+* :func:`deployed_latency`: fp32 and quantized latency side by side with
+  the budget line, marked with the precision the budget is for;
 * :func:`training_curves`: the derived network's training loss and
   validation top-1.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "KERNEL_COLOURS",
     "accuracy_latency",
     "alpha_heatmap",
+    "deployed_latency",
     "lut_scatter",
     "network_diagram",
     "quant_bars",
@@ -307,5 +310,40 @@ def training_curves(history: Sequence[dict]) -> bytes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Training the derived network", fontsize=10)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def deployed_latency(bars: Sequence[dict], budget_ms: float | None, budget_label: str = "budget", tolerance: float = 1.05) -> bytes:
+    """Measured latency of each deployed file side by side, the budget line and its tolerance.
+
+    Args:
+        bars: ``{"label", "ms", "predicted_ms" (or None), "budget": bool}``
+            per file; the one the budget is for is drawn with a thick edge
+            and, when given, its predicted latency as a black tick.
+        budget_ms: the budget (dashed line); ``tolerance`` x budget dotted.
+    """
+    plt = _plt()
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    xs = [b["label"] for b in bars]
+    ys = [b["ms"] if _finite(b.get("ms")) else 0.0 for b in bars]
+    colours = ["tab:blue" if "fp32" in b["label"] else "tab:orange" for b in bars]
+    drawn = ax.bar(xs, ys, color=colours, width=0.55, edgecolor="black", linewidth=[2.0 if b.get("budget") else 0.0 for b in bars])
+    for rect, b in zip(drawn, bars):
+        v = b.get("ms")
+        ax.text(rect.get_x() + rect.get_width() / 2, rect.get_height(), f"{v:.4g} ms" if _finite(v) else "n/a", ha="center", va="bottom", fontsize=8)
+        if _finite(b.get("predicted_ms")):
+            cx = rect.get_x() + rect.get_width() / 2
+            ax.plot([cx - rect.get_width() / 2, cx + rect.get_width() / 2], [b["predicted_ms"]] * 2, color="black", lw=2)
+            ax.text(rect.get_x() + rect.get_width(), b["predicted_ms"], " predicted", va="center", fontsize=7)
+    if _finite(budget_ms):
+        ax.axhline(budget_ms, color="tab:red", ls="--", lw=1.2, label=f"{budget_label} {budget_ms:.4g} ms")
+        ax.axhline(tolerance * budget_ms, color="tab:red", ls=":", lw=1.0, label=f"{tolerance:g} x budget")
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_ylabel("latency (ms)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.margins(y=0.2)
+    ax.set_title("Deployed files on this host (outlined: the one the budget is for)", fontsize=9)
     fig.tight_layout()
     return _png(fig)

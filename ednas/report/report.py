@@ -150,7 +150,7 @@ def _cell_html(v: Any) -> str:
 def _html(sections: list[Section], title: str, subtitle: str) -> str:
     parts = []
     for s in sections:
-        cls = ' class="notrun"' if not s.ran else ""
+        cls = ' class="notrun"' if not s.ran else (' class="warning"' if s.key == "warning" else "")
         out = [f'<section id="{s.key}"{cls}>', f"<h2>{html.escape(s.title)}</h2>"]
         for b in s.blocks:
             kind = b[0]
@@ -254,6 +254,18 @@ class _Run:
 # sections
 
 
+def _warning(run: _Run, summary: dict) -> Section | None:
+    """First in the report when the run missed a target (``summary.json``'s ``verdict``): what failed, by how much, what to do."""
+    failures = (summary.get("verdict") or {}).get("failures") or []
+    if not failures:
+        return None
+    s = Section("warning", "Warning: " + ("this run missed a target" if len(failures) == 1 else f"this run missed {len(failures)} targets"))
+    for f in failures:
+        s.p(f"{f.get('what')}: {f.get('by')}. Why: {f.get('why')}. What to do: {f.get('advice')}.")
+    s.p("summary.json's 'verdict' holds the same; every figure below is as measured.")
+    return s
+
+
 def _summary(run: _Run, summary: dict) -> Section:
     s = Section("summary", "Summary")
     top1, lat, budget = summary.get("top1"), summary.get("latency_ms_measured"), summary.get("budget_ms")
@@ -261,6 +273,8 @@ def _summary(run: _Run, summary: dict) -> Section:
     if summary.get("top1_int8") is not None:
         line += f" ({fmt(summary.get('top1_int8'))} % quantized)"
     line += f", latency {fmt(lat)} ms measured, {fmt(summary.get('latency_ms_predicted'))} ms predicted, budget {fmt(budget)} ms"
+    if summary.get("latency_dtype"):
+        line += f" (for the {summary['latency_dtype']} file)"
     if _is_num(lat) and _is_num(budget) and budget > 0:
         line += f" ({fmt(100.0 * lat / budget)} % of it)"
     s.p(line + f"; {fmt(summary.get('params'))} parameters, {fmt(summary.get('macs'))} MACs; whole run {fmt(summary.get('wall_s'))} s.")
@@ -382,7 +396,8 @@ def _lut(run: _Run, summary: dict) -> Section:
         m = lut.get("measurement") or {}
         c = lut.get("constant") or {}
         s.table(["property", "value"], [
-            ["target", lut.get("target")], ["input size", lut.get("input_size")], ["entries (operators)", len(lut.get("entries") or {})],
+            ["target", lut.get("target")], ["precision", lut.get("dtype")], ["input size", lut.get("input_size")],
+            ["entries (operators)", len(lut.get("entries") or {})],
             ["runtime", m.get("runtime")], ["threads", m.get("threads")], ["statistic", m.get("statistic")],
             ["per-network constant (ms)", lut.get("constant_ms")], ["constant fitted on (networks)", len(c.get("fitted_on") or [])],
             ["policy for unsupported candidates", lut.get("policy")], ["machine", (lut.get("machine") or {}).get("cpu")],
@@ -397,6 +412,8 @@ def _lut(run: _Run, summary: dict) -> Section:
         s.table(["check", "value"], [
             ["sampled networks", val.get("n", len(val["pairs"]))], ["MAPE (%)", val.get("mape")], ["Spearman", val.get("spearman")],
             ["max abs error (%)", val.get("max_abs_pct_error")], ["mean error (%)", val.get("mean_pct_error")],
+            ["MAPE of the raw timings (%)", val.get("mape_raw")], ["Spearman of the raw timings", val.get("spearman_raw")],
+            ["reference network now / at the build (x)", (val.get("reference") or {}).get("ratio")],
             ["drift since the table was built (x)", val.get("drift")],
         ])
     else:
@@ -479,10 +496,27 @@ def _quant(run: _Run, summary: dict) -> Section:
     if exp.get("top1_quant") is not None or exp.get("latency_ms_quant") is not None:
         s.figure("quant", figures.quant_bars((exp.get("top1_fp32"), exp.get("top1_quant")), (exp.get("latency_ms_fp32"), exp.get("latency_ms_quant")), q),
                  f"fp32 against {q} through ONNX Runtime ({fmt(exp.get('threads'))} thread(s), batch 1) on the {exp.get('split', 'test')} split")
+    fp32, qms = exp.get("latency_ms_fp32_scaled"), exp.get("latency_ms_quant_scaled")
+    scaled = fp32 is not None
+    if not scaled:
+        fp32, qms = exp.get("latency_ms_fp32"), exp.get("latency_ms_quant")
+    dtype = summary.get("latency_dtype")
+    on_host = not str(summary.get("target") or "").strip() or str(summary.get("target")).startswith("host-")
+    if dtype and on_host and (fp32 is not None or qms is not None):
+        is_q = dtype in ("i8", "i16")
+        bars = [{"label": "fp32", "ms": fp32, "budget": not is_q, "predicted_ms": summary.get("latency_ms_predicted") if not is_q else None}]
+        if exp.get("latency_ms_quant") is not None:
+            bars.append({"label": q, "ms": qms, "budget": is_q, "predicted_ms": summary.get("latency_ms_predicted") if is_q else None})
+        s.figure("deployed_latency", figures.deployed_latency(bars, summary.get("budget_ms"), f"budget (for {dtype})"),
+                 f"fp32 and {q} files measured on this host beside the budget, which is for the {dtype} file (the latency table's precision)"
+                 + ("; at the speed the table was built at (scaled by its reference network)" if scaled else "; raw timings"))
     s.table(["quantity", "value"], [
         ["quantization", q], ["top-1 fp32 (%)", exp.get("top1_fp32")], [f"top-1 {q} (%)", exp.get("top1_quant")], ["drop (points)", exp.get("drop")],
         ["agreement with fp32 (%)", exp.get("agreement")], ["latency fp32 (ms)", exp.get("latency_ms_fp32")], [f"latency {q} (ms)", exp.get("latency_ms_quant")],
-        ["speed-up", exp.get("speedup")], ["ONNX vs PyTorch max abs diff", exp.get("max_abs_diff")], ["calibration images", exp.get("calib_images")],
+        ["speed-up", exp.get("speedup")], ["latency fp32 at the table's speed (ms)", exp.get("latency_ms_fp32_scaled")],
+        [f"latency {q} at the table's speed (ms)", exp.get("latency_ms_quant_scaled")],
+        ["reference network now / at the table's build", (exp.get("reference") or {}).get("ratio")],
+        ["ONNX vs PyTorch max abs diff", exp.get("max_abs_diff")], ["calibration images", exp.get("calib_images")],
         ["images evaluated", exp.get("n_eval")], ["opset", exp.get("opset")],
     ])
     return s
@@ -562,7 +596,8 @@ def _provenance(run: _Run, summary: dict) -> Section:
     return s
 
 
-SECTIONS: list[Callable[[_Run, dict], Section]] = [_summary, _architecture, _accuracy, _search, _lut, _quant, _training, _provenance]
+SECTIONS: list[Callable[[_Run, dict], Section | None]] = [_warning, _summary, _architecture, _accuracy, _search, _lut, _quant, _training,
+                                                           _provenance]
 
 
 # ---------------------------------------------------------------------------
@@ -592,7 +627,9 @@ def write_report(run_dir, summary: dict) -> tuple[Path, Path]:
     sections = []
     for build in SECTIONS:
         try:
-            sections.append(build(run, summary))
+            sec = build(run, summary)
+            if sec is not None:  # a section with nothing to say (no warning) is left out
+                sections.append(sec)
         except Exception as e:  # noqa: BLE001 - the report is the last stage; one bad file must not lose the rest
             name = build.__name__.strip("_")
             sections.append(Section(name, name.capitalize()).not_run(f"this section could not be rendered ({type(e).__name__}: {str(e)[:200]})"))

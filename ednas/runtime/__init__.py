@@ -15,6 +15,10 @@ module                 what
                        errors), :func:`score_onnx`
 :mod:`.timing`         :class:`Timing`, :func:`time_onnx`, :func:`time_torch`
 :mod:`.serialize`      :func:`onnx_bytes`, :func:`export_onnx` (torch -> ONNX)
+:mod:`.quantize`       ORT's static quantization with ednas's settings (QDQ,
+                       8/16 bit, per channel, power of two; :mod:`.pow2`):
+                       the one quantizer of ``ednas export`` and the latency
+                       table (imported on use: ``ednas.runtime.quantize``)
 =====================  =====================================================
 """
 
@@ -22,6 +26,7 @@ from ednas.runtime.board import interleaved, time_runs
 from ednas.runtime.serialize import export_onnx, onnx_bytes
 from ednas.runtime.session import OPTIMIZATIONS, ort_session, run_batched, score_onnx
 from ednas.runtime.timing import (
+    Reference,
     Timing,
     channels_last,
     time_onnx,
@@ -31,6 +36,7 @@ from ednas.runtime.timing import (
 
 __all__ = [
     "OPTIMIZATIONS",
+    "Reference",
     "Timing",
     "channels_last",
     "export_onnx",

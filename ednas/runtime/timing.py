@@ -7,8 +7,8 @@ vs quantized figures, ``ednas profile``, the report's baselines) is taken by
 channels_last) with a :class:`Timing`, and both run
 :func:`ednas.runtime.board.interleaved`: in round r every model is timed
 back to back (``warmup`` untimed runs, then at least ``repeats`` runs and
-``min_time_s`` seconds; the median), then round r + 1; a model's figure is
-the median of its round medians.  A slow episode of a shared machine then
+``min_time_s`` seconds; their 20th percentile by default, ``Timing.stat``),
+then round r + 1; a model's figure is the median of its round figures.  A slow episode of a shared machine then
 hits every model of a round alike, and no single episode decides the median.
 
 Threads are always set (default 1): on small shared machines, timings at
@@ -26,7 +26,7 @@ from ednas.errors import ConfigError
 from ednas.runtime import board
 from ednas.runtime.session import ort_session
 
-__all__ = ["Timing", "channels_last", "time_onnx", "time_torch", "torch_threads"]
+__all__ = ["Reference", "Timing", "channels_last", "time_onnx", "time_torch", "torch_threads"]
 
 
 @dataclass
@@ -43,6 +43,9 @@ class Timing:
     rounds: int = 5
     #: each timed batch runs at least this long, in seconds
     min_time_s: float = 0.05
+    #: statistic of the runs of one timed batch: p20 (their 20th percentile: resists interference, keeps
+    #: the round-to-round scatter low), median, min, p10, p25
+    stat: str = "p20"
 
     def check(self, name: Callable[[str], str] | None = None) -> None:
         """Raise a :class:`~ednas.errors.ConfigError` naming the first bad setting.
@@ -58,9 +61,25 @@ class Timing:
                                   + (" (timings need a deliberate thread count)" if f == "threads" else ""))
         if isinstance(self.min_time_s, bool) or not isinstance(self.min_time_s, (int, float)) or not self.min_time_s >= 0:
             raise ConfigError(f"{name('min_time_s')} must be a number >= 0, got {self.min_time_s!r}")
+        if self.stat not in board.STATISTICS:
+            raise ConfigError(f"{name('stat')} must be one of {', '.join(board.STATISTICS)}, got {self.stat!r}")
 
 
-def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | None = None) -> dict:
+@dataclass(frozen=True)
+class Reference:
+    """A fixed reference network timed alongside the models, and its time when a latency table was built.
+
+    ``onnx`` is the model's bytes (input shape ``shape``, or its own), ``ms``
+    its time in the table (``None``: only the ratios are wanted).  See
+    :func:`ednas.runtime.board.interleaved`.
+    """
+
+    onnx: bytes
+    ms: float | None = None
+    shape: tuple | None = None
+
+
+def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | None = None, reference: Reference | None = None) -> dict:
     """End-to-end ONNX Runtime ms of ``{name: .onnx path or bytes}``, interleaved.
 
     Sessions are :func:`~ednas.runtime.ort_session` at ``timing.threads``
@@ -71,7 +90,10 @@ def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | N
         ``{name: {"ms", "spread_ms", "min_ms", "n", "rounds_ms"}}``: the
         median of the round medians, the standard deviation of the round
         medians, the fastest single run, the number of timed runs, and the
-        round medians (see :func:`ednas.runtime.board.interleaved`).
+        round medians (see :func:`ednas.runtime.board.interleaved`).  With a
+        ``reference``, also each model's ``rel``, ``scaled_ms`` (its time at
+        the speed the reference had when the table was built) and the
+        reference's own figures under :data:`ednas.runtime.board.REFERENCE`.
     """
     timing = timing or Timing()
     timing.check()
@@ -79,7 +101,12 @@ def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | N
     for name, model in models.items():
         sess = ort_session(model, timing.threads)
         runners[name] = _bind(sess.run, None, board.feed(sess))
-    return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress)
+    ref = None
+    if reference is not None:
+        sess = ort_session(reference.onnx, timing.threads)
+        ref = _bind(sess.run, None, board.feed(sess, list(reference.shape) if reference.shape else None))
+    return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress,
+                             reference=ref, ref_ms=None if reference is None else reference.ms, stat=timing.stat)
 
 
 @contextmanager
@@ -124,7 +151,7 @@ def time_torch(models: dict, input_size: int | None = None, timing: Timing | Non
             m = m.eval().to(memory_format=torch.channels_last)
             x = channels_last(inputs[name]) if inputs and name in inputs else default
             runners[name] = _bind(m, x)
-        return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress)
+        return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, stat=timing.stat)
 
 
 def _bind(fn, *args):

@@ -390,7 +390,7 @@ class _Search:
         table = getattr(self.latency, "table", None)
         if cfg.measure and table is not None and table.is_host:
             model = build_model(arch, self.data.num_classes)
-            measured = measure_latency(model, self.input_size, timing=self.timing)
+            measured = measure_latency(model, self.input_size, timing=self.timing, table=table)  # as the table prices it: its precision, its speed
         layer_recs = []
         for i, (l, p, p0) in enumerate(zip(layers, picks, picks0)):
             layer_recs.append({

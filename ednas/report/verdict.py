@@ -1,0 +1,57 @@
+"""The run's verdict: did the latency table check and the deployed file's measured latency meet their targets?
+
+``ednas run`` writes it into ``summary.json`` (``verdict``); the report opens
+with a warning built from it when a check missed.  Each failure says what
+failed, by how much, why it probably did, and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LUT_CHECK_MAPE", "LUT_CHECK_SPEARMAN", "MEASURED_TOLERANCE", "verdict"]
+
+#: what the run's LUT check must reach for the table to be trusted (12 networks: a looser rank target than the 30-network benchmark's 0.95)
+LUT_CHECK_MAPE = 10.0
+LUT_CHECK_SPEARMAN = 0.9
+#: how far above the budget the deployed file may measure (timing noise of a few percent)
+MEASURED_TOLERANCE = 1.05
+
+
+def verdict(summary: dict, lut: dict) -> dict:
+    """Whether the run's LUT check and the deployed file's measured latency met their targets; what failed, by how much, what to do."""
+    failures, checks = [], []
+    mape, rho = lut.get("check_mape"), lut.get("check_spearman")
+    if mape is not None:
+        ok = mape <= LUT_CHECK_MAPE and (rho is None or rho != rho or rho >= LUT_CHECK_SPEARMAN)
+        checks.append({"check": "lut", "ok": ok, "mape": mape, "spearman": rho, "target": f"MAPE <= {LUT_CHECK_MAPE:g} %, Spearman >= {LUT_CHECK_SPEARMAN:g}"})
+        if not ok:
+            ratio, drift = lut.get("check_reference_ratio"), lut.get("check_drift")
+            why = []
+            if ratio is not None and abs(ratio - 1) > 0.1:
+                why.append(f"this machine runs the table's reference network {ratio:.2f}x as long as when the table was built")
+            if drift is not None and abs(drift - 1) > 0.1:
+                why.append(f"the table's fit networks now take {drift:.2f}x their time at the build")
+            failures.append({
+                "check": "lut", "what": f"the latency table's end-to-end check on {lut.get('check_n')} networks: MAPE {mape:.1f} % "
+                f"(target <= {LUT_CHECK_MAPE:g} %), Spearman {rho:.3f} (target >= {LUT_CHECK_SPEARMAN:g})",
+                "by": f"MAPE {mape - LUT_CHECK_MAPE:+.1f} points over" if mape > LUT_CHECK_MAPE else f"Spearman {rho - LUT_CHECK_SPEARMAN:+.3f}",
+                "why": "; ".join(why) or "the table does not predict this machine's end-to-end timings",
+                "advice": "rebuild the table on a quiet machine at the deployment thread count ('ednas lut build', or delete the cached "
+                          "table under --latency.cache) and validate it ('ednas lut validate'); until then the predicted latency "
+                          "and the budget fit are not to be trusted",
+            })
+    measured, budget = summary.get("latency_ms_measured"), summary.get("budget_ms")
+    if measured is not None and budget:
+        ratio = measured / budget
+        ok = ratio <= MEASURED_TOLERANCE
+        checks.append({"check": "measured", "ok": ok, "measured_ms": measured, "budget_ms": budget, "ratio": round(ratio, 4),
+                       "target": f"<= {MEASURED_TOLERANCE:g} x budget", "file": summary.get("deployed", {}).get("file")})
+        if not ok:
+            failures.append({
+                "check": "measured", "what": f"the deployed file ({summary.get('latency_dtype')}) measures {measured:.4g} ms against a budget of "
+                f"{budget:.4g} ms ({ratio:.2f} x budget, target <= {MEASURED_TOLERANCE:g} x)",
+                "by": f"{(ratio - 1) * 100:+.1f} % of the budget",
+                "why": "the table predicted " + (f"{summary['latency_ms_predicted']:.4g} ms" if summary.get("latency_ms_predicted") is not None else "n/a"),
+                "advice": "check the latency table (the LUT check above; 'ednas lut validate'), make sure the table's precision is the "
+                          "deployed one (--latency-dtype), and search again with a lower --budget-ms or --budget-frac",
+            })
+    return {"ok": not failures, "failures": failures, "checks": checks}

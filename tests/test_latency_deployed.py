@@ -1,0 +1,329 @@
+"""Latency of what is deployed: fixed-point tables, the reference network, the run's verdict.
+
+No test here asserts a duration of real code: the reference scaling is
+checked on a fake clock whose machine changes speed, the fixed-point graphs
+by the kernels ONNX Runtime makes of them and by the scales and zero points
+they carry.  The MAPE of a real int8 table is a slow test (and a benchmark).
+"""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from ednas import parse_arch, preset
+from ednas.errors import ConfigError, EdnasError
+from ednas.latency import LatencyTable, build_table, load_table, space_ops, validate_table
+from ednas.latency import build as lut_build
+from ednas.latency.config import LatencyConfig, table_precision
+from ednas.latency.measure import deployed_bytes, reference_arch
+from ednas.latency.ops import arch_ops
+from ednas.latency.script import write_script
+from ednas.latency.validate import random_deploy_model
+from ednas.report import write_report
+from ednas.report.verdict import verdict
+from ednas.runtime import board
+from ednas.runtime.quantize import QuantSettings, quantize_bytes
+
+MICRO_SPACE = "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c8 | ir_k3.5_e2_c16_s2 | head_c16"
+
+
+class _Machine:
+    """A fake perf_counter and a machine whose speed switches between states as fake time passes."""
+
+    def __init__(self, schedule):
+        self.now, self.schedule = 0.0, schedule  # schedule: [(until_s, factor), ...], the last factor holds after
+
+    def __call__(self):
+        return self.now
+
+    def factor(self):
+        for until, f in self.schedule:
+            if self.now < until:
+                return f
+        return self.schedule[-1][1]
+
+    def model(self, ms):
+        """A runner that takes ``ms`` at speed factor 1."""
+
+        def run():
+            self.now += ms * self.factor() / 1e3
+
+        return run
+
+
+def _optimized_nodes(model: bytes, tmp_path) -> list[str]:
+    """The op types of the graph ONNX Runtime runs (full optimisation), in order."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.log_severity_level = 1, 3
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+
+
+def _optimized_ops(model: bytes, tmp_path) -> Counter:
+    return Counter(_optimized_nodes(model, tmp_path))
+
+
+# -- the reference network ---------------------------------------------------------------
+
+
+def test_reference_scaling_cancels_the_machine_changing_speed_between_rounds(monkeypatch):
+    # slow (1.6x) for most of the time, fast in between: raw medians come out slow
+    m = _Machine([(0.05, 1.6), (0.09, 1.0), (1e9, 1.6)])
+    monkeypatch.setattr(board.time, "perf_counter", m)
+    runners = {"a": m.model(2.0), "b": m.model(3.0), "c": m.model(5.0)}
+    res = board.interleaved(runners, warmup=0, repeats=3, rounds=9, min_time_s=0.0, reference=m.model(4.0), ref_ms=4.0, ref_every=2)
+    for name, true_ms in (("a", 2.0), ("b", 3.0), ("c", 5.0)):
+        assert res[name]["ms"] == pytest.approx(1.6 * true_ms, rel=1e-6)  # the raw figure is the slow state's, and kept
+        assert res[name]["scaled_ms"] == pytest.approx(true_ms, rel=0.01)  # at the speed the reference had at the build
+        assert res[name]["rel"] == pytest.approx(true_ms / 4.0, rel=0.01)
+    assert res[board.REFERENCE]["ratio"] == pytest.approx(1.6, rel=1e-6)
+    assert res[board.REFERENCE]["table_ms"] == 4.0
+
+
+def test_operators_measured_in_different_speed_states_come_out_in_one_speed(monkeypatch):
+    m = _Machine([(1e9, 1.0)])
+    monkeypatch.setattr(board.time, "perf_counter", m)
+    key_a, key_b = "dw_i8x8x16_o16_k3_s1_g16_e1_f32", "dw_i8x8x16_o16_k5_s1_g16_e1_f32"
+    # sandwich 3 ms, the P-pair 2 ms: LAT = 3 - 2/2 - 2/2 = 1 ms; k5: 4 - 1 - 1 = 2 ms; the reference takes 10 ms
+    cache = {"sw:" + key_a: m.model(3.0), "sw:" + key_b: m.model(4.0), "pair:16x8x8": m.model(2.0)}
+    ref = m.model(10.0)
+    m.schedule = [(1e9, 1.6)]  # A measured while the machine is slow
+    a = board.measure_op(key_a, warmup=0, repeats=3, rounds=3, min_time_s=0.0, cache=cache, reference=ref)
+    m.schedule = [(1e9, 1.0)]  # B while it is fast
+    b = board.measure_op(key_b, warmup=0, repeats=3, rounds=3, min_time_s=0.0, cache=cache, reference=ref)
+    assert a["raw_ms"] == pytest.approx(1.6) and b["raw_ms"] == pytest.approx(2.0)  # raw: A looks slower than it is
+    assert a["rel"] == pytest.approx(0.1) and b["rel"] == pytest.approx(0.2)
+    entries = {key_a: a, key_b: b}
+    ref_ms = board.rescale(entries)
+    assert ref_ms == pytest.approx(13.0)  # median of the reference's 16 and 10 ms
+    assert entries[key_b]["ms"] / entries[key_a]["ms"] == pytest.approx(2.0)  # the true ratio, not 1.25
+    assert entries[key_a]["raw_ms"] == pytest.approx(1.6)
+
+
+def test_reference_network_is_a_fixed_network_of_the_space():
+    sp = preset("cifar")
+    ref = reference_arch(sp)
+    assert ref.is_fixed
+    for layer, picked in zip(sp.layers(), ref.layers()):
+        assert picked.spec.kernels[0] == layer.spec.kernels[len(layer.spec.kernels) // 2]
+
+
+# -- fixed point ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings,dtype,options", [
+    (QuantSettings(), "i8", {}),
+    (QuantSettings(pow2=True), "i8", {"pow2": True}),
+    (QuantSettings(per_channel=False), "i8", {"per_channel": False}),
+    (QuantSettings(bits=16), "i16", {}),
+])
+def test_board_qdq_graphs_carry_the_scales_and_zero_points_quantize_static_chooses(settings, dtype, options):
+    g = board._Graph(seed=3)
+    x = g.scale("X", 16, relu=True)
+    x = g.conv(x, 16, 16, 5, 1, 16, True)
+    y = g.conv(x, 16, 24, 1, 1, 1, False)
+    shape = [1, 16, 8, 8]
+    float_model = g.bytes(shape, y, [1, 24, 8, 8])
+    mine = g.bytes(shape, y, [1, 24, 8, 8], board.quant_scheme(dtype, **options))
+    # ednas export's quantizer, calibrated on the very input the board feeds
+    image = board.feed(board.session(float_model), shape)["X"]
+    theirs = quantize_bytes(float_model, image, settings, input_name="X")
+    ours = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(mine).graph.initializer}
+    ref = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(theirs).graph.initializer}
+    for tensor, name in (("X", "X_f"), ("relu1", "relu1"), ("relu2", "relu2"), ("conv3", "conv3")):
+        assert ours[name + "_s"] == pytest.approx(ref[tensor + "_scale"], rel=1e-6), tensor
+        assert ours[name + "_z"].dtype == ref[tensor + "_zero_point"].dtype, tensor
+        assert ours[name + "_z"] == ref[tensor + "_zero_point"], tensor
+    for w in ("relu2", "conv3"):
+        assert ours[w + "_ws"] == pytest.approx(ref[w + "_w_scale"], rel=1e-6), w
+        assert ours[w + "_wq"].dtype == ref[w + "_w_quantized"].dtype
+        assert np.abs(ours[w + "_wq"].astype(int) - ref[w + "_w_quantized"].astype(int)).max() <= 1  # rounding of a scale's last bit
+
+
+def test_board_int8_network_runs_the_kernels_of_an_exported_int8_file(tmp_path):
+    arch = parse_arch(MICRO_SPACE).largest()
+    model = random_deploy_model(arch, 4, seed=0)
+    exported = deployed_bytes(model, 16, board.quant_scheme("i8"))  # the quantizer of ednas export
+    built, _ = board.build_network([op.key for op in arch_ops(arch, 16, 4, "i8")])
+    kernels = _optimized_ops(exported, tmp_path)
+    assert kernels["QLinearConv"] == 9 and kernels["QLinearAdd"] == 1  # integer kernels, not float ones between QDQ pairs
+    assert _optimized_ops(built, tmp_path) == kernels
+
+
+def test_quantized_operator_sandwich_keeps_the_operator_between_integer_kernels(tmp_path):
+    model, _ = board.build("sw:dw_i16x16x32_o32_k5_s2_g32_e2_i8")
+    assert _optimized_nodes(model, tmp_path) == ["QuantizeLinear", "Transpose", "QLinearConv", "QLinearConv", "QLinearConv",
+                                                                "Transpose", "DequantizeLinear"]
+    add, _ = board.build("addsw:add_i8x8x24_o24_k0_s1_g1_e1_i8")
+    assert _optimized_ops(add, tmp_path)["QLinearAdd"] == 1
+
+
+def test_int8_build_refuses_host_torch_and_unknown_dtypes():
+    sp = parse_arch(MICRO_SPACE)
+    with pytest.raises(EdnasError, match="float32"):
+        build_table("host-torch", sp, 16, 4, dtype="i8")
+    with pytest.raises(EdnasError, match="f16"):
+        build_table("host-ort", sp, 16, 4, dtype="f16")
+
+
+def test_host_ort_int8_table_is_measured_in_int8_with_a_reference_and_resumes(tmp_path, monkeypatch):
+    sp = parse_arch(MICRO_SPACE)
+    out = tmp_path / "lut.json"
+    kw = dict(out=out, dtype="i8", repeats=3, rounds=1, warmup=1, fit_archs=2)
+    t = build_table("host-ort", sp, 16, 4, **kw)
+    assert set(t.entries) == {op.key for op in space_ops(sp, 16, 4, "i8")}
+    assert t.dtype == "i8" and t.meta["quant"] == board.quant_scheme("i8")
+    ref = t.meta["reference"]
+    assert ref["ms"] > 0 and ref["arch"] == reference_arch(sp).format()
+    assert all(e["ms"] == pytest.approx(e["rel"] * ref["ms"], abs=2e-6) and "raw_ms" in e for e in t.entries.values())
+    assert len(t.meta["constant"]["measured_scaled_ms"]) == 2  # the constant is fitted at the table's speed
+    calls = []
+    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key))
+    assert len(build_table("host-ort", sp, 16, 4, **kw)) == len(t) and calls == []  # complete: nothing measured again
+    with pytest.raises(EdnasError, match="other settings"):
+        build_table("host-ort", sp, 16, 4, out=out, dtype="i8", quant={"pow2": True}, repeats=3, rounds=1, fit_archs=0)
+
+
+def test_lut_cache_keeps_tables_of_each_precision_apart(tmp_path, monkeypatch):
+    sp = parse_arch(MICRO_SPACE)
+    built = []
+
+    def fake_build(target, space, input_size, num_classes, out=None, dtype=None, quant=None, **kw):
+        built.append((dtype, json.dumps(quant, sort_keys=True)))
+        t = LatencyTable(target=target, input_size=input_size, dtype=dtype or "f32",
+                         entries={op.key: 0.01 for op in space_ops(space, input_size, num_classes, dtype or "f32")})
+        t.save(out)
+        return t
+
+    monkeypatch.setattr(lut_build, "build_table", fake_build)
+    cache = str(tmp_path / "cache")
+    a = lut_build.target_table("host-ort", sp, 16, 4, cache, dtype="f32")
+    b = lut_build.target_table("host-ort", sp, 16, 4, cache, dtype="i8", quant={"pow2": False})
+    c = lut_build.target_table("host-ort", sp, 16, 4, cache, dtype="i8", quant={"pow2": True})
+    assert (a.dtype, b.dtype, c.dtype) == ("f32", "i8", "i8") and len(built) == 3
+    lut_build.target_table("host-ort", sp, 16, 4, cache, dtype="i8", quant={"pow2": False})
+    assert len(built) == 3  # cached
+    assert lut_build.cached_table("host-ort", sp, 16, 4, cache, "i8", {"pow2": True}).dtype == "i8"
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+
+
+def test_board_kit_measures_int8_with_numpy_and_onnxruntime_only(tmp_path):
+    sp = parse_arch(MICRO_SPACE)
+    kit = write_script(tmp_path / "kit", sp, 16, 4, fit_archs=2, validate_archs=3, dtype="i8")
+    spec = json.loads((tmp_path / "kit" / "ops.json").read_text())
+    assert spec["dtype"] == "i8" and spec["quant"] == board.quant_scheme("i8") and spec["reference"]["ops"][0].endswith("_i8")
+    # the kit runs where ednas is not importable (-I: isolated, cwd elsewhere)
+    run = [sys.executable, "-I", kit["script"], "--ops", kit["ops_file"], "--out", str(tmp_path / "board.json"), "--repeats", "3",
+           "--rounds", "1", "--warmup", "1"]
+    r = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = load_table(tmp_path / "board.json", input_size=16)
+    assert table.dtype == "i8" and set(table.entries) == {op.key for op in space_ops(sp, 16, 4, "i8")}
+    assert table.meta["reference"]["ms"] > 0
+    assert all(v.get("scaled_ms") is not None for v in table.meta["networks"].values())
+    t = build_table(f"file:{tmp_path / 'board.json'}", sp, 16, 4, out=tmp_path / "lut.json")
+    assert t.dtype == "i8" and len(t.meta["constant"]["residuals_ms"]) == 2
+    res = validate_table(load_table(tmp_path / "lut.json"))
+    assert res["n"] == 3 and res["dtype"] == "i8" and res["reference"]["used"]
+    with pytest.raises(EdnasError, match="holds i8 operators"):
+        build_table(f"file:{tmp_path / 'board.json'}", sp, 16, 4, dtype="f32")
+
+
+def test_board_script_imports_no_onnx_when_it_builds_int8_models(tmp_path):
+    probe = ("import runpy, sys; g = runpy.run_path(%r); m, s = g['build']('sw:dw_i8x8x16_o16_k3_s1_g16_e1_i8'); "
+             "g['session'](m).run(None, g['feed'](g['session'](m), s)); "
+             "print(sorted(x for x in sys.modules if x.split('.')[0] in ('ednas', 'torch', 'onnx')))" % board.__file__)
+    r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_int8_table_predicts_int8_files_quantized_as_exported(tmp_path):
+    sp = preset("cifar")
+    t = build_table("host-ort", sp, 32, 10, out=tmp_path / "lut.json", dtype="i8", repeats=50, rounds=3)
+    res = validate_table(t, n=30, rounds=5)
+    assert res["mape"] < 10 and res["spearman"] > 0.9
+
+
+# -- the run: which table, and the verdict ----------------------------------------------------
+
+
+def test_run_prices_the_deployed_precision_on_host_targets():
+    host = LatencyConfig(target="host-ort")
+    assert table_precision(host, "int8") == ("i8", {"per_channel": True, "pow2": False, "weight_bits": None})
+    assert table_precision(host, "int8", pow2=True)[1] == {"per_channel": False, "pow2": True, "weight_bits": None}
+    assert table_precision(host, "int16") == ("i16", {"per_channel": True, "pow2": False, "weight_bits": None})
+    assert table_precision(host, "none") == ("f32", None)
+    assert table_precision(LatencyConfig(target="host-ort", dtype="f32"), "int8") == ("f32", None)  # --latency-dtype wins
+    assert table_precision(LatencyConfig(target="tda4vm"), "int8") == (None, None)  # an analytic profile keeps its own
+    assert table_precision(LatencyConfig(target="host-torch"), "int8") == ("f32", None)
+    assert table_precision(LatencyConfig(target="host-ort", dtype="int8"), "int8")[0] == "i8"  # --latency-dtype int8 means i8
+
+
+def test_run_refuses_a_table_precision_that_is_not_deployed(tmp_path, capsys):
+    from ednas.cli import main
+
+    argv = ["run", "--out", str(tmp_path), "--data", "synthetic:classes=4,n=64,size=32", "--latency-dtype", "i8", "--quant", "none",
+            "--baselines", "none", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--latency-dtype i8" in err and "--quant" in err and not (tmp_path / "lut").exists()
+    assert main(["run", "--out", str(tmp_path), "--latency-dtype", "i4"]) == 2
+    assert "--latency-dtype must be one of" in capsys.readouterr().err
+
+
+def test_verdict_says_what_failed_by_how_much_and_what_to_do():
+    lut = {"check_n": 12, "check_mape": 38.0, "check_spearman": 0.66, "check_drift": 1.62, "check_reference_ratio": 1.6}
+    v = verdict({"latency_ms_measured": 0.24, "budget_ms": 0.2, "latency_dtype": "i8", "latency_ms_predicted": 0.19}, lut)
+    assert not v["ok"] and [f["check"] for f in v["failures"]] == ["lut", "measured"]
+    lut_f, meas_f = v["failures"]
+    assert "MAPE 38.0 %" in lut_f["what"] and "+28.0 points" in lut_f["by"] and "1.60x" in lut_f["why"] and "ednas lut build" in lut_f["advice"]
+    assert "1.20 x budget" in meas_f["what"] and "+20.0 %" in meas_f["by"] and "--budget-ms" in meas_f["advice"]
+    good = verdict({"latency_ms_measured": 0.2, "budget_ms": 0.2}, {"check_n": 12, "check_mape": 2.0, "check_spearman": 0.98})
+    assert good["ok"] and good["failures"] == [] and [c["ok"] for c in good["checks"]] == [True, True]
+    assert verdict({"latency_ms_measured": 0.2099, "budget_ms": 0.2}, {})["ok"]  # within 1.05 B
+    assert not verdict({"latency_ms_measured": 0.2101, "budget_ms": 0.2}, {})["ok"]
+
+
+def test_report_opens_with_a_warning_when_a_check_missed(tmp_path):
+    lut = {"check_n": 12, "check_mape": 38.0, "check_spearman": 0.66}
+    summary = {"data": "digits", "target": "host-ort", "budget_ms": 0.2, "latency_dtype": "i8", "latency_ms_measured": 0.21}
+    summary["verdict"] = verdict(summary, lut)
+    _, md = write_report(tmp_path, summary)
+    text = md.read_text()
+    first = text.split("\n## ")[1]
+    assert first.startswith("Warning") and "MAPE 38.0 %" in first and "What to do" in first
+    summary["verdict"] = verdict(summary, {"check_n": 12, "check_mape": 2.0, "check_spearman": 0.99})
+    _, md = write_report(tmp_path, summary)
+    assert "Warning" not in md.read_text() and md.read_text().split("\n## ")[1].startswith("Summary")
+
+
+def test_report_shows_fp32_and_int8_beside_the_budget_it_is_for(tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "export.json").write_text(json.dumps({
+        "quant": "int8", "top1_fp32": 99.0, "top1_quant": 98.9, "latency_ms_fp32": 0.31, "latency_ms_quant": 0.6,
+        "latency_ms_fp32_scaled": 0.18, "latency_ms_quant_scaled": 0.35, "reference": {"ratio": 1.72}}))
+    summary = {"data": "digits", "target": "host-ort", "budget_ms": 0.36, "latency_dtype": "i8", "latency_ms_predicted": 0.34,
+               "latency_ms_measured": 0.35, "verdict": {"ok": True, "failures": [], "checks": []}}
+    _, md = write_report(tmp_path, summary)
+    text = md.read_text()
+    assert "deployed_latency.png" in text and (tmp_path / "report_files" / "deployed_latency.png").is_file()
+    assert "the budget, which is for the i8 file" in text and "scaled by its reference network" in text
+
+
+def test_config_refuses_unknown_latency_dtypes():
+    names = lambda f: f"--latency.{f}"  # noqa: E731
+    with pytest.raises(ConfigError, match="host-torch"):
+        LatencyConfig(target="host-torch", dtype="i8").check(names)
+    with pytest.raises(ConfigError, match="host-ort measures"):
+        LatencyConfig(target="host-ort", dtype="f16").check(names)
+    LatencyConfig(target="tda4vm", dtype="i8").check(names)
