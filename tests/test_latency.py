@@ -28,6 +28,7 @@ from ednas.latency import (
     validate_table,
 )
 from ednas.latency.script import write_script
+from ednas.latency.table import table_checksum
 from ednas.latency.targets import reference_ops
 from ednas.latency.validate import spearman
 from ednas.runtime import board
@@ -184,6 +185,7 @@ def test_other_format_version_and_other_input_size_are_clear_errors(tmp_path):
     assert len(load_table(path, input_size=32)) == len(space_ops(sp, 32, 10))
     d = json.loads(path.read_text())
     d["format_version"] = FORMAT_VERSION + 1
+    d["checksum"] = table_checksum(d)  # as a later version would write it
     bad = tmp_path / "v2.json"
     bad.write_text(json.dumps(d))
     with pytest.raises(EdnasError, match=r"format_version 2.*rebuild"):
@@ -271,6 +273,7 @@ def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
     gone = sorted(d["entries"])[:2]
     for k in gone:  # as if interrupted before these two
         del d["entries"][k]
+    d["checksum"] = table_checksum(d)  # each atomic write of the build carries its checksum
     out.write_text(json.dumps(d))
     calls = []
     real = board.measure_op

@@ -245,14 +245,38 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [h["val_top1"] for h in res["history"]] == [h["val_top1"] for h in ref["history"]]
 
 
-def test_inherit_from_search_output(tmp_path):
+def test_inherit_from_search_output(tmp_path, monkeypatch):
+    """``train --inherit SEARCH_DIR`` starts the derived network from the search's supernet, pinned to its final picks."""
+    import ednas.train.trainer as trainer
+    from ednas.nn.files import load_supernet
     from ednas.train.trainer import TrainConfig, train
 
     space = parse_arch(TINY_SPACE)
     run_search(tmp_path / "s", SyntheticLatency(space), epochs=2)
+    started = []
+    real_fit = trainer.fit
+
+    def spy(model, *a, **k):  # the network as training receives it, before any step
+        started.append(copy.deepcopy(model).eval())
+        return real_fit(model, *a, **k)
+
+    monkeypatch.setattr(trainer, "fit", spy)
     m = train(TrainConfig(epochs=1, inherit=str(tmp_path / "s")), tmp_path / "t", arch=str(tmp_path / "s" / "arch.yaml"),
               data=load_data(SYNTH), progress=False, tensorboard=False)
-    assert m["epochs"] == 1
+    net, picks = load_supernet(tmp_path / "s" / "supernet.pt")
+    assert m["arch"] == space.with_picks(picks, branches=False).format()  # the derived network was trained
+    for blk, p in zip(net.searchable_blocks(), picks):
+        value = {"kernel": p["kernel"], "expansion": p["expansion"], "skip": "skip" if p["skip"] else "block"}
+        for kind, c in blk.named_choices():
+            c.fixed = list(c.candidates).index(value[kind])
+    x = torch.randn(4, 3, 32, 32)
+    train(TrainConfig(epochs=1), tmp_path / "fresh", arch=str(tmp_path / "s" / "arch.yaml"), data=load_data(SYNTH),
+          progress=False, tensorboard=False)
+    inherited, fresh = started
+    with torch.no_grad():
+        ref = net(x)
+        assert torch.allclose(inherited(x), ref, atol=1e-5)
+        assert not torch.allclose(fresh(x), ref, atol=1e-3)  # a network not inherited does not: the check can fail
 
 
 def test_search_on_image_folders(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from ednas.checkpoint import with_checksum
 from ednas.cli import main
 from ednas.data import load_data
 from ednas.nn.files import load_model
@@ -117,7 +118,7 @@ def test_model_whose_arch_does_not_match_its_weights(tmp_path):
     _train(tmp_path, epochs=1)
     meta = torch.load(tmp_path / "model.pt", weights_only=True)
     meta["arch"] = SMALL.replace("ir_k3_e2_c16_s2", "ir_k5_e2_c16_s2")
-    torch.save(meta, tmp_path / "wrong.pt")
+    torch.save(with_checksum(meta), tmp_path / "wrong.pt")  # consistent on disk: only the arch is wrong
     from ednas.errors import EdnasError
 
     with pytest.raises(EdnasError, match="does not match its weights.*shape mismatch"):
