@@ -88,10 +88,10 @@ class StepGuard:
 
     # -- steps ---------------------------------------------------------------------
     def before(self, *modules: nn.Module) -> None:
-        """Keep a copy of the floating-point buffers of ``modules`` (restored if the step is skipped)."""
+        """Keep a copy of the buffers of ``modules`` (BN statistics and counters; restored if the step is skipped)."""
         self._saved = []
         for m in modules:
-            bufs = [b for b in m.buffers() if b.is_floating_point()]
+            bufs = list(m.buffers())
             self._saved.append((bufs, [b.detach().clone() for b in bufs]))
 
     def _restore(self) -> None:
