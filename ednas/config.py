@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import math
 import types
@@ -173,8 +174,9 @@ class Leaf:
         return self.path.rpartition(".")[0]
 
 
+@functools.lru_cache(maxsize=None)
 def _field_docs(cls) -> dict[str, str]:
-    """Per-field help from ``#:`` comments above the fields (this class and its bases)."""
+    """Per-field help from ``#:`` comments above the fields (this class and its bases); read once per class."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):

@@ -108,16 +108,23 @@ def check_writable_dir(path, flag: str = "--out") -> Path:
         ConfigError: a part of the path is a file, or the folder cannot be
             created or written (naming ``flag``, the path and the reason).
     """
-    return _writable_dir(Path(path).expanduser(), flag, path)
+    return _writable_dir(_expand(path, flag), flag, path)
 
 
 def check_writable_file(path, flag: str = "--out") -> Path:
     """Make sure the file ``path`` can be written (its folder is created if needed); see :func:`check_writable_dir`."""
-    p = Path(path).expanduser()
+    p = _expand(path, flag)
     if p.is_dir():
         raise ConfigError(f"{flag} '{path}' is a folder; expected a file name")
     _writable_dir(p.parent, flag, path)
     return p
+
+
+def _expand(path, flag: str) -> Path:
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as e:  # '~user' of no such user
+        raise ConfigError(f"{flag} '{path}': cannot expand it ({e})") from e
 
 
 def _writable_dir(p: Path, flag: str, shown) -> Path:

@@ -377,7 +377,11 @@ def parse_spec(spec: str) -> DataSpec:
         raise DataError(f"--data {kind} needs a directory: '{kind}:DIR'")
     if "\x00" in arg:
         raise DataError(f"--data {kind}: the directory name holds a NUL character: {arg!r}")
-    return DataSpec(kind, path=Path(arg).expanduser(), arg=arg)
+    try:
+        path = Path(arg).expanduser()
+    except RuntimeError as e:  # '~user' of no such user
+        raise DataError(f"--data {kind}: cannot expand '{arg}' ({e})") from e
+    return DataSpec(kind, path=path, arg=arg)
 
 
 def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | None = None, splits: tuple[str, ...] | None = None) -> DataSet:
