@@ -51,9 +51,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert resumed["top1"] == ref["top1"] and resumed["history"] == ref["history"]
 
 
-def test_resume_refuses_other_settings(tmp_path):
+def test_resume_refuses_other_settings(tmp_path, capsys):
     _train(tmp_path, epochs=1)
     assert main(["train", "--out", str(tmp_path), "--arch", SMALL, "--epochs", "1", "--lr", "0.3", "--resume", "--no-progress"]) == 2
+    assert "was written with other settings (lr: 0.1 vs 0.3)" in capsys.readouterr().err
 
 
 def test_metrics_model_config_and_eval(tmp_path, capsys):
