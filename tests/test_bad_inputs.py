@@ -115,6 +115,7 @@ CASES = [
     ("train --out {O} --config {F}/bad.yaml", "is not valid YAML at line 2"),
     ("train --out {O} --config {F}/unknown.yaml", "unknown key 'serch'"),
     ("train --out {O} --data cifar10:{F}/c10test", "no training batch in"),
+    ("train --out {O} --data digits --input-size 64", "--input-size 64: data 'digits' has images of 32x32"),
     ("train --out {O} --data " + SYNTH + " --arch " + ARCH.replace(" ", "") + " --inherit {F}/garbage.pt", "garbage.pt' is corrupt or not a torch file"),
     # ednas eval
     ("eval --model {F}/none.pt", "none.pt' does not exist"),

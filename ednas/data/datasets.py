@@ -399,6 +399,9 @@ def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | Non
     """
     if isinstance(spec, DataConfig):
         data = load_data(spec.spec, spec.split_seed, spec.input_size, splits)
+        if spec.input_size is not None and data.in_memory and spec.input_size != data.input_size:
+            raise ConfigError(f"--input-size {spec.input_size}: data '{data.spec}' has images of {data.input_size}x{data.input_size}, which "
+                              "in-memory sets keep; drop --input-size (it sets the size of folder data)")
         data.workers = spec.workers
         return data
     want = tuple(SPLITS if splits is None else splits)
