@@ -2,21 +2,28 @@
 
 Each sub-command has a settings dataclass (see :mod:`ednas.config`): its
 fields are the flags, ``--config FILE.yaml`` sets any of them, flags win.
-A user's mistake ends in one line on stderr and exit status 2; an interrupt
-in exit status 130 with a hint to ``--resume``.  Nothing imports this module.
+A user's mistake (or an output that cannot be written) ends in one line on
+stderr and exit status 2.  SIGINT and SIGTERM end the command cleanly
+(:mod:`ednas.signals`: no write is left half done) with exit status 130 or
+143 and a line saying how to continue.  Nothing imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
 import traceback
+from pathlib import Path
 
 from ednas import __version__
+from ednas.checkpoint import load_checkpoint
 from ednas.config import add_config_args, resolve_config
-from ednas.errors import EdnasError
+from ednas.errors import DiskError, EdnasError
+from ednas.io import disk_error
+from ednas.signals import Interrupted, handling
 
 __all__ = ["main"]
 
@@ -158,19 +165,59 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "_debug", False)
     setup_logging(logging.DEBUG if getattr(args, "_verbose", False) or debug else
                   logging.WARNING if getattr(args, "_quiet", False) else logging.INFO)
+    cfg = None
     try:
-        result = func(resolve_config(args._cls, ns))
+        with handling():
+            cfg = resolve_config(args._cls, ns)
+            result = func(cfg)
         if isinstance(result, dict):
             _print_json(result, _headline(getattr(args, "command", None)))
         return 0
     except EdnasError as e:
-        if debug:
-            traceback.print_exc()
-        print(f"ednas: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ednas: interrupted; completed work is saved, rerun the same command with --resume to continue", file=sys.stderr)
-        return 130
+        return _fail(e, debug)
+    except OSError as e:  # a write outside ednas.io (a library's own file): still one line
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return _fail(disk_error(e.filename or "?", e), debug)
+        return _fail(DiskError(f"cannot access '{e.filename or '?'}': {e.strerror or e}"), debug)
+    except KeyboardInterrupt as e:
+        sig = e if isinstance(e, Interrupted) else Interrupted()
+        print(f"ednas: interrupted by {sig.name}; {_resume_hint(args, cfg)}", file=sys.stderr)
+        return sig.exit_code
+
+
+_DISK_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _fail(e: EdnasError, debug: bool) -> int:
+    """One line on stderr (the traceback too with ``--debug``); exit status 2."""
+    if debug:
+        traceback.print_exc()
+    msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    print(f"ednas: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _resume_hint(args, cfg) -> str:
+    """How to continue after an interrupt, for the command that was interrupted."""
+    command, sub = getattr(args, "command", None), getattr(args, "sub_command", None)
+    out = getattr(cfg, "out", None)
+    if command in ("search", "train") and out:
+        ck = Path(out) / "checkpoint.pt"
+        epochs = getattr(getattr(cfg, command, None), "epochs", "?")
+        try:
+            epoch = load_checkpoint(ck).get("epoch", "?")
+        except EdnasError:
+            return f"no epoch was complete, so there is no checkpoint in '{out}' yet: rerun the same command to start again"
+        return (f"the checkpoint of epoch {epoch} of {epochs} is '{ck}': rerun the same command with --resume to continue "
+                "from it (to the same result as an uninterrupted run)")
+    if command == "run" and out:
+        return (f"completed stages and the last checkpoint of the interrupted one are kept in '{out}': rerun the same command "
+                "to continue (complete stages are skipped, the interrupted one resumes from its last epoch)")
+    if command == "lut" and sub == "build" and out:
+        return f"the operators measured so far are kept in '{out}': rerun the same command to measure the rest"
+    return "no output was left half written; rerun the same command"
 
 
 if __name__ == "__main__":  # pragma: no cover

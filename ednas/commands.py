@@ -17,6 +17,7 @@ from typing import ClassVar, Optional
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.arch.spec import load_arch
+from ednas.checkpoint import check_resume
 from ednas.config import given, save_config
 from ednas.context import RunContext, check_out_dir
 from ednas.data import DataConfig
@@ -57,6 +58,9 @@ class SearchCommand:
     FLAT: ClassVar[tuple] = ("data", "latency", "search")
     ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache", "latency_dtype": "latency.dtype"}
 
+    def check(self, name) -> None:
+        _check_threads(self.threads, name)
+
 
 @dataclass(kw_only=True)
 class TrainCommand:
@@ -82,6 +86,9 @@ class TrainCommand:
     FLAT: ClassVar[tuple] = ("data", "train")
     ALIASES: ClassVar[dict] = {"warmup_epochs": "train.lr_warmup_epochs"}
 
+    def check(self, name) -> None:
+        _check_threads(self.threads, name)
+
 
 @dataclass(kw_only=True)
 class ExportCommand:
@@ -102,6 +109,11 @@ class ExportCommand:
     ALIASES: ClassVar[dict] = {"latency_rounds": "timing.rounds", "latency_runs": "timing.repeats"}
 
 
+def _check_threads(threads: int, name) -> None:
+    if threads < 0:
+        raise ConfigError(f"{name('threads')} must be >= 0 (0: all cores), got {threads}")
+
+
 def search_command(cfg: SearchCommand) -> dict | None:
     """``ednas search``: the search's result (also in OUT/search.json); the CLI prints its :data:`HEADLINES`."""
     tune_malloc()
@@ -112,6 +124,7 @@ def search_command(cfg: SearchCommand) -> dict | None:
         ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
                          timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
                          out=cfg.out, needs_space=True, table_dtype=dtype, table_quant=qopts)
+        check_resume(ctx.out / "checkpoint.pt", cfg.resume)
         if dist is None or dist.rank == 0:
             save_config(cfg, ctx.out)
         r = search(cfg.search, ctx.out, data=ctx.data, latency=ctx.latency_model(), budget=ctx.budget(), space=ctx.space,
@@ -129,6 +142,7 @@ def train_command(cfg: TrainCommand) -> dict:
     set_threads(cfg.threads)
     arch, _ = load_arch(cfg.arch)  # a malformed arch fails before the data is read
     ctx = RunContext(data=cfg.data, seed=cfg.seed, progress=cfg.progress, out=cfg.out)
+    check_resume(ctx.out / "checkpoint.pt", cfg.resume)
     save_config(cfg, ctx.out)
     return train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
                  tensorboard=cfg.tensorboard, resume=cfg.resume)

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
+import math
 import types
 import typing
 from pathlib import Path
@@ -116,25 +118,26 @@ def coerce(key: str, value: Any, tp, source: str) -> Any:
     if base is int:
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, int):
-            return value
         if isinstance(value, str):
             try:
-                return int(value)
+                value = int(value)
             except ValueError as err:
                 raise bad from err
-        raise bad
-    if base is float:
-        if isinstance(value, bool):
+        if not isinstance(value, int):
             raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError as err:
-                raise bad from err
-        raise bad
+        if not -(2**63) <= value < 2**63:
+            raise ConfigError(f"{source}: '{key}' {value} is out of range")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad
+        try:
+            v = float(value)
+        except (ValueError, OverflowError) as err:
+            raise bad from err
+        if not math.isfinite(v):  # nan and inf pass every range check written as a comparison
+            raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+        return v
     if base is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -171,8 +174,9 @@ class Leaf:
         return self.path.rpartition(".")[0]
 
 
+@functools.lru_cache(maxsize=None)
 def _field_docs(cls) -> dict[str, str]:
-    """Per-field help from ``#:`` comments above the fields (this class and its bases)."""
+    """Per-field help from ``#:`` comments above the fields (this class and its bases); read once per class."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
@@ -362,8 +366,13 @@ def _yaml_values(cls, path: str) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}' does not exist")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file '{path}' is not valid YAML{at}: {what}") from e
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {type(e).__name__}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}': expected a mapping of settings, got {type(data).__name__}")
     paths = {leaf.path for leaf in leaves(cls)}
@@ -377,6 +386,8 @@ def _yaml_values(cls, path: str) -> dict[str, Any]:
             path_ = prefix + key
             if path_ in sections and isinstance(v, dict):
                 walk(v, path_ + ".")
+            elif path_ in sections and not getattr(sections[path_], "PRIMARY", None):
+                raise ConfigError(f"config file '{path}': section '{path_}' must be a mapping of its settings, got {v!r}")
             elif path_ in sections and getattr(sections[path_], "PRIMARY", None):
                 out[f"{path_}.{sections[path_].PRIMARY}"] = v
             elif path_ in paths:

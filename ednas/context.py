@@ -21,13 +21,12 @@ A command resolves its settings, then builds one :class:`RunContext`:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from ednas.arch.spec import ArchSpec, load_space
 from ednas.data import DataConfig, DataSet, load_data
 from ednas.errors import ConfigError
+from ednas.io import check_writable_dir
 from ednas.latency.build import MEASURED_TARGETS, cached_table, target_table
 from ednas.latency.config import LatencyConfig
 from ednas.latency.model import Budget, LatencyModel
@@ -41,18 +40,7 @@ log = logging.getLogger(__name__)
 
 def check_out_dir(path, flag: str = "--out") -> Path:
     """Create the output folder if needed and make sure it can be written; a clear error otherwise."""
-    p = Path(path).expanduser()
-    for parent in [p, *p.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{flag} '{path}': '{parent}' is a file, not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ednas-write-check.", dir=p)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise ConfigError(f"{flag} '{path}': cannot write there ({e.strerror or e})") from e
-    return p
+    return check_writable_dir(path, flag)
 
 
 class RunContext:

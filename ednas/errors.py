@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DiskError",
     "EdnasError",
     "ExportError",
     "LatencyTableError",
@@ -51,5 +52,14 @@ class ExportError(EdnasError):
     """Export and quantization: ONNX Runtime disagrees, data of the wrong shape, bad options."""
 
 
+class DiskError(EdnasError):
+    """An output that cannot be written: no permission, a read-only file system, a full disk.
+
+    Raised by :mod:`ednas.io`, whose writes are atomic: when it is raised,
+    the file being written was left as it was before (or absent), never half
+    written.
+    """
+
+
 class TrainingError(EdnasError):
-    """Training or search cannot go on (for example, it diverged)."""
+    """Training or search cannot go on (for example, too many non-finite steps in a row)."""

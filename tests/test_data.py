@@ -51,6 +51,12 @@ def test_loader_is_deterministic_per_epoch_and_augments():
     assert x.is_contiguous(memory_format=torch.channels_last)
     ev = make_loader(d, "test", 100, False)
     assert sum(len(y) for _, y in ev) == 359  # evaluation keeps every image, in order
+    # augments: 16 copies of one image come out pad-cropped differently, and unlike the plain image
+    same = make_loader(d, "train", 16, True, indices=[5] * 16, seed=3)
+    xs, _ = next(iter(same))
+    plain = next(iter(make_loader(d, "train", 16, False, indices=[5] * 16)))[0]
+    assert torch.equal(plain[0], plain[15])  # without augmentation the copies are equal
+    assert len({bytes(x.numpy()) for x in xs}) > 4 and any(not torch.equal(x, plain[0]) for x in xs)
 
 
 def _write_batch(path, n, labels=None, data=None):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ednas import build_model, fuse, parse_arch
+from ednas.checkpoint import with_checksum
 from ednas.cli import main
 from ednas.deploy.pow2 import is_pow2, pow2_scale, quant_scales
 from ednas.runtime import export_onnx, ort_session
@@ -191,7 +192,7 @@ def test_error_arch_does_not_match_weights(trained, tmp_path, capsys):
     meta = torch.load(trained, weights_only=True)
     meta["arch"] = parse_arch("stem_k11_m1_c8_s2 | ir_k7_e2_c16_s2 | head_c32").format()
     bad = tmp_path / "model.pt"
-    torch.save(meta, bad)
+    torch.save(with_checksum(meta), bad)  # consistent on disk: only the arch is wrong
     _fails(["export", "--model", str(bad), "--out", str(tmp_path / "o")], capsys, str(bad), "does not match its weights")
 
 

@@ -28,6 +28,7 @@ from ednas.latency import (
     validate_table,
 )
 from ednas.latency.script import write_script
+from ednas.latency.table import table_checksum
 from ednas.latency.targets import reference_ops
 from ednas.latency.validate import spearman
 from ednas.runtime import board
@@ -184,6 +185,7 @@ def test_other_format_version_and_other_input_size_are_clear_errors(tmp_path):
     assert len(load_table(path, input_size=32)) == len(space_ops(sp, 32, 10))
     d = json.loads(path.read_text())
     d["format_version"] = FORMAT_VERSION + 1
+    d["checksum"] = table_checksum(d)  # as a later version would write it
     bad = tmp_path / "v2.json"
     bad.write_text(json.dumps(d))
     with pytest.raises(EdnasError, match=r"format_version 2.*rebuild"):
@@ -271,6 +273,7 @@ def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
     gone = sorted(d["entries"])[:2]
     for k in gone:  # as if interrupted before these two
         del d["entries"][k]
+    d["checksum"] = table_checksum(d)  # each atomic write of the build carries its checksum
     out.write_text(json.dumps(d))
     calls = []
     real = board.measure_op
@@ -282,9 +285,27 @@ def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
         build_table("host-ort", sp, 16, 4, out=out, threads=2, repeats=3, rounds=1, fit_archs=0)
 
 
-def test_measure_latency_of_a_network():
-    ms = measure_latency(build_model(parse_arch(MICRO_SPACE).largest(), 4), 16, threads=1, repeats=5, rounds=1)
+def test_measure_latency_times_the_fused_network(monkeypatch):
+    """What is timed is the deploy form (BN and branches folded, as deployed), computing the network's function."""
+    import numpy as np
+    import onnx
+
+    import ednas.latency.measure as measure
+    from ednas.runtime import ort_session
+    from tests.conftest import randomize_bn
+
+    timed = {}
+    real = measure.time_onnx
+    monkeypatch.setattr(measure, "time_onnx", lambda models, timing: timed.update(models) or real(models, timing))
+    net = randomize_bn(build_model(parse_arch(MICRO_SPACE.replace("ir_k3.5_e2_c16_s2", "ir_k3.5_e2_c16_s2_acb")).largest(), 4)).eval()
+    ms = measure_latency(net, 16, threads=1, repeats=5, rounds=1)
     assert 0 < ms < 100
+    (data,) = timed.values()
+    ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
+    assert ops <= {"Conv", "Relu", "Add", "GlobalAveragePool", "Flatten", "Gemm"}, ops  # no BN, no branch sums
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert np.abs(ort_session(data).run(None, {"input": x.numpy()})[0] - net(x).numpy()).max() <= 1e-4
 
 
 def test_board_script_round_trip(tmp_path):

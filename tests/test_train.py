@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from ednas.checkpoint import with_checksum
 from ednas.cli import main
 from ednas.data import load_data
 from ednas.nn.files import load_model
@@ -50,9 +51,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert resumed["top1"] == ref["top1"] and resumed["history"] == ref["history"]
 
 
-def test_resume_refuses_other_settings(tmp_path):
+def test_resume_refuses_other_settings(tmp_path, capsys):
     _train(tmp_path, epochs=1)
     assert main(["train", "--out", str(tmp_path), "--arch", SMALL, "--epochs", "1", "--lr", "0.3", "--resume", "--no-progress"]) == 2
+    assert "was written with other settings (lr: 0.1 vs 0.3)" in capsys.readouterr().err
 
 
 def test_metrics_model_config_and_eval(tmp_path, capsys):
@@ -117,7 +119,7 @@ def test_model_whose_arch_does_not_match_its_weights(tmp_path):
     _train(tmp_path, epochs=1)
     meta = torch.load(tmp_path / "model.pt", weights_only=True)
     meta["arch"] = SMALL.replace("ir_k3_e2_c16_s2", "ir_k5_e2_c16_s2")
-    torch.save(meta, tmp_path / "wrong.pt")
+    torch.save(with_checksum(meta), tmp_path / "wrong.pt")  # consistent on disk: only the arch is wrong
     from ednas.errors import EdnasError
 
     with pytest.raises(EdnasError, match="does not match its weights.*shape mismatch"):

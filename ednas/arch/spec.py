@@ -483,7 +483,9 @@ def load_arch(value: str) -> tuple[ArchSpec, int | None]:
             spec = parse_arch(data["arch"])
         except EdnasError as e:
             raise ArchError(f"arch file '{value}': {e}") from e
-        return spec, int(size) if size else None
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise ArchError(f"arch file '{value}': 'input_size' must be a positive integer, got {size!r}")
+        return spec, size or None
     return parse_arch(value), None
 
 

@@ -3,7 +3,8 @@
 Knows nothing of networks.
 """
 
-from ednas.data.datasets import DATA_KINDS, DataConfig, DataSet, arch_split, check_input_shape, folder_dataset, image_shape, load_data
+from ednas.data.datasets import DATA_KINDS, DataConfig, DataSet, DataSpec, arch_split, check_input_shape, folder_dataset, image_shape, load_data, parse_spec
 from ednas.data.loaders import FolderLoader, TensorLoader, make_loader
 
-__all__ = ["DATA_KINDS", "DataConfig", "DataSet", "check_input_shape", "folder_dataset", "image_shape", "FolderLoader", "TensorLoader", "arch_split", "load_data", "make_loader"]
+__all__ = ["DATA_KINDS", "DataConfig", "DataSet", "DataSpec", "parse_spec",
+           "check_input_shape", "folder_dataset", "image_shape", "FolderLoader", "TensorLoader", "arch_split", "load_data", "make_loader"]

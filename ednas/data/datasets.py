@@ -34,9 +34,15 @@ import torch
 
 from ednas.errors import ConfigError, DataError
 
-__all__ = ["DataConfig", "DataSet", "check_input_shape", "image_shape", "load_data", "arch_split", "folder_dataset", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DataConfig", "DataSet", "DataSpec", "check_input_shape", "image_shape", "load_data", "parse_spec", "arch_split", "folder_dataset",
+           "DATA_KINDS", "SPLITS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "synthetic")
+SPLITS = ("train", "val", "test")
+# synthetic:classes=N,n=N,size=N: defaults and ranges (a bound on memory too: n x 3 x size^2 bytes, x1.5 for val and test)
+SYNTHETIC_DEFAULTS = {"classes": 4, "n": 128, "size": 32}
+SYNTHETIC_RANGES = {"classes": (2, 10_000), "n": (1, 1_000_000), "size": (8, 1024)}
+SYNTHETIC_MAX_BYTES = 2**31
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -90,12 +96,24 @@ class DataSet:
     def in_memory(self) -> bool:
         return bool(self.splits)
 
+    def has(self, split: str) -> bool:
+        """Whether ``split`` was loaded (a set loaded for evaluation holds only the split asked for)."""
+        return split in (self.splits if self.in_memory else self.folders)
+
+    def need(self, split: str) -> None:
+        """Raise a :class:`DataError` naming the spec unless ``split`` was loaded."""
+        if not self.has(split):
+            held = ", ".join(s for s in SPLITS if self.has(s)) or "none"
+            raise DataError(f"data '{self.spec}' was loaded without its '{split}' split (it holds: {held})")
+
     def size(self, split: str) -> int:
+        self.need(split)
         if self.in_memory:
             return len(self.splits[split][1])
         return len(folder_dataset(self, split, train=False))
 
     def labels(self, split: str) -> np.ndarray:
+        self.need(split)
         if self.in_memory:
             return self.splits[split][1].numpy()
         return np.asarray(folder_dataset(self, split, train=False).targets)
@@ -109,6 +127,7 @@ def folder_dataset(data: DataSet, split: str, train: bool):
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
+    data.need(split)
     key = (str(data.folders[split]), train, data.input_size)
     if key not in _FOLDER_CACHE:
         size = data.input_size
@@ -197,26 +216,38 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _cifar(kind: str, root: Path, split_seed: int) -> DataSet:
+def _cifar(kind: str, root: Path, split_seed: int, splits: tuple[str, ...] = SPLITS) -> DataSet:
+    """CIFAR python batches; only the files the asked ``splits`` need are read (``test``: the test batch alone)."""
     if not root.is_dir():
         raise DataError(f"{kind}: directory '{root}' does not exist")
     hundred = kind == "cifar100"
     label_key = "fine_labels" if hundred else "labels"
-    train_files = [root / "train"] if hundred else sorted(root.glob("data_batch_*"))
     test_file = root / ("test" if hundred else "test_batch")
     meta_file = root / ("meta" if hundred else "batches.meta")
-    train_files = [f for f in train_files if f.is_file()]
-    if not train_files:
-        want = "'train'" if hundred else "'data_batch_1' ... 'data_batch_5'"
-        raise DataError(f"{kind}: no training batch in '{root}' (expected {want} from the CIFAR python version)")
-    if not test_file.is_file():
-        raise DataError(f"{kind}: test batch '{test_file}' does not exist")
-    xs, ys = zip(*(_cifar_batch(f, label_key) for f in train_files))
-    xtr, ytr = np.concatenate(xs), np.concatenate(ys)
-    xte, yte = _cifar_batch(test_file, label_key)
     n_classes = 100 if hundred else 10
-    for name, y in (("training", ytr), ("test", yte)):
-        if y.min() < 0 or y.max() >= n_classes:
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    loaded: list[tuple[str, np.ndarray]] = []
+    if "train" in splits or "val" in splits:
+        train_files = [root / "train"] if hundred else sorted(root.glob("data_batch_*"))
+        train_files = [f for f in train_files if f.is_file()]
+        if not train_files:
+            want = "'train'" if hundred else "'data_batch_1' ... 'data_batch_5'"
+            raise DataError(f"{kind}: no training batch in '{root}' (expected {want} from the CIFAR python version; "
+                            "evaluating the test split needs only the test batch)")
+        xs, ys = zip(*(_cifar_batch(f, label_key) for f in train_files))
+        xtr, ytr = np.concatenate(xs), np.concatenate(ys)
+        loaded.append(("training", ytr))
+        tr, va = _stratified(ytr, (0.9, 0.1), seed=split_seed)
+        out["train"], out["val"] = (t(xtr[tr]), t(ytr[tr])), (t(xtr[va]), t(ytr[va]))
+    if "test" in splits:
+        if not test_file.is_file():
+            raise DataError(f"{kind}: test batch '{test_file}' does not exist")
+        xte, yte = _cifar_batch(test_file, label_key)
+        loaded.append(("test", yte))
+        out["test"] = (t(xte), t(yte))
+    for name, y in loaded:
+        if len(y) and (y.min() < 0 or y.max() >= n_classes):
             raise DataError(f"{kind}: {name} labels out of range 0..{n_classes - 1} in '{root}'")
     classes = [str(i) for i in range(n_classes)]
     if meta_file.is_file():
@@ -224,8 +255,6 @@ def _cifar(kind: str, root: Path, split_seed: int) -> DataSet:
         names = meta.get("fine_label_names" if hundred else "label_names")
         if names is not None and len(names) == n_classes:
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    tr, va = _stratified(ytr, (0.9, 0.1), seed=split_seed)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return DataSet(
         name=kind,
         spec=f"{kind}:{root}",
@@ -235,31 +264,33 @@ def _cifar(kind: str, root: Path, split_seed: int) -> DataSet:
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
         augment="padcrop+flip",
-        splits={
-            "train": (t(xtr[tr]), t(ytr[tr])),
-            "val": (t(xtr[va]), t(ytr[va])),
-            "test": (t(xte), t(yte)),
-        },
+        splits={k: out[k] for k in SPLITS if k in splits},
     )
 
 
-def _folder(root: Path, input_size: int | None) -> DataSet:
+def _folder(root: Path, input_size: int | None, splits: tuple[str, ...] = SPLITS) -> DataSet:
+    """ImageNet-style class folders; only the folders of the asked ``splits`` need to exist."""
     if not root.is_dir():
         raise DataError(f"folder: directory '{root}' does not exist")
+    layout = f"expected ImageNet-style '{root}/train/<class>/*' and '{root}/val/<class>/*'"
     folders = {}
     for split in ("train", "val"):
         p = root / split
-        if not p.is_dir():
-            raise DataError(f"folder: '{p}' does not exist; expected ImageNet-style '{root}/train/<class>/*' and '{root}/val/<class>/*'")
-        folders[split] = p
-    folders["test"] = root / "test" if (root / "test").is_dir() else folders["val"]
-    classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
+        if p.is_dir():
+            folders[split] = p
+        elif split in splits or (split == "val" and "test" in splits and not (root / "test").is_dir()):
+            raise DataError(f"folder: '{p}' does not exist; {layout}")
+    if "test" in splits:
+        folders["test"] = root / "test" if (root / "test").is_dir() else folders["val"]
+    folders = {k: v for k, v in folders.items() if k in splits}
+    first = next(iter(folders.values()))
+    classes = sorted(d.name for d in first.iterdir() if d.is_dir())
     if not classes:
-        raise DataError(f"folder: '{folders['train']}' has no class sub-folders")
-    for split in ("val", "test"):
-        other = sorted(d.name for d in folders[split].iterdir() if d.is_dir())
+        raise DataError(f"folder: '{first}' has no class sub-folders")
+    for path in folders.values():
+        other = sorted(d.name for d in path.iterdir() if d.is_dir())
         if other != classes:
-            raise DataError(f"folder: the class folders of '{folders[split]}' differ from '{folders['train']}'")
+            raise DataError(f"folder: the class folders of '{path}' differ from '{first}'")
     return DataSet(
         name="folder",
         spec=f"folder:{root}",
@@ -273,14 +304,26 @@ def _folder(root: Path, input_size: int | None) -> DataSet:
     )
 
 
+def _synthetic_options(args: str) -> dict[str, int]:
+    """``classes=N,n=N,size=N`` -> the options, checked against :data:`SYNTHETIC_RANGES`."""
+    opts = dict(SYNTHETIC_DEFAULTS)
+    for kv in (args.split(",") if args else []):
+        k, _, v = kv.partition("=")
+        if k not in opts or not (v.isascii() and v.isdigit()):
+            raise DataError(f"synthetic: bad option '{kv}'; expected classes=N, n=N, size=N")
+        opts[k] = int(v)
+    for k, (lo, hi) in SYNTHETIC_RANGES.items():
+        if not lo <= opts[k] <= hi:
+            raise DataError(f"synthetic: {k}={opts[k]} is out of range; expected {lo} <= {k} <= {hi}")
+    need = opts["n"] * 3 * opts["size"] ** 2 * 3 // 2
+    if need > SYNTHETIC_MAX_BYTES:
+        raise DataError(f"synthetic: n={opts['n']} images of {opts['size']}x{opts['size']} need {need / 2**30:.1f} GiB; "
+                        f"at most {SYNTHETIC_MAX_BYTES / 2**30:.0f} GiB (use fewer or smaller images)")
+    return opts
+
+
 def _synthetic(args: str, split_seed: int) -> DataSet:
-    opts = {"classes": 4, "n": 128, "size": 32}
-    if args:
-        for kv in args.split(","):
-            k, _, v = kv.partition("=")
-            if k not in opts or not v.isdigit():
-                raise DataError(f"synthetic: bad option '{kv}'; expected classes=N, n=N, size=N")
-            opts[k] = int(v)
+    opts = _synthetic_options(args)
     g = torch.Generator().manual_seed(1234 + split_seed)
     n, c, s = opts["n"], opts["classes"], opts["size"]
     splits = {}
@@ -301,43 +344,86 @@ def _synthetic(args: str, split_seed: int) -> DataSet:
     )
 
 
-def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | None = None) -> DataSet:
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed ``--data`` spec: its kind, its directory (``cifar10``, ``cifar100``, ``folder``) and options (``synthetic``)."""
+
+    kind: str
+    path: Optional[Path] = None
+    options: tuple[tuple[str, int], ...] = ()
+    arg: str = ""
+
+
+def parse_spec(spec: str) -> DataSpec:
+    """Parse a ``--data`` spec without reading anything (see the module docstring for the kinds).
+
+    Raises:
+        DataError: an unknown kind, a missing or forbidden argument, or a bad option, named.
+    """
+    if not isinstance(spec, str):
+        raise DataError(f"--data must be a string, got {type(spec).__name__}")
+    spec = (spec or "digits").strip() or "digits"
+    kind, _, arg = spec.partition(":")
+    if kind not in DATA_KINDS:
+        raise DataError(f"unknown data kind '{kind}' in --data '{spec}'; expected one of: digits, cifar10:DIR, "
+                        "cifar100:DIR, folder:DIR, synthetic")
+    if kind == "digits":
+        if arg:
+            raise DataError(f"--data digits takes no argument, got '{spec}'")
+        return DataSpec(kind)
+    if kind == "synthetic":
+        return DataSpec(kind, options=tuple(_synthetic_options(arg).items()), arg=arg)
+    if not arg.strip():
+        raise DataError(f"--data {kind} needs a directory: '{kind}:DIR'")
+    if "\x00" in arg:
+        raise DataError(f"--data {kind}: the directory name holds a NUL character: {arg!r}")
+    try:
+        path = Path(arg).expanduser()
+    except RuntimeError as e:  # '~user' of no such user
+        raise DataError(f"--data {kind}: cannot expand '{arg}' ({e})") from e
+    return DataSpec(kind, path=path, arg=arg)
+
+
+def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | None = None, splits: tuple[str, ...] | None = None) -> DataSet:
     """Load the data set named by ``spec`` (a spec string or a :class:`DataConfig`; see the module docstring).
 
     ``split_seed`` fixes the train/val(/test) split of in-memory sets (and the
     draw of ``synthetic``); it is kept apart from the training seed so that
-    the test images of a result never move with ``--seed``.
+    the test images of a result never move with ``--seed``.  ``splits``
+    (default: all three) are the splits that will be used: ``cifar`` and
+    ``folder`` data then read and require only what those need (evaluating
+    the test split needs only the test batch).
 
     Raises:
         EdnasError: an unknown kind, a missing path or a malformed file, named.
     """
     if isinstance(spec, DataConfig):
-        data = load_data(spec.spec, spec.split_seed, spec.input_size)
+        data = load_data(spec.spec, spec.split_seed, spec.input_size, splits)
+        if spec.input_size is not None and data.in_memory and spec.input_size != data.input_size:
+            raise ConfigError(f"--input-size {spec.input_size}: data '{data.spec}' has images of {data.input_size}x{data.input_size}, which "
+                              "in-memory sets keep; drop --input-size (it sets the size of folder data)")
         data.workers = spec.workers
         return data
-    spec = (spec or "digits").strip()
-    kind, _, arg = spec.partition(":")
-    if kind not in DATA_KINDS:
-        raise DataError(f"unknown data kind '{kind}' in --data '{spec}'; expected one of: digits, cifar10:DIR, "
-                         "cifar100:DIR, folder:DIR, synthetic")
-    if kind == "digits":
-        if arg:
-            raise DataError(f"--data digits takes no argument, got '{spec}'")
-        return _digits(split_seed)
-    if kind == "synthetic":
-        return _synthetic(arg, split_seed)
-    if not arg:
-        raise DataError(f"--data {kind} needs a directory: '{kind}:DIR'")
-    root = Path(arg).expanduser()
-    if kind == "folder":
-        return _folder(root, input_size)
-    return _cifar(kind, root, split_seed)
+    want = tuple(SPLITS if splits is None else splits)
+    bad = [s for s in want if s not in SPLITS]
+    if bad or not want:
+        raise DataError(f"splits {want!r}: expected some of {', '.join(SPLITS)}")
+    ds = parse_spec(spec)
+    if ds.kind == "digits":
+        data = _digits(split_seed)
+    elif ds.kind == "synthetic":
+        data = _synthetic(ds.arg, split_seed)
+    elif ds.kind == "folder":
+        data = _folder(ds.path, input_size, want)
+    else:
+        data = _cifar(ds.kind, ds.path, split_seed, want)
+    return data
 
 
 def image_shape(data: DataSet) -> tuple[int, int, int]:
     """(C, H, W) of one image of ``data`` as its loaders hand it out."""
     if data.in_memory:
-        x = data.splits["train"][0]
+        x = next(iter(data.splits.values()))[0]  # any split: a set loaded for evaluation may hold only one
         return tuple(int(d) for d in x.shape[1:])  # type: ignore[return-value]
     # folder data is resized to its input size; ImageFolder loads RGB
     return (3, data.input_size, data.input_size)

@@ -51,6 +51,7 @@ class TensorLoader:
     """
 
     def __init__(self, data: DataSet, split: str, batch_size: int, train: bool, indices=None, seed: int = 0, drop_last: bool | None = None, shard: tuple[int, int] = (0, 1)):
+        data.need(split)
         x, y = data.splits[split]
         if indices is not None:
             idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)

@@ -12,7 +12,7 @@ from typing import ClassVar, Optional
 
 from ednas.arch.spec import load_arch
 from ednas.errors import ConfigError
-from ednas.io import atomic_write_json
+from ednas.io import atomic_write_json, check_writable_dir, check_writable_file
 from ednas.latency.build import build_table
 from ednas.latency.model import LatencyModel
 from ednas.latency.ops import dtype_name
@@ -75,6 +75,11 @@ class LutBuildConfig:
     #: show a progress bar
     progress: bool = True
 
+    def check(self, name) -> None:
+        for key, low in (("num_classes", 1), ("threads", 1), ("warmup", 0), ("repeats", 1), ("rounds", 1), ("fit_archs", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"{name(key)} must be >= {low}, got {getattr(self, key)}")
+
 
 def _quant(cfg) -> dict | None:
     """The fixed-point options of a command (None: the defaults); ``cfg.dtype`` is normalised (``int8`` -> ``i8``)."""
@@ -89,6 +94,7 @@ def _quant(cfg) -> dict | None:
 
 
 def lut_build(cfg: LutBuildConfig) -> dict:
+    check_writable_file(cfg.out, "--out")
     space, size = _space(cfg.space, cfg.input_size)
     t = build_table(
         cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
@@ -152,6 +158,9 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
         raise ConfigError(f"--archs {cfg.archs}: need at least 2 architectures (30 for the acceptance check)")
     table = load_table(cfg.lut)
     space = load_arch(cfg.space)[0] if cfg.space else None
+    for flag, f in (("--json", cfg.json), ("--plot", cfg.plot)):
+        if f:
+            check_writable_file(f, flag)
     n_fit = len((table.meta.get("constant") or {}).get("picks") or [])  # re-timed for the drift check
     bar = tqdm(total=(cfg.archs + n_fit) * cfg.rounds, desc="end-to-end", unit="net", disable=not cfg.progress, leave=False)
     res = validate_table(
@@ -203,6 +212,7 @@ class LutScriptConfig:
 
 
 def lut_script(cfg: LutScriptConfig) -> dict:
+    check_writable_dir(cfg.out, "--out")
     space, size = _space(cfg.space, cfg.input_size)
     cfg.dtype = dtype_name(cfg.dtype)
     if cfg.dtype != "f32" and cfg.dtype not in board.QUANT_DTYPES:

@@ -14,28 +14,38 @@ File format (JSON, ``format_version`` :data:`FORMAT_VERSION`)::
       "constant": {"fitted_on": [...], "residuals_ms": [...], ...},
       "entries": {"dw_i16x16x96_o96_k5_s2_g96_e4_f32":
                       {"ms": 0.0024, "spread_ms": 0.0001, "n": 2500}, ...},
-      "networks": {...}                           # optional: end-to-end timings
+      "networks": {...},                          # optional: end-to-end timings
+      "checksum": "sha256:..."                    # written by ednas: see below
     }
 
 An entry may carry ``"supported": false`` (the target's accelerator does not
 run it; ``ms`` is then the fallback cost) and ``"fallback": true``.  A table
 is only valid for the input size it was built for, since every operator's
 key holds its feature-map size.
+
+``checksum`` is ``sha256:`` and the SHA-256 of the file's object without
+that field, as :func:`ednas.io.canonical_json` writes it (sorted keys, no
+spaces).  ednas writes it and checks it on reading: a table changed or
+damaged after it was written is refused, naming the file.  A table without
+one (the board script's output, a table written by hand) is read as it is;
+to edit a table ednas wrote, delete its ``checksum`` field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ednas.errors import EdnasError, LatencyTableError
-from ednas.io import atomic_write_json
+from ednas.io import atomic_write_json, canonical_json
 from ednas.latency.ops import KEY_VERSION, Op
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "POLICIES", "LatencyTable", "load_table", "extend_hint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "POLICIES", "LatencyTable", "load_table", "extend_hint", "table_checksum"]
 
 FORMAT = "ednas-lut"
 FORMAT_VERSION = 1
@@ -54,12 +64,29 @@ def extend_hint(target: str, space: str | None, input_size: int, path: str | Non
     return f"run 'ednas lut build --target {target} --space {space_arg} --input {input_size} --out {out}' (it measures only the missing operators)"
 
 
+def table_checksum(d: Mapping) -> str:
+    """``sha256:`` + the SHA-256 of a table's JSON object without its ``checksum`` field (see the module docstring)."""
+    body = {k: v for k, v in d.items() if k != "checksum"}
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def _ms(value: Any) -> float | None:
+    """``value`` as a finite, non-negative number of ms, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        v = float(value)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
 def _entry(key: str, value: Any) -> dict:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"ms": float(value)}
-    if isinstance(value, Mapping) and isinstance(value.get("ms"), (int, float)):
-        return dict(value, ms=float(value["ms"]))
-    raise LatencyTableError(f"latency table entry '{key}': expected a number of ms or {{\"ms\": ...}}, got {value!r}")
+    if _ms(value) is not None:
+        return {"ms": _ms(value)}
+    if isinstance(value, Mapping) and _ms(value.get("ms")) is not None:
+        return dict(value, ms=_ms(value["ms"]))
+    raise LatencyTableError(f"latency table entry '{key}': expected a finite number of ms >= 0 or {{\"ms\": ...}}, got {value!r}")
 
 
 @dataclass
@@ -166,6 +193,7 @@ class LatencyTable:
         d.update({k: v for k, v in self.meta.items() if k not in d and k not in ("entries", "constant_ms")})
         d["constant_ms"] = self.constant_ms
         d["entries"] = {k: self.entries[k] for k in sorted(self.entries)}
+        d["checksum"] = table_checksum(json.loads(canonical_json(d)))
         return d
 
     def save(self, path) -> Path:
@@ -177,6 +205,12 @@ class LatencyTable:
         where = f"'{path}'" if path else "(in memory)"
         if not isinstance(d, Mapping):
             raise LatencyTableError(f"latency table {where}: expected a JSON object, got {type(d).__name__}")
+        if "checksum" in d and d["checksum"] != table_checksum(d):
+            raise LatencyTableError(
+                f"latency table {where} is corrupt: its contents do not match the checksum written with them (the file was "
+                "changed or damaged after ednas wrote it); rebuild it with 'ednas lut build', or, if you edited it on purpose, "
+                "delete its 'checksum' field"
+            )
         if d.get("format", FORMAT) != FORMAT:
             raise LatencyTableError(f"latency table {where}: 'format' is '{d.get('format')}', expected '{FORMAT}'")
         fv = d.get("format_version")
@@ -193,6 +227,19 @@ class LatencyTable:
                 raise LatencyTableError(f"latency table {where}: required field '{req}' is missing")
         if not isinstance(d["entries"], Mapping):
             raise LatencyTableError(f"latency table {where}: 'entries' must be an object of key -> ms")
+        if not isinstance(d["input_size"], int) or isinstance(d["input_size"], bool) or d["input_size"] < 1:
+            raise LatencyTableError(f"latency table {where}: 'input_size' must be a positive integer, got {d['input_size']!r}")
+        if not isinstance(d["target"], str) or not d["target"]:
+            raise LatencyTableError(f"latency table {where}: 'target' must be a non-empty string, got {d['target']!r}")
+        constant = d.get("constant_ms") or 0.0
+        if isinstance(constant, bool) or not isinstance(constant, (int, float)) or not math.isfinite(float(constant)):
+            raise LatencyTableError(f"latency table {where}: 'constant_ms' must be a finite number, got {constant!r}")
+        for key in ("policy", "dtype", "space"):
+            if d.get(key) is not None and not isinstance(d[key], str):
+                raise LatencyTableError(f"latency table {where}: '{key}' must be a string, got {d[key]!r}")
+        nc = d.get("num_classes")
+        if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or nc < 1):
+            raise LatencyTableError(f"latency table {where}: 'num_classes' must be a positive integer, got {nc!r}")
         if input_size is not None and int(d["input_size"]) != int(input_size):
             raise LatencyTableError(
                 f"latency table {where} was built for input size {d['input_size']}, not {input_size}; "
@@ -200,12 +247,12 @@ class LatencyTable:
                 + extend_hint(str(d["target"]), d.get("space"), int(input_size), None)
             )
         known = {f.name for f in dataclasses.fields(cls)} - {"meta", "path", "entries"}
-        meta = {k: v for k, v in d.items() if k not in known and k not in ("format", "format_version", "key_version", "entries")}
+        meta = {k: v for k, v in d.items() if k not in known and k not in ("format", "format_version", "key_version", "entries", "checksum")}
         t = cls(
             target=str(d["target"]),
             input_size=int(d["input_size"]),
             entries=dict(d["entries"]),
-            constant_ms=float(d.get("constant_ms") or 0.0),
+            constant_ms=float(constant),
             policy=d.get("policy") or "fallback",
             dtype=d.get("dtype") or "f32",
             num_classes=d.get("num_classes"),
@@ -213,7 +260,7 @@ class LatencyTable:
             meta=meta,
             path=path,
         )
-        for k in list(t.entries)[:1]:  # fail early on a key of another scheme
+        for k in t.entries:  # fail early on a key of another scheme
             Op.from_key(k)
         return t
 
@@ -235,7 +282,9 @@ def load_table(path, input_size: int | None = None) -> LatencyTable:
     if not Path(p).is_file():
         raise LatencyTableError(f"latency table '{p}' does not exist; build one with 'ednas lut build --target host-ort --space SPACE --input N --out {p}'")
     try:
-        data = json.loads(Path(p).read_text())
+        data = json.loads(Path(p).read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LatencyTableError(f"latency table '{p}' is not valid JSON: {e}") from e
+    except (OSError, RecursionError) as e:
+        raise LatencyTableError(f"latency table '{p}' cannot be read ({type(e).__name__}: {e})") from e
     return LatencyTable.from_dict(data, path=p, input_size=input_size)

@@ -158,7 +158,12 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
 
     Stem and head are copied; each kept block takes the centred crop of its
     meta-kernel and the channels of its expansion (see
-    :meth:`~ednas.nn.searchable.SearchableBlock.to_fixed`).  ``picks`` defaults to the argmax picks
+    :meth:`~ednas.nn.searchable.SearchableBlock.to_fixed`).  When the model
+    trains with extra depthwise branches (``_acb``), which the supernet does
+    not have, they start adding exactly nothing
+    (:meth:`~ednas.nn.repconv.RepDWConvBN.zero_extra_branches`): the
+    inherited network computes what the pinned supernet computed, with or
+    without branches.  ``picks`` defaults to the argmax picks
     (the ones ``derive()`` used).  Returns ``model``, changed in place.
     """
     picks = picks if picks is not None else supernet.picks()
@@ -170,6 +175,9 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
     for dst, (src, p) in zip(model.blocks, kept):
         if (dst.kernel, dst.expansion) != (p["kernel"], p["expansion"]):
             raise ArchError(f"inherit: block k{dst.kernel} e{dst.expansion} does not match pick {p}")
-        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=len(dst.dw.convs) > 1)
+        branches = len(dst.dw.convs) > 1
+        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=branches)
         dst.load_state_dict(fixed.state_dict())
+        if branches:  # the supernet has no such branches: they start adding nothing, so the function is kept
+            dst.dw.zero_extra_branches()
     return model

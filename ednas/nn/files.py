@@ -4,7 +4,7 @@
 ``weights_only=True``): format version, the arch string, number of classes,
 input size, normalisation, class names, the data spec, the resolved config and
 the state dict (training form, BN unfused; :func:`ednas.fuse` makes the deploy
-form).
+form), and a checksum of all of it (:mod:`ednas.checkpoint`).
 
 ``supernet.pt`` (written by the search, read by ``ednas train --inherit``)
 holds the space, the supernet kind, the number of classes, the input size,
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ednas.arch.spec import parse_arch
-from ednas.checkpoint import load_torch_file
+from ednas.checkpoint import load_torch_file, with_checksum
 from ednas.errors import ArchError, CheckpointError
 from ednas.io import atomic_save
 from ednas.nn.build import build_model, build_supernet
@@ -42,7 +42,7 @@ def save_model(path, model, *, input_size: int, data=None, config: dict | None =
     if data is not None:
         meta.update(data=data.spec, mean=list(data.mean), std=list(data.std), classes=list(data.classes))
     meta.update(extra or {})
-    return atomic_save(meta, path)
+    return atomic_save(with_checksum(meta), path)
 
 
 def load_model_file(path) -> dict:
@@ -107,7 +107,7 @@ def save_supernet(path, net, picks, input_size: int, data=None) -> Path:
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
         "data": getattr(data, "spec", None),
     }
-    return atomic_save(obj, path)
+    return atomic_save(with_checksum(obj), path)
 
 
 def load_supernet(path):

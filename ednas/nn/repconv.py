@@ -70,6 +70,23 @@ class RepDWConvBN(nn.Module):
         return self.act(y) if self.act is not None else y
 
     @torch.no_grad()
+    def zero_extra_branches(self) -> "RepDWConvBN":
+        """Make every branch but the first (the k x k one) add exactly nothing, in training and in eval mode.
+
+        Each extra branch's BN gets scale and shift 0, so its output is 0
+        whatever its conv computes.  Weight inheritance uses it: the main
+        branch carries the supernet's kernel, and the network computes what
+        the supernet computed.  The branches still learn: a BN scale of 0
+        still receives a gradient (the zero-initialised last BN of a
+        residual block trains the same way), and the convs follow once it
+        moves.
+        """
+        for bn in self.bns[1:]:
+            bn.weight.zero_()
+            bn.bias.zero_()
+        return self
+
+    @torch.no_grad()
     def fused_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The single k x k kernel and bias equal to the sum of the branches."""
         weight, bias = 0.0, 0.0

@@ -45,7 +45,7 @@ import torch.nn as nn
 
 from ednas.arch.spec import load_arch
 from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
-from ednas.io import atomic_write_json
+from ednas.io import atomic_write_json, check_writable_file
 from ednas.latency.build import build_table, is_analytic
 from ednas.latency.measure import measure_onnx_ms, measure_torch_ms
 from ednas.latency.model import LatencyModel
@@ -94,6 +94,12 @@ class ProfileConfig:
     rounds: int = 5
     #: print the per-layer table to stderr
     table: bool = True
+
+    def check(self, name) -> None:
+        for key, low in (("threads", 1), ("rounds", 1), ("num_classes", 1)):
+            v = getattr(self, key)
+            if v is not None and v < low:
+                raise ConfigError(f"{name(key)} must be >= {low}, got {v}")
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +209,7 @@ def _predict_ednas(net: _Network, target: str | None, lut: str | None) -> dict:
 
     out: dict = {"latency_ms_predicted": None, "latency_breakdown": None, "unsupported": []}
     if lut:
-        table = load_table(lut)
+        table = load_table(lut, input_size=net.input_size)  # a table for another input size is a mistake, not a gap
         source = f"table {lut} (target {table.target})"
     elif target and (is_analytic(target) or target.startswith("file:")):
         table = build_table(target, net.arch, net.input_size, net.num_classes)
@@ -319,6 +325,8 @@ def format_table(prof: dict) -> str:
 def run_profile(cfg: ProfileConfig) -> dict:
     """``ednas profile``: writes ``--json`` (with the per-layer table) and returns the headline numbers."""
 
+    if cfg.json:
+        check_writable_file(cfg.json, "--json")
     prof = profile_model(cfg.model, cfg.input_size, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds)
     if cfg.table:
         log.info(format_table(prof))

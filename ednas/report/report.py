@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 from ednas._run import git_commit
 from ednas.arch.spec import parse_arch
-from ednas.io import atomic_write_text
+from ednas.io import atomic_write_bytes, atomic_write_text
 from ednas.latency.model import LatencyModel
 from ednas.latency.table import load_table
 from ednas.report import figures
@@ -641,7 +641,7 @@ def write_report(run_dir, summary: dict) -> tuple[Path, Path]:
         old.unlink()
     for s in sections:
         for name, png, _ in s.figures:
-            (files / f"{name}.png").write_bytes(png)
+            atomic_write_bytes(files / f"{name}.png", png)
     html_path = atomic_write_text(run_dir / "report.html", _html(sections, title, subtitle))
     md_path = atomic_write_text(run_dir / "report.md", _markdown(sections, title, subtitle, files.name))
     return html_path, md_path

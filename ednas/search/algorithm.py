@@ -20,7 +20,11 @@ The temperature decays per epoch (:func:`ednas.search.gumbel.tau_at`).  After
 every epoch the argmax network is evaluated on the validation split and a
 checkpoint is written atomically; ``resume`` continues from it to the same
 result as an uninterrupted run (every random draw comes from ``(seed, epoch,
-path)``, :mod:`ednas.seeds`).  At the end the argmax architecture is derived, fitted to the budget
+path)``, :mod:`ednas.seeds`).  A weight or architecture step whose loss or
+gradient is not finite, or a non-finite lambda, is skipped and counted
+(``skipped_steps`` in ``search.json``, each epoch's record and TensorBoard);
+``max_skipped_steps`` in a row stop the search (:mod:`ednas.train.guard`).
+At the end the argmax architecture is derived, fitted to the budget
 (:mod:`ednas.search.derive`), measured on the host where the target is the
 host, and written out.
 """
@@ -57,6 +61,7 @@ from ednas.search.feedback import MERGE_KINDS, FeedbackBlock
 from ednas.search.gumbel import sample_choices, tau_at
 from ednas.search.loss import LOSS_KINDS, LatencyLoss
 from ednas.seeds import derive
+from ednas.train.guard import StepGuard, all_finite
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
@@ -133,7 +138,7 @@ class SearchConfig(Recipe):
 
 def _settings(cfg: SearchConfig, space: ArchSpec, data: DataSet, latency, budget: Budget, seed: int) -> dict:
     """What decides the search's trajectory: a checkpoint resumes only with the same."""
-    d = {k: v for k, v in config_dict(cfg).items() if k not in ("fit", "fit_low", "measure", "space")}
+    d = {k: v for k, v in config_dict(cfg).items() if k not in ("fit", "fit_low", "measure", "space", "max_skipped_steps")}
     return {**d, "space": space.format(), "data": data.spec, "input_size": data.input_size, "seed": seed,
             "target": getattr(getattr(latency, "table", None), "target", type(latency).__name__), "budget_ms": round(budget.ms, 9)}
 
@@ -154,6 +159,7 @@ class _Search:
         self.budget_ms, self.budget_frac = budget.ms, budget.frac
         self.loss = LatencyLoss(cfg.loss, cfg.lam, self.budget_ms, cfg.lam_lr)
         self.settings = _settings(cfg, space, data, latency, budget, seed)
+        self.guard = StepGuard(cfg.max_skipped_steps, "search", f"lower the learning rates (now --lr {cfg.lr}, --arch-lr {cfg.arch_lr})")
 
         # under torchrun each rank holds one path; otherwise this process holds all P
         self.dist = dist
@@ -214,42 +220,47 @@ class _Search:
         net.train()
         with torch.no_grad():
             sample_choices(net.choices(), tau, self.cfg.hard, gen)
+        self.guard.before(net)
         ce = self._criterion(net(x), y)
-        if not torch.isfinite(ce):
-            raise TrainingError(f"search diverged at {where} (path {p}); lower the learning rate (now {self.cfg.lr})")
         opt = self.opt_w[p]
         for g in opt.param_groups:
             g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        ce.backward()
-        opt.step()
+        if not self.guard.step(ce, opt, net.weight_parameters(), kind="weight", stream=p, where=f"{where} (path {p})"):
+            return float("nan")  # skipped: the feedback merge leaves this path out (beta = 0)
         return float(ce.detach())
 
-    def _arch_step(self, p: int, net, x, y, tau: float, gen: torch.Generator) -> tuple[float, float]:
-        """One Adam step of path ``p``'s alpha (eq. 10, first order; weights frozen). Returns (CE, E[LAT])."""
+    def _arch_step(self, p: int, net, x, y, tau: float, gen: torch.Generator, where: str = "") -> tuple[float, float]:
+        """One Adam step of path ``p``'s alpha (eq. 10, first order; weights frozen). Returns (CE, E[LAT]), NaN when skipped."""
         sample_choices(net.choices(), tau, self.cfg.hard, gen)
         weights = net.weight_parameters()
         for w in weights:
             w.requires_grad_(False)
         try:
+            self.guard.before(net)
             ce = self._criterion(net(x), y)
             lat = self.latency.expected(net)
             loss = self.loss(ce, lat)
-            self.opt_a[p].zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_a[p].step()
+            if not self.guard.step(loss, self.opt_a[p], net.arch_parameters(), kind="arch", stream=p, where=f"{where} (path {p})"):
+                return float("nan"), float("nan")
         finally:
             for w in weights:
                 w.requires_grad_(True)
         return float(ce.detach()), float(lat.detach())
 
-    def _update_lambda(self) -> None:
-        """Dual ascent on the predicted latency of the paths' current argmax networks (one lambda for all ranks)."""
+    def _update_lambda(self, where: str = "") -> None:
+        """Dual ascent on the predicted latency of the paths' current argmax networks (one lambda for all ranks).
+
+        A non-finite latency or lambda is not applied (lambda keeps its value) and is counted as a skipped ``lambda`` step.
+        """
         lat_now = [self.latency.predict(net.picks()) for net in self.paths]
         mean_lat = sum(lat_now) / len(lat_now)
         if self.dist is not None:
             mean_lat = self.dist.all_mean(mean_lat)
-        self.loss.update(mean_lat)
+        lam = self.loss.lam
+        if not self.guard.accept(mean_lat, kind="lambda", where=where):
+            return
+        if not self.guard.accept(self.loss.update(mean_lat), kind="lambda", where=where):
+            self.loss.lam = lam
 
     def _epoch(self, epoch: int, writer, bar) -> dict:
         cfg = self.cfg
@@ -268,20 +279,25 @@ class _Search:
             lr = lr_at(step, self.total_steps, warmup, cfg.lr)  # linear warm-up, then eq. 16
             where = f"epoch {epoch + 1} step {i}"
             losses = [self._weight_step(p, net, *next(w_iters[p]), lr, tau, gens[p], where) for p, net in enumerate(self.paths)]
-            sums["ce_w"] += sum(losses) / len(losses)
-            sums["n"] += 1
+            done = [v for v in losses if v == v]  # skipped steps (NaN) are counted by the guard, not averaged
+            if done:
+                sums["ce_w"] += sum(done) / len(done)
+                sums["n"] += 1
             if search_alpha:
-                for p, net in enumerate(self.paths):
-                    ce_a, lat = self._arch_step(p, net, *next(a_iters[p]), tau, gens[p])
-                    sums["ce_a"] += ce_a / len(self.paths)
-                    sums["lat"] += lat / len(self.paths)
-                sums["na"] += 1
-                self._update_lambda()
+                arch = [self._arch_step(p, net, *next(a_iters[p]), tau, gens[p], where) for p, net in enumerate(self.paths)]
+                arch = [(c, l) for c, l in arch if c == c]
+                if arch:
+                    sums["ce_a"] += sum(c for c, _ in arch) / len(arch)
+                    sums["lat"] += sum(l for _, l in arch) / len(arch)
+                    sums["na"] += 1
+                self._update_lambda(where)
             b = self.feedback(losses) if cfg.paths > 1 else None
             if writer is not None:
-                writer.add_scalar("search/ce_weight_step", sums["ce_w"] / sums["n"], step)
+                if sums["n"]:
+                    writer.add_scalar("search/ce_weight_step", sums["ce_w"] / sums["n"], step)
                 writer.add_scalar("search/lr", lr, step)
-                if search_alpha:
+                writer.add_scalar("search/skipped_steps", self.guard.total, step)
+                if search_alpha and sums["na"]:
                     writer.add_scalar("search/E_lat_ms", sums["lat"] / sums["na"], step)
                     writer.add_scalar("search/lambda", self.loss.lam, step)
                 if b is not None:
@@ -289,9 +305,10 @@ class _Search:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(ce=f"{losses[0]:.3f}", lam=f"{self.loss.lam:.3g}", tau=f"{tau:.2f}")
-        return {"tau": tau, "ce_weight": sums["ce_w"] / max(sums["n"], 1),
+        return {"tau": tau, "ce_weight": sums["ce_w"] / sums["n"] if sums["n"] else None,
                 "ce_arch": sums["ce_a"] / sums["na"] if sums["na"] else None,
-                "E_lat_ms_sampled": sums["lat"] / sums["na"] if sums["na"] else None}
+                "E_lat_ms_sampled": sums["lat"] / sums["na"] if sums["na"] else None,
+                "skipped_steps": self.guard.counts()}
 
     @torch.no_grad()
     def _epoch_eval(self, epoch: int, rec: dict, writer) -> dict:
@@ -327,6 +344,7 @@ class _Search:
             "opt_w": [o.state_dict() for o in self.opt_w],
             "opt_a": [o.state_dict() for o in self.opt_a],
             "loss": self.loss.state_dict(),
+            "skipped_steps": self.guard.counts(),
             "epoch": epoch,
             "history": history,
             "wall_s": wall,
@@ -340,6 +358,7 @@ class _Search:
         for o, sd in zip(self.opt_a, ck["opt_a"]):
             o.load_state_dict(sd)
         self.loss.load_state_dict(ck["loss"])
+        self.guard.load_counts(ck.get("skipped_steps"))
         return ck["epoch"], ck["history"], ck["wall_s"]
 
     # -- the whole search ------------------------------------------------------
@@ -363,6 +382,9 @@ class _Search:
                 log.debug("search epoch %d/%d: val top-1 of the argmax net %.2f %%, argmax %.4g ms, lambda %.3g",
                           epoch + 1, cfg.epochs, rec["val_top1"], rec["argmax_lat_ms"], rec["lam"])
             history.append(rec)
+            if not all(all_finite(n.parameters()) for n in self.paths):
+                raise TrainingError(f"search stopped: the weights or alphas became non-finite in epoch {epoch + 1}; the checkpoint "
+                                    f"of the last complete epoch is kept; {self.guard.hint}")
             save_checkpoint(ckpt, self.state(epoch + 1, history, wall_before + time.time() - t0), self.settings)
             if self.dist is not None:
                 self.dist.barrier()  # every rank's checkpoint of this epoch is on disk
@@ -435,6 +457,7 @@ class _Search:
             "argmax_arch": self.space.with_picks(picks0, branches=False).format(),
             "argmax_latency_ms": self.latency.predict(picks0),
             "fit_changes": changes,
+            "skipped_steps": self.guard.counts(),
             "val_top1_argmax": last.get("val_top1"),
             "target": target,
             "paths": cfg.paths,

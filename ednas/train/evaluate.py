@@ -8,6 +8,7 @@ and ONNX files (run with ONNX Runtime).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,8 +17,9 @@ import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.data import check_input_shape, load_data, make_loader
-from ednas.errors import CheckpointError, ConfigError, DataError
-from ednas.io import atomic_write_json
+from ednas.data.datasets import SPLITS
+from ednas.errors import CheckpointError, ConfigError, DataError, ExportError
+from ednas.io import atomic_write_bytes, atomic_write_json, check_writable_file, read_json
 from ednas.nn.files import load_model, load_model_file
 from ednas.runtime import ort_session, score_onnx
 from ednas.train.metrics import scores_and_targets, topk_from_scores
@@ -43,6 +45,16 @@ class EvalConfig:
     threads: int = 0
     #: data loader workers (folder data)
     workers: int = 2
+
+    def check(self, name) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"{name('split')} must be train, val or test, got '{self.split}'")
+        if self.batch_size < 1:
+            raise ConfigError(f"{name('batch_size')} must be >= 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
+        if self.workers < 0:
+            raise ConfigError(f"{name('workers')} must be >= 0, got {self.workers}")
 
 
 def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -70,18 +82,23 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
 def run_eval(cfg: EvalConfig) -> dict:
     tune_malloc()
     set_threads(cfg.threads)
-    if cfg.split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be train, val or test, got '{cfg.split}'")
     path = Path(cfg.model)
     if not path.is_file():
         raise CheckpointError(f"model file '{path}' does not exist")
+    for flag, f in (("--json", cfg.json), ("--predictions", cfg.predictions)):
+        if f:  # outputs checked before any work
+            check_writable_file(f, flag)
     data_spec, input_size, ort_threads = cfg.data, None, cfg.threads or 1
     if str(path).endswith(".onnx"):
         side = path.with_name("export.json")  # written by 'ednas export': data spec, input size, threads
         if side.is_file():
-            import json
-
-            record = json.loads(side.read_text())
+            try:
+                record = read_json(side)
+            except (OSError, ValueError) as e:
+                raise ExportError(f"'{side}' (written by 'ednas export') is not valid JSON ({e}); export again, or remove it "
+                                  "and give --data") from e
+            if not isinstance(record, dict):
+                raise ExportError(f"'{side}' (written by 'ednas export'): expected a JSON object, got {type(record).__name__}")
             data_spec = data_spec or record.get("data")
             input_size = (record.get("input_shape") or [None])[-1]
             ort_threads = cfg.threads or int(record.get("threads") or 1)  # the session options export scored with
@@ -91,7 +108,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         meta = load_model_file(path)
         data_spec = data_spec or meta.get("data") or "digits"
         input_size = meta.get("input_size")
-    data = load_data(data_spec, input_size=input_size)  # folder data at the model's size
+    data = load_data(data_spec, input_size=input_size, splits=(cfg.split,))  # only what the split needs; folder data at the model's size
     scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads)
     if scores.shape[1] != data.num_classes:
         raise DataError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
@@ -101,6 +118,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         atomic_write_json(cfg.json, result)
     if cfg.predictions:
         p = Path(cfg.predictions)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(p, scores=scores, targets=targets)
+        p = p if p.suffix == ".npz" else p.with_name(p.name + ".npz")  # the name np.savez gives a path
+        buf = io.BytesIO()
+        np.savez(buf, scores=scores, targets=targets)
+        atomic_write_bytes(p, buf.getvalue())
     return result

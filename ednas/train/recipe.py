@@ -3,7 +3,8 @@
 SGD with Nesterov momentum, a learning rate that rises linearly for
 ``lr_warmup_epochs`` then follows the cosine of eq. (16), label smoothing,
 and no weight decay on BN parameters and biases (the bag of tricks the
-paper's Sec. IV-A cites).  :class:`Recipe` is declared once here; the
+paper's Sec. IV-A cites), and how many non-finite steps in a row are
+skipped before a run stops (:mod:`ednas.train.guard`).  :class:`Recipe` is declared once here; the
 search's and the training's settings extend it, so ``ednas run`` has
 ``--search.lr`` and ``--train.lr``, each with this one default.
 """
@@ -37,6 +38,8 @@ class Recipe:
     weight_decay: float = 5e-5
     #: label smoothing of the cross-entropy
     label_smoothing: float = 0.1
+    #: steps in a row with a non-finite loss or gradient that are skipped (and counted) before the run stops
+    max_skipped_steps: int = 20
 
     def check(self, name) -> None:
         if self.batch_size < 1:
@@ -51,6 +54,8 @@ class Recipe:
             raise ConfigError(f"{name('weight_decay')} must be >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"{name('label_smoothing')} must be in [0, 1), got {self.label_smoothing}")
+        if self.max_skipped_steps < 1:
+            raise ConfigError(f"{name('max_skipped_steps')} must be >= 1, got {self.max_skipped_steps}")
 
 
 def param_groups(params: Iterable[nn.Parameter], weight_decay: float, decay_all: bool = False) -> list[dict]:

@@ -11,7 +11,10 @@ included.
 A checkpoint is written atomically after every epoch; ``resume`` continues
 from it (only when it was written with the same settings) and ends with the
 same weights as an uninterrupted run: all randomness is drawn from
-``(seed, epoch)`` (:mod:`ednas.seeds`).
+``(seed, epoch)`` (:mod:`ednas.seeds`).  A step whose loss or gradient is
+not finite is skipped and counted (``skipped_steps`` in ``metrics.json``,
+each epoch's record and TensorBoard); ``max_skipped_steps`` of them in a
+row stop the run (:mod:`ednas.train.guard`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ednas.nn.files import load_supernet, save_model
 from ednas.nn.fuse import deploy_model
 from ednas.nn.macs import count_macs
 from ednas.seeds import derive
+from ednas.train.guard import StepGuard, all_finite
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
@@ -96,9 +100,10 @@ def train(cfg: TrainConfig, out, *, arch: str | ArchSpec, data: DataSet, seed: i
 
 
 def _settings(model: nn.Module, data: DataSet, cfg: TrainConfig, seed: int) -> dict:
-    """What decides the trained weights: a checkpoint resumes only with the same."""
+    """What decides the trained weights: a checkpoint resumes only with the same (the fault limit does not)."""
     arch = model.arch.format() if hasattr(model, "arch") else type(model).__name__
-    return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **config_dict(cfg)}
+    d = {k: v for k, v in config_dict(cfg).items() if k != "max_skipped_steps"}
+    return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **d}
 
 
 def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0, progress: bool | None = None,
@@ -128,11 +133,13 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
     ckpt_path = out / "checkpoint.pt"
     settings = _settings(model, data, cfg, seed)
     start_epoch, history, wall_before = 0, [], 0.0
+    guard = StepGuard(cfg.max_skipped_steps, "training", f"lower the learning rate (now {cfg.lr})")
     ck = resume_state(ckpt_path, settings) if resume else None
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start_epoch, history, wall_before = ck["epoch"], ck["history"], ck["wall_s"]
+        guard.load_counts(ck.get("skipped_steps"))
     writer = tb_writer(tensorboard, out)
 
     t0 = time.time()
@@ -147,14 +154,11 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
             lr = lr_at(step, total, warmup, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
+            guard.before(model)
             loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"training diverged at epoch {epoch + 1} step {i} (loss {loss.item()}); lower the learning rate (now {cfg.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(y)
-            n_seen += len(y)
+            if guard.step(loss, opt, model.parameters(), where=f"epoch {epoch + 1} step {i}"):
+                loss_sum += loss.item() * len(y)
+                n_seen += len(y)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
@@ -163,13 +167,18 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
                 writer.add_scalar("train/lr", lr, step)
         if bar is not None:
             bar.close()
+        if not all_finite(model.parameters()):
+            raise TrainingError(f"training stopped: the weights became non-finite in epoch {epoch + 1}; the checkpoint of the last "
+                                f"complete epoch is kept; lower the learning rate (now {cfg.lr})")
         val = evaluate(model, val_loader)
-        rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "val_top1": val["top1"], "val_loss": val["loss"]}
+        rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "val_top1": val["top1"], "val_loss": val["loss"],
+               "skipped_steps": guard.total}
         history.append(rec)
         log.debug("train epoch %d/%d: loss %.4f, val top-1 %.2f %%", epoch + 1, cfg.epochs, rec["train_loss"], val["top1"])
         if writer is not None:
             writer.add_scalar("val/top1", val["top1"], epoch + 1)
             writer.add_scalar("val/loss", val["loss"], epoch + 1)
+            writer.add_scalar("train/skipped_steps", guard.total, epoch + 1)
             writer.flush()
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(),
@@ -177,6 +186,7 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
             "epoch": epoch + 1,
             "history": history,
             "wall_s": wall_before + time.time() - t0,
+            "skipped_steps": guard.counts(),
         }, settings)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, rec)
@@ -198,6 +208,7 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
         "arch": settings["arch"],
         "data": data.spec,
         "n_test": test["n"],
+        "skipped_steps": guard.total,
         "history": history,
     }
     if save and hasattr(model, "arch"):
