@@ -189,7 +189,12 @@ def init_from_env(device: torch.device | None = None) -> DistInfo | None:
     cuda = device is not None and torch.device(device).type == "cuda"
     owned = False
     if not dist.is_initialized():
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo")
+        store, rank, size = next(dist.rendezvous("env://"))
+        # a group torchrun restarted (--max-restarts) finds the addresses its dead predecessors published
+        # in the agent's store, and would wait on them forever: each attempt keys under its own prefix
+        attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", store=dist.PrefixStore(f"ednas/attempt_{attempt}", store),
+                                rank=rank, world_size=size)
         owned = True
     info = DistInfo(rank=dist.get_rank(), world=dist.get_world_size(), group=dist.group.WORLD, owned=owned,
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))

@@ -71,7 +71,14 @@ def wait_for_epoch(proc: subprocess.Popen, ckpt: Path, epoch: int, timeout: floa
 
 
 def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a torchrun agent and its workers (they run in sessions of their own)."""
+    workers = workers_of(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
+    for pid in workers.values():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
 
 

@@ -27,6 +27,7 @@ steps' wall time spent waiting for data is measured (``data_wait_share`` in
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ def _settings(model: nn.Module, data: DataSet, cfg: TrainConfig, seed: int, hw: 
     return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **config_dict(cfg), **amp}
 
 
+# the name of DDP's "do not broadcast buffers before every forward" (renamed in recent torch releases)
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+                   else {"broadcast_buffers": False})
+
+
 def bn_buffers(model: nn.Module) -> list[torch.Tensor]:
     """The running statistics of every batch norm (averaged over data-parallel processes after each step)."""
     return [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
@@ -211,7 +217,7 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
     buffers = bn_buffers(model)
     if dist is not None:
         # BN statistics are averaged after each step instead of broadcast from rank 0 before each forward
-        net = DistributedDataParallel(model, device_ids=[hw.device.index] if hw.is_cuda else None, broadcast_buffers=False)
+        net = DistributedDataParallel(model, device_ids=[hw.device.index] if hw.is_cuda else None, **_NO_BUFFER_SYNC)
         if main:
             log.info("data-parallel training on %d processes (%s each): %d images per process and step, %d in all; lr %g as given",
                      world, hw.describe(), cfg.batch_size, world * cfg.batch_size, cfg.lr)
