@@ -22,7 +22,8 @@ from ednas.config import given, save_config
 from ednas.context import RunContext, check_out_dir
 from ednas.data import DataConfig
 from ednas.deploy.export import ExportConfig, export_model
-from ednas.dist import init_from_env
+from ednas.device import DeviceConfig, Hardware, default_threads, resolve_hardware
+from ednas.dist import DistInfo, init_from_env
 from ednas.errors import ConfigError
 from ednas.latency.config import LatencyConfig, table_precision
 from ednas.runtime import Timing
@@ -44,18 +45,19 @@ class SearchCommand:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     timing: Timing = field(default_factory=Timing)
+    hardware: DeviceConfig = field(default_factory=DeviceConfig)
     #: random seed (weights, batches, Gumbel noise; not the data split)
     seed: int = 0
-    #: intra-op threads (0: all cores; 1 per process under torchrun)
+    #: intra-op threads per process (0: the cores, shared by the processes on a node under torchrun)
     threads: int = 0
-    #: continue from OUT/checkpoint.pt (written with the same settings)
+    #: continue from OUT/checkpoint.pt (written with the same settings; on any number of processes); automatic after a torchrun restart
     resume: bool = False
     #: progress bars (default: only when stderr is a terminal)
     progress: Optional[bool] = None
     #: write TensorBoard scalars to OUT/tb
     tensorboard: bool = True
 
-    FLAT: ClassVar[tuple] = ("data", "latency", "search")
+    FLAT: ClassVar[tuple] = ("data", "latency", "search", "hardware")
     ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache", "latency_dtype": "latency.dtype"}
 
     def check(self, name) -> None:
@@ -72,19 +74,35 @@ class TrainCommand:
     arch: str = "cifar"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    hardware: DeviceConfig = field(default_factory=DeviceConfig)
     #: random seed
     seed: int = 0
-    #: intra-op threads (0: all cores)
+    #: intra-op threads per process (0: the cores, shared by the processes on a node under torchrun)
     threads: int = 0
-    #: continue from OUT/checkpoint.pt (written with the same settings)
+    #: continue from OUT/checkpoint.pt (written with the same settings; on any number of processes); automatic after a torchrun restart
     resume: bool = False
     #: progress bars (default: only when stderr is a terminal)
     progress: Optional[bool] = None
     #: write TensorBoard scalars to OUT/tb
     tensorboard: bool = True
 
-    FLAT: ClassVar[tuple] = ("data", "train")
+    FLAT: ClassVar[tuple] = ("data", "train", "hardware")
     ALIASES: ClassVar[dict] = {"warmup_epochs": "train.lr_warmup_epochs"}
+    EXAMPLE: ClassVar[str] = """\
+  # ednas train --config train.yaml --out runs/t   (flags override the file)
+  arch: runs/search/arch.yaml
+  data: {spec: folder:/data/imagenet, input_size: 224}
+  train: {epochs: 90, batch_size: 128, lr: 0.4}
+  hardware: {device: cuda, amp: bf16}
+
+Several processes (one per GPU, or per CPU socket), one node or many:
+  torchrun --standalone --nproc_per_node=8 -m ednas.cli train --arch ... --data ... --out runs/t
+--batch-size is per process: the global batch is batch-size x processes. --lr is used as given,
+whatever the number of processes: when the global batch grows k times, raise --lr k times
+(the linear scaling rule; keep the warm-up). Rank 0 writes every file; a checkpoint resumes on
+any number of processes, and after a restart (torchrun --max-restarts) the run resumes by itself.
+See docs/distributed.md.
+"""
 
     def check(self, name) -> None:
         _check_threads(self.threads, name)
@@ -114,38 +132,76 @@ def _check_threads(threads: int, name) -> None:
         raise ConfigError(f"{name('threads')} must be >= 0 (0: all cores), got {threads}")
 
 
+def _start(threads: int, hardware: DeviceConfig) -> tuple[Hardware, DistInfo | None]:
+    """The device, the process group under torchrun (else ``None``) and the threads of this process."""
+    tune_malloc()
+    hw = resolve_hardware(hardware)
+    dist = init_from_env(hw.device)
+    set_threads(threads or default_threads())
+    if dist is not None:
+        dist.quiet_others()
+    return hw, dist
+
+
+def _resume(resume: bool, dist: DistInfo | None) -> bool:
+    """``--resume``, or a worker group torchrun restarted (``--max-restarts``): it continues from the last checkpoint."""
+    if dist is not None and dist.restarts > 0 and not resume:
+        log.warning("torchrun restarted the processes (restart %d): resuming from the last checkpoint", dist.restarts)
+        return True
+    return resume
+
+
 def search_command(cfg: SearchCommand) -> dict | None:
     """``ednas search``: the search's result (also in OUT/search.json); the CLI prints its :data:`HEADLINES`."""
-    tune_malloc()
-    dist = init_from_env()
-    set_threads(cfg.threads or (1 if dist is not None else 0))
+    hw, dist = _start(cfg.threads, cfg.hardware)
     try:
         dtype, qopts = table_precision(cfg.latency)  # f32 on host-ort unless --latency-dtype says otherwise
-        ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
-                         timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
-                         out=cfg.out, needs_space=True, table_dtype=dtype, table_quant=qopts)
-        check_resume(ctx.out / "checkpoint.pt", cfg.resume)
-        if dist is None or dist.rank == 0:
+        resume = _resume(cfg.resume, dist)
+        check_resume(Path(cfg.out) / "checkpoint.pt", resume)  # before any measurement
+
+        def context() -> RunContext:
+            ctx = RunContext(data=cfg.data, space=cfg.search.space, latency=cfg.latency, timing=cfg.timing,
+                             timing_threads_given=given(cfg, "timing.threads"), seed=cfg.seed, progress=cfg.progress,
+                             out=cfg.out, needs_space=True, table_dtype=dtype, table_quant=qopts)
+            ctx.budget()  # measures a host table here if it must (once: the other ranks then read the cache)
+            return ctx
+
+        if dist is None:
+            ctx = context()
+        else:  # rank 0 first: it alone measures a latency table and writes the cache
+            ctx = context() if dist.main else None
+            dist.barrier()
+            ctx = ctx or context()
+        if dist is None or dist.main:
             save_config(cfg, ctx.out)
         r = search(cfg.search, ctx.out, data=ctx.data, latency=ctx.latency_model(), budget=ctx.budget(), space=ctx.space,
                    timing=ctx.timing, seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard,
-                   resume=cfg.resume, dist=dist)
+                   resume=resume, dist=dist, hardware=hw)
     finally:
         if dist is not None:
             dist.close()
     return r or None  # None: a non-zero rank under torchrun
 
 
-def train_command(cfg: TrainCommand) -> dict:
-    """``ednas train``: the metrics (also in OUT/metrics.json); the CLI prints its :data:`HEADLINES`."""
-    tune_malloc()
-    set_threads(cfg.threads)
-    arch, _ = load_arch(cfg.arch)  # a malformed arch fails before the data is read
-    ctx = RunContext(data=cfg.data, seed=cfg.seed, progress=cfg.progress, out=cfg.out)
-    check_resume(ctx.out / "checkpoint.pt", cfg.resume)
-    save_config(cfg, ctx.out)
-    return train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
-                 tensorboard=cfg.tensorboard, resume=cfg.resume)
+def train_command(cfg: TrainCommand) -> dict | None:
+    """``ednas train``: the metrics (also in OUT/metrics.json); the CLI prints its :data:`HEADLINES`.
+
+    Under torchrun the training is data-parallel (see :func:`ednas.train.trainer.fit`);
+    the processes other than rank 0 return ``None``.
+    """
+    hw, dist = _start(cfg.threads, cfg.hardware)
+    try:
+        arch, _ = load_arch(cfg.arch)  # a malformed arch fails before the data is read
+        ctx = RunContext(data=cfg.data, seed=cfg.seed, progress=cfg.progress, out=cfg.out)
+        resume = _resume(cfg.resume, dist)
+        check_resume(ctx.out / "checkpoint.pt", resume)
+        if dist is None or dist.main:
+            save_config(cfg, ctx.out)
+        return train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
+                     tensorboard=cfg.tensorboard, resume=resume, hardware=hw, dist=dist)
+    finally:
+        if dist is not None:
+            dist.close()
 
 
 def export_command(cfg: ExportCommand) -> dict:
@@ -160,6 +216,6 @@ def export_command(cfg: ExportCommand) -> dict:
 #: what the command line prints of each command's result (the files hold everything)
 HEADLINES = {
     "search": ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "val_top1_argmax"),
-    "train": ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s"),
+    "train": ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s", "data_wait_share"),
     "export": ("max_abs_diff", "top1_fp32", "top1_quant", "drop", "latency_ms_fp32", "latency_ms_quant", "threads", "onnx", "onnx_quant"),
 }

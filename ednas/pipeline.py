@@ -35,6 +35,7 @@ measurement runs before the first stage.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from ednas.config import config_dict, given, save_config
 from ednas.context import RunContext
 from ednas.data import DataConfig
 from ednas.deploy.export import ExportConfig, export_model
+from ednas.device import DeviceConfig, resolve_hardware
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
 from ednas.latency.config import QUANT_DTYPE, LatencyConfig, table_precision
@@ -82,6 +84,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    hardware: DeviceConfig = field(default_factory=DeviceConfig)
     #: sampled networks for the LUT check on host targets (0: skip)
     lut_check: int = 12
     #: random seed (weights, batches, Gumbel noise, calibration draw; not the data split)
@@ -133,6 +136,8 @@ class RunConfig:
         "batch_size": ("search.batch_size", "train.batch_size"),
         "quant": "export.quant",
         "pow2": "export.pow2",
+        "device": "hardware.device",
+        "amp": "hardware.amp",
     }
 
     def check(self, name) -> None:
@@ -148,7 +153,10 @@ class RunConfig:
 
 def run(cfg: RunConfig) -> dict:
     """The whole pipeline (see the module docstring). Returns the summary."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("ednas run is one process; under torchrun run its stages: ednas search and ednas train (docs/distributed.md)")
     tune_malloc()
+    hw = resolve_hardware(cfg.hardware)
     set_threads(cfg.threads)
     t_start = time.time()
     e = cfg.export
@@ -191,7 +199,7 @@ def run(cfg: RunConfig) -> dict:
     # 2. search
     def search_stage(d: Path) -> dict:
         r = search(cfg.search, d, data=data, latency=ctx.latency_model(), budget=budget, space=space, timing=timing,
-                   seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard, resume=True)
+                   seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard, resume=True, hardware=hw)
         return {k: r[k] for k in ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "fit_changes")}
 
     srch = stage("search", {**base, "search": config_dict(cfg.search), "seed": cfg.seed, "budget_ms": budget.ms,
@@ -200,7 +208,7 @@ def run(cfg: RunConfig) -> dict:
     # 3. the derived network, trained from scratch
     def train_stage(d: Path) -> dict:
         m = train(cfg.train, d, arch=parse_arch(srch.result["arch"]), data=data, seed=cfg.seed, progress=cfg.progress,
-                  tensorboard=cfg.tensorboard, resume=True)
+                  tensorboard=cfg.tensorboard, resume=True, hardware=hw)
         return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s")}
 
     trn = stage("train", {**base, "train": config_dict(cfg.train), "seed": cfg.seed, "arch": srch.result["arch"],
@@ -221,7 +229,7 @@ def run(cfg: RunConfig) -> dict:
 
     def baselines_stage(d: Path) -> dict:
         return {"baselines": run_baselines(data, d, names, cfg.train, target=cfg.latency.target, timing=timing, seed=cfg.seed,
-                                           width=cfg.baselines.width, progress=cfg.progress)}
+                                           width=cfg.baselines.width, progress=cfg.progress, hardware=hw)}
 
     stage("baselines", {**base, "names": names, "width": cfg.baselines.width, "train": config_dict(cfg.train),
                         "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed}, baselines_stage)

@@ -35,10 +35,10 @@ def run_search(out, latency, data=None, budget_ms=None, budget_frac=0.5, seed=0,
     return search(cfg, parts.pop("out"), **parts, seed=seed, progress=False, tensorboard=False, resume=resume, on_epoch_end=on_epoch_end)
 
 
-def make_search(out, latency, data=None, budget_ms=None, budget_frac=0.5, seed=0, cls=_Search, **kw):
+def make_search(out, latency, data=None, budget_ms=None, budget_frac=0.5, seed=0, cls=_Search, hardware=None, **kw):
     """The search object itself (to look inside it), with the test defaults."""
     cfg, parts = _parts(out, latency, data, budget_ms, budget_frac, kw)
-    return cls(cfg, timing=None, seed=seed, progress=False, tensorboard=False, **parts)
+    return cls(cfg, timing=None, seed=seed, progress=False, tensorboard=False, hardware=hardware, **parts)
 
 
 class SyntheticLatency:

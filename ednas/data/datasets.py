@@ -61,13 +61,13 @@ class DataConfig:
     input_size: Optional[int] = None
     #: seed of the fixed train/val/test split, apart from --seed so that a result's test images never move
     split_seed: int = 0
-    #: data loader worker processes (folder data)
-    workers: int = 2
+    #: data loader worker processes per process (folder data; default: this process's share of the cores minus one, at most 8)
+    workers: Optional[int] = None
 
     def check(self, name) -> None:
         if self.input_size is not None and self.input_size < 8:
             raise ConfigError(f"{name('input_size')} {self.input_size}: the input side must be at least 8")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise ConfigError(f"{name('workers')} must be >= 0, got {self.workers}")
 
 
@@ -90,7 +90,7 @@ class DataSet:
     augment: str  # "padcrop", "padcrop+flip", "rrc" (RandomResizedCrop + flip + ColorJitter)
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     folders: dict[str, Path] = field(default_factory=dict)
-    workers: int = 2  # loader worker processes (folder data)
+    workers: Optional[int] = None  # loader worker processes (folder data; None: from the machine)
 
     @property
     def in_memory(self) -> bool:

@@ -181,10 +181,11 @@ class LatencyModel:
         return picks
 
     # -- E[LAT] --------------------------------------------------------------------
-    def _tensor(self, i: int, device, dtype) -> torch.Tensor:
+    def _tensor(self, i: int | str, device, dtype) -> torch.Tensor:
+        """Layer i's table (or ``"fixed"``: the fixed part) as a tensor on ``device``, made once (no copy per step)."""
         key = (i, str(device), dtype)
         if key not in self._tensors:
-            self._tensors[key] = torch.as_tensor(self._lat[i], dtype=dtype, device=device)
+            self._tensors[key] = torch.as_tensor(self.fixed_ms if i == "fixed" else self._lat[i], dtype=dtype, device=device)
         return self._tensors[key]
 
     def _check_block(self, i: int, blk) -> None:
@@ -217,7 +218,7 @@ class LatencyModel:
         ref = next((c.weights() for blk in blocks for c in blk.choices()), None)
         device = ref.device if ref is not None else torch.device("cpu")
         dtype = ref.dtype if ref is not None else torch.float32
-        total = torch.tensor(self.fixed_ms, dtype=dtype, device=device)
+        total = self._tensor("fixed", device, dtype)
         like = total.new_empty(0)
         for i, blk in enumerate(blocks):
             self._check_block(i, blk)

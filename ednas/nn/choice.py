@@ -47,7 +47,7 @@ class Choice(nn.Module):
 
     def weights(self) -> torch.Tensor:
         if self.fixed is not None:
-            return F.one_hot(torch.tensor(self.fixed), len(self.candidates)).to(self.alpha)
+            return F.one_hot(torch.tensor(self.fixed, device=self.alpha.device), len(self.candidates)).to(self.alpha)
         if self.g is not None:
             return self.g
         return F.softmax(self.logits(), dim=-1)

@@ -58,6 +58,7 @@ import torch.nn as nn
 
 from ednas.config import config_dict
 from ednas.data import DataSet
+from ednas.device import Hardware
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, read_json
 from ednas.latency.measure import measure_onnx_ms, measure_torch_ms
@@ -306,6 +307,7 @@ def run_baselines(
     width: float | None = None,
     progress: bool | None = None,
     on_result: Callable[[str, dict], None] | None = None,
+    hardware: Hardware | None = None,
 ) -> list[dict]:
     """Train, count and time baseline networks; each in its own stage folder ``out_dir/<name>``.
 
@@ -326,6 +328,7 @@ def run_baselines(
         width: one width multiplier for all (default: per input size).
         progress: the trainer's progress bars.
         on_result: called ``(name, result)`` after each network.
+        hardware: where they are trained (:mod:`ednas.device`; default the CPU).
 
     Returns:
         One dict per network, in ``names`` order (see ``result.json``).
@@ -345,8 +348,9 @@ def run_baselines(
             t0 = time.time()
             torch.manual_seed(derive(seed, "init"))
             model, info = build_baseline(name, data.num_classes, data.input_size, width)
-            metrics = fit(model, data, recipe, folder, seed=seed, progress=progress, tensorboard=False, resume=True, save=False)
-            model = model.eval().to(memory_format=torch.contiguous_format)
+            metrics = fit(model, data, recipe, folder, seed=seed, progress=progress, tensorboard=False, resume=True, save=False,
+                          hardware=hardware)
+            model = model.eval().to("cpu", memory_format=torch.contiguous_format)
             macs, _ = count_macs(model, data.input_size)
             res = {
                 "format": RESULT_FORMAT,

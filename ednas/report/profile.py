@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Optional
 
 import torch.nn as nn
 
 from ednas.arch.spec import load_arch
+from ednas.device import DeviceConfig, Hardware, resolve_hardware
 from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
 from ednas.io import atomic_write_json, check_writable_file
 from ednas.latency.build import build_table, is_analytic
@@ -56,6 +57,7 @@ from ednas.nn.files import load_model
 from ednas.nn.fuse import deploy_model
 from ednas.nn.macs import count_macs
 from ednas.report.baselines import build_baseline
+from ednas.runtime import Timing, time_torch
 
 __all__ = [
     "ProfileConfig",
@@ -73,6 +75,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ProfileConfig:
     ALIASES: ClassVar[dict] = {"input": "input_size"}  # the flag's earlier name
+    FLAT: ClassVar[tuple] = ("hardware",)
 
     #: preset, arch string, arch file, trained model.pt, timm:NAME, torchvision:NAME or baseline:NAME[@WIDTH]
     model: str
@@ -94,6 +97,7 @@ class ProfileConfig:
     rounds: int = 5
     #: print the per-layer table to stderr
     table: bool = True
+    hardware: DeviceConfig = field(default_factory=DeviceConfig)
 
     def check(self, name) -> None:
         for key, low in (("threads", 1), ("rounds", 1), ("num_classes", 1)):
@@ -242,6 +246,7 @@ def profile_model(
     threads: int = 1,
     measure: bool = True,
     rounds: int = 5,
+    hardware: Hardware | None = None,
 ) -> dict:
     """The full profile of one network (see the module docstring).
 
@@ -250,7 +255,9 @@ def profile_model(
         "macs", "macs_by_type", "latency_ms_predicted", "latency_ms_measured",
         "unsupported", "layers", ...}``; ``layers`` holds one row per executed
         convolution/linear layer (name, type, input/output shape, kernel,
-        stride, groups, params, MACs).
+        stride, groups, params, MACs).  With ``hardware`` on CUDA, also
+        ``latency_ms_device``: the batch-1 PyTorch latency on that GPU under
+        its autocast (the ONNX figure stays the host CPU's).
     """
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
@@ -300,6 +307,10 @@ def profile_model(
     if measure:
         prof["latency_ms_measured"] = measure_onnx_ms(net.deploy, size, threads, rounds)
         prof["latency_measured_how"] = f"ONNX Runtime fp32 on this host, batch 1, {threads} intra-op thread(s), median over {rounds} rounds"
+        if hardware is not None and hardware.is_cuda:
+            prof["latency_ms_device"] = time_torch({"m": net.deploy}, size, Timing(rounds=rounds), device=hardware.device,
+                                                   amp_dtype=hardware.amp_dtype)["m"]["ms"]
+            prof["latency_device_how"] = f"PyTorch eager on {hardware.describe()}, batch 1, deploy form, median over {rounds} rounds"
     prof["threads"] = int(threads)
     prof["layers"] = [r.to_dict() for r in rows]
     return prof
@@ -327,7 +338,8 @@ def run_profile(cfg: ProfileConfig) -> dict:
 
     if cfg.json:
         check_writable_file(cfg.json, "--json")
-    prof = profile_model(cfg.model, cfg.input_size, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds)
+    prof = profile_model(cfg.model, cfg.input_size, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds,
+                         resolve_hardware(cfg.hardware))
     if cfg.table:
         log.info(format_table(prof))
     if cfg.json:

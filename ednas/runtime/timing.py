@@ -129,13 +129,17 @@ def channels_last(t):
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
 
-def time_torch(models: dict, input_size: int | None = None, timing: Timing | None = None, progress: Callable | None = None, inputs: dict | None = None) -> dict:
+def time_torch(models: dict, input_size: int | None = None, timing: Timing | None = None, progress: Callable | None = None, inputs: dict | None = None,
+               device=None, amp_dtype=None) -> dict:
     """End-to-end PyTorch eager ms of ``{name: nn.Module}``, interleaved (same loop and result as :func:`time_onnx`).
 
     Each module runs in eval mode, channels_last, under ``inference_mode``
     with ``timing.threads`` intra-op threads, on a random
     ``1 x 3 x input_size x input_size`` image, or on ``inputs[name]`` when
     given (any shape: the host-torch operator table times single operators).
+    ``device`` (default the CPU) and ``amp_dtype`` (autocast, default none)
+    say where and how; on CUDA every run waits for the device, so a run's
+    time is its latency.
     """
     import torch
 
@@ -147,17 +151,28 @@ def time_torch(models: dict, input_size: int | None = None, timing: Timing | Non
         gen = torch.Generator().manual_seed(0)
         default = None if input_size is None else channels_last(torch.rand(1, 3, input_size, input_size, generator=gen) * 2 - 1)
         runners = {}
+        dev = torch.device(device or "cpu")
         for name, m in models.items():
-            m = m.eval().to(memory_format=torch.channels_last)
+            m = m.eval().to(dev, memory_format=torch.channels_last)
             x = channels_last(inputs[name]) if inputs and name in inputs else default
-            runners[name] = _bind(m, x)
+            runners[name] = _bind(m, x.to(dev), device=dev, amp_dtype=amp_dtype)
         return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, stat=timing.stat)
 
 
-def _bind(fn, *args):
-    """``fn(*args)`` as a zero-argument callable (a runner of the loop)."""
+def _bind(fn, *args, device=None, amp_dtype=None):
+    """``fn(*args)`` as a zero-argument callable (a runner of the loop), on ``device`` under ``amp_dtype``'s autocast."""
+    if (device is None or device.type == "cpu") and amp_dtype is None:
+        def run():
+            return fn(*args)
 
-    def run():
-        return fn(*args)
+        return run
+    import torch
 
-    return run
+    def run_on_device():
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = fn(*args)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    return run_on_device

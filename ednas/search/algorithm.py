@@ -27,12 +27,25 @@ gradient is not finite, or a non-finite lambda, is skipped and counted
 At the end the argmax architecture is derived, fitted to the budget
 (:mod:`ednas.search.derive`), measured on the host where the target is the
 host, and written out.
+
+Devices and processes (:mod:`ednas.device`, :mod:`ednas.dist`): the paths,
+alpha, the Gumbel noise (drawn by a generator on the device), the latency
+model's tensors and the batches live on the run's device; the weight step's
+forward runs under its autocast, the architecture step in fp32.  Under
+``torchrun`` the world is P paths x D data-parallel ranks: the epoch's
+batches are dealt out to every rank, the D ranks of a path average their
+gradients and BN statistics every step (so a path steps on D batches at
+once, as one process stepping on their concatenation with BN statistics per
+part), and the feedback merge runs across paths.  Rank 0 writes the outputs
+and one checkpoint holding every path, which resumes on any number of
+processes.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +62,8 @@ from ednas.arch.spec import ArchSpec
 from ednas.checkpoint import resume_state, save_checkpoint
 from ednas.config import config_dict
 from ednas.data import DataSet, arch_split, make_loader
-from ednas.errors import ConfigError, DataError, LatencyTableError, TrainingError
+from ednas.device import Hardware
+from ednas.errors import CheckpointError, ConfigError, DataError, LatencyTableError, TrainingError
 from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.measure import measure_latency
 from ednas.latency.model import Budget
@@ -65,6 +79,7 @@ from ednas.train.guard import StepGuard, all_finite
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
+from ednas.train.trainer import bn_buffers
 
 __all__ = ["SearchConfig", "search"]
 
@@ -150,7 +165,8 @@ def _entropy(p: torch.Tensor) -> float:
 
 class _Search:
     def __init__(self, cfg: SearchConfig, out, data: DataSet, latency, budget: Budget, space: ArchSpec,
-                 timing: Timing | None, seed: int, progress: bool | None, tensorboard: bool, dist=None):
+                 timing: Timing | None, seed: int, progress: bool | None, tensorboard: bool, dist=None,
+                 hardware: Hardware | None = None):
         self.cfg, self.seed, self.progress, self.tensorboard = cfg, seed, progress, tensorboard
         self.out = Path(out)
         self.data, self.space, self.latency, self.budget = data, space, latency, budget
@@ -161,36 +177,39 @@ class _Search:
         self.settings = _settings(cfg, space, data, latency, budget, seed)
         self.guard = StepGuard(cfg.max_skipped_steps, "search", f"lower the learning rates (now --lr {cfg.lr}, --arch-lr {cfg.arch_lr})")
 
-        # under torchrun each rank holds one path; otherwise this process holds all P
-        self.dist = dist
+        # under torchrun the world is P paths x D data-parallel ranks and each rank holds one path
+        # (rank r: path r // D); otherwise this process holds all P
+        self.dist, self.hw = dist, hardware or Hardware.cpu()
         P = cfg.paths
-        if dist is not None and dist.world != P:
-            raise ConfigError(f"--paths {P} under torchrun with {dist.world} processes: start one process per path "
-                              f"(torchrun --nproc_per_node={P})")
-        self.local = [dist.rank] if dist is not None else list(range(P))
+        self.layout = dist.layout(P) if dist is not None else None
+        self.local = [self.layout.path] if dist is not None else list(range(P))
         self.main = dist is None or dist.rank == 0
+        self._dp = self.layout is not None and self.layout.dp > 1  # several ranks per path: they average their gradients
+        # the epoch's batches are dealt out to every rank (or local path): shard r of n_shards
+        shards, self.n_shards = ([dist.rank], dist.world) if dist is not None else (list(range(P)), P)
 
         torch.manual_seed(derive(seed, "init"))
         base = build_supernet(self.space, self.data.num_classes, kind=cfg.supernet)
         self._apply_masks(base)
         self.paths = [base] + [copy.deepcopy(base) for _ in range(len(self.local) - 1)]
-        self.paths = [p.to(memory_format=torch.channels_last) for p in self.paths]
+        self.paths = [p.to(self.hw.device, memory_format=torch.channels_last) for p in self.paths]
         self.opt_w = [make_optimizer(p.weight_parameters(), cfg.lr, cfg.momentum, cfg.weight_decay) for p in self.paths]
         self.opt_a = [torch.optim.Adam(p.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999)) for p in self.paths]
+        self.scalers = [self.hw.grad_scaler() for _ in self.paths]  # fp16 only; a pass-through otherwise
         self.feedback = FeedbackBlock(self.paths, cfg.merge, [[ow, oa] for ow, oa in zip(self.opt_w, self.opt_a)],
-                                      group=dist.group if dist is not None else None)
+                                      group=self.layout.path_group if dist is not None else None)
 
         w_idx, a_idx = arch_split(self.data.labels("train"), cfg.weight_split, seed=derive(seed, "arch-split"))
-        workers = getattr(data, "workers", 2)
-        w_all = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, derive(seed, "weight-batches"), workers, shard=(p, P)) for p in range(P)]
-        a_all = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, derive(seed, "arch-batches"), workers, shard=(p, P)) for p in range(P)]
-        self.w_loaders = [w_all[p] for p in self.local]
-        self.a_loaders = [a_all[p] for p in self.local]
-        self.val_loader = make_loader(self.data, "val", 256, False, workers=workers)
-        self.steps_per_epoch = min(len(l) for l in w_all)  # the same on every rank
-        if self.steps_per_epoch < 1 or min(len(l) for l in a_all) < 1:
-            raise DataError(f"the data set is too small for {P} path(s) with batch size {cfg.batch_size}: "
-                            f"{len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
+        workers, dev = getattr(data, "workers", None), self.hw.device
+        self.w_loaders = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, derive(seed, "weight-batches"), workers,
+                                      shard=(r, self.n_shards), device=dev) for r in shards]
+        self.a_loaders = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, derive(seed, "arch-batches"), workers,
+                                      shard=(r, self.n_shards), device=dev) for r in shards]
+        self.val_loader = make_loader(self.data, "val", 256, False, workers=workers, device=dev) if self.main else None
+        self.steps_per_epoch = self.w_loaders[0].rounds  # the same on every rank
+        if self.steps_per_epoch < 1 or self.a_loaders[0].rounds < 1:
+            raise DataError(f"the data set is too small for {P} path(s) on {self.n_shards // P if dist is not None else 1} process(es) each "
+                            f"with batch size {cfg.batch_size}: {len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.names = [n for n, _ in base.named_choices()]
 
@@ -221,16 +240,26 @@ class _Search:
         with torch.no_grad():
             sample_choices(net.choices(), tau, self.cfg.hard, gen)
         self.guard.before(net)
-        ce = self._criterion(net(x), y)
+        with self.hw.autocast():
+            logits = net(x)
+        ce = self._criterion(logits.float(), y)
         opt = self.opt_w[p]
         for g in opt.param_groups:
             g["lr"] = lr
-        if not self.guard.step(ce, opt, net.weight_parameters(), kind="weight", stream=p, where=f"{where} (path {p})"):
+        vals: list[float] = []
+        params = net.weight_parameters()
+
+        def sync() -> bool:  # the path's data-parallel ranks average their gradients and losses
+            vals[:] = self._data_parallel(net, params, ce)
+            return all(math.isfinite(v) for v in vals)
+
+        if not self.guard.step(ce, opt, params, kind="weight", stream=p, where=f"{where} (path {p})", scaler=self.scalers[p],
+                               sync=sync if self._dp else None):
             return float("nan")  # skipped: the feedback merge leaves this path out (beta = 0)
-        return float(ce.detach())
+        return vals[0] if vals else float(ce.detach())
 
     def _arch_step(self, p: int, net, x, y, tau: float, gen: torch.Generator, where: str = "") -> tuple[float, float]:
-        """One Adam step of path ``p``'s alpha (eq. 10, first order; weights frozen). Returns (CE, E[LAT]), NaN when skipped."""
+        """One Adam step of path ``p``'s alpha (eq. 10, first order; weights frozen; in fp32). Returns (CE, E[LAT]), NaN when skipped."""
         sample_choices(net.choices(), tau, self.cfg.hard, gen)
         weights = net.weight_parameters()
         for w in weights:
@@ -240,12 +269,34 @@ class _Search:
             ce = self._criterion(net(x), y)
             lat = self.latency.expected(net)
             loss = self.loss(ce, lat)
-            if not self.guard.step(loss, self.opt_a[p], net.arch_parameters(), kind="arch", stream=p, where=f"{where} (path {p})"):
+            vals: list[float] = []
+            params = net.arch_parameters()
+
+            def sync() -> bool:
+                vals[:] = self._data_parallel(net, params, ce, lat)
+                return all(math.isfinite(v) for v in vals)
+
+            if not self.guard.step(loss, self.opt_a[p], params, kind="arch", stream=p, where=f"{where} (path {p})",
+                                   sync=sync if self._dp else None):
                 return float("nan"), float("nan")
+            ce_v, lat_v = vals if vals else (float(ce.detach()), float(lat.detach()))
         finally:
             for w in weights:
                 w.requires_grad_(True)
-        return float(ce.detach()), float(lat.detach())
+        return ce_v, lat_v
+
+    def _data_parallel(self, net, params, *values: torch.Tensor) -> list[float]:
+        """The D ranks of a path act as one: average the gradients of ``params``, the BN statistics and ``values``.
+
+        One all-reduce over the path's group (DDP's averaging, done here
+        because a step trains either the weights or alpha of the same
+        module); a no-op with one rank per path.  Returns ``values`` as floats.
+        """
+        vals = torch.stack([v.detach().float() for v in values])
+        if self.layout is not None and self.layout.dp > 1:
+            grads = [q.grad for q in params if q.grad is not None]
+            self.layout.average_(grads + bn_buffers(net) + [vals])
+        return vals.tolist()
 
     def _update_lambda(self, where: str = "") -> None:
         """Dual ascent on the predicted latency of the paths' current argmax networks (one lambda for all ranks).
@@ -266,7 +317,7 @@ class _Search:
         cfg = self.cfg
         tau = tau_at(epoch, cfg.epochs, cfg.tau0, cfg.tau_min)
         search_alpha = epoch >= cfg.arch_warmup_epochs
-        gens = [torch.Generator().manual_seed(self._gen_seed(epoch, p)) for p in self.local]
+        gens = [torch.Generator(device=self.hw.device).manual_seed(self._gen_seed(epoch, p)) for p in self.local]
         torch.manual_seed(derive(self.seed, "epoch", epoch))
         for l in self.w_loaders + self.a_loaders:
             l.set_epoch(epoch)
@@ -319,7 +370,7 @@ class _Search:
         exp_lat = float(self.latency.expected(net))
         for c in net.choices():
             c.fixed = c.argmax()
-        val = evaluate(net, self.val_loader)
+        val = evaluate(net, self.val_loader, self.hw)
         for c in net.choices():
             c.fixed = None
         probs = {n: [round(float(v), 5) for v in c.probs()] for n, c in net.named_choices()}
@@ -338,36 +389,69 @@ class _Search:
         return rec
 
     # -- state ---------------------------------------------------------------
-    def state(self, epoch: int, history: list, wall: float) -> dict:
-        return {
-            "paths": [p.state_dict() for p in self.paths],
-            "opt_w": [o.state_dict() for o in self.opt_w],
-            "opt_a": [o.state_dict() for o in self.opt_a],
+    def _all_paths(self) -> list[dict] | None:
+        """Every path's state (weights, both optimizers, scaler), on the CPU, in path order; on rank 0 (``None`` elsewhere).
+
+        Under torchrun the first rank of each path sends its path to rank 0
+        (one gather over the paths' group): a checkpoint holds all P paths
+        whatever the world size, so it resumes on any number of processes.
+        """
+        mine = [_cpu({"net": n.state_dict(), "opt_w": ow.state_dict(), "opt_a": oa.state_dict(), "scaler": sc.state_dict()})
+                for n, ow, oa, sc in zip(self.paths, self.opt_w, self.opt_a, self.scalers)]
+        if self.dist is None:
+            return mine
+        if self.layout.dp_rank != 0:
+            return None
+        if self.layout.path_group is not None:
+            mine = [s for part in self.dist.all_gather_objects(mine, self.layout.path_group) for s in part]
+        return mine if self.main else None
+
+    def state(self, epoch: int, history: list, wall: float, paths: list[dict] | None = None) -> dict:
+        paths = paths if paths is not None else self._all_paths()
+        st = {
+            "paths": [s["net"] for s in paths],
+            "opt_w": [s["opt_w"] for s in paths],
+            "opt_a": [s["opt_a"] for s in paths],
             "loss": self.loss.state_dict(),
             "skipped_steps": self.guard.counts(),
             "epoch": epoch,
             "history": history,
             "wall_s": wall,
+            "world": {"paths": self.cfg.paths, "processes": self.dist.world if self.dist is not None else 1},
         }
+        if self.scalers[0].is_enabled():
+            st["scalers"] = [s["scaler"] for s in paths]
+        return st
 
     def load(self, ck: dict) -> tuple[int, list, float]:
-        for p, sd in zip(self.paths, ck["paths"]):
-            p.load_state_dict(sd)
-        for o, sd in zip(self.opt_w, ck["opt_w"]):
-            o.load_state_dict(sd)
-        for o, sd in zip(self.opt_a, ck["opt_a"]):
-            o.load_state_dict(sd)
+        n, P = len(ck["paths"]), self.cfg.paths
+        if n != P:
+            raise CheckpointError(f"--resume: the checkpoint in '{self.out}' holds {n} of the {P} paths (written one file per "
+                                  "process by an earlier ednas); remove it to start afresh")
+        for i, p in enumerate(self.local):
+            self.paths[i].load_state_dict(ck["paths"][p])
+            self.opt_w[i].load_state_dict(ck["opt_w"][p])
+            self.opt_a[i].load_state_dict(ck["opt_a"][p])
+            if "scalers" in ck:
+                self.scalers[i].load_state_dict(ck["scalers"][p])
         self.loss.load_state_dict(ck["loss"])
         self.guard.load_counts(ck.get("skipped_steps"))
+        was = ck.get("world", {}).get("processes", 1 if n == 1 else None)
+        now = self.dist.world if self.dist is not None else 1
+        if was is not None and was != now and self.main:
+            log.info("resuming a search checkpoint written by %d process(es) on %d: each path's batch is now %d images (was %d)",
+                     was, now, self.cfg.batch_size * max(1, now // P), self.cfg.batch_size * max(1, was // P))
         return ck["epoch"], ck["history"], ck["wall_s"]
 
     # -- the whole search ------------------------------------------------------
     def run(self, resume: bool = False, on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        ckpt = self.out / ("checkpoint.pt" if self.main else f"checkpoint.rank{self.dist.rank}.pt")
+        ckpt = self.out / "checkpoint.pt"  # rank 0's; it holds every path
         start, history, wall_before = 0, [], 0.0
-        ck = resume_state(ckpt, self.settings) if resume else None
+        ck = None
+        if resume:
+            ck = self.dist.on_main(lambda: resume_state(ckpt, self.settings)) if self.dist is not None else resume_state(ckpt, self.settings)
         if ck is not None:
             start, history, wall_before = self.load(ck)
         writer = tb_writer(self.tensorboard, self.out) if self.main else None
@@ -385,9 +469,11 @@ class _Search:
             if not all(all_finite(n.parameters()) for n in self.paths):
                 raise TrainingError(f"search stopped: the weights or alphas became non-finite in epoch {epoch + 1}; the checkpoint "
                                     f"of the last complete epoch is kept; {self.guard.hint}")
-            save_checkpoint(ckpt, self.state(epoch + 1, history, wall_before + time.time() - t0), self.settings)
+            paths = self._all_paths()
+            if self.main:
+                save_checkpoint(ckpt, self.state(epoch + 1, history, wall_before + time.time() - t0, paths), self.settings)
             if self.dist is not None:
-                self.dist.barrier()  # every rank's checkpoint of this epoch is on disk
+                self.dist.barrier()  # this epoch's checkpoint is on disk before anyone goes on
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, rec)
         wall = wall_before + time.time() - t0
@@ -451,7 +537,7 @@ class _Search:
             "max_ms": float(self.latency.max_ms),
             "lambda": self.loss.lam,
             "steps": steps,
-            "images_seen": steps * cfg.batch_size * cfg.paths,
+            "images_seen": steps * cfg.batch_size * self.n_shards,
             "wall_s": wall,
             "arch": arch.format(),
             "argmax_arch": self.space.with_picks(picks0, branches=False).format(),
@@ -468,13 +554,24 @@ class _Search:
         return result
 
 
+def _cpu(obj):
+    """``obj`` with every tensor on the CPU (a checkpoint that loads anywhere)."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def _cycle(loader, epoch: int):
     """Endless batches of the (smaller) architecture split, reshuffled on each pass."""
     k = 0
     while True:
         loader.set_epoch(epoch * 1000 + k)
         n = 0
-        for batch in loader:
+        for _, batch in zip(range(loader.rounds), loader):  # as many batches on every rank, so the ranks stay in step
             n += 1
             yield batch
         if n == 0:  # never spin on an empty split
@@ -484,7 +581,8 @@ def _cycle(loader, epoch: int):
 
 def search(cfg: SearchConfig, out, *, data: DataSet, latency, budget: Budget, space: ArchSpec,
            timing: Timing | None = None, seed: int = 0, progress: bool | None = None, tensorboard: bool = True,
-           resume: bool = False, on_epoch_end: Optional[Callable[[int, dict], None]] = None, dist=None) -> dict:
+           resume: bool = False, on_epoch_end: Optional[Callable[[int, dict], None]] = None, dist=None,
+           hardware: Hardware | None = None) -> dict:
     """Run Algorithm 1 on ``data`` under ``budget`` and write the outputs in ``out`` (see the module docstring).
 
     Args:
@@ -499,8 +597,11 @@ def search(cfg: SearchConfig, out, *, data: DataSet, latency, budget: Budget, sp
         timing: how the derived network is timed on the host (default: the table's threads).
         seed: the run's seed (:mod:`ednas.seeds`).
         resume: continue from ``out/checkpoint.pt`` (written with the same settings).
-        dist: a :class:`ednas.dist.DistInfo` when each process holds one path
-            (under ``torchrun``); rank 0 writes the outputs and returns the
-            result, the others return ``{}``.
+        dist: a :class:`ednas.dist.DistInfo` under ``torchrun``: the world is
+            ``cfg.paths`` paths x D data-parallel processes each; rank 0
+            writes the outputs and the checkpoint (every path) and returns
+            the result, the others return ``{}``.
+        hardware: the device and mixed precision (:mod:`ednas.device`;
+            default: the CPU, fp32).
     """
-    return _Search(cfg, out, data, latency, budget, space, timing, seed, progress, tensorboard, dist).run(resume, on_epoch_end)
+    return _Search(cfg, out, data, latency, budget, space, timing, seed, progress, tensorboard, dist, hardware).run(resume, on_epoch_end)

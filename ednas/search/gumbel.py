@@ -27,7 +27,9 @@ __all__ = ["gumbel_softmax", "sample_choices", "clear_choices", "tau_at"]
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     """One relaxed categorical sample (eq. 15); ``-inf`` logits get weight 0."""
-    u = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
+    # drawn on the generator's device (the run's device): no copy, and the same draw after a resume
+    dev = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape, generator=generator, device=dev).clamp_(1e-10, 1.0 - 1e-7)
     gumbel = -torch.log(-torch.log(u)).to(logits)
     y = F.softmax((logits + gumbel) / tau, dim=-1)
     if not hard:

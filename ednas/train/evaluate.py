@@ -9,15 +9,16 @@ and ONNX files (run with ONNX Runtime).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 
 from ednas._perf import set_threads, tune_malloc
 from ednas.data import check_input_shape, load_data, make_loader
 from ednas.data.datasets import SPLITS
+from ednas.device import DeviceConfig, Hardware, resolve_hardware
 from ednas.errors import CheckpointError, ConfigError, DataError, ExportError
 from ednas.io import atomic_write_bytes, atomic_write_json, check_writable_file, read_json
 from ednas.nn.files import load_model, load_model_file
@@ -29,6 +30,8 @@ __all__ = ["EvalConfig", "run_eval", "predict"]
 
 @dataclass
 class EvalConfig:
+    FLAT: ClassVar[tuple] = ("hardware",)
+
     #: model.pt written by 'ednas train' (or an .onnx file)
     model: str
     #: data set (default: the one the model was trained on)
@@ -45,6 +48,8 @@ class EvalConfig:
     threads: int = 0
     #: data loader workers (folder data)
     workers: int = 2
+    #: where a model.pt runs (an .onnx runs on ONNX Runtime's CPU provider)
+    hardware: DeviceConfig = field(default_factory=DeviceConfig)
 
     def check(self, name) -> None:
         if self.split not in SPLITS:
@@ -57,17 +62,21 @@ class EvalConfig:
             raise ConfigError(f"{name('workers')} must be >= 0, got {self.workers}")
 
 
-def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2, threads: int = 1,
+            hardware: Hardware | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scores (N x C) and targets of a model file (``.pt`` or ``.onnx``) on a split.
 
     An ``.onnx`` runs through :func:`ednas.runtime.score_onnx`, in a session
     of ``threads`` intra-op threads with full graph optimisation: the options
-    ``ednas export`` scores with.
+    ``ednas export`` scores with.  A ``.pt`` runs on ``hardware`` (default:
+    the CPU, fp32).
     """
     import torch
 
-    loader = make_loader(data, split, batch_size, False, workers=workers)
-    if str(model_path).endswith(".onnx"):
+    onnx = str(model_path).endswith(".onnx")
+    hw = hardware if hardware is not None and not onnx else Hardware.cpu()
+    loader = make_loader(data, split, batch_size, False, workers=workers, device=hw.device)
+    if onnx:
         sess = ort_session(model_path, threads)
         shape = sess.get_inputs()[0].shape
         if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) and shape[2] == shape[3]:
@@ -75,12 +84,13 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
         return score_onnx(sess, loader)
 
     model, _ = load_model(model_path)
-    model = model.to(memory_format=torch.channels_last)
-    return scores_and_targets(model, loader)
+    model = model.to(hw.device, memory_format=torch.channels_last)
+    return scores_and_targets(model, loader, hw)
 
 
 def run_eval(cfg: EvalConfig) -> dict:
     tune_malloc()
+    hw = resolve_hardware(cfg.hardware)
     set_threads(cfg.threads)
     path = Path(cfg.model)
     if not path.is_file():
@@ -109,7 +119,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         data_spec = data_spec or meta.get("data") or "digits"
         input_size = meta.get("input_size")
     data = load_data(data_spec, input_size=input_size, splits=(cfg.split,))  # only what the split needs; folder data at the model's size
-    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads)
+    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads, hw)
     if scores.shape[1] != data.num_classes:
         raise DataError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
     top1, top5 = topk_from_scores(scores, targets)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -101,29 +101,50 @@ class StepGuard:
                     b.copy_(c)
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor], *,
-             kind: str = "weight", stream=None, where: str = "") -> bool:
+             kind: str = "weight", stream=None, where: str = "", scaler=None, sync: Callable[[], bool] | None = None) -> bool:
         """Backward and ``optimizer.step()`` if ``loss`` and the gradients of ``params`` are finite.
 
         Returns whether the step was applied.  The gradients are cleared
         first (``zero_grad(set_to_none=True)``).
+
+        ``scaler``: a :class:`torch.amp.GradScaler` (fp16): the loss is
+        scaled for the backward pass and the gradients unscaled before they
+        are checked; a skipped step lowers its scale as ``GradScaler`` would.
+        ``sync``: called after the backward pass to make the data-parallel
+        ranks act as one (it averages their gradients); it returns whether
+        every rank's loss was finite.  With it, every rank runs its backward
+        pass and its all-reduce even on a bad loss, so that all of them take
+        the same decision and none waits for the others.
 
         Raises:
             TrainingError: the ``limit``-th skipped step in a row of ``stream``.
         """
         stream = kind if stream is None else (kind, stream)
         optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss.detach()).all()):
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if not finite and sync is None:
             self._restore()
             self._bad(kind, stream, where, f"loss {float(loss.detach().float().mean())}")
             return False
-        loss.backward()
+        scaled = scaler is not None and scaler.is_enabled()
+        (scaler.scale(loss) if scaled else loss).backward()
+        if sync is not None:
+            finite = sync()
+        if scaled:
+            scaler.unscale_(optimizer)
         params = list(params)
-        if not all_finite(p.grad for p in params):
+        if not finite or not all_finite(p.grad for p in params):
             optimizer.zero_grad(set_to_none=True)
+            if scaled:
+                scaler.update()  # the overflow lowers the scale
             self._restore()
-            self._bad(kind, stream, where, "non-finite gradient")
+            self._bad(kind, stream, where, "non-finite gradient" if finite else "non-finite loss")
             return False
-        optimizer.step()
+        if scaled:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         self._good(stream)
         return True
 

@@ -26,9 +26,9 @@ __all__ = ["Recipe", "param_groups", "make_optimizer"]
 class Recipe:
     """SGD recipe of eq. (16) with linear warm-up."""
 
-    #: images per batch (per process)
+    #: images per batch and process (under torchrun the global batch is this x the processes of a path, or of the world for training)
     batch_size: int = 64
-    #: peak learning rate (eq. 16's lr0)
+    #: peak learning rate (eq. 16's lr0), used as given whatever the number of processes (scale it with the global batch yourself)
     lr: float = 0.1
     #: linear learning-rate warm-up, in epochs
     lr_warmup_epochs: float = 1.0
