@@ -8,9 +8,11 @@ convolutions on CPU).  Everything random comes from a generator seeded by
 ``(seed, epoch)``, so an epoch is the same whether or not the run was
 interrupted before it: that is what makes ``--resume`` exact.
 
-``folder:`` sets use torchvision's ``ImageFolder`` with RandomResizedCrop,
-flip and ColorJitter for training (Resize + CenterCrop for evaluation), in a
-``DataLoader`` with ``workers`` processes and the same per-epoch seeding.
+``folder:`` and ``voc:`` sets are read from disk (torchvision's
+``ImageFolder``, or VOC's image list) with RandomResizedCrop, flip and
+ColorJitter for training (Resize + CenterCrop for evaluation; VOC: see
+:mod:`ednas.data.voc`), in a ``DataLoader`` with ``workers`` processes and
+the same per-epoch seeding.  Multi-label targets are batched as N x C rows.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ The recipe is :class:`~ednas.train.recipe.Recipe` (SGD with Nesterov
 momentum, linear warm-up then the cosine of eq. 16, label smoothing, no
 weight decay on BN parameters and biases), with pad-crop (+ flip) at 32 px
 or RandomResizedCrop + flip + ColorJitter for folders (``ednas.data``).
+The loss follows the data set's task (:func:`ednas.train.task.criterion`):
+cross-entropy with label smoothing, or, for multi-label data (Pascal VOC),
+binary cross-entropy with logits; multi-label results report mAP
+(``map``, ``map_voc07``, per-class ``ap``) where single-label ones report
+top-1/top-5.
 With ``quant_friendly`` it follows TI's guidance for fixed-point deployment
 instead: weight decay on every parameter, depthwise weights and biases
 included.
@@ -24,7 +29,6 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ednas._run import progress as progress_bar
 from ednas._run import tb_writer
@@ -42,6 +46,7 @@ from ednas.seeds import derive
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
+from ednas.train.task import criterion
 
 __all__ = ["TrainConfig", "train", "fit", "resolve_arch"]
 
@@ -98,7 +103,8 @@ def train(cfg: TrainConfig, out, *, arch: str | ArchSpec, data: DataSet, seed: i
 def _settings(model: nn.Module, data: DataSet, cfg: TrainConfig, seed: int) -> dict:
     """What decides the trained weights: a checkpoint resumes only with the same."""
     arch = model.arch.format() if hasattr(model, "arch") else type(model).__name__
-    return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **config_dict(cfg)}
+    files = {} if data.in_memory else {"jitter": list(data.jitter)}  # augmentation settings of data read from files
+    return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **files, **config_dict(cfg)}
 
 
 def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0, progress: bool | None = None,
@@ -117,6 +123,7 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
     wd = cfg.quant_weight_decay if cfg.quant_friendly else cfg.weight_decay
     opt = make_optimizer(model.parameters(), cfg.lr, cfg.momentum, wd, decay_all)
 
+    loss_fn = criterion(data, cfg.label_smoothing)
     train_loader = make_loader(data, "train", cfg.batch_size, True, seed=derive(seed, "batches"), workers=data.workers)
     val_loader = make_loader(data, "val", 256, False, workers=data.workers)
     steps_per_epoch = len(train_loader)
@@ -147,7 +154,7 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
             lr = lr_at(step, total, warmup, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss = loss_fn(model(x), y)
             if not torch.isfinite(loss):
                 raise TrainingError(f"training diverged at epoch {epoch + 1} step {i} (loss {loss.item()}); lower the learning rate (now {cfg.lr})")
             opt.zero_grad(set_to_none=True)
@@ -163,12 +170,14 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
                 writer.add_scalar("train/lr", lr, step)
         if bar is not None:
             bar.close()
-        val = evaluate(model, val_loader)
+        val = evaluate(model, val_loader, data.multilabel, data.classes)
         rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "val_top1": val["top1"], "val_loss": val["loss"]}
+        if data.multilabel:
+            rec["val_map"] = val["map"]
         history.append(rec)
-        log.debug("train epoch %d/%d: loss %.4f, val top-1 %.2f %%", epoch + 1, cfg.epochs, rec["train_loss"], val["top1"])
+        log.debug("train epoch %d/%d: loss %.4f, val %s %s", epoch + 1, cfg.epochs, rec["train_loss"], val["score_name"], val["score"])
         if writer is not None:
-            writer.add_scalar("val/top1", val["top1"], epoch + 1)
+            writer.add_scalar(f"val/{val['score_name']}", val["score"] if val["score"] is not None else float("nan"), epoch + 1)
             writer.add_scalar("val/loss", val["loss"], epoch + 1)
             writer.flush()
         save_checkpoint(ckpt_path, {
@@ -182,8 +191,8 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
             on_epoch_end(epoch + 1, rec)
 
     wall = wall_before + time.time() - t0
-    test = evaluate(model, make_loader(data, "test", 256, False, workers=data.workers))
-    val = evaluate(model, val_loader)
+    test = evaluate(model, make_loader(data, "test", 256, False, workers=data.workers), data.multilabel, data.classes)
+    val = evaluate(model, val_loader, data.multilabel, data.classes)
     metrics = {
         "top1": test["top1"],
         "top5": test["top5"],
@@ -200,10 +209,13 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
         "n_test": test["n"],
         "history": history,
     }
+    if data.multilabel:  # per-class AP in percent (None for a class without a positive test image)
+        metrics.update(task="multilabel", map=test["map"], map_voc07=test["map_voc07"], ap=test["ap"], ap_voc07=test["ap_voc07"],
+                       val_map=val["map"])
     if save and hasattr(model, "arch"):
         save_model(out / "model.pt", model, input_size=data.input_size, data=data, config=settings)
     atomic_write_json(out / "metrics.json", metrics)
-    if writer is not None:
-        writer.add_scalar("test/top1", test["top1"], cfg.epochs)
+    if writer is not None and test["score"] is not None:
+        writer.add_scalar(f"test/{test['score_name']}", test["score"], cfg.epochs)
         writer.close()
     return metrics
