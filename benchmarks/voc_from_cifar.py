@@ -12,7 +12,8 @@ objects are the ones hard to recognise.  Each scene's objects are written to
 ``test.txt`` and the per-class ``<class>_<split>.txt`` files (``1``
 present, ``-1`` absent, ``0`` difficult only).  Train and val scenes are
 tiled from the sample's training batch, test scenes from its test batch, so
-no image is in two splits.  The classes are CIFAR-10's own names (they are
+no image is in two splits (train and val take disjoint parts of the training
+batch).  The classes are CIFAR-10's own names (they are
 not all VOC classes, so ``voc:`` reads the names it finds).
 
 Then ``ednas run --data voc:DIR --input-size 64`` (the ``cifar`` space,
@@ -20,7 +21,7 @@ Then ``ednas run --data voc:DIR --input-size 64`` (the ``cifar`` space,
 with BCE-with-logits and mAP; the result's mAP (area under the curve and
 VOC07 11-point) and per-class AP are recorded.
 
-    python benchmarks/voc_from_cifar.py                       # full: 2000/250/500 scenes, 10+15 epochs, ~20 min on 2 idle cores
+    python benchmarks/voc_from_cifar.py                       # full: 1500/150/300 scenes, 10+15 epochs, ~20 min on 2 idle cores
     python benchmarks/voc_from_cifar.py --quick               # 200/50/100 scenes, 2+2 epochs, no baselines: ~3 min
 
 Writes ``benchmarks/results/voc_from_cifar.json`` (``--quick``:
@@ -62,9 +63,10 @@ def write_voc(out, pools: dict, classes: list[str], scenes: dict, seed: int = 0,
 
     Args:
         out: the folder (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``).
-        pools: split -> ``(images uint8 N x tile x tile x 3, labels N)``;
-            ``train`` and ``val`` may share a pool (their images are dealt
-            out without overlap), ``test`` should have its own.
+        pools: split -> ``(images uint8 N x tile x tile x 3, labels N)``,
+            one pool per split (no image in two splits).  A pool's images
+            are dealt out in a random order; once all are used they are
+            dealt again, in new scenes.
         classes: class names, indexed by the labels.
         scenes: split -> number of scenes.
         seed: the draw.
@@ -81,7 +83,11 @@ def write_voc(out, pools: dict, classes: list[str], scenes: dict, seed: int = 0,
     for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (out / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    orders = {id(p): iter(rng.permutation(len(p[1])).tolist()) for p in pools.values()}
+    def deal(n):  # every image once per pass, a new order each pass
+        while True:
+            yield from rng.permutation(n).tolist()
+
+    orders = {split: deal(len(pool[1])) for split, pool in pools.items()}
     ids: dict[str, list[str]] = {}
     rows: dict[str, list[dict]] = {}
     n_obj = n_diff = 0
@@ -90,7 +96,7 @@ def write_voc(out, pools: dict, classes: list[str], scenes: dict, seed: int = 0,
         if split not in scenes:
             continue
         images, labels = pools[split]
-        order = orders[id(pools[split])]
+        order = orders[split]
         ids[split], rows[split] = [], []
         for _ in range(int(scenes[split])):
             scene = rng.integers(0, 256, (2 * tile, 2 * tile, 3)).astype(np.uint8) // 2 + 64  # grey noise background
@@ -99,10 +105,7 @@ def write_voc(out, pools: dict, classes: list[str], scenes: dict, seed: int = 0,
                 cells[rng.integers(4)] = True
             objects, state = [], {}
             for c in np.flatnonzero(cells):
-                try:
-                    k = next(order)
-                except StopIteration as err:
-                    raise ValueError(f"the {split} pool has too few images for {scenes[split]} scenes") from err
+                k = next(order)
                 y0, x0 = (c // 2) * tile, (c % 2) * tile
                 name, difficult = classes[int(labels[k])], bool(rng.random() < difficult_frac)
                 img = images[k]
@@ -138,8 +141,8 @@ def write_voc(out, pools: dict, classes: list[str], scenes: dict, seed: int = 0,
     return {"splits": {s: len(v) for s, v in ids.items()}, "objects": n_obj, "difficult": n_diff, "classes": list(classes)}
 
 
-def cifar_pools(cifar_dir=CIFAR) -> tuple[dict, list[str]]:
-    """Pools of the CIFAR-10 sample: train and val from ``data_batch_*``, test from ``test_batch`` (HWC uint8)."""
+def cifar_pools(cifar_dir=CIFAR, val_frac: float = 0.1) -> tuple[dict, list[str]]:
+    """Pools of the CIFAR-10 sample (HWC uint8): train and val disjoint parts of ``data_batch_*``, test ``test_batch``."""
     cifar_dir = Path(cifar_dir)
 
     def batch(f):
@@ -149,10 +152,11 @@ def cifar_pools(cifar_dir=CIFAR) -> tuple[dict, list[str]]:
         return np.ascontiguousarray(x), np.asarray(d[b"labels"], dtype=np.int64)
 
     xs, ys = zip(*(batch(f) for f in sorted(cifar_dir.glob("data_batch_*"))))
-    train = (np.concatenate(xs), np.concatenate(ys))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    cut = int(round(len(y) * (1 - val_frac)))
     with open(cifar_dir / "batches.meta", "rb") as fh:
         names = [n.decode() for n in pickle.load(fh, encoding="bytes")[b"label_names"]]
-    return {"train": train, "val": train, "test": batch(cifar_dir / "test_batch")}, names
+    return {"train": (x[:cut], y[:cut]), "val": (x[cut:], y[cut:]), "test": batch(cifar_dir / "test_batch")}, names
 
 
 def main(argv=None) -> int:
@@ -168,7 +172,7 @@ def main(argv=None) -> int:
     from benchmarks._common import write_result
     from ednas.cli import main as ednas
 
-    scenes = {"train": 200, "val": 50, "test": 100} if args.quick else {"train": 2000, "val": 250, "test": 500}
+    scenes = {"train": 200, "val": 50, "test": 100} if args.quick else {"train": 1500, "val": 150, "test": 300}
     t0 = time.time()
     pools, names = cifar_pools(args.cifar)
     built = write_voc(args.voc, pools, names, scenes, seed=args.seed)

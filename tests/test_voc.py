@@ -28,8 +28,7 @@ def colour_pools(classes: int = 4, n: int = 160, seed: int = 0) -> tuple[dict, l
         x = np.clip(palette[y][:, None, None, :] + rng.normal(0, 20, (m, 32, 32, 3)), 0, 255).astype(np.uint8)
         return x, y
 
-    train, test = pool(n), pool(n // 2)
-    return {"train": train, "val": train, "test": test}, [f"c{i}" for i in range(classes)]
+    return {"train": pool(n), "val": pool(n // 4), "test": pool(n // 2)}, [f"c{i}" for i in range(classes)]
 
 
 # -- AP and mAP ----------------------------------------------------------------------------------
@@ -208,7 +207,7 @@ def test_arch_split_stratifies_multilabel_rows():
 
 
 def test_ednas_run_on_voc_reports_map_everywhere(tmp_path):
-    pools, names = colour_pools(4, 320)
+    pools, names = colour_pools(4, 160)
     write_voc(tmp_path / "voc", pools, names, {"train": 64, "val": 16, "test": 24})
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "--data", f"voc:{tmp_path / 'voc'}", "--input-size", "32", "--target", "tda2x",
@@ -237,7 +236,7 @@ def test_ednas_run_on_voc_reports_map_everywhere(tmp_path):
 
 
 def test_search_loss_on_multilabel_data_is_the_task_loss(tmp_path):
-    pools, names = colour_pools(3, 160)
+    pools, names = colour_pools(3, 60)
     write_voc(tmp_path / "voc", pools, names, {"train": 24, "val": 6, "test": 6})
     data = load_data(f"voc:{tmp_path / 'voc'}", input_size=32)
     data.workers = 0
