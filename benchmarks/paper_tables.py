@@ -83,7 +83,7 @@ TABLE2 = {
     "MNetV3-S": (69.3, [77.4, 76.9, 67.0, 62.0, 43.7, 76.3, 79.1, 82.1, 47.2, 75.4, 65.2, 78.4, 81.0, 79.7, 72.5, 39.4, 68.7, 67.1]),
     "MNetV3-L": (76.7, [84.1, 84.1, 77.0, 69.9, 75.9, 84.8, 85.1, 88.1, 56.3, 84.8, 64.8, 84.3, 87.9, 84.7, 77.9, 46.3, 80.5, 73.9]),
     "metaKernel": (77.3, [86.1, 84.8, 76.8, 68.6, 59.2, 83.6, 86.3, 87.1, 56.9, 85.2, 67.2, 86.6, 87.2, 86.0, 77.7, 49.1, 80.8, 74.5]),
-    "Ours (E-DNAS)": (77.8, [85.8, 84.6, 74.9, 70.1, 57.4, 63.4, 87.8, 88.1, 58.7, 83.9, 72.1, 86.2, 86.3, 86.8, 87.1, 50.6, 79.6, 74.9]),
+    "E-DNAS": (77.8, [85.8, 84.6, 74.9, 70.1, 57.4, 63.4, 87.8, 88.1, 58.7, 83.9, 72.1, 86.2, 86.3, 86.8, 87.1, 50.6, 79.6, 74.9]),
 }
 FIG3_TEXT = [("NASNet [5]", "2000 GPU-days", "paper text"), ("AmoebaNet [7]", "3150 GPU-days", "paper text"),
              ("GDAS [21]", "4 GPU-hours", "title of [21]"), ("Single-Path NAS [33]", "< 4 hours", "title of [33]"),
@@ -195,6 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/ednas-paper-tables")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    p.add_argument("--shared", action="store_true", help="label the step times as taken on a shared (loaded) machine")
     args = p.parse_args(argv)
     if args.quick:
         args.search_epochs, args.steps, args.no_write = 1, 2, True
@@ -223,7 +224,7 @@ def main(argv=None) -> int:
     tda = json.loads((RESULTS / "tda2x_table3.json").read_text()) if (RESULTS / "tda2x_table3.json").is_file() else None
     voc = json.loads((RESULTS / "voc_from_cifar.json").read_text()) if (RESULTS / "voc_from_cifar.json").is_file() else None
     cost = _search_cost(_step_times(args.steps), ROOT / "ednas" / "configs" / "paper_imagenet.yaml")
-    result = {"ours": ours, "table1": rows, "table3": t3, "search_cost": cost, "wall_s": round(time.time() - t0, 1),
+    result = {"ours": ours, "table1": rows, "table3": t3, "search_cost": cost, "wall_s": round(time.time() - t0, 1), "shared": args.shared,
               "voc_result": {"commit": voc["commit"], "map": voc["summary"]["map"], "map_voc07": voc["summary"]["map_voc07"]} if voc else None,
               "tda2x_table3_commit": tda["commit"] if tda else None}
     section = render(result, tda, voc)
@@ -256,7 +257,7 @@ def render(r: dict, tda: dict | None, voc: dict | None) -> str:
         L.append(f"| {x['network']} | {x['method']} | {_fmt(x['paper_params_m'])} | {x['paper_flops_m']} | {_fmt(x['paper_top1'])} | "
                  f"{x['params_m']:.2f} | {x['macs_m']:.1f} | {x['tda2x_ms']:.1f} | not measured | `{x['timm']}`{'; ' + x['note'] if x['note'] else ''} |")
     L.append(f"| **E-DNAS (paper) / ours searched** | gradient | {PAPER_OURS['params_m']} | {PAPER_OURS['flops_m_table1']} (Table III: "
-             f"{PAPER_OURS['macs_m_table3']} MACs) | {PAPER_OURS['top1']} | {o['params_m']:.2f} | {o['macs_m']:.1f} | {o['tda2x_ms']:.1f} | not measured | ednas `imagenet` space |")
+             f"{PAPER_OURS['macs_m_table3']} M MACs) | {PAPER_OURS['top1']} | {o['params_m']:.2f} | {o['macs_m']:.1f} | {o['tda2x_ms']:.1f} | not measured | ednas `imagenet` space |")
     L += ["", f"Ours searched: `{o['arch']}`, found by `ednas search --space imagenet --target tda2x --budget-frac 0.5`, {o['how']} "
           f"({o['search_steps']} steps, {o['search_wall_s']:.0f} s here): the budget is {o['budget_ms']} ms on `tda2x` in a space of "
           f"{o['space_ms'][0]}-{o['space_ms'][1]} ms; with so little data the latency term decides most choices, so this is a network "
@@ -298,7 +299,7 @@ def render(r: dict, tda: dict | None, voc: dict | None) -> str:
              f"**{c['gpu_hours_assumed']} GPU-hours, extrapolated** ({c['total_pmacs']} P multiply-adds at an assumed "
              f"{V100_PEAK_TMACS * ASSUMED_UTILISATION:.2f} T MAC/s); {c['cpu_hours_this_machine']:.0f} CPU-hours on this machine's 2 vCPUs, "
              f"extrapolated | measured step times: weight step {c['measured_step_ms_batch8']['metakernel']} ms, alpha step "
-             f"{c['measured_step_ms_batch8']['metakernel_alpha']} ms at batch 8, 224 px, 2 threads |")
+             f"{c['measured_step_ms_batch8']['metakernel_alpha']} ms at batch 8, 224 px, 2 threads{' (a shared machine: timings not representative)' if r.get('shared') else ''} |")
     L += ["", f"Not measured on a GPU (none in this task): the GPU-hours assume a V100 (the paper's GPU) sustains "
           f"{ASSUMED_UTILISATION:.0%} of its fp32 peak on this depthwise-heavy supernet; a one-step measurement on a GPU replaces the "
           "assumption. Steps: every weight-split image (80 % of ImageNet's 1.28 M) once per epoch, and one alpha step per weight step "

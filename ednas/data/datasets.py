@@ -18,15 +18,17 @@
                           real signal (``synthetic:classes=4,n=128,size=32``).
 ========================  ===============================================
 
-In-memory sets (all but ``folder`` and ``voc``) are uint8 tensors N x 3 x H x W; they are
-augmented and normalised per batch by :mod:`ednas.data.loaders`.
+In-memory sets (all but ``folder`` and ``voc``) are uint8 tensors N x 3 x H
+x W; they are augmented and normalised per batch by
+:mod:`ednas.data.loaders`.
 
 The task is a property of the data set (:attr:`DataSet.task`): ``single``
 (one class per image, int64 labels) or ``multilabel`` (VOC: an N x C target
 array of 1, 0 and -1, see :mod:`ednas.data.voc`).  The loss and the metrics
-follow it (:func:`ednas.train.task.task_loss`, :func:`ednas.metrics.task_metrics`).  The training
-set is further split into a *weight* split and an *architecture* split for the
-search (:func:`arch_split`).
+follow it (:func:`ednas.train.task.task_loss`,
+:func:`ednas.metrics.task_metrics`).  The training set is further split
+into a *weight* split and an *architecture* split for the search
+(:func:`arch_split`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from ednas.errors import ConfigError, DataError
 __all__ = ["DataConfig", "DataSet", "check_input_shape", "image_shape", "load_data", "arch_split", "folder_dataset", "DATA_KINDS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "voc", "synthetic")
-TASKS = ("single", "multilabel")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -166,7 +167,7 @@ def folder_dataset(data: DataSet, split: str, train: bool):
     from torchvision.datasets import ImageFolder
 
     where = data.spec if data.items else str(data.folders[split])
-    key = (where, split if data.items else None, train, data.input_size, tuple(data.jitter))
+    key = (where, split if data.items else None, train, data.input_size, tuple(data.jitter), tuple(data.mean), tuple(data.std))
     if key not in _FOLDER_CACHE:
         tf = _transform(data, train)
         if data.items:
