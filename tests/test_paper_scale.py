@@ -25,7 +25,7 @@ def _search_and_train(tmp_path, data: list[str], epochs: int, batch: int) -> tup
 
 def test_imagenet_space_search_on_tda2x_at_half_budget_derives_a_network_within_it(tmp_path):
     # the fast variant: the same space, target and budget fraction at 32 px on synthetic images
-    s, m = _search_and_train(tmp_path, ["--data", "synthetic:classes=4,n=64,size=32"], epochs=2, batch=16)
+    s, m = _search_and_train(tmp_path, ["--data", "synthetic:classes=4,n=40,size=32"], epochs=2, batch=16)
     assert s["target"] == "tda2x" and s["budget_frac"] == 0.5
     assert s["min_ms"] < s["budget_ms"] < s["max_ms"]
     assert s["predicted_latency_ms"] <= s["budget_ms"]
