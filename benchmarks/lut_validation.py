@@ -43,7 +43,7 @@ from ednas.latency import build_table, load_table, validate_table  # noqa: E402
 from ednas.latency.validate import scatter_plot  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-CLASSES = {"cifar": 10, "imagenet": 1000}
+CLASSES = {"cifar": 10, "imagenet": 1000, "imagenet-mbv2": 1000}
 
 
 def _sh(cmd: str) -> str:

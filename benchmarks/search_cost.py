@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, write_result  # noqa: E402
 
-BATCH = {"cifar": 64, "imagenet": 8}
+BATCH = {"cifar": 64, "imagenet": 8, "imagenet-mbv2": 8}
 VARIANTS = ["fixed", "metakernel", "darts", "fbnet", "metakernel_alpha", "fixed_nchw", "metakernel_nchw"]
 
 

@@ -20,7 +20,8 @@ command may also offer short names:
 
 A more specific flag wins over an alias given on the same command line.
 
-YAML.  ``--config FILE.yaml`` is nested by the same section names; a
+YAML.  ``--config FILE.yaml`` (or the name of a config shipped in
+``ednas/configs``, e.g. ``--config paper_imagenet``) is nested by the same section names; a
 section's primary field may be given as a scalar (``data: cifar10:DIR``),
 and every flag name is also accepted as a top-level key (``search_epochs:
 5``).  An unknown key, a value of the wrong type or out of range is a
@@ -63,6 +64,8 @@ __all__ = [
     "leaves",
     "resolve_config",
     "save_config",
+    "config_file",
+    "shipped_configs",
     "yaml_example",
 ]
 
@@ -293,7 +296,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls) -> None:
     Flags default to "not given" so that only what the user typed overrides
     the YAML file.
     """
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (flags override it)")
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings, or the name of a shipped one (paper_imagenet, paper_voc); flags override it")
     names = _names(cls)
     by_path: dict[str, list[str]] = {}
     for n, t in names.items():
@@ -359,11 +362,29 @@ def _set(tree: dict, path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+#: configs shipped with ednas, loadable by name: ``--config paper_imagenet``
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped in ``ednas/configs`` (``--config NAME``)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_file(path: str) -> Path:
+    """The file ``--config`` names: a path, or the name of a shipped config when no such file exists."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    shipped = SHIPPED_CONFIGS / f"{Path(path).stem}.yaml"
+    if "/" not in str(path) and shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file '{path}' does not exist (shipped configs, by name: {', '.join(shipped_configs())})")
+
+
 def _yaml_values(cls, path: str) -> dict[str, Any]:
     """``{leaf path: raw value}`` from a YAML file (nested sections, scalars for primary fields, flat names)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+    p = config_file(path)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:

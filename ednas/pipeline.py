@@ -175,6 +175,8 @@ def run(cfg: RunConfig) -> dict:
         return st
 
     base = {"data": data.spec, "split_seed": cfg.data.split_seed, "space": space.format(), "input_size": data.input_size}
+    if not data.in_memory:  # images read from files: their augmentation decides the results too
+        base["jitter"] = list(data.jitter)
 
     # 1. latency table (measured at most once, cached across runs) and its check on host targets
     def lut_stage(d: Path) -> dict:
@@ -209,7 +211,8 @@ def run(cfg: RunConfig) -> dict:
     def train_stage(d: Path) -> dict:
         m = train(cfg.train, d, arch=parse_arch(srch.result["arch"]), data=data, seed=cfg.seed, progress=cfg.progress,
                   tensorboard=cfg.tensorboard, resume=True, hardware=hw)
-        return {k: m[k] for k in ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s")}
+        keys = ("top1", "top5", "val_loss", "epochs", "params", "macs", "wall_s") + (("map", "map_voc07", "ap", "ap_voc07") if data.multilabel else ())
+        return {k: m[k] for k in keys}
 
     trn = stage("train", {**base, "train": config_dict(cfg.train), "seed": cfg.seed, "arch": srch.result["arch"],
                           "after": srch.fingerprint}, train_stage)
@@ -282,6 +285,7 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "top5": trn["top5"],
         "top1_int8": exp.get("top1_quant"),
         "int8_drop": exp.get("drop"),
+        **_multilabel(data, trn, exp),
         "latency_ms_predicted": srch["predicted_latency_ms"],
         "latency_ms_measured": measured,
         "latency_ms_measured_raw": deployed["raw_ms"] if on_host else None,
@@ -305,6 +309,14 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
     return summary
 
 
+def _multilabel(data, trn: dict, exp: dict) -> dict:
+    """The summary keys of multi-label data: mAP (area and VOC07 11-point), its int8 value, per-class AP (percent)."""
+    if not data.multilabel:
+        return {}
+    return {"task": "multilabel", "map": trn.get("map"), "map_voc07": trn.get("map_voc07"), "map_int8": exp.get("map_quant"),
+            "ap": trn.get("ap"), "ap_voc07": trn.get("ap_voc07")}
+
+
 def _fmt(v, nd=4):
     if v is None:
         return "n/a"
@@ -321,7 +333,8 @@ def _print_summary(s: dict, html: Path, md: Path) -> None:
         f"  target          {s['target']}",
         f"  architecture    {s['arch']}",
         f"  params / MACs   {s['params']:,} / {s['macs']:,}",
-        f"  top-1 (test)    {_fmt(s['top1'])} %   int8: {_fmt(s['top1_int8'])} %",
+        (f"  mAP (test)      {_fmt(s['map'])} %   (VOC07 11-point {_fmt(s['map_voc07'])} %)   int8: {_fmt(s['map_int8'])} %"
+         if s.get("task") == "multilabel" else f"  top-1 (test)    {_fmt(s['top1'])} %   int8: {_fmt(s['top1_int8'])} %"),
         f"  latency (ms)    predicted {_fmt(s['latency_ms_predicted'])}  measured {_fmt(s['latency_ms_measured'])}  budget {_fmt(s['budget_ms'])}"
         f" ({s.get('latency_dtype')})"
         + ("" if s["latency_ms_measured"] is not None else f"  (on {s['target']}; this host: {_fmt(s['latency_ms_host_fp32'])})"),
@@ -343,6 +356,7 @@ def run_cli(cfg: RunConfig) -> dict:
     s = run(cfg)
     out = Path(cfg.out)
     return {"summary": str(out / "summary.json"), "report_html": str(out / "report.html"), "report_md": str(out / "report.md"),
-            "top1": s["top1"], "top1_int8": s["top1_int8"], "latency_ms_predicted": s["latency_ms_predicted"],
+            "top1": s["top1"], "top1_int8": s["top1_int8"], **({"map": s["map"], "map_int8": s["map_int8"]} if "map" in s else {}),
+            "latency_ms_predicted": s["latency_ms_predicted"],
             "latency_ms_measured": s["latency_ms_measured"], "budget_ms": s["budget_ms"], "latency_dtype": s["latency_dtype"],
             "verdict_ok": s["verdict"]["ok"], "wall_s": s["wall_s"]}

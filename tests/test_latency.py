@@ -29,7 +29,7 @@ from ednas.latency import (
 )
 from ednas.latency.script import write_script
 from ednas.latency.table import table_checksum
-from ednas.latency.targets import reference_ops
+from ednas.latency.targets import calibrated, reference_ops
 from ednas.latency.validate import spearman
 from ednas.runtime import board
 from tests.conftest import TINY_SPACE
@@ -201,11 +201,49 @@ def test_other_format_version_and_other_input_size_are_clear_errors(tmp_path):
 # -- targets ---------------------------------------------------------------------------------
 
 
-def test_tda2x_reproduces_table3_mobilenet_v1():
+def _table3_ms(prof, reference: str) -> float:
+    return sum(prof.op_ms(op)[0] for op in reference_ops(reference, 224, 1000, prof.dtype))
+
+
+def test_tda2x_is_fitted_to_one_table3_row_and_predicts_nasnet_a_within_35_percent():
+    # Table III: MobileNetV1 569 M MACs 75 ms, NASNet-A 564 M 183 ms.  The shipped profile
+    # fits its one number (scale) to MobileNetV1 only; NASNet-A is a prediction, and its error
+    # is the one BENCHMARKS.md reports (-30 %): this fails if the profile gets worse on it.
     prof = load_profile("tda2x")
-    ms = sum(prof.op_ms(op)[0] for op in reference_ops("mobilenet_v1", dtype=prof.dtype))
-    assert ms == pytest.approx(75.0, rel=0.10)
-    assert prof.sources and prof.policy == "fallback"
+    assert prof.calibration["reference"] == "mobilenet_v1" and prof.sources and prof.policy == "fallback"
+    err = _table3_ms(prof, "nasnet_a_mobile") / 183.0 - 1.0
+    assert abs(err) < 0.35, err
+
+
+def test_tda2x_fitted_to_nasnet_a_predicts_mobilenet_v1_within_50_percent():
+    # the other way round: hold MobileNetV1 out (BENCHMARKS.md: +43 %)
+    prof = calibrated(load_profile("tda2x"), "nasnet_a_mobile", 183.0)
+    err = _table3_ms(prof, "mobilenet_v1") / 75.0 - 1.0
+    assert abs(err) < 0.50, err
+
+
+def test_calibration_changes_one_number_and_keeps_every_ratio():
+    shipped = load_profile("tda2x")
+    other = calibrated(shipped, "nasnet_a_mobile", 183.0)
+    assert other.scale != shipped.scale and shipped.calibration["reference"] == "mobilenet_v1"  # the shipped one is untouched
+    ops = reference_ops("mobilenet_v1", dtype=shipped.dtype) + space_ops(preset("cifar"), 32, 10, shipped.dtype)
+    ratios = {round(other.op_ms(op)[0] / shipped.op_ms(op)[0], 9) for op in ops}
+    assert ratios == {round(other.scale / shipped.scale, 9)}
+
+
+def test_reference_networks_have_their_published_macs():
+    for name, published in (("mobilenet_v1", 569), ("nasnet_a_mobile", 564)):
+        macs = sum(op.macs for op in reference_ops(name) if op.is_conv or op.type == "fc") / 1e6
+        assert abs(macs / published - 1) < 0.01, (name, macs)
+
+
+def test_tda2x_profile_prices_no_imagenet_network_at_the_papers_38_ms():
+    # The paper's 38 ms for 535 M MACs is an estimate from MACs (14.1 GMAC/s, 68 % of the DSP's
+    # peak); the profile, fitted to MobileNetV1's measured 7.6 GMAC/s, charges even the space's
+    # smallest network (387 M MACs) more than that.
+    sp = preset("imagenet")
+    lm = LatencyModel(sp, 224, 1000, build_table("tda2x", sp, 224, 1000))
+    assert lm.min_ms > 38.0
 
 
 def test_masked_candidate_is_never_chosen():

@@ -1,4 +1,4 @@
-"""Data sets behind ``--data SPEC``: digits, CIFAR batches, image folders, synthetic.
+"""Data sets behind ``--data SPEC``: digits, CIFAR batches, image folders, Pascal VOC, synthetic.
 
 ========================  ===============================================
 ``digits`` (default)      scikit-learn's bundled handwritten digits (real,
@@ -12,14 +12,23 @@
 ``folder:DIR``            ImageNet-style ``DIR/train/<class>/*`` and
                           ``DIR/val/<class>/*`` (``DIR/test`` if present,
                           else ``val`` doubles as ``test``).
+``voc:DIR``               Pascal VOC (2007/2012 layout) as multi-label
+``voc:DIR07+DIR12``       classification, :mod:`ednas.data.voc`.
 ``synthetic``             random images and labels, for tests that need no
                           real signal (``synthetic:classes=4,n=128,size=32``).
 ========================  ===============================================
 
-In-memory sets (all but ``folder``) are uint8 tensors N x 3 x H x W; they are
-augmented and normalised per batch by :mod:`ednas.data.loaders`.  The training
-set is further split into a *weight* split and an *architecture* split for the
-search (:func:`arch_split`).
+In-memory sets (all but ``folder`` and ``voc``) are uint8 tensors N x 3 x H
+x W; they are augmented and normalised per batch by
+:mod:`ednas.data.loaders`.
+
+The task is a property of the data set (:attr:`DataSet.task`): ``single``
+(one class per image, int64 labels) or ``multilabel`` (VOC: an N x C target
+array of 1, 0 and -1, see :mod:`ednas.data.voc`).  The loss and the metrics
+follow it (:func:`ednas.train.task.task_loss`,
+:func:`ednas.metrics.task_metrics`).  The training set is further split
+into a *weight* split and an *architecture* split for the search
+(:func:`arch_split`).
 """
 
 from __future__ import annotations
@@ -32,12 +41,13 @@ from typing import ClassVar, Optional
 import numpy as np
 import torch
 
+from ednas.data.voc import VocImages, read_voc
 from ednas.errors import ConfigError, DataError
 
 __all__ = ["DataConfig", "DataSet", "DataSpec", "check_input_shape", "image_shape", "load_data", "parse_spec", "arch_split", "folder_dataset",
            "DATA_KINDS", "SPLITS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
-DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "synthetic")
+DATA_KINDS = ("digits", "cifar10", "cifar100", "folder", "voc", "synthetic")
 SPLITS = ("train", "val", "test")
 # synthetic:classes=N,n=N,size=N: defaults and ranges (a bound on memory too: n x 3 x size^2 bytes, x1.5 for val and test)
 SYNTHETIC_DEFAULTS = {"classes": 4, "n": 128, "size": 32}
@@ -55,7 +65,7 @@ class DataConfig:
 
     PRIMARY: ClassVar[str] = "spec"
 
-    #: data set: digits, cifar10:DIR, cifar100:DIR, folder:DIR, synthetic
+    #: data set: digits, cifar10:DIR, cifar100:DIR, folder:DIR, voc:DIR (voc:DIR07+DIR12), synthetic
     spec: str = "digits"
     #: input side for folder data (in-memory sets have their own; folders default to 224)
     input_size: Optional[int] = None
@@ -63,12 +73,30 @@ class DataConfig:
     split_seed: int = 0
     #: data loader worker processes per process (folder data; default: this process's share of the cores minus one, at most 8)
     workers: Optional[int] = None
+    #: colour jitter of folder and VOC training images: brightness factor drawn from [1 - b, 1 + b]
+    brightness: float = 0.4
+    #: colour jitter: contrast factor from [1 - c, 1 + c]
+    contrast: float = 0.4
+    #: colour jitter: saturation factor from [1 - s, 1 + s]
+    saturation: float = 0.4
+    #: colour jitter: hue shift drawn from [-h, h] of a full turn (0..0.5)
+    hue: float = 0.0
 
     def check(self, name) -> None:
         if self.input_size is not None and self.input_size < 8:
             raise ConfigError(f"{name('input_size')} {self.input_size}: the input side must be at least 8")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"{name('workers')} must be >= 0, got {self.workers}")
+        for key in ("brightness", "contrast", "saturation"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{name(key)} must be in [0, 1), got {getattr(self, key)}")
+        if not 0 <= self.hue <= 0.5:
+            raise ConfigError(f"{name('hue')} must be in [0, 0.5], got {self.hue}")
+
+    @property
+    def jitter(self) -> tuple[float, float, float, float]:
+        """(brightness, contrast, saturation, hue) of torchvision's ColorJitter."""
+        return (self.brightness, self.contrast, self.saturation, self.hue)
 
 
 @dataclass
@@ -77,7 +105,8 @@ class DataSet:
 
     ``splits`` maps ``train``/``val``/``test`` to ``(images uint8 N x 3 x H x W,
     labels int64 N)`` for in-memory sets; ``folders`` maps them to directories
-    for ``folder:`` sets.
+    for ``folder:`` sets; ``items`` to ``(image files, target rows N x C)``
+    for ``voc:`` sets.  ``task`` is ``single`` or ``multilabel``.
     """
 
     name: str
@@ -87,18 +116,25 @@ class DataSet:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    augment: str  # "padcrop", "padcrop+flip", "rrc" (RandomResizedCrop + flip + ColorJitter)
+    augment: str  # "padcrop", "padcrop+flip", "rrc" (RandomResizedCrop + flip + ColorJitter), "voc" (see ednas.data.voc)
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     folders: dict[str, Path] = field(default_factory=dict)
+    items: dict[str, tuple[list, np.ndarray]] = field(default_factory=dict)
     workers: Optional[int] = None  # loader worker processes (folder data; None: from the machine)
+    task: str = "single"  # "single" (one label per image) or "multilabel" (target rows of 1, 0, -1)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.0)  # ColorJitter of folder/VOC training images
 
     @property
     def in_memory(self) -> bool:
         return bool(self.splits)
 
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
     def has(self, split: str) -> bool:
         """Whether ``split`` was loaded (a set loaded for evaluation holds only the split asked for)."""
-        return split in (self.splits if self.in_memory else self.folders)
+        return split in (self.splits if self.in_memory else self.items or self.folders)
 
     def need(self, split: str) -> None:
         """Raise a :class:`DataError` naming the spec unless ``split`` was loaded."""
@@ -110,33 +146,54 @@ class DataSet:
         self.need(split)
         if self.in_memory:
             return len(self.splits[split][1])
+        if self.items:
+            return len(self.items[split][0])
         return len(folder_dataset(self, split, train=False))
 
     def labels(self, split: str) -> np.ndarray:
+        """Labels (N) of a split, or its target rows (N x C) for multi-label data."""
         self.need(split)
         if self.in_memory:
             return self.splits[split][1].numpy()
+        if self.items:
+            return np.asarray(self.items[split][1])
         return np.asarray(folder_dataset(self, split, train=False).targets)
 
 
 _FOLDER_CACHE: dict = {}
 
 
-def folder_dataset(data: DataSet, split: str, train: bool):
-    """torchvision ImageFolder of a split with the train or eval transform."""
+def _transform(data: DataSet, train: bool):
+    """The train or eval transform of a folder or VOC set (see the module docstrings)."""
     import torchvision.transforms as T
+
+    size = data.input_size
+    norm = [T.ToTensor(), T.Normalize(data.mean, data.std)]
+    b, c, s, h = data.jitter
+    jitter = [T.ColorJitter(b, c, s, h)] if any(data.jitter) else []
+    if data.augment == "voc":  # multi-label: keep every object in view
+        if train:
+            return T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip()] + jitter + norm)
+        return T.Compose([T.Resize((size, size))] + norm)
+    if train:
+        return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] + jitter + norm)
+    return T.Compose([T.Resize(int(round(size / 0.875))), T.CenterCrop(size)] + norm)
+
+
+def folder_dataset(data: DataSet, split: str, train: bool):
+    """The torch Dataset of a file-based split (ImageFolder, or VOC's image list) with the train or eval transform."""
     from torchvision.datasets import ImageFolder
 
     data.need(split)
-    key = (str(data.folders[split]), train, data.input_size)
+    where = data.spec if data.items else str(data.folders[split])
+    key = (where, split if data.items else None, train, data.input_size, tuple(data.jitter), tuple(data.mean), tuple(data.std))
     if key not in _FOLDER_CACHE:
-        size = data.input_size
-        norm = [T.ToTensor(), T.Normalize(data.mean, data.std)]
-        if train:
-            tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4)] + norm)
+        tf = _transform(data, train)
+        if data.items:
+            paths, targets = data.items[split]
+            _FOLDER_CACHE[key] = VocImages(paths, targets, tf)
         else:
-            tf = T.Compose([T.Resize(int(round(size / 0.875))), T.CenterCrop(size)] + norm)
-        _FOLDER_CACHE[key] = ImageFolder(str(data.folders[split]), transform=tf)
+            _FOLDER_CACHE[key] = ImageFolder(str(data.folders[split]), transform=tf)
     return _FOLDER_CACHE[key]
 
 
@@ -154,10 +211,17 @@ def _stratified(labels: np.ndarray, fracs: tuple[float, ...], seed: int) -> list
 
 
 def arch_split(labels: np.ndarray, weight_frac: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split training indices into (weight split, architecture split), stratified and deterministic."""
+    """Split training indices into (weight split, architecture split), stratified and deterministic.
+
+    Multi-label target rows (N x C) are stratified by their first positive
+    class (images without one form a group of their own).
+    """
     if not 0.0 < weight_frac < 1.0:
         raise DataError(f"weight split fraction must be in (0, 1), got {weight_frac}")
-    w, a = _stratified(np.asarray(labels), (weight_frac, 1.0 - weight_frac), seed)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = np.where((labels > 0).any(1), (labels > 0).argmax(1), -1)
+    w, a = _stratified(labels, (weight_frac, 1.0 - weight_frac), seed)
     return w, a
 
 
@@ -322,6 +386,22 @@ def _synthetic_options(args: str) -> dict[str, int]:
     return opts
 
 
+def _voc(arg: str, input_size: int | None) -> DataSet:
+    classes, items = read_voc(arg)
+    return DataSet(
+        name="voc",
+        spec=f"voc:{arg}",
+        num_classes=len(classes),
+        classes=list(classes),
+        input_size=input_size or 224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        augment="voc",
+        items=items,
+        task="multilabel",
+    )
+
+
 def _synthetic(args: str, split_seed: int) -> DataSet:
     opts = _synthetic_options(args)
     g = torch.Generator().manual_seed(1234 + split_seed)
@@ -366,7 +446,7 @@ def parse_spec(spec: str) -> DataSpec:
     kind, _, arg = spec.partition(":")
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data kind '{kind}' in --data '{spec}'; expected one of: digits, cifar10:DIR, "
-                        "cifar100:DIR, folder:DIR, synthetic")
+                        "cifar100:DIR, folder:DIR, voc:DIR (voc:DIR07+DIR12), synthetic")
     if kind == "digits":
         if arg:
             raise DataError(f"--data digits takes no argument, got '{spec}'")
@@ -403,6 +483,7 @@ def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | Non
             raise ConfigError(f"--input-size {spec.input_size}: data '{data.spec}' has images of {data.input_size}x{data.input_size}, which "
                               "in-memory sets keep; drop --input-size (it sets the size of folder data)")
         data.workers = spec.workers
+        data.jitter = spec.jitter
         return data
     want = tuple(SPLITS if splits is None else splits)
     bad = [s for s in want if s not in SPLITS]
@@ -415,6 +496,8 @@ def load_data(spec: str | DataConfig, split_seed: int = 0, input_size: int | Non
         data = _synthetic(ds.arg, split_seed)
     elif ds.kind == "folder":
         data = _folder(ds.path, input_size, want)
+    elif ds.kind == "voc":
+        data = _voc(ds.arg, input_size)
     else:
         data = _cifar(ds.kind, ds.path, split_seed, want)
     return data

@@ -11,7 +11,7 @@ run out).
 
 Augmentation is a function of ``(seed, epoch, image)``, never of the order in
 which batches are drawn: in-memory sets draw every image's pad-crop offset
-and flip for the whole epoch at once, folder sets seed each image's
+and flip for the whole epoch at once, folder and VOC sets seed each image's
 transform from ``(seed, epoch, image index)``.  So an epoch's images are the
 same whether the run was interrupted before it or not (what makes
 ``--resume`` exact), whatever the number of processes the batches are dealt
@@ -20,11 +20,13 @@ to, and whatever the number of loader workers.
 In-memory sets (:class:`TensorLoader`) gather the uint8 batch on the CPU,
 move it to ``device`` (from pinned memory on CUDA) and crop, flip and
 normalise it there, vectorised; batches come out in ``channels_last`` (far
-faster for depthwise convolutions).  ``folder:`` sets
-(:class:`FolderLoader`) decode in DataLoader worker processes
-(RandomResizedCrop, flip, ColorJitter; Resize + CenterCrop for evaluation),
+faster for depthwise convolutions).  ``folder:`` and ``voc:`` sets
+(:class:`FolderLoader`; torchvision's ``ImageFolder``, or VOC's image list)
+decode in DataLoader worker processes (RandomResizedCrop, flip, ColorJitter;
+Resize + CenterCrop for evaluation; VOC: see :mod:`ednas.data.voc`),
 ``workers`` of them (default: this process's share of the cores, one left to
 the training loop), kept alive across epochs, into pinned memory on CUDA.
+Multi-label targets are batched as N x C rows.
 """
 
 from __future__ import annotations

@@ -16,7 +16,11 @@ The steps, each checked:
 5. measure top-1 of the fp32 and the quantized ONNX on the test split through
    ONNX Runtime (:func:`ednas.runtime.score_onnx`), and their host latency
    at batch 1 (``--threads``, 1 by default; timed interleaved,
-   :func:`ednas.runtime.time_onnx`).
+   :func:`ednas.runtime.time_onnx`).  On multi-label data (Pascal VOC) the
+   score is mAP instead of top-1: ``map_fp32``, ``map_quant`` (and
+   ``drop`` in mAP points; ``top1_*`` are ``None``), and ``agreement`` is
+   the share of (image, class) decisions (logit > 0) the quantized model
+   makes as the fp32 one does.
 
 Outputs in ``--out``: ``model.onnx``, ``model_<quant>.onnx`` (e.g.
 ``model_int8.onnx``, ``model_int8_pow2.onnx``), ``export.json`` (the record;
@@ -44,6 +48,7 @@ from ednas.deploy.measure import compare_latency, onnx_scores, top1
 from ednas.deploy.quantize import QuantSettings, quantize_onnx
 from ednas.errors import ConfigError, DataError, EdnasError, ExportError
 from ednas.io import _atomic, atomic_write_json
+from ednas.metrics import task_metrics
 from ednas.nn import fuse
 from ednas.nn.files import load_model
 from ednas.runtime import Reference, Timing, export_onnx, ort_session, run_batched
@@ -223,23 +228,30 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
     # 5. accuracy and latency through ONNX Runtime
     scores, labels = onnx_scores(sess, data, cfg.split, limit=cfg.eval_images)
     rec_quant: dict = {"top1_quant": None, "drop": None, "agreement": None, "max_abs_diff_quant": None}
+    ml = data.multilabel
+    score_fp32 = task_metrics(scores, labels, True, data.classes)["map"] if ml else top1(scores, labels)
+    if ml:
+        rec_quant["map_quant"] = None
     models = {"fp32": fp32_path}
     if quant_path is not None:
         qscores, _ = onnx_scores(ort_session(quant_path, timing.threads), data, cfg.split, limit=cfg.eval_images)
-        t1, tq = top1(scores, labels), top1(qscores, labels)
+        score_q = task_metrics(qscores, labels, True, data.classes)["map"] if ml else top1(qscores, labels)
+        same = (qscores > 0) == (scores > 0) if ml else qscores.argmax(1) == scores.argmax(1)
         rec_quant = {
-            "top1_quant": tq,
-            "drop": t1 - tq,
-            "agreement": float((qscores.argmax(1) == scores.argmax(1)).mean() * 100.0),
+            "top1_quant": None if ml else score_q,
+            "drop": None if score_fp32 is None or score_q is None else score_fp32 - score_q,
+            "agreement": float(same.mean() * 100.0),
             "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
+            **({"map_quant": score_q} if ml else {}),
         }
         models["quant"] = quant_path
     lat = compare_latency(models, timing=timing, reference=reference)
 
     record = {
         "max_abs_diff": check["max_abs_diff"],
-        "top1_fp32": top1(scores, labels),
+        "top1_fp32": None if ml else score_fp32,
         **{k: rec_quant[k] for k in ("top1_quant", "drop")},
+        **({"task": "multilabel", "map_fp32": score_fp32, "map_quant": rec_quant["map_quant"]} if ml else {}),
         "latency_ms_fp32": lat["fp32"]["median_ms"],
         "latency_ms_quant": lat["quant"]["median_ms"] if "quant" in lat else None,
         "speedup": lat["fp32"]["median_ms"] / lat["quant"]["median_ms"] if "quant" in lat else None,

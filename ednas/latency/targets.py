@@ -10,7 +10,10 @@ efficiency, and prices each operator with a roofline::
 ``depthwise``, ``elementwise`` (residual add, pooling) or ``fc``; ``bytes``
 counts input, output and weights at the profile's dtype.  ``scale`` is 1, or
 fitted so that a named reference network (e.g. MobileNetV1 for ``tda2x``,
-paper Table III) takes the published time.
+paper Table III) takes the published time.  One number is fitted to one
+row; the other rows of a table are predictions: :func:`calibrated` fits a
+profile to any reference row, so a row can be held out and its error
+reported (``benchmarks/tda2x_table3.py``).
 
 A profile also declares **operator support**: rules listing the
 (kernel, stride) pairs its accelerator runs for some operator types.  What
@@ -35,7 +38,7 @@ import yaml
 
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.latency.ops import DTYPE_BYTES, Op, arch_layer_ops
+from ednas.latency.ops import DTYPE_BYTES, Op, arch_layer_ops, out_size
 from ednas.latency.table import POLICIES, LatencyTable
 from ednas.nn.macs import count_macs
 
@@ -49,6 +52,8 @@ __all__ = [
     "reference_ops",
     "unsupported_layers",
     "analytic_latency",
+    "calibrated",
+    "REFERENCES",
 ]
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -219,6 +224,20 @@ def load_profile(name_or_path: str) -> Profile:
     return prof
 
 
+def calibrated(profile: Profile, reference: str, ms: float, input_size: int = 224, num_classes: int = 1000) -> Profile:
+    """A copy of ``profile`` whose one fitted number, ``scale``, makes ``reference`` take ``ms``.
+
+    Args:
+        profile: a loaded profile (its own calibration is replaced).
+        reference: a name of :data:`REFERENCES`.
+        ms: the reference network's published time.
+    """
+    cal = {"reference": reference, "ms": float(ms), "input_size": int(input_size), "num_classes": int(num_classes)}
+    prof = dataclasses.replace(profile, calibration=cal, scale=1.0)
+    prof.scale = _calibrate(prof, f"'{profile.name}' calibrated on {reference}")
+    return prof
+
+
 def _calibrate(prof: Profile, where: str) -> float:
     c = prof.calibration
     try:
@@ -248,11 +267,86 @@ def _mobilenet_v1(size: int, num_classes: int, dtype: str) -> list[Op]:
     return ops
 
 
-REFERENCES = {"mobilenet_v1": _mobilenet_v1}
+def _nasnet_a_mobile(size: int, num_classes: int, dtype: str) -> list[Op]:
+    """NASNet-A Mobile (4 @ 1056; Zoph et al. 2018): 564 M MACs at 224 (ours: 567 M).
+
+    Built from the published cells: a VALID 3x3 stride-2 stem conv, two stem
+    reduction cells (11 and 22 filters), 12 normal cells at 44/88/176
+    filters with reduction cells before the 2nd and 3rd groups; separable
+    convolutions applied twice (dw, pw, dw, pw), the first strided.  A 3x3
+    pooling is priced as a 3x3 depthwise (it reads the same), a concat as an
+    elementwise copy.  An approximation for pricing, not a network to train.
+    """
+    ops: list[Op] = [Op("conv", size, size, 3, 32, 3, 2, 1, 1, dtype)]
+
+    def conv1x1(h, cin, cout, stride=1):
+        ops.append(Op("conv", h, h, cin, cout, 1, stride, 1, 1, dtype))
+
+    def sep(h, c, k, stride):
+        ops.append(Op("dw", h, h, c, c, k, stride, c, 1, dtype))
+        h = out_size(h, stride)
+        ops.extend([Op("conv", h, h, c, c, 1, 1, 1, 1, dtype), Op("dw", h, h, c, c, k, 1, c, 1, dtype), Op("conv", h, h, c, c, 1, 1, 1, 1, dtype)])
+
+    def pool(h, c, stride):
+        ops.append(Op("dw", h, h, c, c, 3, stride, c, 1, dtype))
+
+    def add(h, c):
+        ops.append(Op("add", h, h, c, c, 0, 1, 1, 1, dtype))
+
+    def concat(h, c):
+        ops.append(Op("add", h, h, c // 2 or 1, c, 0, 1, 1, 1, dtype))
+
+    def base(cur, pp, f):
+        (hc, cc), (hp, cp) = cur, pp
+        conv1x1(hc, cc, f)
+        if hp != hc:  # factorised reduction: two strided 1x1 convs of f / 2
+            conv1x1(hp, cp, f // 2, 2)
+            conv1x1(hp, cp, f // 2, 2)
+        elif cp != f:
+            conv1x1(hp, cp, f)
+        return hc
+
+    def reduction(cur, pp, f):
+        h = base(cur, pp, f)
+        ho = out_size(h, 2)
+        sep(h, f, 5, 2), sep(h, f, 7, 2), add(ho, f)
+        pool(h, f, 2), sep(h, f, 7, 2), add(ho, f)
+        pool(h, f, 2), sep(h, f, 5, 2), add(ho, f)
+        pool(ho, f, 1), add(ho, f)
+        sep(ho, f, 3, 1), pool(h, f, 2), add(ho, f)
+        concat(ho, 4 * f)
+        return ho, 4 * f
+
+    def normal(cur, pp, f):
+        h = base(cur, pp, f)
+        for k1, k2 in ((5, 3), (5, 3)):
+            sep(h, f, k1, 1), sep(h, f, k2, 1), add(h, f)
+        pool(h, f, 1), add(h, f)
+        pool(h, f, 1), pool(h, f, 1), add(h, f)
+        sep(h, f, 3, 1), add(h, f)
+        concat(h, 6 * f)
+        return h, 6 * f
+
+    h = (size - 3) // 2 + 1  # the stem conv is VALID-padded: 111 at 224
+    prev, prev_prev = (h, 32), (h, 32)
+    for f in (11, 22):  # the two stem reduction cells
+        prev, prev_prev = reduction(prev, prev_prev, f), prev
+    f = 44
+    for cell in range(12):
+        if cell in (4, 8):
+            f *= 2
+            prev, prev_prev = reduction(prev, prev_prev, f), prev
+        prev, prev_prev = normal(prev, prev_prev, f), prev
+    h, c = prev
+    ops += [Op("pool", h, h, c, c, 0, 1, 1, 1, dtype), Op("fc", 1, 1, c, num_classes, 1, 1, 1, 1, dtype)]
+    return ops
+
+
+REFERENCES = {"mobilenet_v1": _mobilenet_v1, "nasnet_a_mobile": _nasnet_a_mobile}
 
 
 def reference_ops(name: str, input_size: int = 224, num_classes: int = 1000, dtype: str = "f32") -> list[Op]:
-    """The operator list of a named reference network (``mobilenet_v1``)."""
+    """The operator list of a named reference network (``mobilenet_v1``, ``nasnet_a_mobile``)."""
     if name not in REFERENCES:
         raise ConfigError(f"unknown reference network '{name}'; known: {', '.join(REFERENCES)}")
     return REFERENCES[name](input_size, num_classes, dtype)

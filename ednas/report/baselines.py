@@ -40,6 +40,14 @@ with the derived network's recipe and number of epochs
   (``file:PATH``) cannot price networks outside its space: the host ORT
   figure is recorded and the target latency is ``None``.
 
+**Multi-label data** (Pascal VOC, ``voc:``): a baseline is trained exactly
+as the derived network is (the same :func:`~ednas.train.trainer.fit`, so
+binary cross-entropy with logits over the classes' sigmoids, difficult
+entries left out) and reports what the derived network reports: ``map``
+(area under the precision-recall curve, the report's accuracy axis),
+``map_voc07`` and per-class ``ap`` on the test split; ``top1``/``top5``
+are ``None``.
+
 Results are cached per network in ``OUT/<name>/result.json`` (training resumes
 from ``OUT/<name>/checkpoint.pt``), so an interrupted run picks up where it
 stopped.
@@ -359,6 +367,7 @@ def run_baselines(
                 "epochs": int(recipe.epochs),
                 "top1": metrics["top1"],
                 "top5": metrics["top5"],
+                **({k: metrics[k] for k in ("task", "map", "map_voc07", "ap")} if data.multilabel else {}),
                 "n_test": metrics["n_test"],
                 "params": int(sum(p.numel() for p in model.parameters())),
                 "macs": int(macs),

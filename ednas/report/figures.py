@@ -203,8 +203,9 @@ def search_curves(history: Sequence[dict], budget_ms: float | None = None) -> by
     axes[2].set_title("lambda", fontsize=9)
     axes[3].plot(ep, series("tau"), marker="o", ms=3, color="tab:green")
     axes[3].set_title("tau (Gumbel temperature)", fontsize=9)
-    axes[4].plot(ep, series("val_top1"), marker="o", ms=3, color="tab:brown")
-    axes[4].set_title("val top-1 of the argmax net (%)", fontsize=9)
+    mapped = any(_finite(h.get("val_map")) for h in history)  # multi-label data: mAP instead of top-1
+    axes[4].plot(ep, series("val_map" if mapped else "val_top1"), marker="o", ms=3, color="tab:brown")
+    axes[4].set_title(f"val {'mAP' if mapped else 'top-1'} of the argmax net (%)", fontsize=9)
     from matplotlib.ticker import MaxNLocator
 
     for a in axes:
@@ -216,13 +217,13 @@ def search_curves(history: Sequence[dict], budget_ms: float | None = None) -> by
     return _png(fig)
 
 
-def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)") -> bytes:
-    """Top-1 against latency.
+def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)", ylabel: str = "test top-1 (%)") -> bytes:
+    """Accuracy (top-1, or mAP on multi-label data) against latency.
 
     Args:
         points: ``{"label", "latency_ms", "top1", "kind"}`` with kind
             ``derived``, ``int8`` or ``baseline``; points without both
-            numbers are left out.
+            numbers are left out (``top1`` holds whichever score ``ylabel`` names).
         budget_ms: drawn as a vertical line.
     """
     plt = _plt()
@@ -239,7 +240,7 @@ def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xla
         ax.axvline(budget_ms, color="red", ls="--", lw=1)
         ax.text(budget_ms, ax.get_ylim()[0], " budget", color="red", fontsize=7, va="bottom")
     ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel("test top-1 (%)", fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     ax.grid(alpha=0.3)
     ax.set_title("Accuracy against latency", fontsize=10)
     fig.tight_layout()
@@ -274,12 +275,13 @@ def lut_scatter(pairs: Sequence[dict], mape: float | None, spearman: float | Non
     return _png(fig)
 
 
-def quant_bars(top1: tuple[float | None, float | None], latency: tuple[float | None, float | None], quant_label: str = "int8") -> bytes:
-    """Two panels: test top-1 and latency, fp32 beside the quantized model."""
+def quant_bars(top1: tuple[float | None, float | None], latency: tuple[float | None, float | None], quant_label: str = "int8",
+               score_label: str = "test top-1 (%)") -> bytes:
+    """Two panels: test top-1 (or mAP, ``score_label``) and latency, fp32 beside the quantized model."""
     plt = _plt()
 
     fig, axes = plt.subplots(1, 2, figsize=(7, 3))
-    for ax, vals, title in ((axes[0], top1, "test top-1 (%)"), (axes[1], latency, "latency (ms)")):
+    for ax, vals, title in ((axes[0], top1, score_label), (axes[1], latency, "latency (ms)")):
         xs = ["fp32", quant_label]
         ys = [v if _finite(v) else 0.0 for v in vals]
         bars = ax.bar(xs, ys, color=["tab:blue", "tab:orange"], width=0.55)
@@ -294,7 +296,7 @@ def quant_bars(top1: tuple[float | None, float | None], latency: tuple[float | N
 
 
 def training_curves(history: Sequence[dict]) -> bytes:
-    """Training loss and validation top-1 per epoch of the derived network."""
+    """Training loss and validation top-1 (mAP on multi-label data) per epoch of the derived network."""
     plt = _plt()
 
     ep = [h.get("epoch", i + 1) for i, h in enumerate(history)]
@@ -303,8 +305,9 @@ def training_curves(history: Sequence[dict]) -> bytes:
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel("train loss", fontsize=8, color="tab:blue")
     bx = ax.twinx()
-    bx.plot(ep, [h.get("val_top1", math.nan) for h in history], marker="s", ms=3, color="tab:red", label="val top-1")
-    bx.set_ylabel("val top-1 (%)", fontsize=8, color="tab:red")
+    key, name = ("val_map", "val mAP") if any(_finite(h.get("val_map")) for h in history) else ("val_top1", "val top-1")
+    bx.plot(ep, [h.get(key) if _finite(h.get(key)) else math.nan for h in history], marker="s", ms=3, color="tab:red", label=name)
+    bx.set_ylabel(f"{name} (%)", fontsize=8, color="tab:red")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

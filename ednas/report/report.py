@@ -19,6 +19,12 @@ file (under the run dir)    used for
 ``config.yaml``, ``*/config.yaml``  the resolved settings
 ==========================  ==================================================
 
+On multi-label data (``summary["task"] == "multilabel"``, Pascal VOC) the
+accuracy is mAP wherever single-label runs show top-1: the summary line, the
+accuracy-against-latency plot and table (baselines included: they report
+mAP too), the quantized model and the training section, which also lists
+the per-class AP (area under the curve and VOC07 11-point).
+
 Every piece is optional: a missing or unreadable file turns its section into
 "not run" (with the file named), never an exception.  Every number of the
 ``summary`` dict appears in both files, formatted by :func:`fmt`, the one
@@ -266,12 +272,24 @@ def _warning(run: _Run, summary: dict) -> Section | None:
     return s
 
 
+def _multilabel(summary: dict) -> bool:
+    return summary.get("task") == "multilabel"
+
+
+def _score(summary: dict) -> tuple[str, str, str]:
+    """(summary key, its int8 key, label) of the run's accuracy: top-1, or mAP on multi-label data."""
+    return ("map", "map_int8", "mAP") if _multilabel(summary) else ("top1", "top1_int8", "top-1")
+
+
 def _summary(run: _Run, summary: dict) -> Section:
     s = Section("summary", "Summary")
-    top1, lat, budget = summary.get("top1"), summary.get("latency_ms_measured"), summary.get("budget_ms")
-    line = f"Derived network on {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}: test top-1 {fmt(top1)} %"
-    if summary.get("top1_int8") is not None:
-        line += f" ({fmt(summary.get('top1_int8'))} % quantized)"
+    key, key8, label = _score(summary)
+    top1, lat, budget = summary.get(key), summary.get("latency_ms_measured"), summary.get("budget_ms")
+    line = f"Derived network on {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}: test {label} {fmt(top1)} %"
+    if _multilabel(summary):
+        line += f" (VOC07 11-point {fmt(summary.get('map_voc07'))} %)"
+    if summary.get(key8) is not None:
+        line += f" ({fmt(summary.get(key8))} % quantized)"
     line += f", latency {fmt(lat)} ms measured, {fmt(summary.get('latency_ms_predicted'))} ms predicted, budget {fmt(budget)} ms"
     if summary.get("latency_dtype"):
         line += f" (for the {summary['latency_dtype']} file)"
@@ -442,29 +460,30 @@ def _accuracy(run: _Run, summary: dict) -> Section:
             derived_ms, derived_how = summary[key], how
             break
     exp = run.json("export/export.json")
-    points = [{"label": "ednas (derived)", "latency_ms": derived_ms, "top1": summary.get("top1"), "kind": "derived"}]
+    key, key8, label = _score(summary)
+    points = [{"label": "ednas (derived)", "latency_ms": derived_ms, "top1": summary.get(key), "kind": "derived"}]
     on_host = not target or target.startswith("host-")
-    if on_host and isinstance(exp, dict) and _is_num(exp.get("latency_ms_quant")) and _is_num(summary.get("top1_int8")):
-        points.append({"label": f"ednas {exp.get('quant', 'int8')}", "latency_ms": exp["latency_ms_quant"], "top1": summary["top1_int8"], "kind": "int8"})
+    if on_host and isinstance(exp, dict) and _is_num(exp.get("latency_ms_quant")) and _is_num(summary.get(key8)):
+        points.append({"label": f"ednas {exp.get('quant', 'int8')}", "latency_ms": exp["latency_ms_quant"], "top1": summary[key8], "kind": "int8"})
     for b in baselines:
-        points.append({"label": f"{b.get('title', b.get('name'))} x{fmt(b.get('width'))}", "latency_ms": b.get("latency_ms"), "top1": b.get("top1"), "kind": "baseline"})
+        points.append({"label": f"{b.get('title', b.get('name'))} x{fmt(b.get('width'))}", "latency_ms": b.get("latency_ms"), "top1": b.get(key), "kind": "baseline"})
     if not baselines:
         s.p(f"Baselines: not run ({'baselines/ is missing' if not bdir.is_dir() else 'no baselines/*/result.json'}).")
     have = [p for p in points if _is_num(p["latency_ms"]) and _is_num(p["top1"])]
     if have:
-        s.figure("accuracy_latency", figures.accuracy_latency(points, summary.get("budget_ms"), _latency_label(summary)),
-                 f"Test top-1 against latency on the run's target; the derived network's latency is {derived_how}; dashed line: the budget")
+        s.figure("accuracy_latency", figures.accuracy_latency(points, summary.get("budget_ms"), _latency_label(summary), f"test {label} (%)"),
+                 f"Test {label} against latency on the run's target; the derived network's latency is {derived_how}; dashed line: the budget")
     else:
-        s.p("No network has both a top-1 and a latency yet: nothing to plot.")
+        s.p(f"No network has both a {label} and a latency yet: nothing to plot.")
     macs, macs_note = _derived_macs(run, summary)
-    rows = [["ednas (derived)", summary.get("params"), macs, derived_ms, summary.get("top1"), f"{derived_how} ({fmt(summary.get('target'))})", "-"]]
+    rows = [["ednas (derived)", summary.get("params"), macs, derived_ms, summary.get(key), f"{derived_how} ({fmt(summary.get('target'))})", "-"]]
     for b in baselines:
         how = b.get("latency_source") or "n/a"
         detail = f"{b.get('source')} {b.get('reference')}, width {fmt(b.get('width'))}"
         if b.get("strides_removed_at"):
             detail += f", stride 1 at {', '.join(str(x) for x in b['strides_removed_at'])} px"
-        rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), b.get("latency_ms"), b.get("top1"), how, detail])
-    s.table(["network", "params", "MACs", "latency (ms)", "test top-1 (%)", "latency source", "built from"], rows)
+        rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), b.get("latency_ms"), b.get(key), how, detail])
+    s.table(["network", "params", "MACs", "latency (ms)", f"test {label} (%)", "latency source", "built from"], rows)
     s.p("MACs count convolutions and linear layers (one multiply-add = one MAC, ednas.nn.macs) in every row" + macs_note + ".")
     if baselines:
         ep = sorted({b.get("epochs") for b in baselines if b.get("epochs") is not None})
@@ -493,8 +512,10 @@ def _quant(run: _Run, summary: dict) -> Section:
     if not isinstance(exp, dict):
         return s.not_run(run.why("export/export.json"))
     q = exp.get("quant") or "int8"
-    if exp.get("top1_quant") is not None or exp.get("latency_ms_quant") is not None:
-        s.figure("quant", figures.quant_bars((exp.get("top1_fp32"), exp.get("top1_quant")), (exp.get("latency_ms_fp32"), exp.get("latency_ms_quant")), q),
+    metric, label = ("map", "mAP") if exp.get("task") == "multilabel" else ("top1", "top-1")
+    if exp.get(f"{metric}_quant") is not None or exp.get("latency_ms_quant") is not None:
+        s.figure("quant", figures.quant_bars((exp.get(f"{metric}_fp32"), exp.get(f"{metric}_quant")), (exp.get("latency_ms_fp32"), exp.get("latency_ms_quant")), q,
+                                             f"test {label} (%)"),
                  f"fp32 against {q} through ONNX Runtime ({fmt(exp.get('threads'))} thread(s), batch 1) on the {exp.get('split', 'test')} split")
     fp32, qms = exp.get("latency_ms_fp32_scaled"), exp.get("latency_ms_quant_scaled")
     scaled = fp32 is not None
@@ -511,7 +532,7 @@ def _quant(run: _Run, summary: dict) -> Section:
                  f"fp32 and {q} files measured on this host beside the budget, which is for the {dtype} file (the latency table's precision)"
                  + ("; at the speed the table was built at (scaled by its reference network)" if scaled else "; raw timings"))
     s.table(["quantity", "value"], [
-        ["quantization", q], ["top-1 fp32 (%)", exp.get("top1_fp32")], [f"top-1 {q} (%)", exp.get("top1_quant")], ["drop (points)", exp.get("drop")],
+        ["quantization", q], [f"{label} fp32 (%)", exp.get(f"{metric}_fp32")], [f"{label} {q} (%)", exp.get(f"{metric}_quant")], ["drop (points)", exp.get("drop")],
         ["agreement with fp32 (%)", exp.get("agreement")], ["latency fp32 (ms)", exp.get("latency_ms_fp32")], [f"latency {q} (ms)", exp.get("latency_ms_quant")],
         ["speed-up", exp.get("speedup")], ["latency fp32 at the table's speed (ms)", exp.get("latency_ms_fp32_scaled")],
         [f"latency {q} at the table's speed (ms)", exp.get("latency_ms_quant_scaled")],
@@ -527,10 +548,18 @@ def _training(run: _Run, summary: dict) -> Section:
     m = run.json("train/metrics.json")
     if not isinstance(m, dict):
         return s.not_run(run.why("train/metrics.json"))
+    ml = m.get("task") == "multilabel"
     if m.get("history"):
-        s.figure("training", figures.training_curves(m["history"]), "Training loss and validation top-1 per epoch")
-    s.table(["quantity", "value"], [["test top-1 (%)", m.get("top1")], ["test top-5 (%)", m.get("top5")], ["epochs", m.get("epochs")],
-                                    ["parameters", m.get("params")], ["test images", m.get("n_test")], ["training wall time (s)", m.get("wall_s")]])
+        s.figure("training", figures.training_curves(m["history"]), f"Training loss and validation {'mAP' if ml else 'top-1'} per epoch")
+    scores = ([["test mAP (%)", m.get("map")], ["test mAP, VOC07 11-point (%)", m.get("map_voc07")]] if ml
+              else [["test top-1 (%)", m.get("top1")], ["test top-5 (%)", m.get("top5")]])
+    s.table(["quantity", "value"], scores + [["epochs", m.get("epochs")], ["parameters", m.get("params")], ["test images", m.get("n_test")],
+                                             ["training wall time (s)", m.get("wall_s")]])
+    if ml and isinstance(m.get("ap"), dict):
+        v07 = m.get("ap_voc07") or {}
+        s.table(["class", "AP (%)", "AP, VOC07 11-point (%)"], [[c, a, v07.get(c)] for c, a in m["ap"].items()])
+        s.p("AP is the area under the precision-recall curve (scikit-learn's average_precision_score); n/a: no positive test image. "
+            "Images where a class appears only as difficult objects are left out of its AP, as in the VOC protocol.")
     return s
 
 

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from ednas import __version__
@@ -79,6 +78,7 @@ from ednas.train.guard import StepGuard, all_finite
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
+from ednas.train.task import task_loss
 from ednas.train.trainer import bn_buffers
 
 __all__ = ["SearchConfig", "search"]
@@ -231,8 +231,8 @@ class _Search:
 
     # -- one epoch ---------------------------------------------------------
     def _criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The task loss of both steps (the CE term of eq. 13)."""
-        return F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+        """The task loss of both steps (the CE term of eq. 13; BCE-with-logits on multi-label data, :mod:`ednas.train.task`)."""
+        return task_loss(logits, y, self.data.multilabel, self.cfg.label_smoothing)
 
     def _weight_step(self, p: int, net, x, y, lr: float, tau: float, gen: torch.Generator, where: str) -> float:
         """One SGD step of path ``p``'s weights on its batch, under freshly sampled g (eq. 15). Returns the loss."""
@@ -370,16 +370,18 @@ class _Search:
         exp_lat = float(self.latency.expected(net))
         for c in net.choices():
             c.fixed = c.argmax()
-        val = evaluate(net, self.val_loader, self.hw)
+        val = evaluate(net, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
         for c in net.choices():
             c.fixed = None
         probs = {n: [round(float(v), 5) for v in c.probs()] for n, c in net.named_choices()}
         ent = {n: _entropy(c.probs()) for n, c in net.named_choices()}
+        if self.data.multilabel:
+            rec["val_map"] = val["map"]
         rec.update(epoch=epoch + 1, val_top1=val["top1"], val_loss=val["loss"], E_lat_ms=exp_lat,
                    argmax_lat_ms=self.latency.predict(picks), lam=self.loss.lam, probs=probs,
                    mean_entropy=sum(ent.values()) / max(len(ent), 1))
         if writer is not None:
-            writer.add_scalar("search/val_top1_argmax", val["top1"], epoch + 1)
+            writer.add_scalar(f"search/val_{val['score_name']}_argmax", val["score"] if val["score"] is not None else float("nan"), epoch + 1)
             writer.add_scalar("search/E_lat_softmax_ms", exp_lat, epoch + 1)
             writer.add_scalar("search/argmax_lat_ms", rec["argmax_lat_ms"], epoch + 1)
             writer.add_scalar("search/tau", rec["tau"], epoch + 1)
@@ -463,8 +465,8 @@ class _Search:
                 bar.close()
             if self.main:
                 rec = self._epoch_eval(epoch, rec, writer)
-                log.debug("search epoch %d/%d: val top-1 of the argmax net %.2f %%, argmax %.4g ms, lambda %.3g",
-                          epoch + 1, cfg.epochs, rec["val_top1"], rec["argmax_lat_ms"], rec["lam"])
+                log.debug("search epoch %d/%d: val %s of the argmax net %s, argmax %.4g ms, lambda %.3g", epoch + 1, cfg.epochs,
+                          "mAP" if "val_map" in rec else "top-1", rec.get("val_map", rec["val_top1"]), rec["argmax_lat_ms"], rec["lam"])
             history.append(rec)
             if not all(all_finite(n.parameters()) for n in self.paths):
                 raise TrainingError(f"search stopped: the weights or alphas became non-finite in epoch {epoch + 1}; the checkpoint "
@@ -545,6 +547,7 @@ class _Search:
             "fit_changes": changes,
             "skipped_steps": self.guard.counts(),
             "val_top1_argmax": last.get("val_top1"),
+            **({"val_map_argmax": last.get("val_map")} if self.data.multilabel else {}),
             "target": target,
             "paths": cfg.paths,
             "merge": cfg.merge,

@@ -2,7 +2,13 @@
 
 Writes top-1/top-5 (percent) to JSON and, on request, the raw predictions
 (``scores``: N x C logits, ``targets``: N labels) to an ``.npz`` so that
-anyone can recompute the metrics.  Accepts the ``model.pt`` of ``ednas train``
+anyone can recompute the metrics.  On multi-label data (Pascal VOC) the
+JSON holds ``map`` (area under the precision-recall curve), ``map_voc07``
+(11-point) and the per-class ``ap`` / ``ap_voc07`` (percent), and the
+``.npz`` the scores, ``targets`` as multi-hot rows (N x C, 1 where the
+class is present) and ``difficult`` (N x C, True where the class appears
+only as difficult objects: left out of that class's AP, as VOC does), plus
+``classes``.  Accepts the ``model.pt`` of ``ednas train``
 and ONNX files (run with ONNX Runtime).
 """
 
@@ -21,9 +27,10 @@ from ednas.data.datasets import SPLITS
 from ednas.device import DeviceConfig, Hardware, resolve_hardware
 from ednas.errors import CheckpointError, ConfigError, DataError, ExportError
 from ednas.io import atomic_write_bytes, atomic_write_json, check_writable_file, read_json
+from ednas.metrics import task_metrics
 from ednas.nn.files import load_model, load_model_file
 from ednas.runtime import ort_session, score_onnx
-from ednas.train.metrics import scores_and_targets, topk_from_scores
+from ednas.train.metrics import scores_and_targets
 
 __all__ = ["EvalConfig", "run_eval", "predict"]
 
@@ -40,7 +47,7 @@ class EvalConfig:
     split: str = "test"
     #: write the metrics here (JSON)
     json: Optional[str] = None
-    #: write scores (N x C logits) and targets here (.npz)
+    #: write scores (N x C logits) and targets (labels, or multi-hot rows and difficult flags) here (.npz)
     predictions: Optional[str] = None
     #: images per batch
     batch_size: int = 256
@@ -122,14 +129,19 @@ def run_eval(cfg: EvalConfig) -> dict:
     scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads, hw)
     if scores.shape[1] != data.num_classes:
         raise DataError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
-    top1, top5 = topk_from_scores(scores, targets)
-    result = {"top1": top1, "top5": top5, "n": int(len(targets)), "split": cfg.split, "data": data.spec, "model": str(path)}
+    m = task_metrics(scores, targets, data.multilabel, data.classes)
+    result = {"top1": m["top1"], "top5": m["top5"], "n": int(len(targets)), "split": cfg.split, "data": data.spec, "model": str(path)}
+    if data.multilabel:
+        result.update(task="multilabel", **{k: m[k] for k in ("map", "map_voc07", "ap", "ap_voc07")})
     if cfg.json:
         atomic_write_json(cfg.json, result)
     if cfg.predictions:
         p = Path(cfg.predictions)
         p = p if p.suffix == ".npz" else p.with_name(p.name + ".npz")  # the name np.savez gives a path
         buf = io.BytesIO()
-        np.savez(buf, scores=scores, targets=targets)
+        if data.multilabel:
+            np.savez(buf, scores=scores, targets=(targets > 0).astype(np.int8), difficult=targets < 0, classes=np.array(data.classes))
+        else:
+            np.savez(buf, scores=scores, targets=targets)
         atomic_write_bytes(p, buf.getvalue())
     return result

@@ -1,4 +1,4 @@
-"""Classification metrics: top-k accuracy (percent) and mean loss."""
+"""Classification metrics of a model on a loader: top-k accuracy (percent) or mAP, and mean loss."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import contextlib
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ednas.metrics import topk_correct, topk_from_scores
+from ednas.metrics import task_metrics, topk_correct, topk_from_scores
+from ednas.train.task import task_loss
 
 __all__ = ["topk_correct", "evaluate", "scores_and_targets", "topk_from_scores"]
 
@@ -28,9 +28,16 @@ def scores_and_targets(model, loader, hardware=None) -> tuple[np.ndarray, np.nda
 
 
 @torch.no_grad()
-def evaluate(model, loader, hardware=None) -> dict:
-    """``{"top1", "top5", "loss", "n"}`` of ``model`` on ``loader`` (top-k in percent)."""
+def evaluate(model, loader, multilabel: bool = False, classes: list[str] | None = None, hardware=None) -> dict:
+    """Metrics of ``model`` on ``loader``, by task (:func:`ednas.metrics.task_metrics`), with ``loss`` and ``n``.
+
+    Single-label: ``top1``, ``top5`` (percent), ``loss`` the cross-entropy.
+    Multi-label: ``map``, ``map_voc07`` (percent), per-class ``ap``,
+    ``ap_voc07``, ``loss`` the task loss (:func:`ednas.train.task.task_loss`);
+    ``top1``/``top5`` are ``None``.  ``score`` is the headline of either.
+    ``hardware``: an :class:`ednas.device.Hardware` whose autocast the forward passes run under.
+    """
     scores, targets = scores_and_targets(model, loader, hardware)
     s, t = torch.from_numpy(scores), torch.from_numpy(targets)
-    top1, top5 = topk_from_scores(scores, targets)
-    return {"top1": top1, "top5": top5, "loss": float(F.cross_entropy(s, t)), "n": int(len(t))}
+    m = task_metrics(scores, targets, multilabel, classes)
+    return {**m, "loss": float(task_loss(s, t, multilabel)), "n": int(len(t))}

@@ -4,6 +4,11 @@ The recipe is :class:`~ednas.train.recipe.Recipe` (SGD with Nesterov
 momentum, linear warm-up then the cosine of eq. 16, label smoothing, no
 weight decay on BN parameters and biases), with pad-crop (+ flip) at 32 px
 or RandomResizedCrop + flip + ColorJitter for folders (``ednas.data``).
+The loss follows the data set's task (:func:`ednas.train.task.task_loss`):
+cross-entropy with label smoothing, or, for multi-label data (Pascal VOC),
+binary cross-entropy with logits; multi-label results report mAP
+(``map``, ``map_voc07``, per-class ``ap``) where single-label ones report
+top-1/top-5.
 With ``quant_friendly`` it follows TI's guidance for fixed-point deployment
 instead: weight decay on every parameter, depthwise weights and biases
 included.
@@ -40,7 +45,6 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from ednas._run import progress as progress_bar
@@ -62,6 +66,7 @@ from ednas.train.guard import StepGuard, all_finite
 from ednas.train.metrics import evaluate
 from ednas.train.recipe import Recipe, make_optimizer
 from ednas.train.schedule import lr_at
+from ednas.train.task import task_loss
 
 __all__ = ["TrainConfig", "train", "fit", "train_step", "bn_buffers", "resolve_arch"]
 
@@ -130,7 +135,8 @@ def _settings(model: nn.Module, data: DataSet, cfg: TrainConfig, seed: int, hw: 
     arch = model.arch.format() if hasattr(model, "arch") else type(model).__name__
     amp = {"amp": hw.amp} if hw.amp != "off" else {}
     d = {k: v for k, v in config_dict(cfg).items() if k != "max_skipped_steps"}
-    return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **d, **amp}
+    files = {} if data.in_memory else {"jitter": list(data.jitter)}  # augmentation settings of data read from files
+    return {"arch": arch, "data": data.spec, "input_size": data.input_size, "seed": seed, **files, **d, **amp}
 
 
 # the name of DDP's "do not broadcast buffers before every forward" (renamed in recent torch releases)
@@ -146,8 +152,8 @@ def bn_buffers(model: nn.Module) -> list[torch.Tensor]:
 
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, scaler, x: torch.Tensor, y: torch.Tensor, lr: float,
                label_smoothing: float, hw: Hardware, guard: StepGuard | None = None, where: str = "",
-               dist: DistInfo | None = None) -> torch.Tensor | None:
-    """One SGD step: forward under the run's autocast, cross-entropy in fp32, (scaled) backward, step.
+               dist: DistInfo | None = None, multilabel: bool = False) -> torch.Tensor | None:
+    """One SGD step: forward under the run's autocast, the task loss in fp32 (:func:`ednas.train.task.task_loss`), (scaled) backward, step.
 
     Returns the loss, or ``None`` when ``guard`` skipped the step (a
     non-finite loss or gradient; see :class:`~ednas.train.guard.StepGuard`;
@@ -162,7 +168,7 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, scaler, x: torch.Tens
     guard.before(net)
     with hw.autocast():
         logits = net(x)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    loss = task_loss(logits.float(), y, multilabel, label_smoothing)
     sync = None
     if dist is not None:
         def sync() -> bool:  # DDP averaged the gradients in the backward pass; the losses too, so that all agree
@@ -255,7 +261,8 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
             wait_s += time.perf_counter() - t_wait  # the step waits on the data here and only here
             step = epoch * steps_per_epoch + i
             lr = lr_at(step, total, warmup, cfg.lr)
-            loss = train_step(net, opt, scaler, x, y, lr, cfg.label_smoothing, hw, guard, f"epoch {epoch + 1} step {i}", dist)
+            loss = train_step(net, opt, scaler, x, y, lr, cfg.label_smoothing, hw, guard, f"epoch {epoch + 1} step {i}", dist,
+                              multilabel=data.multilabel)
             if dist is not None:
                 average_(buffers, None, world)
             loss_v = float("nan") if loss is None else loss.item()
@@ -278,14 +285,16 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
         if dist is not None:
             train_loss = dist.all_mean(train_loss)
         if main:
-            val = evaluate(model, val_loader, hw)
+            val = evaluate(model, val_loader, data.multilabel, data.classes, hw)
             rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": val["top1"], "val_loss": val["loss"],
                    "skipped_steps": guard.total}
+            if data.multilabel:
+                rec["val_map"] = val["map"]
             history.append(rec)
-            log.debug("train epoch %d/%d: loss %.4f, val top-1 %.2f %%, data wait %.1f %% of the steps' time",
-                      epoch + 1, cfg.epochs, rec["train_loss"], val["top1"], 100 * wait_s / max(loop_s, 1e-9))
+            log.debug("train epoch %d/%d: loss %.4f, val %s %s, data wait %.1f %% of the steps' time", epoch + 1, cfg.epochs,
+                      rec["train_loss"], val["score_name"], val["score"], 100 * wait_s / max(loop_s, 1e-9))
             if writer is not None:
-                writer.add_scalar("val/top1", val["top1"], epoch + 1)
+                writer.add_scalar(f"val/{val['score_name']}", val["score"] if val["score"] is not None else float("nan"), epoch + 1)
                 writer.add_scalar("val/loss", val["loss"], epoch + 1)
                 writer.add_scalar("train/skipped_steps", guard.total, epoch + 1)
                 writer.flush()
@@ -311,8 +320,8 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
     wall = wall_before + time.time() - t0
     if not main:
         return None
-    test = evaluate(model, make_loader(data, "test", 256, False, workers=data.workers, device=hw.device), hw)
-    val = evaluate(model, val_loader, hw)
+    test = evaluate(model, make_loader(data, "test", 256, False, workers=data.workers, device=hw.device), data.multilabel, data.classes, hw)
+    val = evaluate(model, val_loader, data.multilabel, data.classes, hw)
     cpu_model = model if hw.device.type == "cpu" else copy.deepcopy(model).cpu()
     metrics = {
         "top1": test["top1"],
@@ -336,10 +345,13 @@ def fit(model: nn.Module, data: DataSet, cfg: TrainConfig, out, *, seed: int = 0
         "skipped_steps": guard.total,
         "history": history,
     }
+    if data.multilabel:  # per-class AP in percent (None for a class without a positive test image)
+        metrics.update(task="multilabel", map=test["map"], map_voc07=test["map_voc07"], ap=test["ap"], ap_voc07=test["ap_voc07"],
+                       val_map=val["map"])
     if save and hasattr(model, "arch"):
         save_model(out / "model.pt", model, input_size=data.input_size, data=data, config=settings)
     atomic_write_json(out / "metrics.json", metrics)
-    if writer is not None:
-        writer.add_scalar("test/top1", test["top1"], cfg.epochs)
+    if writer is not None and test["score"] is not None:
+        writer.add_scalar(f"test/{test['score_name']}", test["score"], cfg.epochs)
         writer.close()
     return metrics
