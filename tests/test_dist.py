@@ -124,7 +124,7 @@ class _VirtualRanks(_Search):
         self.opt_w[p].step()
         return loss
 
-    def _arch_step(self, p, net, x, y, tau, gen):
+    def _arch_step(self, p, net, x, y, tau, gen, where=""):
         weights = net.weight_parameters()
         for w in weights:
             w.requires_grad_(False)
