@@ -13,8 +13,16 @@ noise.  Every iteration:
 2. after the warm-up epochs, architecture step on the architecture split
    (eq. 10, first order): sample ``g``, ``CE + lambda * E[LAT]`` (eq. 13 or a
    budget form, :mod:`ednas.search.loss`), Adam on alpha only; then the dual
-   ascent on lambda (``auto``);
+   ascent on lambda (``auto``: towards the band ``[band_low * B, B]``);
+   ``arch_every = k`` takes this step after every k-th weight step only;
 3. the feedback merge of the paths, weighted by their weight-step losses.
+
+``update = joint`` replaces steps 1-2 after the warm-up by one single-level
+step on one batch of the whole training split (weights and alpha together).
+``path_batches = shared`` gives every path the same batch, so that the paths
+differ only in their Gumbel noise and beta weighs sampled architectures.
+With ``settle`` (and the ``auto`` loss), a final argmax network outside the
+band is replaced by the final epoch's last in-band iterate of alpha.
 
 The temperature decays per epoch (:func:`ednas.search.gumbel.tau_at`).  After
 every epoch the argmax network is evaluated on the validation split and a
@@ -67,10 +75,10 @@ log = logging.getLogger(__name__)
 
 FIT_MODES = ("none", "repair", "both")
 PATH_BATCHES = ("dealt", "shared")
+UPDATES = ("alternate", "joint")
 #: the dual ascent aims this fraction of the band's width inside each of its edges (a band [0.9 B, B]: at
 #: [0.925 B, 0.975 B]), so that the argmax network, which moves in steps of one choice, ends inside the band
 BAND_AIM = 0.25
-UPDATES = ("alternate", "joint")
 
 
 @dataclass
