@@ -1,6 +1,6 @@
 """Benchmark: the report's default baselines on digits, as ``ednas run`` trains them.
 
-Trains every network of ``DEFAULT_BASELINES`` (width-scaled, re-strided for
+Trains every network of ``FIXED_BASELINES`` (width-scaled, re-strided for
 32x32; see ``ednas/report/baselines.py``) with the training recipe for
 ``--epochs`` epochs on the built-in digits, 2 training threads, and times
 each with ONNX Runtime at 1 thread (the table's).  Records per network: test
@@ -25,13 +25,13 @@ from _common import write_result  # noqa: E402
 def main() -> None:
     from ednas._perf import set_threads, tune_malloc
     from ednas.data import load_data
-    from ednas.report.baselines import DEFAULT_BASELINES, run_baselines
+    from ednas.report.baselines import FIXED_BASELINES, run_baselines
     from ednas.runtime import Timing
     from ednas.train import TrainConfig
 
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--names", default=",".join(DEFAULT_BASELINES))
+    p.add_argument("--names", default=",".join(FIXED_BASELINES))
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     tune_malloc()

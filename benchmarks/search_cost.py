@@ -12,13 +12,21 @@ at 2 threads, in channels_last, with ednas's malloc tuning:
 * ``fbnet``: the same space with whole blocks duplicated and mixed;
 * ``metakernel_alpha``: the architecture step (CE + lambda * E[LAT], Adam on
   alpha) of the meta-kernel supernet, for the full cost of one Alg. 1 iteration;
+* ``metakernel_joint``: the single-level step (``--search.update joint``): one
+  forward and backward on one batch, SGD on the weights and Adam on alpha;
 * ``fixed_nchw``, ``metakernel_nchw``: the same in the default NCHW layout, to
   measure what ``channels_last`` (which ednas uses everywhere) buys.
 
     python benchmarks/search_cost.py [--presets cifar imagenet] [--steps 20]
 
-Targets (issue 4): metakernel <= 1.1x fixed in time and memory; fbnet >= 2x
-metakernel in time and memory.
+Targets: metakernel <= 1.1x fixed in time and memory; fbnet >= 2x
+metakernel in time and memory; a cheaper search schedule at most 1.3x a
+fixed step per iteration.  The schedules' iteration cost is derived from the
+step times: Algorithm 1 (``alternate``) is a weight step plus an alpha step;
+``--search.arch-every k`` a weight step plus 1/k of an alpha step; ``joint``
+one joint step.
+
+    python benchmarks/search_cost.py --quick      # one round, 5 steps, cifar only: proves it runs
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, write_result  # noqa: E402
 
 BATCH = {"cifar": 64, "imagenet": 8, "imagenet-mbv2": 8}
-VARIANTS = ["fixed", "metakernel", "darts", "fbnet", "metakernel_alpha", "fixed_nchw", "metakernel_nchw"]
+VARIANTS = ["fixed", "metakernel", "darts", "fbnet", "metakernel_alpha", "metakernel_joint", "fixed_nchw", "metakernel_nchw"]
+ARCH_EVERY = (1, 2, 4, 8)
 
 
 def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
@@ -64,12 +73,15 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
         net = build_model(space.largest(), 10)
         params = list(net.parameters())
     else:
-        net = build_supernet(space, 10, kind=variant.replace("_alpha", ""))
+        net = build_supernet(space, 10, kind=variant.replace("_alpha", "").replace("_joint", ""))
         params = net.weight_parameters()
     net = net.to(memory_format=fmt).train()
     opt = make_optimizer(params, 0.05, 0.9, 5e-5)
-    alpha_opt = torch.optim.Adam(net.arch_parameters(), lr=0.01) if variant.endswith("_alpha") else None
+    alpha_opt = torch.optim.Adam(net.arch_parameters(), lr=0.01) if variant.endswith(("_alpha", "_joint")) else None
     g = torch.Generator().manual_seed(0)
+
+    def stand_in_latency():
+        return sum((c.weights() * torch.arange(len(c.alpha), dtype=torch.float32)).sum() for c in net.choices())
 
     def step():
         if variant == "fixed":
@@ -84,12 +96,19 @@ def child(preset: str, variant: str, steps: int, warmup: int) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        elif variant.endswith("_joint"):  # single level: one backward to weights and alpha
+            sample_choices(net.choices(), 1.0, False, g)
+            loss = F.cross_entropy(net(x), y) + 0.01 * stand_in_latency()
+            opt.zero_grad(set_to_none=True)
+            alpha_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            alpha_opt.step()
         else:  # the architecture step: gradient to alpha only, latency term from a stand-in table
             sample_choices(net.choices(), 1.0, False, g)
             for p in params:
                 p.requires_grad_(False)
-            lat = sum((c.weights() * torch.arange(len(c.alpha), dtype=torch.float32)).sum() for c in net.choices())
-            loss = F.cross_entropy(net(x), y) + 0.01 * lat
+            loss = F.cross_entropy(net(x), y) + 0.01 * stand_in_latency()
             alpha_opt.zero_grad(set_to_none=True)
             loss.backward()
             alpha_opt.step()
@@ -118,7 +137,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the variants (medians are taken over rounds)")
     ap.add_argument("--child", nargs=2, metavar=("PRESET", "VARIANT"))
+    ap.add_argument("--quick", action="store_true", help="cifar only, 5 steps, 1 round, the schedule variants only")
     a = ap.parse_args()
+    if a.quick:
+        a.presets, a.steps, a.warmup, a.rounds = ["cifar"], 5, 2, 1
+        a.variants = ["fixed", "metakernel", "metakernel_alpha", "metakernel_joint"]
     if a.child:
         print(json.dumps(child(a.child[0], a.child[1], a.steps, a.warmup)))
         return
@@ -148,8 +171,13 @@ def main() -> None:
                 s[f"{v}_channels_last_speedup"] = med[f"{v}_nchw"] / med[v]
         if "metakernel_alpha" in med and "fixed" in med:
             s["alg1_iteration_over_fixed_time"] = (med["metakernel"] + med["metakernel_alpha"]) / med["fixed"]
+            # per weight step: the weight step and 1/k of an alpha step (--search.arch-every k)
+            s["schedule_iteration_over_fixed_time"] = {
+                f"arch_every_{k}": (med["metakernel"] + med["metakernel_alpha"] / k) / med["fixed"] for k in ARCH_EVERY}
+        if "metakernel_joint" in med and "fixed" in med:
+            s.setdefault("schedule_iteration_over_fixed_time", {})["joint"] = med["metakernel_joint"] / med["fixed"]
         summary[preset] = s
-    write_result("search_cost", {"threads": 2, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
+    write_result("search_cost_quick" if a.quick else "search_cost", {"threads": 2, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
                                  "memory_format": "channels_last (the _nchw variants: NCHW)", "summary": summary, "runs": runs})
 
 

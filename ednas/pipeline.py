@@ -202,7 +202,8 @@ def run(cfg: RunConfig) -> dict:
     def search_stage(d: Path) -> dict:
         r = search(cfg.search, d, data=data, latency=ctx.latency_model(), budget=budget, space=space, timing=timing,
                    seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard, resume=True, hardware=hw)
-        return {k: r[k] for k in ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "fit_changes")}
+        return {k: r[k] for k in ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "fit_changes",
+                                  "argmax_arch", "latency_ms_argmax", "argmax_in_band")}
 
     srch = stage("search", {**base, "search": config_dict(cfg.search), "seed": cfg.seed, "budget_ms": budget.ms,
                             "timing": config_dict(timing), "lut": lut.fingerprint}, search_stage)
@@ -232,10 +233,11 @@ def run(cfg: RunConfig) -> dict:
 
     def baselines_stage(d: Path) -> dict:
         return {"baselines": run_baselines(data, d, names, cfg.train, target=cfg.latency.target, timing=timing, seed=cfg.seed,
-                                           width=cfg.baselines.width, progress=cfg.progress, hardware=hw)}
+                                           width=cfg.baselines.width, budget_ms=budget.ms, progress=cfg.progress, hardware=hw)}
 
     stage("baselines", {**base, "names": names, "width": cfg.baselines.width, "train": config_dict(cfg.train),
-                        "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed}, baselines_stage)
+                        "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed, "budget_ms": budget.ms},
+          baselines_stage)
 
     # 6. summary and report
     summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result, ctx.table)
@@ -287,6 +289,9 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "int8_drop": exp.get("drop"),
         **_multilabel(data, trn, exp),
         "latency_ms_predicted": srch["predicted_latency_ms"],
+        # the search's own argmax network, before the budget fit (fit_changes: how many choices the fit moved)
+        "latency_ms_argmax": srch.get("latency_ms_argmax"),
+        "argmax_in_band": srch.get("argmax_in_band"),
         "latency_ms_measured": measured,
         "latency_ms_measured_raw": deployed["raw_ms"] if on_host else None,
         "latency_ms_host_fp32": host_ms,
@@ -339,6 +344,7 @@ def _print_summary(s: dict, html: Path, md: Path) -> None:
         f" ({s.get('latency_dtype')})"
         + ("" if s["latency_ms_measured"] is not None else f"  (on {s['target']}; this host: {_fmt(s['latency_ms_host_fp32'])})"),
         f"  this host (ms)  fp32 {_fmt(s['latency_ms_host_fp32'])}  int8 {_fmt(s['latency_ms_host_int8'])}  (raw)",
+        f"  search argmax   {_fmt(s.get('latency_ms_argmax'))} ms predicted before the budget fit, which changed {s.get('fit_changes', 0)} choice(s)",
         f"  ONNX vs torch   max abs diff {_fmt(s['onnx_max_abs_diff'])}",
         "  stages (s)      " + "  ".join(f"{k} {v['wall_s']:.0f}{'*' if v.get('skipped') else ''}" for k, v in s["stages"].items()),
         f"  wall            {s['wall_s']:.0f} s   (* = already complete, skipped)",

@@ -42,19 +42,25 @@ def make_search(out, latency, data=None, budget_ms=None, budget_frac=0.5, seed=0
 
 
 class SyntheticLatency:
-    """LAT = fixed + sum over kept layers of scale * k^2 * e (+ a per-block constant); skip costs 0."""
+    """LAT = fixed + sum over kept layers of layer_scale[i] * (block + scale * k^2 * e); skip costs 0.
+
+    ``layer_scale`` (default 1 everywhere) makes layers cost differently, as
+    layers at different resolutions do, so that the networks' latencies lie
+    dense rather than on a coarse grid.
+    """
 
     policy = "fallback"
     threads = 1
     budget = LatencyModel.budget  # the one way budgets are resolved
 
-    def __init__(self, space, fixed=1.0, scale=0.01, block=0.05, masked=None):
+    def __init__(self, space, fixed=1.0, scale=0.01, block=0.05, masked=None, layer_scale=None):
         self.space, self.fixed, self.scale, self.block = space, fixed, scale, block
         self.layers = list(space.layers())
+        self.layer_scale = list(layer_scale) if layer_scale is not None else [1.0] * len(self.layers)
         self.masked = masked or {}  # layer index -> set of kernels masked
 
     def cost(self, i, k, e, skip):
-        return 0.0 if skip else self.block + self.scale * k * k * e
+        return 0.0 if skip else self.layer_scale[i] * (self.block + self.scale * k * k * e)
 
     def layer_ms(self, i):
         l = self.layers[i]
@@ -92,3 +98,34 @@ class SyntheticLatency:
     @property
     def max_ms(self):
         return self._extreme(max)
+
+
+def wide_pattern_data(n: int = 384, size: int = 24, gap: int = 6, seed: int = 0):
+    """Two classes that only a pattern wider than 3x3 tells apart.
+
+    Each image holds two dots ``gap`` pixels apart on a dark field with a
+    little noise: side by side in class 0, one above the other in class 1.
+    The two dots lie in two different colour channels (drawn at random), so
+    the stem, a depthwise filter per channel, never sees both in one filter:
+    the relation between them is found only after the channels are mixed,
+    by a depthwise kernel (or a stack of them) that spans the gap.
+    """
+    from ednas.data import DataSet
+
+    g = torch.Generator().manual_seed(seed)
+    splits = {}
+    for split, m in (("train", n), ("val", n // 2), ("test", n // 2)):
+        y = torch.arange(m) % 2
+        x = 12.0 * torch.rand(m, 3, size, size, generator=g)
+        for i in range(m):
+            # 4 px from the border: the training crops (pad 4) never cut a dot off
+            r = int(torch.randint(4, size - 4 - gap, (1,), generator=g))
+            c = int(torch.randint(4, size - 4 - gap, (1,), generator=g))
+            r2, c2 = (r, c + gap) if y[i] == 0 else (r + gap, c)
+            ch = torch.randperm(3, generator=g)[:2].tolist()
+            x[i, ch[0], r, c] = 255.0
+            x[i, ch[1], r2, c2] = 255.0
+        splits[split] = (x.to(torch.uint8), y)
+    return DataSet(name="wide-pattern", spec=f"wide-pattern:n={n},size={size},gap={gap},seed={seed}", num_classes=2,
+                   classes=["side by side", "one above the other"], input_size=size, mean=(0.05,) * 3, std=(0.1,) * 3,
+                   augment="padcrop", splits=splits)

@@ -33,6 +33,7 @@ def _summary(arch: str) -> dict:
         "top1": 97.3456, "top5": 99.9123, "top1_int8": 96.8123, "int8_drop": 0.5333, "latency_ms_predicted": 0.15432,
         "latency_ms_measured": 0.14876, "latency_ms_int8": 0.12987, "within_budget_measured": True, "onnx_max_abs_diff": 2.3456e-06,
         "lut_check": {"check_n": 12, "check_mape": 3.4567, "check_spearman": 0.9812}, "fit_changes": 1, "wall_s": 412.345,
+        "latency_ms_argmax": 0.16543, "argmax_in_band": False,
         "stages": {"lut": {"wall_s": 61.234, "skipped": True}, "search": {"wall_s": 108.765, "skipped": False},
                    "train": {"wall_s": 35.4321, "skipped": False}, "export": {"wall_s": 12.3456}, "baselines": {"wall_s": 150.987}},
         "ednas": "0.1.0", "out": "runs/x",
@@ -56,7 +57,8 @@ def _fake_run(root: Path) -> tuple[Path, dict]:
              "E_lat_ms": 0.16 + 0.001 * e, "argmax_lat_ms": 0.17 - 0.002 * e, "val_top1": 20.0 + 20 * e} for e in range(3)]
     (run / "search" / "search.json").write_text(json.dumps({
         "budget_ms": 0.16158, "budget_frac": 0.5, "min_ms": 0.12, "max_ms": 0.2, "predicted_latency_ms": 0.15432, "measured_latency_ms": 0.15,
-        "argmax_latency_ms": 0.165, "lambda": 0.2, "steps": 30, "images_seen": 3840, "paths": 2, "wall_s": 108.7, "arch": arch.format(), "history": hist}))
+        "argmax_latency_ms": 0.165, "latency_ms_argmax": 0.165, "n_fit_changes": 1, "argmax_in_band": False, "band_low": 0.9,
+        "lambda": 0.2, "steps": 30, "images_seen": 3840, "paths": 2, "wall_s": 108.7, "arch": arch.format(), "history": hist}))
     layers = []
     for l, p in zip(space.layers(), PICKS):
         layers.append({"index": l.index, "stage": l.stage, "block": l.block, "stride": l.stride, "cin": l.cin, "cout": l.spec.out,
@@ -117,6 +119,9 @@ def test_report_embeds_every_figure_and_prints_every_summary_number(tmp_path):
     # the derived network's kernels, the fit change and the baselines are in the tables
     assert "MobileNetV2" in page and "MixNet-S" in page and "over budget" in page
     assert "abc1234" in page  # provenance: the commit the search recorded
+    # the search's own argmax network before the fit, against the budget, and how many choices the fit changed
+    for text in (page, md):
+        assert "before the budget fit): 0.1654 ms predicted (102.4 % of the budget); the budget fit changed 1 choice(s)" in text
 
 
 def test_analytic_target_plots_the_predicted_latency(tmp_path):
@@ -280,3 +285,83 @@ def test_run_baselines_trains_measures_and_caches(tmp_path, monkeypatch):
     assert baselines.load_baselines(tmp_path) == res
     with pytest.raises(EdnasError, match="unknown baseline"):
         baselines.run_baselines(data, tmp_path, ["mobilenetv2", "lenet"], recipe)
+
+
+def test_match_width_takes_the_widest_network_within_the_budget():
+    from ednas.report.baselines import MATCH_WIDTHS, match_width
+
+    built = []
+
+    def build(w):
+        built.append(w)
+        return w
+
+    def ms(w):  # latency grows with width
+        return 0.1 + w
+
+    m = match_width(build, ms, budget_ms=0.5)
+    assert m["matched"] and m["width"] == max(w for w in MATCH_WIDTHS if 0.1 + w <= 0.5) == 0.4
+    assert m["latency_ms"] == pytest.approx(0.5)
+    assert len(built) <= 6 < len(MATCH_WIDTHS)  # bisection, not a sweep
+    assert sorted(w for w, _ in m["probes"]) == sorted(set(built))
+    over = match_width(build, ms, budget_ms=0.01)  # even the narrowest is over: it is kept, and flagged
+    assert not over["matched"] and over["width"] == min(MATCH_WIDTHS)
+    assert match_width(build, lambda w: None, budget_ms=1.0)["matched"] is False  # a target that cannot price it
+
+
+def test_default_baselines_are_width_matched_and_the_six_stay_by_name():
+    from ednas.report.baselines import FIXED_BASELINES, baseline_names
+
+    assert baseline_names("default") == ["mobilenetv2@match", "mobilenetv3@match"]
+    assert baseline_names("fixed") == list(FIXED_BASELINES) and len(FIXED_BASELINES) == 6
+    assert baseline_names("mixnet,fbnetc@0.5") == ["mixnet", "fbnetc@0.5"]
+
+
+def test_matched_baseline_is_the_widest_within_the_budget_on_the_target(tmp_path):
+    pytest.importorskip("timm")
+    from ednas.data import load_data
+    from ednas.latency.targets import analytic_latency
+    from ednas.report import baselines
+    from ednas.train.trainer import TrainConfig
+
+    data = load_data("synthetic:classes=3,n=48,size=32")
+
+    def ms(width):
+        return analytic_latency(baselines.build_baseline("mobilenetv2", 3, 32, width)[0].eval(), 32, "tda2x")["ms"]
+
+    budget = (ms(0.25) + ms(0.3)) / 2  # between two widths of the grid
+    (r,) = baselines.run_baselines(data, tmp_path, ["mobilenetv2@match"], TrainConfig(epochs=1), target="tda2x", budget_ms=budget, progress=False)
+    assert r["width"] == 0.25 and r["width_matched"] and r["latency_ms"] <= budget < ms(0.3)
+    assert r["width_matched_to_ms"] == budget
+    with pytest.raises(EdnasError, match="needs the budget"):
+        baselines.run_baselines(data, tmp_path, ["mobilenetv3@match"], TrainConfig(epochs=1), target="tda2x")
+
+
+def test_pareto_front_keeps_only_points_nothing_beats():
+    from ednas.report.figures import pareto_front
+
+    pts = [{"latency_ms": 1.0, "top1": 50}, {"latency_ms": 2.0, "top1": 60}, {"latency_ms": 1.5, "top1": 45},
+           {"latency_ms": 3.0, "top1": 60}, {"latency_ms": 0.5, "top1": 40}, {"latency_ms": None, "top1": 99}]
+    assert pareto_front(pts) == [4, 0, 1]  # fastest first; 1.5 ms (slower and worse than 1.0 ms) and 3.0 ms (no better) are beaten
+
+
+def test_labels_of_crowded_points_do_not_overlap():
+    import itertools
+    import random
+
+    from ednas.report.figures import _plt, place_labels
+
+    plt = _plt()
+    rng = random.Random(0)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xy = [(0.16 + 0.001 * rng.random(), 50 + rng.random()) for _ in range(14)]  # a tight cluster
+    ax.scatter(*zip(*xy))
+    ax.margins(0.3)
+    labels = [f"network {i} (seed {i % 2})" for i in range(14)]
+    boxes = place_labels(ax, xy, labels)
+    assert len(boxes) == 14
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b)
+    axbox = ax.get_window_extent(fig.canvas.get_renderer())
+    assert all(axbox.x0 <= b.x0 and b.x1 <= axbox.x1 and axbox.y0 <= b.y0 and b.y1 <= axbox.y1 for b in boxes)
+    plt.close(fig)

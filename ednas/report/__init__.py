@@ -14,13 +14,24 @@ matplotlib, onnxruntime) happen inside the functions, so importing this
 package is cheap.
 """
 
-from ednas.report.baselines import BASELINES, DEFAULT_BASELINES, adapt_strides, build_baseline, default_width, load_baselines, run_baselines
+from ednas.report.baselines import (
+    BASELINES,
+    DEFAULT_BASELINES,
+    FIXED_BASELINES,
+    adapt_strides,
+    build_baseline,
+    default_width,
+    load_baselines,
+    match_width,
+    run_baselines,
+)
 from ednas.report.profile import ProfileConfig, analytic_latency, load_network, measure_onnx_ms, profile_model, run_profile
 from ednas.report.report import fmt, write_report
 
 __all__ = [
     "BASELINES",
     "DEFAULT_BASELINES",
+    "FIXED_BASELINES",
     "ProfileConfig",
     "adapt_strides",
     "analytic_latency",
@@ -29,6 +40,7 @@ __all__ = [
     "fmt",
     "load_baselines",
     "load_network",
+    "match_width",
     "measure_onnx_ms",
     "profile_model",
     "run_baselines",

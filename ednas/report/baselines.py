@@ -1,5 +1,14 @@
 """Baseline networks for the report's accuracy-vs-latency plot.
 
+By default (``names = default``) two hand-designed networks **at the
+budget**: MobileNetV2 and MobileNetV3-Large with the width multiplier
+chosen so that their latency on the run's target matches the budget
+(``mobilenetv2@match``, ``mobilenetv3@match``; :func:`match_width`).  That is
+the comparison a user needs: at the latency they can afford, does the
+searched network beat what they would otherwise ship?  Any baseline can be
+matched (``NAME@match``) or given a width (``NAME@WIDTH``); ``fixed`` names
+the six networks at the width of their input size (:func:`default_width`).
+
 MobileNetV2, MobileNetV3-Large, MnasNet-B1, FBNet-C, Single-Path NAS and
 MixNet-S, built from timm's own generators (``pretrained=False``: nothing
 downloads) and, for the three torchvision has, from torchvision
@@ -22,7 +31,16 @@ with the derived network's recipe and number of epochs
   the resolution it reads, so MixNet's split kernels move together); padding
   is ``k // 2`` in all these networks, so shapes stay consistent, and blocks
   that were strided keep no residual, as built.
-* *Width.*  At full width the re-strided networks cost 66-117 M MACs at
+* *Width matched to the budget* (``NAME@match``).  The latency of a width is
+  taken as the report takes it (below): measured on a host target,
+  predicted by the profile on an analytic one.  :func:`match_width` bisects
+  the widths of :data:`MATCH_WIDTHS` (latency grows with width) for the
+  widest network within the budget; every width it timed is recorded
+  (``width_probes``).  When even the narrowest is over the budget, the
+  narrowest is kept and ``width_matched`` is False.  A board table
+  (``file:PATH``) cannot price these networks, so there the width is
+  :func:`default_width`'s and ``width_matched`` is False.
+* *Width otherwise.*  At full width the re-strided networks cost 66-117 M MACs at
   32x32, about 10x the ednas ``cifar`` space (7.5-10.7 M), and are too slow
   to train within ``ednas run``'s budget on 2 cores.  :func:`default_width` scales the channels
   with the input: ``0.35`` for inputs up to 64 (the smallest width timm
@@ -56,6 +74,7 @@ stopped.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +99,8 @@ from ednas.train.trainer import TrainConfig, fit
 __all__ = [
     "BASELINES",
     "DEFAULT_BASELINES",
+    "FIXED_BASELINES",
+    "MATCH_WIDTHS",
     "Baseline",
     "BaselinesConfig",
     "baseline_names",
@@ -87,10 +108,13 @@ __all__ = [
     "build_baseline",
     "default_width",
     "load_baselines",
+    "match_width",
     "run_baselines",
 ]
 
 RESULT_FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,8 +170,16 @@ BASELINES: dict[str, Baseline] = {
     "tv-mnasnet": Baseline("MnasNet (torchvision)", "torchvision", _tv("mnasnet"), "mnasnet1_0"),
 }
 
-#: the set ``ednas run`` trains by default: the hand-designed and searched networks users compare against, from timm
-DEFAULT_BASELINES: tuple[str, ...] = ("mobilenetv2", "mobilenetv3", "mnasnet", "fbnetc", "spnasnet", "mixnet")
+#: the hand-designed and searched networks users compare against, from timm, at the width of their input size (``fixed``)
+FIXED_BASELINES: tuple[str, ...] = ("mobilenetv2", "mobilenetv3", "mnasnet", "fbnetc", "spnasnet", "mixnet")
+
+#: the set ``ednas run`` trains by default: MobileNetV2 and V3 at the width whose latency matches the budget
+DEFAULT_BASELINES: tuple[str, ...] = ("mobilenetv2@match", "mobilenetv3@match")
+
+#: the width multipliers :func:`match_width` chooses from
+MATCH_WIDTHS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0)
+
+MATCH = "match"
 
 
 def default_width(input_size: int) -> float:
@@ -159,13 +191,16 @@ def default_width(input_size: int) -> float:
     return 1.0
 
 
-def _parse_name(name: str) -> tuple[str, float | None]:
-    """``NAME`` or ``NAME@WIDTH`` -> (registry key, width or None)."""
+def _parse_name(name: str) -> tuple[str, float | str | None]:
+    """``NAME``, ``NAME@WIDTH`` or ``NAME@match`` -> (registry key, width, ``"match"`` or None)."""
     key, _, w = str(name).partition("@")
     if key not in BASELINES:
-        raise ConfigError(f"unknown baseline '{key}'; baselines: {', '.join(BASELINES)} (optionally NAME@WIDTH, e.g. mobilenetv2@0.5)")
+        raise ConfigError(f"unknown baseline '{key}'; baselines: {', '.join(BASELINES)} "
+                          "(optionally NAME@WIDTH, e.g. mobilenetv2@0.5, or NAME@match: the width whose latency matches the budget)")
     if not w:
         return key, None
+    if w == MATCH:
+        return key, MATCH
     try:
         width = float(w)
     except ValueError as err:
@@ -232,6 +267,8 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
         ``(model, info)`` with the title, source, width and stride changes.
     """
     key, w = _parse_name(name)
+    if w == MATCH:
+        w = None  # the caller matched the width and passes it
     b = BASELINES[key]
     width = float(width or w or default_width(input_size))
     model = b.build(width, num_classes)
@@ -250,8 +287,59 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
     return model, info
 
 
+def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Module], float | None], budget_ms: float,
+                widths: Sequence[float] = MATCH_WIDTHS) -> dict:
+    """The widest of ``widths`` whose network is within ``budget_ms`` (bisection: latency grows with width).
+
+    Args:
+        build: width -> the network (built, re-strided).
+        latency_of: network -> its latency on the target in ms (``None``: cannot be priced).
+        budget_ms: the budget.
+        widths: the candidates, ascending.
+
+    Returns:
+        ``{"width", "latency_ms", "matched", "probes": [[width, ms], ...]}``;
+        ``matched`` is False when even the narrowest network is over the budget
+        (the narrowest is returned) or the target cannot price a network.
+    """
+    widths = sorted(widths)
+    probes: dict[float, float | None] = {}
+
+    def ms(i: int) -> float | None:
+        w = widths[i]
+        if w not in probes:
+            probes[w] = latency_of(build(w))
+        return probes[w]
+
+    first = ms(0)
+    if first is None:
+        return {"width": None, "latency_ms": None, "matched": False, "probes": [[w, v] for w, v in probes.items()]}
+    if first > budget_ms:
+        return {"width": widths[0], "latency_ms": first, "matched": False, "probes": [[w, v] for w, v in probes.items()]}
+    lo, hi = 0, len(widths)  # widths[lo] fits; widths[hi:] do not (as far as probed)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ms(mid) <= budget_ms:
+            lo = mid
+        else:
+            hi = mid
+    return {"width": widths[lo], "latency_ms": probes[widths[lo]], "matched": True,
+            "probes": sorted([[w, v] for w, v in probes.items()])}
+
+
 # ---------------------------------------------------------------------------
 # training and measuring
+
+
+def _target_ms(model: nn.Module, input_size: int, target: str, timing: Timing) -> float | None:
+    """The latency the report takes for ``model`` on ``target`` (see the module docstring); None for a board table."""
+    if target == "host-ort":
+        return measure_onnx_ms(model, input_size, timing=timing)
+    if target == "host-torch":
+        return measure_torch_ms(model, input_size, timing=timing)
+    if target.startswith("file:"):
+        return None
+    return analytic_latency(model, input_size, target)["ms"]
 
 
 def _latency(model: nn.Module, input_size: int, target: str, threads: int, timing: Timing | None = None) -> dict:
@@ -282,7 +370,7 @@ class BaselinesConfig:
 
     PRIMARY: ClassVar[str] = "names"
 
-    #: baseline networks: default, none, or a comma-separated list of NAME or NAME@WIDTH
+    #: baseline networks: default (MobileNetV2 and V3 width-matched to the budget), fixed (six at their input size's width), none, or a comma-separated list of NAME, NAME@WIDTH or NAME@match
     names: str = "default"
     #: one width multiplier for all of them (default: by input size, see default_width)
     width: Optional[float] = None
@@ -295,11 +383,13 @@ class BaselinesConfig:
 
 
 def baseline_names(spec: str) -> list[str]:
-    """The networks a ``--baselines`` value names (``default``, ``none`` or a list)."""
+    """The networks a ``--baselines`` value names (``default``, ``fixed``, ``none`` or a list)."""
     if spec in ("none", "", "0"):
         return []
     if spec == "default":
         return list(DEFAULT_BASELINES)
+    if spec == "fixed":
+        return list(FIXED_BASELINES)
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 
@@ -313,6 +403,7 @@ def run_baselines(
     timing: Timing | None = None,
     seed: int = 0,
     width: float | None = None,
+    budget_ms: float | None = None,
     progress: bool | None = None,
     on_result: Callable[[str, dict], None] | None = None,
     hardware: Hardware | None = None,
@@ -333,7 +424,9 @@ def run_baselines(
             name, ``roofline:PATH`` or ``file:PATH``); see the module docstring.
         timing: how the host latency is measured (the run's; threads = the table's).
         seed: training seed.
-        width: one width multiplier for all (default: per input size).
+        width: one width multiplier for all (default: per input size);
+            ``NAME@match`` networks are matched to ``budget_ms`` instead.
+        budget_ms: the budget that ``NAME@match`` networks are matched to.
         progress: the trainer's progress bars.
         on_result: called ``(name, result)`` after each network.
         hardware: where they are trained (:mod:`ednas.device`; default the CPU).
@@ -343,19 +436,36 @@ def run_baselines(
     """
     names = list(names)
     for n in names:
-        _parse_name(n)  # fail on a typo before any training
+        if _parse_name(n)[1] == MATCH and budget_ms is None:
+            raise ConfigError(f"baseline '{n}': a width matched to the budget needs the budget (budget_ms)")
     recipe = dataclasses.replace(recipe or TrainConfig(), branches=False, inherit=None)
     timing = timing or Timing()
     out_dir = Path(out_dir)
     results = []
     for name in names:
+        key, w = _parse_name(name)
+        matched = w == MATCH
         settings = {"format": RESULT_FORMAT, "name": name, "data": data.spec, "input_size": data.input_size, "target": target,
                     "width": width, "seed": seed, "recipe": config_dict(recipe), "timing": config_dict(timing)}
+        if matched:
+            settings.update(width=None, budget_ms=budget_ms)
 
-        def work(folder: Path, name=name) -> dict:
+        def work(folder: Path, name=name, key=key, matched=matched) -> dict:
             t0 = time.time()
+            match = None
+            use_width = width
+            if matched:
+                def build(wm: float) -> nn.Module:
+                    return build_baseline(key, data.num_classes, data.input_size, wm)[0].eval()
+
+                match = match_width(build, lambda m: _target_ms(m, data.input_size, target, timing), budget_ms)
+                use_width = match["width"] or default_width(data.input_size)
+                log.info("baseline %s: width %s, %s ms on %s (budget %.4g ms)%s", key, use_width, match["latency_ms"], target, budget_ms,
+                         "" if match["matched"] else ": not matched")
             torch.manual_seed(derive(seed, "init"))
-            model, info = build_baseline(name, data.num_classes, data.input_size, width)
+            model, info = build_baseline(name, data.num_classes, data.input_size, use_width)
+            if match is not None:
+                info.update(width_matched=match["matched"], width_matched_to_ms=budget_ms, width_probes=match["probes"])
             metrics = fit(model, data, recipe, folder, seed=seed, progress=progress, tensorboard=False, resume=True, save=False,
                           hardware=hardware)
             model = model.eval().to("cpu", memory_format=torch.contiguous_format)

@@ -13,7 +13,8 @@ needed.  The figures:
 * :func:`search_curves`: CE, E[LAT] with the budget, lambda, tau and the
   argmax network's validation top-1 per epoch;
 * :func:`accuracy_latency`: top-1 against latency, derived network beside
-  the baselines, with the budget line;
+  the baselines, with the budget line, the Pareto front (:func:`pareto_front`)
+  and labels placed where they overlap nothing (:func:`place_labels`);
 * :func:`lut_scatter`: the table's predictions against end-to-end measurements;
 * :func:`quant_bars`: fp32 against int8 top-1 and latency;
 * :func:`deployed_latency`: fp32 and quantized latency side by side with
@@ -35,6 +36,8 @@ __all__ = [
     "deployed_latency",
     "lut_scatter",
     "network_diagram",
+    "pareto_front",
+    "place_labels",
     "quant_bars",
     "search_curves",
     "training_curves",
@@ -217,33 +220,141 @@ def search_curves(history: Sequence[dict], budget_ms: float | None = None) -> by
     return _png(fig)
 
 
-def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)", ylabel: str = "test top-1 (%)") -> bytes:
-    """Accuracy (top-1, or mAP on multi-label data) against latency.
+def pareto_front(points: Sequence[dict]) -> list[int]:
+    """Indices of the points no other point beats: lower ``latency_ms`` with ``top1`` at least as high.
+
+    Points without both numbers are left out; the front is returned from the
+    fastest to the slowest point (its top-1 rises along it).
+    """
+    have = [i for i, p in enumerate(points) if _finite(p.get("latency_ms")) and _finite(p.get("top1"))]
+    have.sort(key=lambda i: (points[i]["latency_ms"], -points[i]["top1"]))
+    front, best = [], -math.inf
+    for i in have:
+        if points[i]["top1"] > best:
+            front.append(i)
+            best = points[i]["top1"]
+    return front
+
+
+def place_labels(ax, xy: Sequence[tuple[float, float]], labels: Sequence[str], fontsize: float = 7.0, pad_px: float = 2.0) -> list:
+    """Annotate every point with its label where the label overlaps no other label, no marker and stays inside the axes.
+
+    Greedy: points are labelled from the top left, each at the first free spot
+    of rings of positions around it (right, left, diagonals, above, below,
+    then further out with a leader line); the legend and texts already in
+    the axes count as taken.  A label that finds no free spot
+    takes the first position (it will overlap).  Call it after everything
+    that sets the axis limits has been drawn.
+
+    Returns:
+        The display-space bounding box of every label, in ``labels`` order.
+    """
+    import numpy as np
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax.set_xlim(ax.get_xlim())  # freeze the limits: the annotations must not move the points
+    ax.set_ylim(ax.get_ylim())
+    axbox = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.asarray(xy, dtype=float).reshape(-1, 2)) if len(xy) else np.zeros((0, 2))
+    px_per_pt = fig.dpi / 72.0
+    taken = [Bbox.from_bounds(x - 4 * px_per_pt, y - 4 * px_per_pt, 8 * px_per_pt, 8 * px_per_pt) for x, y in pts]
+    taken += [a.get_window_extent(renderer) for a in [ax.get_legend(), *ax.texts] if a is not None]  # legend, budget text
+    sizes = []
+    for text in labels:
+        t = ax.text(0, 0, text, fontsize=fontsize)
+        bb = t.get_window_extent(renderer)
+        sizes.append((bb.width + 2 * pad_px, bb.height + 2 * pad_px))
+        t.remove()
+    # directions in offset points: right, left, up-right, down-right, up-left, down-left, up, down
+    directions = [(1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.4), (0, -1.4)]
+    order = sorted(range(len(labels)), key=lambda i: (-pts[i][1], pts[i][0]))
+    boxes: list = [None] * len(labels)
+    for i in order:
+        (x, y), (w, h) = pts[i], sizes[i]
+        chosen = None
+        for ring in range(1, 9):
+            r = 6.0 * ring
+            for dx, dy in directions:
+                ox, oy = dx * r * px_per_pt, dy * r * px_per_pt
+                x0 = x + ox if dx > 0 else (x + ox - w if dx < 0 else x - w / 2)
+                y0 = y + oy - h / 2
+                bb = Bbox.from_bounds(x0, y0, w, h)
+                inside = axbox.x0 <= bb.x0 and bb.x1 <= axbox.x1 and axbox.y0 <= bb.y0 and bb.y1 <= axbox.y1
+                if inside and not any(bb.overlaps(o) for o in taken):
+                    chosen = (bb, dx, dx * r, dy * r, ring)
+                    break
+            if chosen:
+                break
+        if chosen is None:
+            bb = Bbox.from_bounds(x + 6 * px_per_pt, y - h / 2, w, h)
+            chosen = (bb, 1, 6.0, 0.0, 1)
+        bb, dx, ox, oy, ring = chosen
+        ha = "left" if dx > 0 else ("right" if dx < 0 else "center")
+        ax.annotate(labels[i], xy[i], xytext=(ox + (pad_px / px_per_pt) * (1 if dx > 0 else -1 if dx < 0 else 0), oy),
+                    textcoords="offset points", ha=ha, va="center", fontsize=fontsize,
+                    arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5", shrinkA=0, shrinkB=3) if ring > 1 else None)
+        taken.append(bb)
+        boxes[i] = bb
+    return boxes
+
+
+_KIND_STYLE = {"derived": dict(marker="*", s=220, color="red", zorder=5),
+               "int8": dict(marker="*", s=150, facecolor="white", edgecolor="red", zorder=5),
+               "baseline": dict(marker="o", s=50, color="tab:blue", zorder=4)}
+
+
+def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)", ylabel: str = "test top-1 (%)",
+                     title: str = "Accuracy against latency", budgets: Sequence[float] = ()) -> bytes:
+    """Accuracy (top-1, or mAP on multi-label data) against latency, with the Pareto front and labels that do not overlap.
 
     Args:
-        points: ``{"label", "latency_ms", "top1", "kind"}`` with kind
-            ``derived``, ``int8`` or ``baseline``; points without both
+        points: ``{"label", "latency_ms", "top1", "kind"}``; kind ``derived``,
+            ``int8`` and ``baseline`` have fixed styles, any other kind gets
+            a colour of its own and a legend entry; points without both
             numbers are left out (``top1`` holds whichever score ``ylabel`` names).
         budget_ms: drawn as a vertical line.
+        xlabel: the x axis label (the target).
+        title: the figure's title.
+        budgets: more budgets, drawn as lighter vertical lines.
     """
     plt = _plt()
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    style = {"derived": dict(marker="*", s=220, color="red", zorder=5), "int8": dict(marker="*", s=150, facecolor="white", edgecolor="red", zorder=5),
-             "baseline": dict(marker="o", s=50, color="tab:blue", zorder=4)}
-    for p in points:
-        if not (_finite(p.get("latency_ms")) and _finite(p.get("top1"))):
-            continue
-        ax.scatter([p["latency_ms"]], [p["top1"]], **style.get(p.get("kind", "baseline"), style["baseline"]))
-        ax.annotate(p["label"], (p["latency_ms"], p["top1"]), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    pts = [p for p in points if _finite(p.get("latency_ms")) and _finite(p.get("top1"))]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["tab:blue"])
+    other: dict[str, dict] = {}
+    for p in pts:
+        kind = p.get("kind", "baseline")
+        style = _KIND_STYLE.get(kind)
+        if style is None:
+            if kind not in other:
+                other[kind] = dict(marker="osD^v<>ph"[len(other) % 9], s=45, color=cycle[(len(other) + 1) % len(cycle)], zorder=4, label=kind)
+            style = dict(other[kind])
+            if any(q is not p and q.get("kind") == kind for q in pts[: pts.index(p)]):
+                style.pop("label")
+        ax.scatter([p["latency_ms"]], [p["top1"]], **style)
+    front = pareto_front(pts)
+    if len(front) > 1:
+        ax.step([pts[i]["latency_ms"] for i in front], [pts[i]["top1"] for i in front], where="post", color="0.4", lw=1, ls=":",
+                zorder=2, label="Pareto front")
+    for b in budgets:
+        if _finite(b):
+            ax.axvline(b, color="red", ls=":", lw=0.8, alpha=0.5)
     if _finite(budget_ms):
         ax.axvline(budget_ms, color="red", ls="--", lw=1)
         ax.text(budget_ms, ax.get_ylim()[0], " budget", color="red", fontsize=7, va="bottom")
+    ax.margins(x=0.12, y=0.12)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.set_title("Accuracy against latency", fontsize=10)
+    ax.set_title(title, fontsize=10)
+    if other or len(front) > 1:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    place_labels(ax, [(p["latency_ms"], p["top1"]) for p in pts], [str(p.get("label", "")) for p in pts])
     return _png(fig)
 
 

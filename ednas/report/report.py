@@ -296,6 +296,12 @@ def _summary(run: _Run, summary: dict) -> Section:
     if _is_num(lat) and _is_num(budget) and budget > 0:
         line += f" ({fmt(100.0 * lat / budget)} % of it)"
     s.p(line + f"; {fmt(summary.get('params'))} parameters, {fmt(summary.get('macs'))} MACs; whole run {fmt(summary.get('wall_s'))} s.")
+    argmax = summary.get("latency_ms_argmax")
+    if argmax is not None or summary.get("fit_changes") is not None:
+        text = f"The search's own argmax network (before the budget fit): {fmt(argmax)} ms predicted"
+        if _is_num(argmax) and _is_num(budget) and budget > 0:
+            text += f" ({fmt(100.0 * argmax / budget)} % of the budget)"
+        s.p(text + f"; the budget fit changed {fmt(summary.get('fit_changes'))} choice(s).")
     s.table(["summary.json key", "value"], [[k, v] for k, v in flatten(summary)])
     return s
 
@@ -383,10 +389,15 @@ def _search(run: _Run, summary: dict) -> Section:
         s.table(["quantity", "value"], [
             ["budget (ms)", res.get("budget_ms")], ["budget fraction", res.get("budget_frac")],
             ["space's smallest network (ms)", res.get("min_ms")], ["space's largest network (ms)", res.get("max_ms")],
-            ["argmax network, predicted (ms)", res.get("argmax_latency_ms")], ["derived network, predicted (ms)", res.get("predicted_latency_ms")],
+            ["argmax network before the budget fit, predicted (ms)", res.get("argmax_latency_ms")],
+            ["argmax network in [band_low x B, B]", res.get("argmax_in_band")], ["band_low", res.get("band_low")],
+            ["budget-fit changes", res.get("n_fit_changes", len(res.get("fit_changes") or []))],
+            ["derived network, predicted (ms)", res.get("predicted_latency_ms")],
             ["derived network, measured (ms)", res.get("measured_latency_ms")], ["final lambda", res.get("lambda")],
             ["epochs", len(hist)], ["steps", res.get("steps")], ["images seen", res.get("images_seen")],
-            ["paths (feedback block)", res.get("paths")], ["search wall time (s)", res.get("wall_s")],
+            ["paths (feedback block)", res.get("paths")], ["path batches", res.get("path_batches")],
+            ["mean beta spread (max - min per step)", res.get("beta_spread")], ["update", res.get("update")],
+            ["architecture steps", res.get("arch_steps")], ["search wall time (s)", res.get("wall_s")],
         ])
         if hist:
             s.figure("search_curves", figures.search_curves(hist, res.get("budget_ms")),
@@ -480,6 +491,9 @@ def _accuracy(run: _Run, summary: dict) -> Section:
     for b in baselines:
         how = b.get("latency_source") or "n/a"
         detail = f"{b.get('source')} {b.get('reference')}, width {fmt(b.get('width'))}"
+        if b.get("width_matched_to_ms") is not None:
+            detail += (f" (matched to the budget {fmt(b['width_matched_to_ms'])} ms)" if b.get("width_matched")
+                       else f" (narrowest tried; over the budget {fmt(b['width_matched_to_ms'])} ms)")
         if b.get("strides_removed_at"):
             detail += f", stride 1 at {', '.join(str(x) for x in b['strides_removed_at'])} px"
         rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), b.get("latency_ms"), b.get(key), how, detail])

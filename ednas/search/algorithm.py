@@ -13,8 +13,16 @@ noise.  Every iteration:
 2. after the warm-up epochs, architecture step on the architecture split
    (eq. 10, first order): sample ``g``, ``CE + lambda * E[LAT]`` (eq. 13 or a
    budget form, :mod:`ednas.search.loss`), Adam on alpha only; then the dual
-   ascent on lambda (``auto``);
+   ascent on lambda (``auto``: towards the band ``[band_low * B, B]``);
+   ``arch_every = k`` takes this step after every k-th weight step only;
 3. the feedback merge of the paths, weighted by their weight-step losses.
+
+``update = joint`` replaces steps 1-2 after the warm-up by one single-level
+step on one batch of the whole training split (weights and alpha together).
+``path_batches = shared`` gives every path the same batch, so that the paths
+differ only in their Gumbel noise and beta weighs sampled architectures.
+With ``settle`` (and the ``auto`` loss), a final argmax network outside the
+band is replaced by the final epoch's last in-band iterate of alpha.
 
 The temperature decays per epoch (:func:`ednas.search.gumbel.tau_at`).  After
 every epoch the argmax network is evaluated on the validation split and a
@@ -86,6 +94,11 @@ __all__ = ["SearchConfig", "search"]
 log = logging.getLogger(__name__)
 
 FIT_MODES = ("none", "repair", "both")
+PATH_BATCHES = ("dealt", "shared")
+UPDATES = ("alternate", "joint")
+#: the dual ascent aims this fraction of the band's width inside each of its edges (a band [0.9 B, B]: at
+#: [0.925 B, 0.975 B]), so that the argmax network, which moves in steps of one choice, ends inside the band
+BAND_AIM = 0.25
 
 
 @dataclass
@@ -114,10 +127,22 @@ class SearchConfig(Recipe):
     lam: float = 0.0
     #: dual ascent step size of lambda (auto)
     lam_lr: float = 0.5
+    #: auto: proportional term of lambda (damps the dual ascent's swings; 0: pure dual ascent)
+    lam_p: float = 5.0
+    #: auto: lower edge of the band [band_low x B, B] the dual ascent keeps the argmax network in (0: only LAT <= B)
+    band_low: float = 0.9
+    #: auto: if the final argmax network is outside the band, end on alpha of the final epoch's last step whose argmax network was in it
+    settle: bool = True
     #: feedback paths P (1: plain single-path search)
     paths: int = 2
     #: what the feedback block merges: kernels, kernels+alpha, all
     merge: str = "all"
+    #: batches of the P paths: dealt (each path its own; together they see each image once per epoch) or shared (one batch for all, the paths differ only in their Gumbel noise)
+    path_batches: str = "dealt"
+    #: alternate (weight step on the weight split, alpha step on the architecture split: Algorithm 1) or joint (weights and alpha in one step on one batch of the whole training split: single level)
+    update: str = "alternate"
+    #: alternate: one architecture step per arch_every weight steps (1: after every weight step)
+    arch_every: int = 1
     #: supernet: metakernel (one conv per layer), darts or fbnet (multi-path baselines)
     supernet: str = "metakernel"
     #: after deriving: none, repair (over budget), both (repair, and fill up to fit_low x budget)
@@ -139,12 +164,17 @@ class SearchConfig(Recipe):
             raise ConfigError(f"{name('arch_lr')} must be > 0, got {self.arch_lr}")
         if not (self.tau0 > 0 and self.tau_min > 0):
             raise ConfigError(f"{name('tau0')} and {name('tau_min')} must be > 0, got {self.tau0} and {self.tau_min}")
-        if self.lam < 0 or self.lam_lr < 0:
-            raise ConfigError(f"{name('lam')} and {name('lam_lr')} must be >= 0, got {self.lam} and {self.lam_lr}")
+        if self.lam < 0 or self.lam_lr < 0 or self.lam_p < 0:
+            raise ConfigError(f"{name('lam')}, {name('lam_lr')} and {name('lam_p')} must be >= 0, got {self.lam}, {self.lam_lr} and {self.lam_p}")
+        if not 0.0 <= self.band_low < 1.0:
+            raise ConfigError(f"{name('band_low')} must be in [0, 1), got {self.band_low}")
         if self.paths < 1:
             raise ConfigError(f"{name('paths')} must be >= 1, got {self.paths}")
+        if self.arch_every < 1:
+            raise ConfigError(f"{name('arch_every')} must be >= 1, got {self.arch_every}")
         for key, value, kinds in (("merge", self.merge, MERGE_KINDS), ("loss", self.loss, LOSS_KINDS),
-                                  ("supernet", self.supernet, SUPERNET_KINDS), ("fit", self.fit, FIT_MODES)):
+                                  ("supernet", self.supernet, SUPERNET_KINDS), ("fit", self.fit, FIT_MODES),
+                                  ("path_batches", self.path_batches, PATH_BATCHES), ("update", self.update, UPDATES)):
             if value not in kinds:
                 raise ConfigError(f"{name(key)} '{value}' is unknown; expected one of {', '.join(kinds)}")
         if not 0.0 < self.fit_low <= 1.0:
@@ -173,7 +203,9 @@ class _Search:
         self.timing = timing or Timing(threads=getattr(getattr(latency, "table", None), "threads", 1))
         self.input_size = data.input_size
         self.budget_ms, self.budget_frac = budget.ms, budget.frac
-        self.loss = LatencyLoss(cfg.loss, cfg.lam, self.budget_ms, cfg.lam_lr)
+        span = float(latency.max_ms) - float(latency.min_ms)
+        self.loss = LatencyLoss(cfg.loss, cfg.lam, self.budget_ms, cfg.lam_lr, low=cfg.band_low, span_ms=span if span > 0 else None,
+                                margin=BAND_AIM * (1.0 - (cfg.band_low or 0.9)), kp=cfg.lam_p)
         self.settings = _settings(cfg, space, data, latency, budget, seed)
         self.guard = StepGuard(cfg.max_skipped_steps, "search", f"lower the learning rates (now --lr {cfg.lr}, --arch-lr {cfg.arch_lr})")
 
@@ -200,18 +232,39 @@ class _Search:
                                       group=self.layout.path_group if dist is not None else None)
 
         w_idx, a_idx = arch_split(self.data.labels("train"), cfg.weight_split, seed=derive(seed, "arch-split"))
-        workers, dev = getattr(data, "workers", None), self.hw.device
-        self.w_loaders = [make_loader(self.data, "train", cfg.batch_size, True, w_idx, derive(seed, "weight-batches"), workers,
-                                      shard=(r, self.n_shards), device=dev) for r in shards]
-        self.a_loaders = [make_loader(self.data, "train", cfg.batch_size, True, a_idx, derive(seed, "arch-batches"), workers,
-                                      shard=(r, self.n_shards), device=dev) for r in shards]
-        self.val_loader = make_loader(self.data, "val", 256, False, workers=workers, device=dev) if self.main else None
+        if cfg.update == "joint":  # single level: one batch of the whole training split trains both
+            w_idx = a_idx = None
+        workers = getattr(data, "workers", None)
+        self.w_loaders = self._loaders(w_idx, "weight-batches", workers, shards)
+        self.a_loaders = self._loaders(a_idx, "arch-batches", workers, shards)
+        self.val_loader = make_loader(self.data, "val", 256, False, workers=workers, device=self.hw.device) if self.main else None
         self.steps_per_epoch = self.w_loaders[0].rounds  # the same on every rank
         if self.steps_per_epoch < 1 or self.a_loaders[0].rounds < 1:
             raise DataError(f"the data set is too small for {P} path(s) on {self.n_shards // P if dist is not None else 1} process(es) each "
-                            f"with batch size {cfg.batch_size}: {len(w_idx)} weight-split and {len(a_idx)} architecture-split images")
+                            f"with batch size {cfg.batch_size}: {self.w_loaders[0].num_images} weight-split and "
+                            f"{self.a_loaders[0].num_images} architecture-split images")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.names = [n for n, _ in base.named_choices()]
+        self.settled: dict | None = None  # alpha of the final epoch's last in-band step (settle)
+
+    def _loaders(self, indices, purpose: str, workers, shards: list[int]) -> list:
+        """One loader per local path.
+
+        ``dealt``: the epoch's batches are dealt out over every path (and, under
+        torchrun, every rank): shard ``r`` of ``n_shards``.  ``shared``: every
+        path sees the same batch (one loader object for the local paths; under
+        torchrun a path's D ranks cut it in D shards).
+        """
+        cfg, dev = self.cfg, self.hw.device
+
+        def make(shard):
+            return make_loader(self.data, "train", cfg.batch_size, True, indices, derive(self.seed, purpose), workers, shard=shard, device=dev)
+
+        if cfg.path_batches == "shared":
+            if self.dist is None:
+                return [make((0, 1))] * len(self.local)  # the same object: one batch per step, fetched once
+            return [make((self.layout.dp_rank, self.layout.dp))]
+        return [make((r, self.n_shards)) for r in shards]
 
     def _apply_masks(self, net) -> None:
         if getattr(self.latency, "policy", "fallback") != "mask":
@@ -307,42 +360,120 @@ class _Search:
         mean_lat = sum(lat_now) / len(lat_now)
         if self.dist is not None:
             mean_lat = self.dist.all_mean(mean_lat)
-        lam = self.loss.lam
+        before = self.loss.state_dict()
         if not self.guard.accept(mean_lat, kind="lambda", where=where):
             return
-        if not self.guard.accept(self.loss.update(mean_lat), kind="lambda", where=where):
-            self.loss.lam = lam
+        lam = self.loss.update(mean_lat)
+        if not self.guard.accept(lam + self.loss.lam_low + self.loss.net_lam, kind="lambda", where=where):
+            self.loss.load_state_dict(before)  # both multipliers and their errors keep their values
+
+    def _joint_step(self, p: int, net, x, y, lr: float, tau: float, gen: torch.Generator, where: str) -> tuple[float, float]:
+        """Single-level update: one forward and backward on one batch moves path ``p``'s weights (SGD) and alpha (Adam).
+
+        The loss is the architecture step's (``CE + lambda * E[LAT]``, eq. 13 or a budget form), its
+        gradient goes to both; as in Single-Path NAS there is no separate architecture split.
+        The network's forward pass runs under the run's autocast, the loss and the latency term in fp32.
+        Returns (CE, E[LAT]), NaN when the step was skipped.
+        """
+        net.train()
+        with torch.no_grad():
+            sample_choices(net.choices(), tau, self.cfg.hard, gen)
+        self.guard.before(net)
+        with self.hw.autocast():
+            logits = net(x)
+        ce = self._criterion(logits.float(), y)
+        lat = self.latency.expected(net)
+        loss = self.loss(ce, lat)
+        opt = _Both(self.opt_w[p], self.opt_a[p])
+        for g in self.opt_w[p].param_groups:
+            g["lr"] = lr
+        vals: list[float] = []
+        params = net.weight_parameters() + net.arch_parameters()
+
+        def sync() -> bool:
+            vals[:] = self._data_parallel(net, params, ce, lat)
+            return all(math.isfinite(v) for v in vals)
+
+        if not self.guard.step(loss, opt, params, kind="joint", stream=p, where=f"{where} (path {p})", scaler=self.scalers[p],
+                               sync=sync if self._dp else None):
+            return float("nan"), float("nan")
+        ce_v, lat_v = vals if vals else (float(ce.detach()), float(lat.detach()))
+        return ce_v, lat_v
+
+    def _note_in_band(self, epoch: int, i: int) -> None:
+        """In the final epoch, keep alpha of the last architecture step whose argmax network was in the band (``settle``)."""
+        if not self._settles() or epoch != self.cfg.epochs - 1:
+            return
+        if self._in_band(self.latency.predict(self.paths[0].picks())):
+            self.settled = {"step": i, "alpha": [a.detach().clone() for a in self.paths[0].arch_parameters()]}
+
+    def _settles(self) -> bool:
+        return self.cfg.settle and self.cfg.loss == "auto"  # the band is the auto loss's aim; the others have none
+
+    def _in_band(self, ms: float) -> bool:
+        return self.cfg.band_low * self.budget_ms <= ms <= self.budget_ms
+
+    def _settle(self) -> dict | None:
+        """When the final argmax network is outside the band, take alpha from the last in-band step of the final epoch."""
+        net = self.paths[0]
+        if not self._settles() or self.settled is None or self._in_band(self.latency.predict(net.picks())):
+            return None
+        with torch.no_grad():
+            for a, kept in zip(net.arch_parameters(), self.settled["alpha"]):
+                a.copy_(kept)
+        return {"epoch": self.cfg.epochs, "step": self.settled["step"]}
+
+    def _arch_now(self, epoch: int, i: int) -> bool:
+        """Whether step ``i`` of ``epoch`` (alternate schedule) is followed by an architecture step."""
+        return epoch >= self.cfg.arch_warmup_epochs and i % self.cfg.arch_every == 0
 
     def _epoch(self, epoch: int, writer, bar) -> dict:
         cfg = self.cfg
         tau = tau_at(epoch, cfg.epochs, cfg.tau0, cfg.tau_min)
         search_alpha = epoch >= cfg.arch_warmup_epochs
+        joint = cfg.update == "joint" and search_alpha
         gens = [torch.Generator(device=self.hw.device).manual_seed(self._gen_seed(epoch, p)) for p in self.local]
         torch.manual_seed(derive(self.seed, "epoch", epoch))
         for l in self.w_loaders + self.a_loaders:
             l.set_epoch(epoch)
-        w_iters = [iter(l) for l in self.w_loaders]
-        a_iters = [_cycle(l, epoch) for l in self.a_loaders]
+        w_iters = _iters(self.w_loaders, iter)
+        a_iters = _iters(self.a_loaders, lambda l: _cycle(l, epoch))
         warmup = int(round(cfg.lr_warmup_epochs * self.steps_per_epoch))
-        sums = {"ce_w": 0.0, "ce_a": 0.0, "lat": 0.0, "n": 0, "na": 0}
+        sums = {"ce_w": 0.0, "ce_a": 0.0, "lat": 0.0, "n": 0, "na": 0, "beta_spread": 0.0, "nb": 0}
         for i in range(self.steps_per_epoch):
             step = epoch * self.steps_per_epoch + i
             lr = lr_at(step, self.total_steps, warmup, cfg.lr)  # linear warm-up, then eq. 16
             where = f"epoch {epoch + 1} step {i}"
-            losses = [self._weight_step(p, net, *next(w_iters[p]), lr, tau, gens[p], where) for p, net in enumerate(self.paths)]
-            done = [v for v in losses if v == v]  # skipped steps (NaN) are counted by the guard, not averaged
+            batches = _next(w_iters)
+            if joint:
+                steps = [self._joint_step(p, net, *batches[p], lr, tau, gens[p], where) for p, net in enumerate(self.paths)]
+                losses = [ce for ce, _ in steps]
+                done = [(c, l) for c, l in steps if c == c]  # skipped steps (NaN) are counted by the guard, not averaged
+                if done:
+                    sums["ce_a"] += sum(c for c, _ in done) / len(done)
+                    sums["lat"] += sum(l for _, l in done) / len(done)
+                    sums["na"] += 1
+                self._update_lambda(where)
+                self._note_in_band(epoch, i)
+            else:
+                losses = [self._weight_step(p, net, *batches[p], lr, tau, gens[p], where) for p, net in enumerate(self.paths)]
+                if self._arch_now(epoch, i):
+                    arch = [self._arch_step(p, net, *batch, tau, gens[p], where) for p, (net, batch) in enumerate(zip(self.paths, _next(a_iters)))]
+                    arch = [(c, l) for c, l in arch if c == c]
+                    if arch:
+                        sums["ce_a"] += sum(c for c, _ in arch) / len(arch)
+                        sums["lat"] += sum(l for _, l in arch) / len(arch)
+                    sums["na"] += 1
+                    self._update_lambda(where)
+                    self._note_in_band(epoch, i)
+            done = [v for v in losses if v == v]
             if done:
                 sums["ce_w"] += sum(done) / len(done)
                 sums["n"] += 1
-            if search_alpha:
-                arch = [self._arch_step(p, net, *next(a_iters[p]), tau, gens[p], where) for p, net in enumerate(self.paths)]
-                arch = [(c, l) for c, l in arch if c == c]
-                if arch:
-                    sums["ce_a"] += sum(c for c, _ in arch) / len(arch)
-                    sums["lat"] += sum(l for _, l in arch) / len(arch)
-                    sums["na"] += 1
-                self._update_lambda(where)
             b = self.feedback(losses) if cfg.paths > 1 else None
+            if b is not None:
+                sums["beta_spread"] += float(b.max() - b.min())
+                sums["nb"] += 1
             if writer is not None:
                 if sums["n"]:
                     writer.add_scalar("search/ce_weight_step", sums["ce_w"] / sums["n"], step)
@@ -351,14 +482,16 @@ class _Search:
                 if search_alpha and sums["na"]:
                     writer.add_scalar("search/E_lat_ms", sums["lat"] / sums["na"], step)
                     writer.add_scalar("search/lambda", self.loss.lam, step)
+                    writer.add_scalar("search/lambda_low", self.loss.lam_low, step)
                 if b is not None:
                     writer.add_scalar("search/beta0", float(b[0]), step)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(ce=f"{losses[0]:.3f}", lam=f"{self.loss.lam:.3g}", tau=f"{tau:.2f}")
+                bar.set_postfix(ce=f"{losses[0]:.3f}", lam=f"{self.loss.net_lam:.3g}", tau=f"{tau:.2f}")
         return {"tau": tau, "ce_weight": sums["ce_w"] / sums["n"] if sums["n"] else None,
                 "ce_arch": sums["ce_a"] / sums["na"] if sums["na"] else None,
                 "E_lat_ms_sampled": sums["lat"] / sums["na"] if sums["na"] else None,
+                "arch_steps": sums["na"], "beta_spread": sums["beta_spread"] / sums["nb"] if sums["nb"] else None,
                 "skipped_steps": self.guard.counts()}
 
     @torch.no_grad()
@@ -378,7 +511,7 @@ class _Search:
         if self.data.multilabel:
             rec["val_map"] = val["map"]
         rec.update(epoch=epoch + 1, val_top1=val["top1"], val_loss=val["loss"], E_lat_ms=exp_lat,
-                   argmax_lat_ms=self.latency.predict(picks), lam=self.loss.lam, probs=probs,
+                   argmax_lat_ms=self.latency.predict(picks), lam=self.loss.lam, lam_low=self.loss.lam_low, probs=probs,
                    mean_entropy=sum(ent.values()) / max(len(ent), 1))
         if writer is not None:
             writer.add_scalar(f"search/val_{val['score_name']}_argmax", val["score"] if val["score"] is not None else float("nan"), epoch + 1)
@@ -420,6 +553,7 @@ class _Search:
             "history": history,
             "wall_s": wall,
             "world": {"paths": self.cfg.paths, "processes": self.dist.world if self.dist is not None else 1},
+            "settled": self.settled,
         }
         if self.scalers[0].is_enabled():
             st["scalers"] = [s["scaler"] for s in paths]
@@ -430,6 +564,7 @@ class _Search:
         if n != P:
             raise CheckpointError(f"--resume: the checkpoint in '{self.out}' holds {n} of the {P} paths (written one file per "
                                   "process by an earlier ednas); remove it to start afresh")
+        self.settled = ck.get("settled")
         for i, p in enumerate(self.local):
             self.paths[i].load_state_dict(ck["paths"][p])
             self.opt_w[i].load_state_dict(ck["opt_w"][p])
@@ -489,6 +624,8 @@ class _Search:
     def _finish(self, history: list, wall: float) -> dict:
         cfg = self.cfg
         net = self.paths[0]
+        last_ms = self.latency.predict(net.picks())
+        settled_from = self._settle()
         picks0 = net.picks()
         probs = layer_probs(net)
         layers = list(self.space.layers())
@@ -496,6 +633,7 @@ class _Search:
         picks, changes = fit_budget(picks0, layers, probs, self.latency, self.budget_ms, cfg.fit, cfg.fit_low, allowed)
         arch = self.space.with_picks(picks, branches=False)
         predicted = self.latency.predict(picks)
+        argmax_ms = self.latency.predict(picks0)
         measured = None
         table = getattr(self.latency, "table", None)
         if cfg.measure and table is not None and table.is_host:
@@ -512,6 +650,7 @@ class _Search:
         provenance = {"ednas": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "data": self.data.spec,
                       "space": self.space.format(), "target": target, "seed": self.seed, "paths": cfg.paths,
                       "merge": cfg.merge, "supernet": cfg.supernet, "loss": cfg.loss, "epochs": cfg.epochs,
+                      "path_batches": cfg.path_batches, "update": cfg.update, "arch_every": cfg.arch_every,
                       "commit": git_commit()}
         doc = {
             "arch": arch.format(),
@@ -520,6 +659,7 @@ class _Search:
             "predicted_latency_ms": predicted,
             "measured_latency_ms": measured,
             "budget_ms": self.budget_ms,
+            "argmax_latency_ms": argmax_ms,
             "layers": layer_recs,
             "fit_changes": changes,
             "provenance": provenance,
@@ -529,6 +669,8 @@ class _Search:
                                                             "candidates": {n: [str(x) for x in c.candidates] for n, c in net.named_choices()}})
         save_supernet(self.out / "supernet.pt", net, picks, self.input_size, self.data)
         steps = self.steps_per_epoch * cfg.epochs
+        arch_steps = sum(h.get("arch_steps") or 0 for h in history)
+        spreads = [h["beta_spread"] for h in history if h.get("beta_spread") is not None]
         last = history[-1] if history else {}
         result = {
             "predicted_latency_ms": predicted,
@@ -539,13 +681,30 @@ class _Search:
             "max_ms": float(self.latency.max_ms),
             "lambda": self.loss.lam,
             "steps": steps,
-            "images_seen": steps * cfg.batch_size * self.n_shards,
+            # distinct images per step: every path's shard, or one batch all paths share (cut over a path's ranks)
+            "images_seen": steps * cfg.batch_size * (self.n_shards // cfg.paths if cfg.path_batches == "shared" else self.n_shards),
+            "arch_steps": arch_steps,
+            # images through a forward and backward pass, all paths and ranks: the search's compute
+            "compute_images": (steps + (0 if cfg.update == "joint" else arch_steps)) * cfg.batch_size * self.n_shards,
             "wall_s": wall,
             "arch": arch.format(),
             "argmax_arch": self.space.with_picks(picks0, branches=False).format(),
-            "argmax_latency_ms": self.latency.predict(picks0),
+            "argmax_latency_ms": argmax_ms,
+            "latency_ms_argmax": argmax_ms,
+            "argmax_in_band": self._in_band(argmax_ms),
+            # settle: the final step's argmax network was outside the band, alpha is the final epoch's last in-band step's
+            "argmax_settled_from": settled_from,
+            "last_step_argmax_latency_ms": last_ms,
+            "band_low": cfg.band_low,
+            "lambda_low": self.loss.lam_low,
             "fit_changes": changes,
             "skipped_steps": self.guard.counts(),
+            "n_fit_changes": len(changes),
+            "beta_spread": sum(spreads) / len(spreads) if spreads else None,
+            "update": cfg.update,
+            "arch_every": cfg.arch_every,
+            "path_batches": cfg.path_batches,
+            "supernet": cfg.supernet,
             "val_top1_argmax": last.get("val_top1"),
             **({"val_map_argmax": last.get("val_map")} if self.data.multilabel else {}),
             "target": target,
@@ -566,6 +725,45 @@ def _cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_cpu(v) for v in obj)
     return obj
+
+
+class _Both:
+    """Two optimizers stepped as one (the joint update's SGD on the weights and Adam on alpha; GradScaler accepts it)."""
+
+    def __init__(self, *opts: torch.optim.Optimizer):
+        self.opts = opts
+
+    @property
+    def param_groups(self) -> list:
+        return [g for o in self.opts for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+
+def _iters(loaders: list, make) -> list:
+    """An iterator per path; paths that share a loader object (``path_batches = shared``) share one iterator."""
+    made: dict[int, object] = {}
+    for l in loaders:
+        if id(l) not in made:
+            made[id(l)] = make(l)
+    return [made[id(l)] for l in loaders]
+
+
+def _next(iters: list) -> list:
+    """The step's batch of every path: one ``next`` per distinct iterator, so shared paths get the same batch."""
+    got: dict[int, object] = {}
+    out = []
+    for it in iters:
+        if id(it) not in got:
+            got[id(it)] = next(it)
+        out.append(got[id(it)])
+    return out
 
 
 def _cycle(loader, epoch: int):

@@ -12,13 +12,24 @@ paper's form there are:
            below the budget)
 ``fbnet``  ``CE * a * log(E[LAT])^b``  (FBNet's multiplicative form, for
            comparison; LAT in ms, shifted so that log > 0)
-``auto``   ``CE + lambda * (E[LAT] / B - 1)`` with lambda >= 0 raised or lowered
-           by dual ascent on the constraint: after every architecture step
-           ``lambda <- max(0, lambda + eta * (LAT / B - 1))`` where LAT is the
-           predicted latency of the current argmax network.  lambda grows while
-           the network that would be derived is over budget and shrinks to 0
-           when it is under, so the search settles at the budget without
-           hand-tuning (the default).
+``auto``   ``CE + (lambda - lambda_low) * (E[LAT] - B) / S``: dual ascent on
+           the two edges of the band ``[low * B, B]``.  After every
+           architecture step, with LAT the predicted latency of the current
+           argmax network,
+           ``lambda <- max(0, lambda + eta * (LAT - (1 - m) B) / S)`` and
+           ``lambda_low <- max(0, lambda_low + eta * ((low + m) B - LAT) / S)``.
+           lambda grows while the network that would be derived is above the
+           band, lambda_low while it is below; inside both shrink to 0 and
+           the cross-entropy alone moves alpha.  So the search settles inside
+           the band without hand-tuning (the default; ``low = 0`` is the
+           one-sided constraint ``LAT <= B``).  The margin ``m`` aims the
+           multipliers a little inside the band, because the argmax network
+           moves in steps of one choice and hovers around where it is aimed.
+           ``S`` (``span_ms``) is the latency span one unit of lambda stands
+           for: the search uses the space's range on the table (largest minus
+           smallest network), so that eta means the same on a table whose
+           networks differ by 20 % (a host CPU) as on one where they differ by
+           a factor of two; by default it is B.
 """
 
 from __future__ import annotations
@@ -43,6 +54,19 @@ class LatencyLoss:
     eta: float = 0.5
     fbnet_a: float = 0.2
     fbnet_b: float = 0.6
+    #: lower edge of the band of ``auto`` as a fraction of the budget (0: no lower edge)
+    low: float = 0.0
+    #: the multiplier of the lower edge (``auto``)
+    lam_low: float = 0.0
+    #: ``auto``: the latency span that one unit of lambda stands for (default: the budget)
+    span_ms: float | None = None
+    #: ``auto``: how far inside the band the dual ascent aims, as a fraction of the budget
+    margin: float = 0.0
+    #: ``auto``: proportional term of each multiplier (0: pure dual ascent)
+    kp: float = 0.0
+    #: ``auto``: the last errors of the two edges (in spans; positive: outside that edge)
+    err: float = 0.0
+    err_low: float = 0.0
 
     def __post_init__(self):
         if self.kind not in LOSS_KINDS:
@@ -54,6 +78,10 @@ class LatencyLoss:
     def scale(self) -> float:
         return float(self.budget_ms or 1.0)
 
+    @property
+    def span(self) -> float:
+        return float(self.span_ms or self.scale)
+
     def __call__(self, ce: torch.Tensor, lat_ms: torch.Tensor) -> torch.Tensor:
         r = lat_ms / self.scale
         if self.kind == "eq13":
@@ -61,18 +89,35 @@ class LatencyLoss:
         if self.kind == "budget":
             return ce + self.lam * torch.relu(r - 1.0)
         if self.kind == "auto":
-            return ce + self.lam * (r - 1.0)
+            return ce + self.net_lam * (lat_ms - self.scale) / self.span
         # fbnet: CE * a * log(LAT)^b; LAT in ms can be < 1, so shift by e to keep log > 1
         return ce * self.fbnet_a * torch.log(lat_ms + math.e) ** self.fbnet_b
 
     def update(self, lat_ms: float) -> float:
         """Dual ascent step for ``auto`` (no-op for the others). Returns lambda."""
         if self.kind == "auto":
-            self.lam = max(0.0, self.lam + self.eta * (float(lat_ms) / self.scale - 1.0))
+            lat, b = float(lat_ms), self.scale
+            self.err = (lat - (1.0 - self.margin) * b) / self.span
+            self.lam = max(0.0, self.lam + self.eta * self.err)
+            if self.low > 0:
+                self.err_low = ((self.low + self.margin) * b - lat) / self.span
+                self.lam_low = max(0.0, self.lam_low + self.eta * self.err_low)
         return self.lam
 
+    @property
+    def net_lam(self) -> float:
+        """The weight of the latency term now (``auto``: of ``(E[LAT] - B) / S``; negative: pushed to larger networks)."""
+        if self.kind != "auto":
+            return self.lam
+        hi = max(0.0, self.lam + self.kp * self.err)
+        lo = max(0.0, self.lam_low + self.kp * self.err_low) if self.low > 0 else 0.0
+        return hi - lo
+
     def state_dict(self) -> dict:
-        return {"kind": self.kind, "lam": self.lam, "budget_ms": self.budget_ms, "eta": self.eta}
+        return {"kind": self.kind, "lam": self.lam, "lam_low": self.lam_low, "budget_ms": self.budget_ms, "eta": self.eta, "low": self.low,
+                "err": self.err, "err_low": self.err_low}
 
     def load_state_dict(self, d: dict) -> None:
         self.lam = float(d["lam"])
+        self.lam_low = float(d.get("lam_low", 0.0))
+        self.err, self.err_low = float(d.get("err", 0.0)), float(d.get("err_low", 0.0))
