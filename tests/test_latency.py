@@ -334,7 +334,7 @@ def test_measure_latency_times_the_fused_network(monkeypatch):
 
     timed = {}
     real = measure.time_onnx
-    monkeypatch.setattr(measure, "time_onnx", lambda models, timing: timed.update(models) or real(models, timing))
+    monkeypatch.setattr(measure, "time_onnx", lambda models, timing, **kw: timed.update(models) or real(models, timing, **kw))
     net = randomize_bn(build_model(parse_arch(MICRO_SPACE.replace("ir_k3.5_e2_c16_s2", "ir_k3.5_e2_c16_s2_acb")).largest(), 4)).eval()
     ms = measure_latency(net, 16, threads=1, repeats=5, rounds=1)
     assert 0 < ms < 100

@@ -237,6 +237,10 @@ class _Search:
         workers = getattr(data, "workers", None)
         self.w_loaders = self._loaders(w_idx, "weight-batches", workers, shards)
         self.a_loaders = self._loaders(a_idx, "arch-batches", workers, shards)
+        if self.a_loaders[0].rounds < 1:  # a small architecture split: its last, partial batch too (the alpha steps cycle them)
+            self.a_loaders = self._loaders(a_idx, "arch-batches", workers, shards, drop_last=False)
+        if self.a_loaders[0].rounds < 1:  # fewer batches than shards: every path cycles the whole split
+            self.a_loaders = self._loaders(a_idx, "arch-batches", workers, [0] * len(shards), drop_last=False, n_shards=1)
         self.val_loader = make_loader(self.data, "val", 256, False, workers=workers, device=self.hw.device) if self.main else None
         self.steps_per_epoch = self.w_loaders[0].rounds  # the same on every rank
         if self.steps_per_epoch < 1 or self.a_loaders[0].rounds < 1:
@@ -247,7 +251,7 @@ class _Search:
         self.names = [n for n, _ in base.named_choices()]
         self.settled: dict | None = None  # alpha of the final epoch's last in-band step (settle)
 
-    def _loaders(self, indices, purpose: str, workers, shards: list[int]) -> list:
+    def _loaders(self, indices, purpose: str, workers, shards: list[int], drop_last: bool | None = None, n_shards: int | None = None) -> list:
         """One loader per local path.
 
         ``dealt``: the epoch's batches are dealt out over every path (and, under
@@ -258,13 +262,14 @@ class _Search:
         cfg, dev = self.cfg, self.hw.device
 
         def make(shard):
-            return make_loader(self.data, "train", cfg.batch_size, True, indices, derive(self.seed, purpose), workers, shard=shard, device=dev)
+            return make_loader(self.data, "train", cfg.batch_size, True, indices, derive(self.seed, purpose), workers, drop_last=drop_last,
+                               shard=shard, device=dev)
 
         if cfg.path_batches == "shared":
             if self.dist is None:
                 return [make((0, 1))] * len(self.local)  # the same object: one batch per step, fetched once
             return [make((self.layout.dp_rank, self.layout.dp))]
-        return [make((r, self.n_shards)) for r in shards]
+        return [make((r, n_shards or self.n_shards)) for r in shards]
 
     def _apply_masks(self, net) -> None:
         if getattr(self.latency, "policy", "fallback") != "mask":
