@@ -108,7 +108,24 @@ def test_dual_ascent_moves_lambda_by_the_constraint_and_only_for_auto():
         assert LatencyLoss(kind, 0.7, 2.0).update(100.0) == 0.7
     other = LatencyLoss("auto", 0.0, 2.0)
     other.load_state_dict(auto.state_dict())
-    assert other.lam == auto.lam and auto.state_dict() == {"kind": "auto", "lam": auto.lam, "budget_ms": 2.0, "eta": 0.25}
+    assert (other.lam, other.lam_low, other.err, other.err_low) == (auto.lam, auto.lam_low, auto.err, auto.err_low)  # the state, not the settings
+    assert auto.state_dict() == {"kind": "auto", "lam": auto.lam, "budget_ms": 2.0, "eta": 0.25, "lam_low": 0.0, "low": 0.0,
+                                 "err": -1.0, "err_low": 0.0}
+
+
+def test_band_dual_ascent_moves_both_multipliers_by_their_edges_in_units_of_the_span():
+    """auto with a band [low B, B]: lam rises above (1 - m) B, lam_low below (low + m) B, errors in spans; net = hi - lo."""
+    B, S, m, eta, kp, low = 2.0, 4.0, 0.025, 0.5, 0.3, 0.9
+    f = LatencyLoss("auto", 0.0, B, eta=eta, low=low, span_ms=S, margin=m, kp=kp)
+    lam = lam_low = 0.0
+    for lat in (3.0, 2.5, 1.0, 1.2, 1.9):
+        err, err_low = (lat - (1 - m) * B) / S, ((low + m) * B - lat) / S
+        lam, lam_low = max(0.0, lam + eta * err), max(0.0, lam_low + eta * err_low)
+        assert f.update(lat) == pytest.approx(lam) and f.lam_low == pytest.approx(lam_low)
+        net = max(0.0, lam + kp * err) - max(0.0, lam_low + kp * err_low)
+        assert f.net_lam == pytest.approx(net)
+        ce, L = torch.tensor(0.8), torch.tensor(1.5)
+        assert float(f(ce, L)) == pytest.approx(0.8 + net * (1.5 - B) / S)
 
 
 def test_loss_errors_name_the_problem():

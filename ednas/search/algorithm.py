@@ -381,8 +381,7 @@ class _Search:
         Returns (CE, E[LAT]), NaN when the step was skipped.
         """
         net.train()
-        with torch.no_grad():
-            sample_choices(net.choices(), tau, self.cfg.hard, gen)
+        sample_choices(net.choices(), tau, self.cfg.hard, gen)  # with the graph: the gradient reaches alpha through g
         self.guard.before(net)
         with self.hw.autocast():
             logits = net(x)
