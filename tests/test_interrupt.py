@@ -1,4 +1,4 @@
-"""SIGTERM to a running ``ednas search`` and ``ednas run`` (real processes): exit 143, resume, same result.
+"""SIGTERM and SIGINT to a running ``ednas search``, ``train``, ``run`` and ``lut build`` (real processes): exit 143 / 130, resume, same result.
 
 A scheduler (SLURM, Kubernetes) stops a job with SIGTERM; a person with
 Ctrl-C (SIGINT).  Each test starts the command as a user would, waits for
@@ -37,8 +37,8 @@ def _run(argv, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(_cmd(*argv), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _terminate_after(argv, marker: Path, timeout=600) -> tuple[int, str]:
-    """Start ``argv``, send SIGTERM as soon as ``marker`` exists; return (exit status, stderr)."""
+def _terminate_after(argv, marker: Path, timeout=600, sig=signal.SIGTERM) -> tuple[int, str]:
+    """Start ``argv``, send ``sig`` (SIGTERM) as soon as ``marker`` exists; return (exit status, stderr)."""
     p = subprocess.Popen(_cmd(*argv), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not marker.exists():
@@ -49,7 +49,7 @@ def _terminate_after(argv, marker: Path, timeout=600) -> tuple[int, str]:
             pytest.fail(f"{marker} never appeared")
         time.sleep(0.02)
     if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(sig)
     _, err = p.communicate(timeout=timeout)
     return p.returncode, err
 
@@ -100,3 +100,40 @@ def test_sigterm_during_run_then_rerun_equals_uninterrupted(tmp_path):
     assert a["arch"] == b["arch"]
     _assert_same(_state(tmp_path / "ref" / "search" / "supernet.pt"), _state(cut / "search" / "supernet.pt"))
     _assert_same(load_model(tmp_path / "ref" / "train" / "model.pt")[0].state_dict(), load_model(cut / "train" / "model.pt")[0].state_dict())
+
+
+def test_sigint_during_training_then_resume_equals_uninterrupted(tmp_path):
+    """Ctrl-C: exit 130 and the resume line; --resume ends with the weights of an uninterrupted training."""
+    arch = "stem_k11_m1_c8_s1 | ir_k5_e2_c8 | ir_k3_e2_c16_s2 ir_k5_e2_c16 | head_c16"
+    argv = ["train", "--data", DATA, "--arch", arch, "--epochs", "4", "--batch-size", "16", "--threads", "1", "--no-progress",
+            "--no-tensorboard"]
+    ref = _run([argv[0], "--out", str(tmp_path / "ref"), *argv[1:]])
+    assert ref.returncode == 0, ref.stderr
+    cut = tmp_path / "cut"
+    rc, err = _terminate_after([argv[0], "--out", str(cut), *argv[1:]], cut / "checkpoint.pt", sig=signal.SIGINT)
+    assert rc == 130, err
+    assert "ednas: interrupted by SIGINT" in err and "rerun the same command with --resume" in err, err
+    assert not (cut / "model.pt").exists()
+    res = _run([argv[0], "--out", str(cut), *argv[1:], "--resume"])
+    assert res.returncode == 0, res.stderr
+    _assert_same(load_model(tmp_path / "ref" / "model.pt")[0].state_dict(), load_model(cut / "model.pt")[0].state_dict())
+
+
+def test_interrupted_lut_build_keeps_its_operators_and_the_rerun_measures_only_the_rest(tmp_path):
+    """SIGTERM during ``lut build``: exit 143, a whole table of the operators measured so far; the rerun keeps them and adds the rest."""
+    from ednas.latency.table import load_table
+
+    out = tmp_path / "t.json"
+    argv = ["lut", "build", "--target", "host-ort", "--space", SPACE, "--input-size", "16", "--num-classes", "4", "--out", str(out),
+            "--warmup", "1", "--repeats", "5", "--rounds", "1", "--fit-archs", "0", "--no-progress"]
+    rc, err = _terminate_after(argv, out)
+    assert rc == 143, err
+    assert "ednas: interrupted by SIGTERM" in err and "the operators measured so far are kept" in err, err
+    part = load_table(out)  # whole: it loads, checksum and all
+    assert 0 < len(part.entries)
+    res = _run(argv)
+    assert res.returncode == 0, res.stderr
+    full = load_table(out)
+    assert len(full.entries) > len(part.entries)  # the build was cut short, and the rerun measured what was missing
+    for key, entry in part.entries.items():  # what was measured is kept, not measured again (ms is rescaled to the table's speed)
+        assert (full.entries[key]["raw_ms"], full.entries[key]["ref_ms"]) == (entry["raw_ms"], entry["ref_ms"])
