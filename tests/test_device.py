@@ -103,3 +103,45 @@ def test_folder_augmentation_is_seeded_per_image_whatever_the_workers(tmp_path):
         assert torch.equal(x, torch.cat([x0, x1])) and torch.equal(y, torch.cat([y0, y1]))
     whole.set_epoch(3)
     assert not torch.equal(next(iter(whole))[0], batches[0][0][0])  # another epoch, other crops
+
+
+class _SlowBatches:
+    """A training loader whose every batch takes ``delay`` seconds to arrive (a slow disk or decoder)."""
+
+    def __init__(self, loader, delay: float):
+        self._loader, self._delay = loader, delay
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def __len__(self):
+        return len(self._loader)
+
+    def __iter__(self):
+        import time
+
+        for batch in self._loader:
+            time.sleep(self._delay)
+            yield batch
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_data_wait_share_is_the_share_of_step_time_spent_waiting_for_batches(tmp_path, monkeypatch, delay):
+    """A loader that makes each batch wait 300 ms (steps of a few ms) shows up as most of the time; an in-memory one does not."""
+    import ednas.train.trainer as trainer
+    from ednas.train.trainer import TrainConfig, train
+
+    real = trainer.make_loader
+
+    def loader(data, split, *a, **k):
+        l = real(data, split, *a, **k)
+        return _SlowBatches(l, delay) if split == "train" and delay else l
+
+    monkeypatch.setattr(trainer, "make_loader", loader)
+    m = train(TrainConfig(epochs=1, batch_size=16), tmp_path, arch="stem_k11_m1_c8_s1 | ir_k3_e2_c8 | head_c16",
+              data=load_data("synthetic:classes=4,n=160,size=16"), progress=False, tensorboard=False)
+    share = m["data_wait_share"]
+    if delay:
+        assert share > 0.5, share
+    else:
+        assert share < 0.3, share
