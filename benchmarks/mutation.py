@@ -37,6 +37,12 @@ timeout; the surviving mutants with their diffs).
     python benchmarks/mutation.py                 # everything (hours on a busy 2-core machine)
     python benchmarks/mutation.py --quick         # search/loss.py only (minutes): proves the set-up
     python benchmarks/mutation.py --modules search/gumbel.py search/feedback.py
+    python benchmarks/mutation.py --time-limit 3600   # stop starting chunks after an hour; report what was checked
+
+Mutants are run in a seeded random order (``--order-seed``), so that the
+ones checked when a ``--time-limit`` stops the run are a random sample of
+the rest: the score is then over the mutants checked, with a 95 % Wilson
+interval, and the number not checked is reported beside it.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ import argparse
 import glob
 import hashlib
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -166,6 +174,8 @@ def main() -> None:
     ap.add_argument("--max-children", type=int, default=2, help="mutants run in parallel")
     ap.add_argument("--fresh", action="store_true", help="discard earlier results in --work and start afresh")
     ap.add_argument("--name", default=None, help="result name (default: mutation, or mutation_quick)")
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds after which no new chunk is started (the rest: not checked)")
+    ap.add_argument("--order-seed", type=int, default=0, help="seed of the random order the mutants are run in")
     args = ap.parse_args()
     modules = ["search/loss.py"] if args.quick else (args.modules or list(MODULES))
     bad = [m for m in modules if m not in MODULES]
@@ -178,9 +188,13 @@ def main() -> None:
         print("generating mutants and running the tests once to map them to functions ...", flush=True)
         _mutmut(work, "run", "--max-children", str(args.max_children), "zzz-generate-only", quiet=True)
     pending = sorted(n for n, code in _results(work).items() if code is None and _counted(n, modules))
+    random.Random(args.order_seed).shuffle(pending)  # any prefix is a random sample of what was left
     total = sum(1 for n in _results(work) if _counted(n, modules))
     print(f"{total} mutants counted, {len(pending)} still to run", flush=True)
     for i in range(0, len(pending), args.chunk):
+        if args.time_limit is not None and time.time() - t0 > args.time_limit:
+            print(f"time limit of {args.time_limit:.0f} s reached: {len(pending) - i} mutants not checked", flush=True)
+            break
         chunk = pending[i : i + args.chunk]
         t = time.time()
         _mutmut(work, "run", "--max-children", str(args.max_children), *chunk)
@@ -202,19 +216,33 @@ def main() -> None:
         checked = d["mutants"] - d.get("not checked", 0) - d.get("skipped", 0)
         return round(100.0 * (d.get("killed", 0) + d.get("timeout", 0)) / checked, 1) if checked else None
 
+    def wilson(d: dict) -> list[float] | None:
+        """95 % Wilson interval of the killed share (percent), treating the checked mutants as a sample."""
+        n = d["mutants"] - d.get("not checked", 0) - d.get("skipped", 0)
+        if not n:
+            return None
+        p, z = (d.get("killed", 0) + d.get("timeout", 0)) / n, 1.96
+        c, h = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return [round(100 * (c - h), 1), round(100 * (c + h), 1)]
+
     for d in per.values():
         d["killed_pct"] = score(d)
+        d["killed_pct_95ci"] = wilson(d)
     overall: dict = {"mutants": len(res)}
     for d in per.values():
         for k, v in d.items():
-            if k not in ("mutants", "killed_pct"):
+            if k not in ("mutants", "killed_pct", "killed_pct_95ci"):
                 overall[k] = overall.get(k, 0) + v
     overall["killed_pct"] = score(overall)
+    overall["killed_pct_95ci"] = wilson(overall)
     write_result(args.name or ("mutation_quick" if args.quick else "mutation"), {
         "tool": "mutmut " + subprocess.run([sys.executable, "-m", "pip", "show", "mutmut"], capture_output=True, text=True).stdout.split("Version: ")[-1].split()[0],
         "modules": {m: MODULES[m] for m in modules},
         "tests": TESTS,
-        "score": "killed (a timeout counts as killed) / checked; a mutant no test reaches counts as not killed",
+        "score": "killed (a timeout counts as killed) / checked; a mutant no test reaches counts as not killed; mutants not checked "
+                 "(a --time-limit stopped the run) are left out, and were a random sample of the rest (seeded order)",
+        "time_limit_s": args.time_limit,
+        "order_seed": args.order_seed,
         "overall": overall,
         "per_module": per,
         "survivors": survivors,
