@@ -80,6 +80,9 @@ def main(argv=None) -> int:
     p.add_argument("--core", type=int, default=0, help="core the competitor is pinned to")
     p.add_argument("--quick", action="store_true", help="12 networks, short rounds, one statistic unless --stats: proves the script runs")
     p.add_argument("--out", default="lut_busy")
+    p.add_argument("--same-core", action="store_true",
+                   help="busy phase: pin this process to the competitor's core too (the timed runs then share a core with it, "
+                        "as on a machine whose every core is busy)")
     args = p.parse_args(argv)
     if args.quick:
         args.stats, args.archs, args.rounds = args.stats or ["median"], 12, 5
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
     ncls = 1000 if args.space == "imagenet" else 10
     result = {"what": "host-ort table built on the machine as it is, validated as it is and beside a CPU-bound competitor on one core",
               "space": args.space, "dtype": args.dtype, "archs": args.archs, "rounds": args.rounds, "quick": args.quick,
-              "competitor": COMPETITOR, "competitor_core": args.core, "cpus": os.cpu_count(), "command": " ".join(sys.argv), "runs": {}}
+              "competitor": COMPETITOR, "competitor_core": args.core, "same_core": args.same_core, "cpus": os.cpu_count(), "command": " ".join(sys.argv), "runs": {}}
     t_all = time.time()
     tables = Path(tempfile.mkdtemp(prefix="ednas-lut-busy-"))
     for stat in args.stats:
@@ -105,6 +108,9 @@ def main(argv=None) -> int:
         timing = Timing(threads=1, warmup=10, repeats=20, rounds=args.rounds, stat=stat)
         for phase in ("quiet", "busy"):
             comp = start_competitor(args.core) if phase == "busy" else None
+            cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+            if comp is not None and args.same_core and cpus is not None:
+                os.sched_setaffinity(0, {args.core})
             try:
                 load = [round(x, 2) for x in os.getloadavg()]
                 t0 = time.time()
@@ -112,6 +118,8 @@ def main(argv=None) -> int:
                 res["validate_s"], res["load_before"] = round(time.time() - t0, 1), load
             finally:
                 stop(comp)
+                if cpus is not None:
+                    os.sched_setaffinity(0, cpus)
             run[phase] = _short(res)
             print(f"{stat} {phase}: MAPE {res['mape']:.2f} % (raw {res['mape_raw']:.2f} %), Spearman {res['spearman']:.3f} "
                   f"(raw {res['spearman_raw']:.3f}), reference x{res['reference'].get('ratio')}, drift {res['drift']}", flush=True)
