@@ -147,7 +147,9 @@ def _search_steps(space, size, batch, n, hw, dist, world, paths):
 
     shards = max(world, paths)
     # the weight split (80 %) holds n batches for every shard, the architecture split at least as many
-    data_cfg = DataConfig(spec=f"synthetic:classes=10,n={int(batch * shards * n / 0.8) + batch * shards},size={size}")
+    # (at least 20 images per class: the splits are stratified)
+    images = max(int(batch * shards * n / 0.8) + batch * shards, 200)
+    data_cfg = DataConfig(spec=f"synthetic:classes=10,n={images},size={size}")
     ctx = RunContext(data=data_cfg, space=space.format(), latency=LatencyConfig(target="tda2x", budget_frac=0.5))
     cfg = resolve_config(SearchConfig, dict(epochs=2, arch_warmup_epochs=0, batch_size=batch, paths=paths, measure=False))
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,8 +157,8 @@ def _search_steps(space, size, batch, n, hw, dist, world, paths):
         stamps = []
         update = s._update_lambda
 
-        def stamped():  # the last call of an iteration: the time between two calls is one iteration
-            update()
+        def stamped(*args, **kwargs):  # the last call of an iteration: the time between two calls is one iteration
+            update(*args, **kwargs)
             _sync(hw)
             stamps.append(time.perf_counter())
 
@@ -242,7 +244,7 @@ def main() -> None:
     else:
         gpu = {"skipped": f"no CUDA device here (torch {torch.__version__}, torch.cuda.is_available() is False); "
                           "the GPU section runs the same steps on cuda when there is one"}
-    write_result("scale", {"quick": a.quick, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds, "cpu": cpu, "gpu": gpu,
+    write_result("scale_quick" if a.quick else "scale", {"quick": a.quick, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds, "cpu": cpu, "gpu": gpu,
                            "wall_s": time.time() - t_start, "command": " ".join(["python", "benchmarks/scale.py", *sys.argv[1:]])})
 
 
