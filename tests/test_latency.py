@@ -128,6 +128,17 @@ def test_expected_with_one_hot_g_equals_predict():
         assert float(e) == pytest.approx(lm.predict(picks), rel=1e-6)
 
 
+def test_expected_latency_takes_the_supernets_dtype():
+    sp = parse_arch(TINY_SPACE)
+    lm = LatencyModel(sp, 32, 10, synthetic_table(sp, constant_ms=0.25))
+    net = build_supernet(sp, 10)
+    e32 = lm.expected(net)
+    e64 = lm.expected(net.double())
+    assert e32.dtype == torch.float32 and e64.dtype == torch.float64
+    assert float(e64) == pytest.approx(float(e32), rel=1e-6)
+    assert float(e64) > 0.25  # the constant plus every layer's expected cost
+
+
 def test_expected_gradient_equals_finite_difference():
     torch.manual_seed(0)
     sp = parse_arch(TINY_SPACE)

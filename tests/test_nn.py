@@ -190,3 +190,16 @@ def test_presets_build_and_run(name, size):
     net = build_supernet(name, 10).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, size, size)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_conv_bn_act_is_a_pointwise_conv_then_bn_then_relu_by_default(relu):
+    torch.manual_seed(0)
+    m = randomize_bn(ConvBNAct(4, 6, relu=relu)).eval()
+    assert m.conv.kernel_size == (1, 1) and m.conv.bias is None  # pointwise by default, the bias is BN's
+    x = torch.randn(2, 4, 5, 5)
+    y = F.batch_norm(F.conv2d(x, m.conv.weight), m.bn.running_mean, m.bn.running_var, m.bn.weight, m.bn.bias, False, 0.0, m.bn.eps)
+    out = m(x)
+    assert torch.allclose(out, F.relu(y) if relu else y, atol=1e-6)
+    assert bool((out < 0).any()) != relu  # the ReLU is there exactly when asked for
+    assert torch.allclose(fuse(m)(x), out, atol=1e-5)

@@ -93,6 +93,7 @@ def test_tau_schedule():
     ratios = [taus[i + 1] / taus[i] for i in range(9)]
     assert all(r == pytest.approx(ratios[0]) for r in ratios) and ratios[0] < 1  # exponential decay per epoch
     assert tau_at(0, 1, 1.5, 0.1) == 1.5
+    assert tau_at(1, 2, 1.5, 0.1) == pytest.approx(0.1) and tau_at(5, 2, 1.5, 0.1) == pytest.approx(0.1)  # two epochs: both ends
 
 
 def test_losses():
