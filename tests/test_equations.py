@@ -258,3 +258,22 @@ def test_centred_masks_and_the_mixed_weight_of_eq9():
     for bad in ((2, 3), (0, 3), (-1,)):
         with pytest.raises(ValueError, match="odd and positive"):
             MetaKernelConv(4, bad)
+
+
+def test_the_band_state_of_the_latency_loss_round_trips_through_a_checkpoint():
+    # a resumed search must continue the dual ascent where it stopped: both multipliers and both errors
+    kw = dict(kind="auto", lam=0.0, budget_ms=2.0, eta=0.5, low=0.9, kp=0.5, span_ms=0.5)
+    a = LatencyLoss(**kw)
+    for lat in (2.6, 1.5):  # over the budget, then under the band's lower edge
+        a.update(lat)
+    assert a.lam > 0 and a.lam_low > 0 and a.err < 0 and a.err_low > 0
+    b = LatencyLoss(**kw)
+    b.load_state_dict(a.state_dict())
+    assert (b.lam, b.lam_low, b.err, b.err_low, b.net_lam) == (a.lam, a.lam_low, a.err, a.err_low, a.net_lam)
+    ce, lat = torch.tensor(1.0), torch.tensor(1.7)
+    assert float(b(ce, lat)) == float(a(ce, lat))
+    assert b.update(1.9) == a.update(1.9) and b.lam_low == a.lam_low
+    # a checkpoint written before the band existed holds lambda alone: the band starts at rest
+    c = LatencyLoss(**kw)
+    c.load_state_dict({"lam": 0.3})
+    assert (c.lam, c.lam_low, c.err, c.err_low) == (0.3, 0.0, 0.0, 0.0)
