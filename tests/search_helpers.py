@@ -1,5 +1,6 @@
 """A synthetic latency model with a known cost per candidate, implementing LatencyModel's interface."""
 
+import copy
 import itertools
 
 import torch
@@ -129,3 +130,23 @@ def wide_pattern_data(n: int = 384, size: int = 24, gap: int = 6, seed: int = 0)
     return DataSet(name="wide-pattern", spec=f"wide-pattern:n={n},size={size},gap={gap},seed={seed}", num_classes=2,
                    classes=["side by side", "one above the other"], input_size=size, mean=(0.05,) * 3, std=(0.1,) * 3,
                    augment="padcrop", splits=splits)
+
+
+def diverged_paths(make, n=3, seed=0):
+    """``n`` copies of ``make()``, each moved apart and given optimizer state (SGD momentum, Adam on alpha): paths to merge."""
+    torch.manual_seed(seed)
+    base = make()
+    paths = [base] + [copy.deepcopy(base) for _ in range(n - 1)]
+    opts = []
+    for i, p in enumerate(paths):  # make them differ, with optimizer state
+        torch.manual_seed(100 + i)
+        with torch.no_grad():
+            for t in p.parameters():
+                t.add_(0.1 * torch.randn_like(t))
+        o = torch.optim.SGD(p.weight_parameters(), lr=0.1, momentum=0.9)
+        a = torch.optim.Adam(p.arch_parameters(), lr=0.1)
+        p(torch.randn(2, 3, 32, 32)).pow(2).sum().backward()
+        o.step()
+        a.step()
+        opts.append([o, a])
+    return paths, opts

@@ -18,7 +18,7 @@ from ednas.search import FeedbackBlock, LatencyLoss, betas, fit_budget, sample_i
 from ednas.search.algorithm import _Search
 from ednas.seeds import derive
 from tests.conftest import TINY_SPACE
-from tests.search_helpers import SYNTH, SyntheticLatency, make_search, run_search, wide_pattern_data
+from tests.search_helpers import SYNTH, SyntheticLatency, diverged_paths, make_search, run_search, wide_pattern_data
 
 
 def test_beta_follows_the_formula():
@@ -39,22 +39,7 @@ def test_beta_guards():
 
 
 def _paths(merge, n=3, seed=0):
-    torch.manual_seed(seed)
-    base = build_supernet(TINY_SPACE, 4)
-    paths = [base] + [copy.deepcopy(base) for _ in range(n - 1)]
-    opts = []
-    for i, p in enumerate(paths):  # make them differ, with optimizer state
-        torch.manual_seed(100 + i)
-        with torch.no_grad():
-            for t in p.parameters():
-                t.add_(0.1 * torch.randn_like(t))
-        o = torch.optim.SGD(p.weight_parameters(), lr=0.1, momentum=0.9)
-        a = torch.optim.Adam(p.arch_parameters(), lr=0.1)
-        p(torch.randn(2, 3, 32, 32)).pow(2).sum().backward()
-        o.step()
-        a.step()
-        opts.append([o, a])
-    return paths, opts
+    return diverged_paths(lambda: build_supernet(TINY_SPACE, 4), n, seed)
 
 
 @pytest.mark.parametrize("merge", ["kernels", "kernels+alpha", "all"])

@@ -19,6 +19,7 @@ from ednas.nn import InvertedResidual, SearchableBlock
 from ednas.search import FeedbackBlock, layer_probs
 from ednas.search.feedback import merged_names
 from tests.conftest import TINY_SPACE
+from tests.search_helpers import diverged_paths
 
 KINDS = ["metakernel", "darts", "fbnet"]
 
@@ -117,22 +118,7 @@ def test_dw_kernels_are_exactly_the_depthwise_parameters_of_each_kind(kind):
 
 
 def _paths(make, n=3):
-    torch.manual_seed(0)
-    base = make()
-    paths = [base] + [copy.deepcopy(base) for _ in range(n - 1)]
-    opts = []
-    for i, p in enumerate(paths):  # make them differ, with optimizer state
-        torch.manual_seed(100 + i)
-        with torch.no_grad():
-            for t in p.parameters():
-                t.add_(0.1 * torch.randn_like(t))
-        o = torch.optim.SGD(p.weight_parameters(), lr=0.1, momentum=0.9)
-        a = torch.optim.Adam(p.arch_parameters(), lr=0.1)
-        p(torch.randn(2, 3, 32, 32)).pow(2).sum().backward()
-        o.step()
-        a.step()
-        opts.append([o, a])
-    return paths, opts
+    return diverged_paths(make, n)
 
 
 def _check_merge(paths, opts, merge, expect_names):
