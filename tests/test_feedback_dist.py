@@ -18,8 +18,14 @@ import pytest
 import torch
 import torch.distributed as tdist
 
+from ednas.nn.build import build_supernet
 from ednas.search.feedback import FeedbackBlock, betas
-from tests.test_search import _paths
+from tests.conftest import TINY_SPACE
+from tests.search_helpers import diverged_paths
+
+
+def _paths(n=3):
+    return diverged_paths(lambda: build_supernet(TINY_SPACE, 4), n)
 
 
 class _Collective:
@@ -56,13 +62,16 @@ class _Collective:
                 errors.append(e)
                 self.barrier.abort()
 
-        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.world)]
+        threads = [threading.Thread(target=target, args=(r,), daemon=True) for r in range(self.world)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(30)
+            t.join(10)
         if errors:
             raise errors[0]
+        if any(t.is_alive() for t in threads):  # ranks disagreeing on the collectives they call wait forever
+            self.barrier.abort()
+            raise AssertionError("a rank is still waiting in a collective: the ranks did not call the same all-reduces")
         return out
 
 
@@ -75,7 +84,7 @@ def _state(path, opts, names):
 
 @pytest.mark.parametrize("merge", ["kernels", "kernels+alpha", "all"])
 def test_distributed_merge_equals_the_merge_of_the_same_paths_in_one_process(merge, monkeypatch):
-    paths, opts = _paths(merge)
+    paths, opts = _paths()
     local_paths, local_opts = copy.deepcopy((paths, opts))
     before = {n: t.clone() for n, t in paths[1].state_dict().items()}
     losses = [0.4, 1.3, 0.9]
@@ -103,7 +112,7 @@ def test_distributed_merge_equals_the_merge_of_the_same_paths_in_one_process(mer
 
 @pytest.mark.parametrize("where", ["one process", "one path per rank"])
 def test_a_left_out_paths_non_finite_tensors_do_not_reach_the_merge(where, monkeypatch):
-    paths, opts = _paths("all")
+    paths, opts = _paths()
     with torch.no_grad():  # the diverged path: its loss is NaN and so are its weights
         for t in paths[2].parameters():
             t.fill_(float("nan"))
@@ -122,7 +131,7 @@ def test_a_left_out_paths_non_finite_tensors_do_not_reach_the_merge(where, monke
 
 
 def test_no_usable_loss_leaves_every_rank_as_it_was(monkeypatch):
-    paths, opts = _paths("all")
+    paths, opts = _paths()
     before = [copy.deepcopy(p.state_dict()) for p in paths]
     coll = _Collective(3)
     coll.install(monkeypatch)
@@ -134,6 +143,6 @@ def test_no_usable_loss_leaves_every_rank_as_it_was(monkeypatch):
 
 
 def test_a_group_holds_one_path_per_rank():
-    paths, _ = _paths("all", n=2)
+    paths, _ = _paths(n=2)
     with pytest.raises(ValueError, match="one path"):
         FeedbackBlock(paths, "all", group=object())
