@@ -351,7 +351,9 @@ def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xla
     ax.set_ylabel(ylabel, fontsize=9)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    if other or len(front) > 1:
+    if len(other) > 4:  # many kinds: the legend beside the axes, where it hides no point
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    elif other or len(front) > 1:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     place_labels(ax, [(p["latency_ms"], p["top1"]) for p in pts], [str(p.get("label", "")) for p in pts])
