@@ -266,22 +266,27 @@ def _mean(vals):
     return statistics.fmean(vals) if vals else None
 
 
+def _pairs(rs: list, method: str) -> list[tuple[dict, dict]]:
+    """(ednas row, ``method`` row) of the same budget and seed."""
+    ednas = {(r["budget_ms"], r["seed"]): r for r in rs if r["method"] == "ednas"}
+    return [(ednas[k], r) for r in rs if r["method"] == method and (k := (r["budget_ms"], r["seed"])) in ednas]
+
+
 def _vs(rs: list, B: float, other: str) -> tuple[str, bool | None]:
     """ednas against ``other`` at budget B: mean top-1 and measured latency over seeds, and the paired seed wins."""
-    e = [r for r in rs if r["budget_ms"] == B and r["method"] == "ednas"]
-    o = [r for r in rs if r["budget_ms"] == B and r["method"] == other]
-    if not e or not o:
+    pairs = [(e, o) for e, o in _pairs(rs, other) if e["budget_ms"] == B]
+    if not pairs:
         return "-", None
-    et, ot = _mean([r["top1"] for r in e]), _mean([r["top1"] for r in o])
-    el, ol = _mean([r["latency_ms_measured"] for r in e]), _mean([r["latency_ms_measured"] for r in o])
-    wins = sum(1 for r in e for q in o if q["seed"] == r["seed"] and r["top1"] >= q["top1"])
+    et, ot = _mean([e["top1"] for e, _ in pairs]), _mean([o["top1"] for _, o in pairs])
+    el, ol = _mean([e["latency_ms_measured"] for e, _ in pairs]), _mean([o["latency_ms_measured"] for _, o in pairs])
+    wins = sum(1 for e, o in pairs if e["top1"] >= o["top1"])
     met = et >= ot and el <= ol
     return (f"{et:.2f} vs {ot:.2f} % ({et - ot:+.2f}), {el:.4g} vs {ol:.4g} ms ({(el / ol - 1) * 100:+.1f} %), "
-            f"ednas ≥ in {wins}/{len(e)} seeds: {'met' if met else 'missed'}"), met
+            f"ednas ≥ in {wins}/{len(pairs)} seeds: {'met' if met else 'missed'}"), met
 
 
-def _targets(rs: list, det: list, key, budgets: list) -> list[str]:
-    """The issue's targets, computed from the rows (nothing typed in by hand)."""
+def _targets(rs: list, dmap: dict, key, budgets: list) -> list[str]:
+    """The issue's targets, computed from one data set's rows and their details (nothing typed in by hand)."""
     out = ["Targets, from the rows above (means over seeds; 'met' needs ednas's top-1 ≥ and its measured latency ≤ the other's):", "",
            "| target | budget | result |", "|---|---|---|"]
     for other, what in (("mobilenetv2", "ednas top-1 ≥ width-matched MobileNetV2 at ≤ latency"),
@@ -291,31 +296,19 @@ def _targets(rs: list, det: list, key, budgets: list) -> list[str]:
             txt, met = _vs(rs, B, other)
             if met is not None:
                 out.append(f"| {what} | B{bi} | {txt} |")
-    by = {key(r): r for r in rs}
-    ratios = []
-    for d in det:
-        if d["method"] != "fbnet":
-            continue
-        e = next((x for x in det if x["method"] == "ednas" and x["seed"] == d["seed"] and x["budget_ms"] == d["budget_ms"]), None)
-        if e and e.get("steps") == d.get("steps") and by.get(key(e)) and by.get(key(d)):
-            ratios.append(by[key(e)]["search_wall_s"] / by[key(d)]["search_wall_s"])
+    steps = lambda r: dmap.get(key(r), {}).get("steps")  # noqa: E731
+    ratios = [e["search_wall_s"] / f["search_wall_s"] for e, f in _pairs(rs, "fbnet") if steps(e) == steps(f)]
     if ratios:
         out.append(f"| ednas search wall ≤ 0.5 × multi-path, equal steps | all | ednas / fbnet = {_mean(ratios):.3f} "
                    f"(range {min(ratios):.3f}-{max(ratios):.3f}, {len(ratios)} pairs): {'met' if max(ratios) <= 0.5 else 'missed'} |")
     for m in SEARCHES:
-        g = [d for d in det if d["method"] == m and d.get("argmax_in_band") is not None]
+        g = [d for r in rs if r["method"] == m and (d := dmap.get(key(r), {})).get("argmax_in_band") is not None]
         if g:
             inb = sum(1 for d in g if d["argmax_in_band"])
             fits = sum(1 for d in g if d.get("n_fit_changes"))
             out.append(f"| argmax in [0.9 B, B] before repair | {m} | {inb}/{len(g)} in band; fit changed {fits}/{len(g)} networks |")
     for m in ("ednas-every4", "ednas-joint"):
-        diffs = []
-        for d in det:
-            if d["method"] != m:
-                continue
-            e = next((x for x in det if x["method"] == "ednas" and x["seed"] == d["seed"] and x["budget_ms"] == d["budget_ms"]), None)
-            if e and by.get(key(e)) and by.get(key(d)):
-                diffs.append(by[key(d)]["top1"] - by[key(e)]["top1"])
+        diffs = [r["top1"] - e["top1"] for e, r in _pairs(rs, m)]
         if diffs:
             out.append(f"| cheaper schedule, no loss in top-1 | {m} | top-1 − ednas top-1: mean {_mean(diffs):+.2f} points "
                        f"(range {min(diffs):+.2f} to {max(diffs):+.2f}, {len(diffs)} pairs) |")
@@ -383,7 +376,7 @@ def report(a) -> str:
             out.append(f"| {m} | {_ms(_mean([d.get('beta_spread') for d in ds_]))} | {ds_[0].get('steps')} | {ds_[0].get('arch_steps')} "
                        f"| {_ms(_mean([r['search_wall_s'] for r in rs if r['method'] == m]))} | {_ms(_mean(it))} |")
         out.append("")
-        out += _targets(rs, [d for d in det if d["dataset"] == ds], key, budgets)
+        out += _targets(rs, dmap, key, budgets)
         # the plot: means over seeds, one colour per method, labels B1..B3
         points = []
         for bi, B in enumerate(budgets, 1):
