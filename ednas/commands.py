@@ -10,6 +10,7 @@ the library functions with its objects.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,7 @@ def _resume(resume: bool, dist: DistInfo | None) -> bool:
 def search_command(cfg: SearchCommand) -> dict | None:
     """``ednas search``: the search's result (also in OUT/search.json); the CLI prints its :data:`HEADLINES`."""
     hw, dist = _start(cfg.threads, cfg.hardware)
-    try:
+    with dist or contextlib.nullcontext():  # leaves the process group (after a barrier unless failing)
         dtype, qopts = table_precision(cfg.latency)  # f32 on host-ort unless --latency-dtype says otherwise
         resume = _resume(cfg.resume, dist)
         check_resume(Path(cfg.out) / "checkpoint.pt", resume)  # before any measurement
@@ -177,9 +178,6 @@ def search_command(cfg: SearchCommand) -> dict | None:
         r = search(cfg.search, ctx.out, data=ctx.data, latency=ctx.latency_model(), budget=ctx.budget(), space=ctx.space,
                    timing=ctx.timing, seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard,
                    resume=resume, dist=dist, hardware=hw)
-    finally:
-        if dist is not None:
-            dist.close()
     return r or None  # None: a non-zero rank under torchrun
 
 
@@ -190,7 +188,7 @@ def train_command(cfg: TrainCommand) -> dict | None:
     the processes other than rank 0 return ``None``.
     """
     hw, dist = _start(cfg.threads, cfg.hardware)
-    try:
+    with dist or contextlib.nullcontext():  # leaves the process group (after a barrier unless failing)
         arch, _ = load_arch(cfg.arch)  # a malformed arch fails before the data is read
         ctx = RunContext(data=cfg.data, seed=cfg.seed, progress=cfg.progress, out=cfg.out)
         resume = _resume(cfg.resume, dist)
@@ -199,9 +197,6 @@ def train_command(cfg: TrainCommand) -> dict | None:
             save_config(cfg, ctx.out)
         return train(cfg.train, ctx.out, arch=arch, data=ctx.data, seed=cfg.seed, progress=cfg.progress,
                      tensorboard=cfg.tensorboard, resume=resume, hardware=hw, dist=dist)
-    finally:
-        if dist is not None:
-            dist.close()
 
 
 def export_command(cfg: ExportCommand) -> dict:

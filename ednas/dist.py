@@ -172,9 +172,23 @@ class DistInfo:
         if self.rank != 0:
             logging.getLogger("ednas").setLevel(logging.WARNING)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the group this module joined; ``wait``: first meet the other ranks at a barrier.
+
+        A rank that tears gloo down while a peer still talks to it can abort
+        the peer ("Connection closed by peer", SIGABRT at exit); after a
+        failure the peers may never arrive, so then it leaves at once.
+        """
         if self.owned and dist.is_initialized():
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
+
+    def __enter__(self) -> DistInfo:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(wait=exc_type is None)
 
 
 def init_from_env(device: torch.device | None = None) -> DistInfo | None:

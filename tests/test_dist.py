@@ -10,6 +10,7 @@ for training, :class:`_VirtualRanks` for the search): the loaders hand the D
 processes the parts of exactly that batch, with the same augmentation.
 """
 
+import contextlib
 import json
 import time
 
@@ -254,3 +255,25 @@ def test_two_torchrun_agents_on_two_nodes_rendezvous_and_train(tmp_path):
     a, _ = load_model(tmp_path / "one" / "model.pt")
     b, _ = load_model(tmp_path / "two" / "model.pt")
     assert_same_state(a.state_dict(), b.state_dict())
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_rank_leaves_the_group_after_meeting_the_others_unless_it_is_failing(fails, monkeypatch):
+    # leaving while a peer still talks to this rank aborts the peer (gloo: "Connection closed by peer");
+    # after a failure the peers may never reach a barrier, so a failing rank must not wait for them
+    import torch.distributed as tdist
+
+    from ednas.dist import DistInfo
+
+    calls = []
+    monkeypatch.setattr(tdist, "is_initialized", lambda: True)
+    monkeypatch.setattr(tdist, "barrier", lambda *a, **k: calls.append("barrier"))
+    monkeypatch.setattr(tdist, "destroy_process_group", lambda *a, **k: calls.append("destroy"))
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext(), DistInfo(rank=1, world=2, owned=True):
+        if fails:
+            raise RuntimeError("this rank failed")
+    assert calls == (["destroy"] if fails else ["barrier", "destroy"])
+    calls.clear()
+    with DistInfo(rank=1, world=2, owned=False):  # a group someone else joined is theirs to leave
+        pass
+    assert calls == []
