@@ -11,6 +11,7 @@ stderr and exit status 2.  SIGINT and SIGTERM end the command cleanly
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -97,17 +98,30 @@ class _Formatter(logging.Formatter):
         return msg if record.levelno < logging.WARNING else f"ednas: {record.levelname.lower()}: {msg}"
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Messages of the library (``logging.getLogger("ednas...")``) to stderr, from ``level`` up."""
-    root = logging.getLogger("ednas")
-    for h in list(root.handlers):
-        if getattr(h, "_ednas_cli", False):
-            root.removeHandler(h)
+@contextlib.contextmanager
+def _logging_to_stderr(level: int = logging.INFO):
+    """While a command runs, the command line owns the ``ednas`` logger: its messages go to stderr, from ``level`` up, once each.
+
+    The logger does not propagate meanwhile, so a root handler that another
+    library installs during the command (ONNX Runtime's quantizer logs through
+    ``logging.info``, which calls ``logging.basicConfig()`` on a bare root)
+    cannot print every later message a second time.  Afterwards the logger is
+    put back as it was: a library's logger, propagating to whatever the
+    caller configured.
+    """
+    log = logging.getLogger("ednas")
+    saved = log.level, log.propagate
     h = logging.StreamHandler(sys.stderr)
-    h._ednas_cli = True  # type: ignore[attr-defined]
     h.setFormatter(_Formatter("%(message)s"))
-    root.addHandler(h)
-    root.setLevel(level)
+    log.addHandler(h)
+    log.setLevel(level)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(h)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def _epilog(cls) -> str | None:
@@ -163,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ns = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "sub_command")}
     debug = getattr(args, "_debug", False)
-    setup_logging(logging.DEBUG if getattr(args, "_verbose", False) or debug else
-                  logging.WARNING if getattr(args, "_quiet", False) else logging.INFO)
+    level = (logging.DEBUG if getattr(args, "_verbose", False) or debug else
+             logging.WARNING if getattr(args, "_quiet", False) else logging.INFO)
+    with _logging_to_stderr(level):
+        return _run(args, func, ns, debug)
+
+
+def _run(args, func, ns: dict, debug: bool) -> int:
+    """Resolve the settings, run the command, print its result; a user's mistake ends in one line and exit status 2."""
     cfg = None
     try:
         with handling():
