@@ -10,7 +10,7 @@ stages resume inside themselves from their last epoch):
 ``search/``    Algorithm 1 under the budget (arch.yaml, search.json, ...)
 ``train/``     the derived network trained from scratch (model.pt, metrics.json)
 ``export/``    fused ONNX, checked against PyTorch, int8 (export.json)
-``baselines/`` reference networks trained and measured the same way (report)
+``baselines/`` reference networks trained the same way and priced as the deployed file is (report)
 ``report``     ``summary.json``, ``report.html``, ``report.md`` in ``--out``
 =============  ====================================================================
 
@@ -228,15 +228,18 @@ def run(cfg: RunConfig) -> dict:
     exp = stage("export", {"export": config_dict(cfg.export), "timing": config_dict(timing), "seed": cfg.seed,
                            "trained": trn.result, "after": trn.fingerprint}, export_stage)
 
-    # 5. baselines for the report, trained with the derived network's recipe and epochs
+    # 5. baselines for the report, trained with the derived network's recipe and epochs, and priced as the deployed
+    #    file is: in the table's precision (quantized by ednas's quantizer), beside the table's reference network, once
     names = baseline_names(cfg.baselines.names)
 
     def baselines_stage(d: Path) -> dict:
         return {"baselines": run_baselines(data, d, names, cfg.train, target=cfg.latency.target, timing=timing, seed=cfg.seed,
-                                           width=cfg.baselines.width, budget_ms=budget.ms, progress=cfg.progress, hardware=hw)}
+                                           width=cfg.baselines.width, budget_ms=budget.ms, progress=cfg.progress, hardware=hw,
+                                           table=ctx.table, export=cfg.export)}
 
     stage("baselines", {**base, "names": names, "width": cfg.baselines.width, "train": config_dict(cfg.train),
-                        "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed, "budget_ms": budget.ms},
+                        "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed, "budget_ms": budget.ms,
+                        "lut": lut.fingerprint, "export": config_dict(cfg.export)},
           baselines_stage)
 
     # 6. summary and report

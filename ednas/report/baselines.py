@@ -32,8 +32,9 @@ with the derived network's recipe and number of epochs
   is ``k // 2`` in all these networks, so shapes stay consistent, and blocks
   that were strided keep no residual, as built.
 * *Width matched to the budget* (``NAME@match``).  The latency of a width is
-  taken as the report takes it (below): measured on a host target,
-  predicted by the profile on an analytic one.  :func:`match_width` bisects
+  taken as every baseline's is (below: measured in the budget's precision on a
+  host target, scaled to the table's reference network on ``host-ort``;
+  predicted by the profile on an analytic one).  :func:`match_width` bisects
   the widths of :data:`MATCH_WIDTHS` (latency grows with width) for the
   widest network within the budget; every width it timed is recorded
   (``width_probes``).  When even the narrowest is over the budget, the
@@ -47,16 +48,40 @@ with the derived network's recipe and number of epochs
   publishes for MobileNetV2), ``0.5`` up to 128, ``1.0`` above.  Heads keep
   their published widths (timm's rule: ``max(1280, 1280 * w)``), so the
   classifier input is as wide as at ImageNet scale.
-* *Latency.*  Host targets are measured here: ONNX Runtime (fp32, batch 1,
-  the table's threads; ORT folds BN into the convolutions) for
-  ``host-ort``, PyTorch eager for ``host-torch``.  For an analytic target
-  (``tda2x``, ``tda4vm``, ``roofline``) nothing is measured: the profile
-  prices each convolution and linear layer with its roofline
+* *Latency: priced like the searched network, once* (:class:`Pricing`).
+  Every baseline is priced in the precision the budget is for (the latency
+  table's, ``table.dtype``), as the pipeline checks the deployed file against
+  the budget.  On ``host-ort`` that is the network's file in that precision
+  (:func:`ednas.latency.measure.deployed_bytes`: the deploy form, and with a
+  fixed-point budget its quantized file, made by ednas's one quantizer
+  (:mod:`ednas.runtime.quantize`) in the table's scheme), timed by
+  :func:`ednas.runtime.time_onnx` with the run's :class:`~ednas.runtime.Timing`
+  beside the table's reference network
+  (:func:`ednas.latency.measure.table_reference`), so that the figure is at the
+  speed the table and the budget were measured at (``latency_ms``; as timed:
+  ``latency_ms_raw``; ``latency_reference`` says whether and by how much it
+  was scaled, or why not).  A width-matched network is measured once, when its
+  width is matched (untrained: the kernels ONNX Runtime runs do not depend on
+  the weights' values), and *that* figure is the one recorded and plotted; a
+  network of a given width is measured once, after training.
+  ``host-torch`` is timed in PyTorch eager (channels_last, batch 1).  For an
+  analytic target (``tda2x``, ``tda4vm``, ``roofline``) nothing is measured: the
+  profile prices each convolution and linear layer with its roofline
   (:func:`ednas.latency.targets.analytic_latency`), which leaves out
   activations (hard-swish, SiLU), SE gates, adds and pooling, so these
-  figures are lower bounds and say so in ``latency_source``.  A board table
-  (``file:PATH``) cannot price networks outside its space: the host ORT
-  figure is recorded and the target latency is ``None``.
+  figures are lower bounds and say so in ``latency_source``; this host's fp32
+  ONNX Runtime figure is recorded beside (``latency_ms_host_ort``, not
+  plotted).  A board table (``file:PATH``) cannot price networks outside its
+  space: the target latency is ``None``.
+* *Accuracy.*  The test top-1 of the trained network in PyTorch (``top1``, as
+  the derived network's ``top1``).  With a fixed-point budget also its
+  quantized file's (``top1_int8``, ``map_int8`` on multi-label data; the
+  precision in ``quant_precision``): ednas's quantizer with the settings the
+  derived network's deployed file is made with (``ednas export``'s: bits,
+  per-channel, power-of-two, mixed precision, calibration method, calibration
+  images from the training split), scored by ONNX Runtime on the split the
+  export scores (``quant_scoring``).  That is the number the report plots
+  beside the derived network's int8 point.
 
 **Multi-label data** (Pascal VOC, ``voc:``): a baseline is trained exactly
 as the derived network is (the same :func:`~ednas.train.trainer.fit`, so
@@ -88,10 +113,10 @@ from ednas.data import DataSet
 from ednas.device import Hardware
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, read_json
-from ednas.latency.measure import measure_onnx_ms, measure_torch_ms
+from ednas.latency.measure import deployed_bytes, measure_onnx_ms, measure_torch_ms, onnx_deploy_bytes, quant_settings, table_reference
 from ednas.latency.targets import analytic_latency
 from ednas.nn.macs import count_macs, trace
-from ednas.runtime import Timing
+from ednas.runtime import Reference, Timing, board, time_onnx
 from ednas.seeds import derive
 from ednas.stage import run_stage
 from ednas.train.trainer import TrainConfig, fit
@@ -103,16 +128,19 @@ __all__ = [
     "MATCH_WIDTHS",
     "Baseline",
     "BaselinesConfig",
+    "Pricing",
     "baseline_names",
     "adapt_strides",
     "build_baseline",
+    "comparison",
     "default_width",
     "load_baselines",
     "match_width",
+    "precision_name",
     "run_baselines",
 ]
 
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2  # 2: priced in the budget's precision, once, scaled to the table's reference
 
 log = logging.getLogger(__name__)
 
@@ -287,35 +315,44 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
     return model, info
 
 
-def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Module], float | None], budget_ms: float,
+def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Module], float | dict | None], budget_ms: float,
                 widths: Sequence[float] = MATCH_WIDTHS) -> dict:
     """The widest of ``widths`` whose network is within ``budget_ms`` (bisection: latency grows with width).
 
     Args:
         build: width -> the network (built, re-strided).
-        latency_of: network -> its latency on the target in ms (``None``: cannot be priced).
+        latency_of: network -> its latency on the target in ms (``None``: cannot be priced),
+            or a measurement ``{"ms": ..., ...}`` (:meth:`Pricing.measure`).
         budget_ms: the budget.
         widths: the candidates, ascending.
 
     Returns:
-        ``{"width", "latency_ms", "matched", "probes": [[width, ms], ...]}``;
+        ``{"width", "latency_ms", "matched", "probes": [[width, ms], ...], "measurement"}``;
         ``matched`` is False when even the narrowest network is over the budget
-        (the narrowest is returned) or the target cannot price a network.
+        (the narrowest is returned) or the target cannot price a network;
+        ``measurement`` is what ``latency_of`` returned for the chosen width
+        (each width is measured once: ``latency_ms`` is that measurement's).
     """
     widths = sorted(widths)
-    probes: dict[float, float | None] = {}
+    probes: dict[float, float | dict | None] = {}
+
+    def value(v):
+        return v.get("ms") if isinstance(v, dict) else v
 
     def ms(i: int) -> float | None:
         w = widths[i]
         if w not in probes:
             probes[w] = latency_of(build(w))
-        return probes[w]
+        return value(probes[w])
+
+    def listed():
+        return sorted([[w, value(v)] for w, v in probes.items()])
 
     first = ms(0)
     if first is None:
-        return {"width": None, "latency_ms": None, "matched": False, "probes": [[w, v] for w, v in probes.items()]}
+        return {"width": None, "latency_ms": None, "matched": False, "probes": listed(), "measurement": probes[widths[0]]}
     if first > budget_ms:
-        return {"width": widths[0], "latency_ms": first, "matched": False, "probes": [[w, v] for w, v in probes.items()]}
+        return {"width": widths[0], "latency_ms": first, "matched": False, "probes": listed(), "measurement": probes[widths[0]]}
     lo, hi = 0, len(widths)  # widths[lo] fits; widths[hi:] do not (as far as probed)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -323,45 +360,134 @@ def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Mo
             lo = mid
         else:
             hi = mid
-    return {"width": widths[lo], "latency_ms": probes[widths[lo]], "matched": True,
-            "probes": sorted([[w, v] for w, v in probes.items()])}
+    return {"width": widths[lo], "latency_ms": value(probes[widths[lo]]), "matched": True, "probes": listed(),
+            "measurement": probes[widths[lo]]}
 
 
 # ---------------------------------------------------------------------------
 # training and measuring
 
 
-def _target_ms(model: nn.Module, input_size: int, target: str, timing: Timing) -> float | None:
-    """The latency the report takes for ``model`` on ``target`` (see the module docstring); None for a board table."""
-    if target == "host-ort":
-        return measure_onnx_ms(model, input_size, timing=timing)
-    if target == "host-torch":
-        return measure_torch_ms(model, input_size, timing=timing)
-    if target.startswith("file:"):
-        return None
-    return analytic_latency(model, input_size, target)["ms"]
+PRECISIONS = {"f32": "fp32", "f16": "fp16", "i8": "int8", "i16": "int16"}
 
 
-def _latency(model: nn.Module, input_size: int, target: str, threads: int, timing: Timing | None = None) -> dict:
-    """Latency on ``target`` and, always, on the host with ONNX Runtime (both timed with ``timing``, default ``Timing(threads)``)."""
-    timing = timing or Timing(threads=threads)
-    threads = timing.threads
-    host = measure_onnx_ms(model, input_size, timing=timing)
-    out = {"latency_ms_host_ort": host, "threads": int(threads), "target": target}
-    if target == "host-ort":
-        out.update(latency_ms=host, latency_source=f"measured: ONNX Runtime fp32, {threads} thread(s), batch 1")
-    elif target == "host-torch":
-        out.update(latency_ms=measure_torch_ms(model, input_size, timing=timing), latency_source=f"measured: PyTorch eager (channels_last, BN unfolded), {threads} thread(s), batch 1")
-    elif target.startswith("file:"):
-        out.update(latency_ms=None, latency_source="not available: a board table prices only the operators of its own space; measure this network on the board")
-    else:
-        a = analytic_latency(model, input_size, target)
-        out.update(
-            latency_ms=a["ms"],
-            latency_source=f"predicted: {target} profile, convolutions and linear layers only (activations, SE gates, adds, pooling not priced: a lower bound)",
-            unsupported=a["unsupported"],
-        )
+def precision_name(dtype: str | None) -> str | None:
+    """``int8`` for a table dtype ``i8`` (``fp32``, ``fp16``, ``int16``); None stays None."""
+    return None if dtype is None else PRECISIONS.get(str(dtype), str(dtype))
+
+
+@dataclass
+class Pricing:
+    """How a baseline's latency is taken: as the run takes the deployed file's, in the precision the budget is for, once.
+
+    ``dtype`` and ``quant`` are the latency table's (``table.dtype``, its
+    ``meta["quant"]``): on ``host-ort`` a fixed-point budget prices the network's
+    quantized file (:func:`ednas.latency.measure.deployed_bytes`: ednas's one
+    quantizer, the table's scheme).  ``reference`` is the table's reference
+    network (:func:`ednas.latency.measure.table_reference`), timed alongside, so
+    the figure is at the speed the table (and the budget) were measured at.
+    """
+
+    target: str = "host-ort"
+    timing: Timing = dataclasses.field(default_factory=Timing)
+    #: the precision the budget is for (the table's dtype)
+    dtype: str = "f32"
+    #: the table's fixed-point scheme (None: float)
+    quant: Optional[dict] = None
+    reference: Optional[Reference] = None
+    #: why there is no reference (empty when there is one)
+    reference_why: str = "no latency table given"
+
+    @classmethod
+    def of(cls, target: str, timing: Timing, table=None) -> "Pricing":
+        """The pricing of a run on ``target`` with latency ``table`` (None: fp32, no reference)."""
+        if table is None:
+            return cls(target, timing)
+        ref, why = table_reference(table) if target == "host-ort" else (None, f"target {target} is not timed with ONNX Runtime")
+        dtype = str(table.dtype or "f32")
+        quant = table.meta.get("quant") if dtype in ("i8", "i16") else None
+        return cls(target, timing, dtype, quant, ref, why)
+
+    @property
+    def precision(self) -> str:
+        return precision_name(self.dtype) or "fp32"
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("i8", "i16")
+
+    def settings(self) -> dict:
+        """What decides the figures (a stage's settings)."""
+        return {"target": self.target, "dtype": self.dtype, "quant": self.quant,
+                "reference_ms": None if self.reference is None else self.reference.ms}
+
+    def source(self) -> str:
+        """How the figure was taken, for ``latency_source``."""
+        t, threads = self.target, self.timing.threads
+        if t == "host-ort":
+            what = (f"ONNX Runtime {self.precision} (ednas's quantizer, the latency table's scheme)" if self.quantized
+                    else "ONNX Runtime fp32")
+            scaled = ("scaled to the latency table's reference network" if self.reference is not None
+                      else f"not scaled ({self.reference_why})")
+            return f"measured: {what}, {threads} thread(s), batch 1, {scaled}"
+        if t == "host-torch":
+            return f"measured: PyTorch eager (channels_last, BN unfolded), {threads} thread(s), batch 1"
+        if t.startswith("file:"):
+            return "not available: a board table prices only the operators of its own space; measure this network on the board"
+        return f"predicted: {t} profile, convolutions and linear layers only (activations, SE gates, adds, pooling not priced: a lower bound)"
+
+    def measure(self, model: nn.Module, input_size: int) -> dict:
+        """The one latency figure of ``model``: ``{"ms", ...}`` (``ms`` None where the target cannot price it).
+
+        On ``host-ort``: the file in the budget's precision, timed by
+        :func:`ednas.runtime.time_onnx` with the run's ``timing`` beside the
+        table's reference network: ``ms`` is at the table's speed (``raw_ms``
+        as timed) -- exactly how the deployed file is checked against the
+        budget.
+        """
+        t = self.target
+        if t == "host-ort":
+            res = time_onnx({"model": deployed_bytes(model, input_size, self.quant)}, self.timing, reference=self.reference)
+            r = res["model"]
+            scaled = r.get("scaled_ms")
+            ref = res.get(board.REFERENCE) or {}
+            return {"ms": scaled if scaled is not None else r["ms"], "raw_ms": r["ms"], "scaled": scaled is not None,
+                    "reference": ({"used": True, "ratio": ref.get("ratio"), "ms": ref.get("ms"), "table_ms": ref.get("table_ms")}
+                                  if scaled is not None else {"used": False, "why": self.reference_why})}
+        if t == "host-torch":
+            return {"ms": measure_torch_ms(model, input_size, timing=self.timing)}
+        if t.startswith("file:"):
+            return {"ms": None}
+        a = analytic_latency(model, input_size, t)
+        return {"ms": a["ms"], "unsupported": a["unsupported"]}
+
+
+def _latency_record(m: dict, pricing: Pricing, when: str) -> dict:
+    """The result's latency keys from one measurement (:meth:`Pricing.measure`)."""
+    out = {"latency_ms": m["ms"], "latency_precision": pricing.precision, "latency_source": pricing.source(), "latency_measured": when,
+           "threads": int(pricing.timing.threads), "target": pricing.target}
+    if "raw_ms" in m:
+        out.update(latency_ms_raw=m["raw_ms"], latency_scaled=m["scaled"], latency_reference=m["reference"])
+    if "unsupported" in m:
+        out["unsupported"] = m["unsupported"]
     return out
+
+
+def _quantized_score(model: nn.Module, data: DataSet, settings, calib_images: int, seed: int, split: str, limit: int, threads: int) -> dict:
+    """The trained ``model``'s quantized file (ednas's quantizer, the deployed file's settings) scored on ``split``."""
+    from ednas.deploy.calibration import calibration_images
+    from ednas.deploy.measure import onnx_scores
+    from ednas.metrics import task_metrics, top1
+    from ednas.runtime import ort_session
+    from ednas.runtime.quantize import quantize_bytes
+
+    fp32 = onnx_deploy_bytes(model, data.input_size)
+    images = calibration_images(data, calib_images, seed=seed)
+    q = quantize_bytes(fp32, images, settings)
+    scores, labels = onnx_scores(ort_session(q, threads), data, split, limit=limit)
+    if data.multilabel:
+        return {"map": task_metrics(scores, labels, True, data.classes)["map"], "calib_images": int(len(images)), "split": split, "n": int(len(labels))}
+    return {"top1": top1(scores, labels), "calib_images": int(len(images)), "split": split, "n": int(len(labels))}
 
 
 @dataclass
@@ -407,6 +533,8 @@ def run_baselines(
     progress: bool | None = None,
     on_result: Callable[[str, dict], None] | None = None,
     hardware: Hardware | None = None,
+    table=None,
+    export=None,
 ) -> list[dict]:
     """Train, count and time baseline networks; each in its own stage folder ``out_dir/<name>``.
 
@@ -422,14 +550,21 @@ def run_baselines(
             options (branches, inherit) are turned off.
         target: the run's target (``host-ort``, ``host-torch``, a profile
             name, ``roofline:PATH`` or ``file:PATH``); see the module docstring.
-        timing: how the host latency is measured (the run's; threads = the table's).
-        seed: training seed.
+        timing: how latency is measured (the run's: the deployed file's; threads = the table's).
+        seed: training seed (and the calibration draw of the quantized files).
         width: one width multiplier for all (default: per input size);
             ``NAME@match`` networks are matched to ``budget_ms`` instead.
         budget_ms: the budget that ``NAME@match`` networks are matched to.
         progress: the trainer's progress bars.
         on_result: called ``(name, result)`` after each network.
         hardware: where they are trained (:mod:`ednas.device`; default the CPU).
+        table: the run's latency table: its precision (the budget's), its
+            fixed-point scheme and its reference network decide how every
+            baseline is priced (:class:`Pricing`); None: fp32, not scaled.
+        export: the run's :class:`~ednas.deploy.export.ExportConfig`: with a
+            fixed-point budget each baseline's quantized file is made with its
+            settings (and calibration size, on the training split) and scored
+            on its split, as the derived network's deployed file is.
 
     Returns:
         One dict per network, in ``names`` order (see ``result.json``).
@@ -440,13 +575,16 @@ def run_baselines(
             raise ConfigError(f"baseline '{n}': a width matched to the budget needs the budget (budget_ms)")
     recipe = dataclasses.replace(recipe or TrainConfig(), branches=False, inherit=None)
     timing = timing or Timing()
+    pricing = Pricing.of(target, timing, table)
+    scoring = _scoring(pricing, export)
     out_dir = Path(out_dir)
     results = []
     for name in names:
         key, w = _parse_name(name)
         matched = w == MATCH
         settings = {"format": RESULT_FORMAT, "name": name, "data": data.spec, "input_size": data.input_size, "target": target,
-                    "width": width, "seed": seed, "recipe": config_dict(recipe), "timing": config_dict(timing)}
+                    "width": width, "seed": seed, "recipe": config_dict(recipe), "timing": config_dict(timing),
+                    "pricing": pricing.settings(), "scoring": None if scoring is None else scoring["settings"]}
         if matched:
             settings.update(width=None, budget_ms=budget_ms)
 
@@ -455,13 +593,8 @@ def run_baselines(
             match = None
             use_width = width
             if matched:
-                def build(wm: float) -> nn.Module:
-                    return build_baseline(key, data.num_classes, data.input_size, wm)[0].eval()
-
-                match = match_width(build, lambda m: _target_ms(m, data.input_size, target, timing), budget_ms)
+                match = _match(folder, key, data, pricing, budget_ms)
                 use_width = match["width"] or default_width(data.input_size)
-                log.info("baseline %s: width %s, %s ms on %s (budget %.4g ms)%s", key, use_width, match["latency_ms"], target, budget_ms,
-                         "" if match["matched"] else ": not matched")
             torch.manual_seed(derive(seed, "init"))
             model, info = build_baseline(name, data.num_classes, data.input_size, use_width)
             if match is not None:
@@ -470,6 +603,21 @@ def run_baselines(
                           hardware=hardware)
             model = model.eval().to("cpu", memory_format=torch.contiguous_format)
             macs, _ = count_macs(model, data.input_size)
+            if match is not None and match.get("measurement") is not None:
+                # the latency the width was matched at is the one reported: one measurement, never a second
+                lat = _latency_record(match["measurement"], pricing, "once, at the width match (untrained weights: the kernels "
+                                      "ONNX Runtime runs do not depend on their values)" if target == "host-ort" else "once, at the width match")
+            else:
+                lat = _latency_record(pricing.measure(model, data.input_size), pricing, "once, after training")
+            if not target.startswith("host-"):  # this host's fp32 ORT figure beside a target's prediction (never plotted)
+                lat["latency_ms_host_ort"] = measure_onnx_ms(model, data.input_size, timing=timing)
+            quant = {}
+            if scoring is not None:
+                q = _quantized_score(model, data, scoring["quant"], scoring["calib_images"], seed, scoring["split"], scoring["eval_images"],
+                                     timing.threads)
+                qkey = "map_int8" if data.multilabel else "top1_int8"
+                quant = {qkey: q["map" if data.multilabel else "top1"], "quant_precision": pricing.precision,
+                         "quant_scoring": {**scoring["settings"], "n": q["n"], "calib_images": q["calib_images"]}}
             res = {
                 "format": RESULT_FORMAT,
                 **info,
@@ -478,18 +626,19 @@ def run_baselines(
                 "top1": metrics["top1"],
                 "top5": metrics["top5"],
                 **({k: metrics[k] for k in ("task", "map", "map_voc07", "ap")} if data.multilabel else {}),
+                **quant,
                 "n_test": metrics["n_test"],
                 "params": int(sum(p.numel() for p in model.parameters())),
                 "macs": int(macs),
-                **_latency(model, data.input_size, target, timing.threads),
+                **lat,
                 "train_wall_s": metrics["wall_s"],
                 "wall_s": time.time() - t0,
                 "recipe": {k: getattr(recipe, k) for k in ("batch_size", "lr", "lr_warmup_epochs", "momentum", "weight_decay", "label_smoothing", "quant_friendly")} | {"seed": seed},
             }
             atomic_write_json(folder / "result.json", res)
-            ck = folder / "checkpoint.pt"
-            if ck.is_file():  # the result is what is kept; the checkpoint only served a resume
-                ck.unlink()
+            for f in ("checkpoint.pt", "match.json"):  # the result is what is kept; these only served a resume
+                if (folder / f).is_file():
+                    (folder / f).unlink()
             return res
 
         res = run_stage(out_dir / _folder(name), settings, work, name=f"baseline {name}").result
@@ -497,6 +646,126 @@ def run_baselines(
         if on_result:
             on_result(name, res)
     return results
+
+
+def _match(folder: Path, key: str, data: DataSet, pricing: Pricing, budget_ms: float) -> dict:
+    """:func:`match_width` priced by ``pricing``, kept in ``folder/match.json`` (a resumed training keeps its width and latency)."""
+    path = folder / "match.json"
+    if path.is_file():
+        try:
+            return read_json(path)
+        except (OSError, ValueError):
+            pass
+
+    def build(wm: float) -> nn.Module:
+        return build_baseline(key, data.num_classes, data.input_size, wm)[0].eval()
+
+    match = match_width(build, lambda m: pricing.measure(m, data.input_size), budget_ms)
+    log.info("baseline %s: width %s, %s ms %s on %s (budget %.4g ms)%s", key, match["width"], match["latency_ms"], pricing.precision,
+             pricing.target, budget_ms, "" if match["matched"] else ": not matched")
+    atomic_write_json(path, match)
+    return match
+
+
+def _scoring(pricing: Pricing, export) -> dict | None:
+    """How a baseline's quantized file is made and scored when the budget is fixed point (None: float budget)."""
+    if not pricing.quantized:
+        return None
+    from ednas.runtime.quantize import QuantSettings
+
+    if export is not None and export.quant != "none":
+        settings = QuantSettings(bits=int(export.quant[3:]), weight_bits=export.weight_bits, pow2=export.pow2, per_channel=export.per_channel,
+                                 mixed=export.mixed_precision, calib_method=export.calib_method)
+        calib, split, limit = export.calib_images, export.split, export.eval_images
+    else:
+        settings = quant_settings(pricing.quant) or QuantSettings(bits=16 if pricing.dtype == "i16" else 8)
+        calib, split, limit = 256, "test", 0
+    return {"quant": settings, "calib_images": int(calib), "split": split, "eval_images": int(limit),
+            "settings": {"quant": dataclasses.asdict(settings), "calib_images": int(calib), "calib_split": "train", "split": split,
+                         "eval_images": int(limit)}}
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def comparison(summary: dict, export: dict | None, baselines: Sequence[dict], key: str = "top1", key8: str = "top1_int8") -> dict:
+    """The accuracy-against-latency comparison of a run: every network in the precision the budget is for.
+
+    The derived network in that precision is the deployed file the budget is
+    checked against (``summary["latency_ms_measured"]``: at the table's speed
+    when its reference network was timed beside it) with that file's score
+    (``key8`` for a fixed-point budget); its other precision (the fp32 file, or
+    the quantized one of an fp32 budget) is a second point, timed the same way
+    by the export.  Baselines are at the latency they were matched at (or
+    measured at, once) in that precision, with their quantized score when the
+    budget is fixed point (``key8``; ``key`` where it is missing, and the label
+    says so).  On an analytic or board target the derived network's latency is
+    the table's prediction and the host files are not shown.
+
+    Args:
+        summary: the run's ``summary.json``.
+        export: ``export/export.json`` (None: missing).
+        baselines: the ``result.json`` of each baseline.
+        key, key8: the score and its quantized counterpart (``map``/``map_int8`` on multi-label data).
+
+    Returns:
+        ``{"points", "precision", "xlabel", "title", "caption"}``; each point
+        ``{"label", "latency_ms", "top1" (the score), "kind", "precision",
+        "how", "score_fp32", "baseline" (its result, or None)}``, the kinds those
+        of :func:`ednas.report.figures.accuracy_latency`.
+    """
+    exp = export if isinstance(export, dict) else {}
+    target = str(summary.get("target") or "")
+    on_host = not target or target.startswith("host-")
+    dtype = summary.get("latency_dtype") or "f32"
+    prec = precision_name(dtype)
+    quantized = dtype in ("i8", "i16")
+    deployed = summary.get("deployed") if isinstance(summary.get("deployed"), dict) else {}
+    scaled = deployed.get("scaled_ms") is not None
+    score_of = key8 if quantized else key
+    if on_host and _num(summary.get("latency_ms_measured")):
+        ms, how = summary["latency_ms_measured"], f"measured ({target or 'n/a'}): the deployed file" + (", scaled to the table's reference network" if scaled else "")
+    else:
+        ms, how = summary.get("latency_ms_predicted"), f"predicted ({target or 'n/a'}) by the latency table"
+    points = [{"label": f"ednas {prec}", "latency_ms": ms, "top1": summary.get(score_of), "kind": "derived", "precision": prec, "how": how,
+               "score_fp32": summary.get(key), "baseline": None}]
+    if on_host and exp:
+        suffix = "_scaled" if scaled else ""
+        if quantized:
+            other = ("fp32", exp.get(f"latency_ms_fp32{suffix}"), summary.get(key))
+        else:
+            other = (str(exp.get("quant") or "int8"), exp.get(f"latency_ms_quant{suffix}"), summary.get(key8))
+        if _num(other[1]) and exp.get("quant", "int8") != "none":
+            points.append({"label": f"ednas {other[0]}", "latency_ms": other[1], "top1": other[2], "kind": "derived-other", "precision": other[0],
+                           "how": f"measured ({target or 'n/a'}): the exported file" + (", scaled to the table's reference network" if scaled else ""),
+                           "score_fp32": summary.get(key), "baseline": None})
+    label_score = "mAP" if key.startswith("map") else "top-1"
+    for b in baselines:
+        have8 = quantized and _num(b.get(key8))
+        label = f"{b.get('title', b.get('name'))} x{b.get('width'):g}" if _num(b.get("width")) else str(b.get("title", b.get("name")))
+        bprec = b.get("latency_precision")
+        if bprec and bprec != prec:
+            label += f" ({bprec} latency)"
+        if quantized and not have8:
+            label += f" (fp32 {label_score})"
+        points.append({"label": label, "latency_ms": b.get("latency_ms"), "top1": b.get(key8) if have8 else b.get(key), "kind": "baseline",
+                       "precision": bprec or "n/a", "how": b.get("latency_source") or "n/a", "score_fp32": b.get(key), "baseline": b})
+    if target == "host-ort" or (not target and on_host):
+        xlabel = (f"latency, {prec} (ms): measured, ONNX Runtime {prec}, batch 1, "
+                  + ("scaled to the latency table's reference network" if scaled else "as timed (no reference network to scale by)"))
+    elif on_host:
+        xlabel = f"latency on {target}, {prec} (ms): measured"
+    else:
+        xlabel = f"latency on {target}, {prec} (ms): predicted by the profile"
+    title = f"Accuracy against latency: every network in {prec}, the precision the budget is for"
+    others = [p["label"] for p in points if p["kind"] == "derived-other"]
+    caption = (f"Test {label_score} against latency on the run's target, every network in {prec} (the precision the budget is for)"
+               + "; baselines priced the same way, once (a matched width: at the latency it was matched at)"
+               + (f", with their {prec} {label_score}" if quantized else "")
+               + (f"; hollow star: {others[0]}, the derived network's other precision" if others else "")
+               + "; dashed line: the budget")
+    return {"points": points, "precision": prec, "xlabel": xlabel, "title": title, "caption": caption}
 
 
 def _folder(name: str) -> str:

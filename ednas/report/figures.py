@@ -13,7 +13,9 @@ needed.  The figures:
 * :func:`search_curves`: CE, E[LAT] with the budget, lambda, tau and the
   argmax network's validation top-1 per epoch;
 * :func:`accuracy_latency`: top-1 against latency, derived network beside
-  the baselines, with the budget line, the Pareto front (:func:`pareto_front`)
+  the baselines (every network in the precision the budget is for, and the
+  derived network's other precision as a second, labelled point; the axis
+  label says which and how it was measured), with the budget line, the Pareto front (:func:`pareto_front`)
   and labels placed where they overlap nothing (:func:`place_labels`);
 * :func:`lut_scatter`: the table's predictions against end-to-end measurements;
 * :func:`quant_bars`: fp32 against int8 top-1 and latency;
@@ -302,8 +304,12 @@ def place_labels(ax, xy: Sequence[tuple[float, float]], labels: Sequence[str], f
 
 
 _KIND_STYLE = {"derived": dict(marker="*", s=220, color="red", zorder=5),
+               "derived-other": dict(marker="*", s=150, facecolor="white", edgecolor="red", zorder=5),
                "int8": dict(marker="*", s=150, facecolor="white", edgecolor="red", zorder=5),
                "baseline": dict(marker="o", s=50, color="tab:blue", zorder=4)}
+
+#: kinds in another precision than the rest of the figure: drawn, but not on the Pareto front
+_OTHER_PRECISION = ("derived-other", "int8")
 
 
 def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)", ylabel: str = "test top-1 (%)",
@@ -311,12 +317,16 @@ def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xla
     """Accuracy (top-1, or mAP on multi-label data) against latency, with the Pareto front and labels that do not overlap.
 
     Args:
-        points: ``{"label", "latency_ms", "top1", "kind"}``; kind ``derived``,
-            ``int8`` and ``baseline`` have fixed styles, any other kind gets
+        points: ``{"label", "latency_ms", "top1", "kind"}``; kind ``derived``
+            (the derived network in the precision the budget is for: a filled
+            star), ``derived-other`` (its other precision: a hollow star;
+            ``int8`` is the same), and ``baseline`` have fixed styles, any other kind gets
             a colour of its own and a legend entry; points without both
             numbers are left out (``top1`` holds whichever score ``ylabel`` names).
+            The Pareto front is drawn among the points in the figure's
+            precision (``derived-other`` and ``int8`` points are left out of it).
         budget_ms: drawn as a vertical line.
-        xlabel: the x axis label (the target).
+        xlabel: the x axis label (the target, the precision every point is in and how it was measured).
         title: the figure's title.
         budgets: more budgets, drawn as lighter vertical lines.
     """
@@ -336,9 +346,10 @@ def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xla
             if any(q is not p and q.get("kind") == kind for q in pts[: pts.index(p)]):
                 style.pop("label")
         ax.scatter([p["latency_ms"]], [p["top1"]], **style)
-    front = pareto_front(pts)
+    same = [p for p in pts if p.get("kind") not in _OTHER_PRECISION]  # the front is drawn among networks in one precision
+    front = pareto_front(same)
     if len(front) > 1:
-        ax.step([pts[i]["latency_ms"] for i in front], [pts[i]["top1"] for i in front], where="post", color="0.4", lw=1, ls=":",
+        ax.step([same[i]["latency_ms"] for i in front], [same[i]["top1"] for i in front], where="post", color="0.4", lw=1, ls=":",
                 zorder=2, label="Pareto front")
     for b in budgets:
         if _finite(b):

@@ -52,7 +52,7 @@ from ednas.io import atomic_write_bytes, atomic_write_text
 from ednas.latency.model import LatencyModel
 from ednas.latency.table import load_table
 from ednas.report import figures
-from ednas.report.baselines import load_baselines
+from ednas.report.baselines import comparison, load_baselines
 
 __all__ = ["fmt", "flatten", "write_report", "Section"]
 
@@ -450,59 +450,46 @@ def _lut(run: _Run, summary: dict) -> Section:
     return s
 
 
-def _latency_label(summary: dict) -> str:
-    t = summary.get("target")
-    return f"latency on {t} (ms)" if t else "latency (ms)"
-
-
 def _accuracy(run: _Run, summary: dict) -> Section:
     s = Section("accuracy", "Accuracy against latency")
     bdir = run.dir / "baselines"
     baselines = load_baselines(bdir) if bdir.is_dir() else []
-    # on the run's target: measured where the target is this host; an analytic or
-    # board target is only predicted here (the host measurement is another machine)
-    target = str(summary.get("target") or "")
-    order = [("latency_ms_measured", "measured"), ("latency_ms_predicted", "predicted")]
-    if target and not target.startswith("host-"):
-        order.reverse()
-    derived_ms, derived_how = None, "n/a"
-    for key, how in order:
-        if _is_num(summary.get(key)):
-            derived_ms, derived_how = summary[key], how
-            break
-    exp = run.json("export/export.json")
     key, key8, label = _score(summary)
-    points = [{"label": "ednas (derived)", "latency_ms": derived_ms, "top1": summary.get(key), "kind": "derived"}]
-    on_host = not target or target.startswith("host-")
-    if on_host and isinstance(exp, dict) and _is_num(exp.get("latency_ms_quant")) and _is_num(summary.get(key8)):
-        points.append({"label": f"ednas {exp.get('quant', 'int8')}", "latency_ms": exp["latency_ms_quant"], "top1": summary[key8], "kind": "int8"})
-    for b in baselines:
-        points.append({"label": f"{b.get('title', b.get('name'))} x{fmt(b.get('width'))}", "latency_ms": b.get("latency_ms"), "top1": b.get(key), "kind": "baseline"})
+    # every network in the precision the budget is for, priced as the deployed file is (ednas.report.baselines.comparison)
+    cmp = comparison(summary, run.json("export/export.json"), baselines, key, key8)
+    points, prec = cmp["points"], cmp["precision"]
     if not baselines:
         s.p(f"Baselines: not run ({'baselines/ is missing' if not bdir.is_dir() else 'no baselines/*/result.json'}).")
     have = [p for p in points if _is_num(p["latency_ms"]) and _is_num(p["top1"])]
     if have:
-        s.figure("accuracy_latency", figures.accuracy_latency(points, summary.get("budget_ms"), _latency_label(summary), f"test {label} (%)"),
-                 f"Test {label} against latency on the run's target; the derived network's latency is {derived_how}; dashed line: the budget")
+        s.figure("accuracy_latency", figures.accuracy_latency(points, summary.get("budget_ms"), cmp["xlabel"], f"test {label} (%)", cmp["title"]),
+                 cmp["caption"])
     else:
         s.p(f"No network has both a {label} and a latency yet: nothing to plot.")
     macs, macs_note = _derived_macs(run, summary)
-    rows = [["ednas (derived)", summary.get("params"), macs, derived_ms, summary.get(key), f"{derived_how} ({fmt(summary.get('target'))})", "-"]]
-    for b in baselines:
-        how = b.get("latency_source") or "n/a"
+    rows = []
+    for p in points:
+        b = p["baseline"]
+        if b is None:
+            rows.append([p["label"], summary.get("params"), macs, p["precision"], p["latency_ms"], p["top1"], p["score_fp32"], p["how"], "-"])
+            continue
         detail = f"{b.get('source')} {b.get('reference')}, width {fmt(b.get('width'))}"
         if b.get("width_matched_to_ms") is not None:
             detail += (f" (matched to the budget {fmt(b['width_matched_to_ms'])} ms)" if b.get("width_matched")
                        else f" (narrowest tried; over the budget {fmt(b['width_matched_to_ms'])} ms)")
         if b.get("strides_removed_at"):
             detail += f", stride 1 at {', '.join(str(x) for x in b['strides_removed_at'])} px"
-        rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), b.get("latency_ms"), b.get(key), how, detail])
-    s.table(["network", "params", "MACs", "latency (ms)", f"test {label} (%)", "latency source", "built from"], rows)
+        rows.append([f"{b.get('title', b.get('name'))}", b.get("params"), b.get("macs"), p["precision"], p["latency_ms"], p["top1"], p["score_fp32"],
+                     p["how"], detail])
+    s.table(["network", "params", "MACs", "latency precision", "latency (ms)", f"test {label} (%), plotted", f"test {label} fp32 (%)",
+             "latency source", "built from"], rows)
     s.p("MACs count convolutions and linear layers (one multiply-add = one MAC, ednas.nn.macs) in every row" + macs_note + ".")
     if baselines:
         ep = sorted({b.get("epochs") for b in baselines if b.get("epochs") is not None})
         s.p(f"Baselines are trained with the derived network's recipe for {', '.join(fmt(e) for e in ep)} epoch(s) on the same data and scored on the same test split "
-            "(ednas.report.baselines explains the width and stride adaptation).")
+            f"(fp32 in PyTorch{f'; {prec}: their file made by ednas's quantizer with the export's settings, in ONNX Runtime' if prec in ('int8', 'int16') else ''}) "
+            f"and priced once, in {prec}, the way the deployed file is checked against the budget "
+            "(ednas.report.baselines explains the width and stride adaptation and the pricing).")
     return s
 
 
