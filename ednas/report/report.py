@@ -486,8 +486,9 @@ def _accuracy(run: _Run, summary: dict) -> Section:
     s.p("MACs count convolutions and linear layers (one multiply-add = one MAC, ednas.nn.macs) in every row" + macs_note + ".")
     if baselines:
         ep = sorted({b.get("epochs") for b in baselines if b.get("epochs") is not None})
+        qnote = f"; {prec}: their file made by ednas's quantizer with the export's settings, in ONNX Runtime" if prec in ("int8", "int16") else ""
         s.p(f"Baselines are trained with the derived network's recipe for {', '.join(fmt(e) for e in ep)} epoch(s) on the same data and scored on the same test split "
-            f"(fp32 in PyTorch{f'; {prec}: their file made by ednas's quantizer with the export's settings, in ONNX Runtime' if prec in ('int8', 'int16') else ''}) "
+            f"(fp32 in PyTorch{qnote}) "
             f"and priced once, in {prec}, the way the deployed file is checked against the budget "
             "(ednas.report.baselines explains the width and stride adaptation and the pricing).")
     return s
