@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -200,11 +201,16 @@ def _chromium() -> str | None:
     return None
 
 
-def _screenshot(browser: str, page: Path, png: Path) -> None:
+def _headless(browser: str, *args: str) -> str:
+    """Run headless Chromium with a fresh profile and no network chatter; its stdout."""
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                        "--no-first-run", "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars", f"--screenshot={png}",
-                        "--window-size=1280,4000", page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+        return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                               "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
+                               *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def _screenshot(browser: str, page: Path, png: Path, size: str = "1280,4000") -> None:
+    _headless(browser, f"--screenshot={png}", f"--window-size={size}", page.resolve().as_uri())
 
 
 def _colourful(png: Path) -> tuple[float, float]:
@@ -234,6 +240,204 @@ def test_report_in_a_real_browser_shows_its_figures(tmp_path):
     assert std_full > 10, "the rendered page is blank"
     # the figures (blue kernels, orange bars, heatmap) put colour on the page that text and tables do not
     assert colour_full > 0.01 and colour_full > 5 * max(colour_stripped, 1e-3), (colour_full, colour_stripped)
+
+
+# ---------------------------------------------------------------------------
+# the summary card: the answer first
+
+
+HOST_LUT = {"target": "host-ort", "dtype": "i8", "measurement": {"runtime": "onnxruntime", "threads": 1}}
+BASELINES = [{"name": "mobilenetv2", "title": "MobileNetV2", "width": 0.35, "top1": 95.1, "latency_ms": 0.29, "latency_source": "measured: ONNX Runtime fp32"},
+             {"name": "mobilenetv3", "title": "MobileNetV3-Large", "width": 0.25, "top1": 93.4, "top1_int8": 92.8, "latency_ms": 0.1555, "latency_source": "measured: ONNX Runtime fp32"}]
+
+
+def _card_summary(**change) -> dict:
+    s = dict(_summary("stem_k11_m1_c8_s1 | ir_k5_e1_c8 | ir_k7_e6_c16_s2 | ir_k3_e2_c24_s2 | head_c32"), latency_dtype="i8")
+    s.update(change)
+    return {k: v for k, v in s.items() if v is not None}
+
+
+def _card_text(card) -> str:
+    from ednas.report.report import _card_markdown
+
+    return "\n".join(_card_markdown(card))
+
+
+def test_card_says_the_verdict_both_accuracies_the_latency_against_the_budget_and_the_baselines():
+    from ednas.report.report import summary_card
+
+    card = summary_card(_card_summary(), BASELINES, {"quant": "int8"}, HOST_LUT)
+    assert card.verdict == "met"
+    assert card.headline == "Latency budget met: 0.1488 ms measured against 0.1616 ms (92.07 % of it)"
+    assert card.scope == "budget for the int8 file on host-ort (ONNX Runtime, 1 thread)"
+    tiles = {label.split()[0]: (lines, detail) for label, lines, detail in card.tiles}
+    assert tiles["Accuracy"][0] == ["97.35 % fp32", "96.81 % int8"] and "int8 loses 0.5333 points" in tiles["Accuracy"][1]
+    assert tiles["Latency"][0] == ["0.1488 ms measured", "budget 0.1616 ms"] and "0.1543 ms predicted" in tiles["Latency"][1]
+    assert tiles["Network"][0] == ["123,457 params", "2,345,679 MACs"]
+    assert tiles["Network"][1].startswith("3 blocks; depthwise kernels 3, 5, 7; expansions 1, 2, 6; stem 11x11, head 32 channels")
+    assert card.compare_headers == ["network", "top-1 fp32 (%)", "top-1 int8 (%)", "latency (ms)", "within budget", "latency is"]
+    assert card.compare == [["ednas (derived)", 97.3456, 96.8123, 0.14876, "yes", "measured, int8 file"],
+                            ["MobileNetV2 x0.35", 95.1, None, 0.29, "no", "measured: ONNX Runtime fp32"],
+                            ["MobileNetV3-Large x0.25", 93.4, 92.8, 0.1555, "yes", "measured: ONNX Runtime fp32"]]
+    assert card.notes == [] and card.arch.startswith("stem_k11")
+    text = _card_text(card)
+    assert text.startswith("**\u2713 Latency budget met: 0.1488 ms measured against 0.1616 ms")
+    for piece in ("97.35 % fp32, 96.81 % int8", "| MobileNetV3-Large x0.25 | 93.4 | 92.8 | 0.1555 | yes |", "| MobileNetV2 x0.35 | 95.1 | n/a | 0.29 | no |",
+                  "| **ednas (derived)** | **97.35** | **96.81** | **0.1488** |"):
+        assert piece in text, piece
+
+
+def test_card_says_missed_over_the_tolerance_and_met_within_it():
+    from ednas.report.report import summary_card
+
+    missed = summary_card(_card_summary(latency_ms_measured=0.2))
+    assert missed.verdict == "missed" and missed.headline.startswith("Latency budget missed: 0.2 ms measured against 0.1616 ms (123.8 % of it)")
+    assert missed.compare[0][4] == "no"
+    close = summary_card(_card_summary(latency_ms_measured=0.165))  # 2 % over: timing noise (verdict.MEASURED_TOLERANCE)
+    assert close.verdict == "met" and "within the 5 % timing tolerance" in close.headline
+    # the run's own verdict decides where it has one
+    ruled = summary_card(_card_summary(verdict={"ok": False, "checks": [{"check": "measured", "ok": False}], "failures": []}))
+    assert ruled.verdict == "missed"
+    # a missed LUT check is not hidden below the card
+    lut_missed = summary_card(_card_summary(verdict={"ok": False, "checks": [], "failures": [{"check": "lut", "what": "the latency table's check: MAPE 38.0 %"}]}))
+    assert lut_missed.verdict == "met" and any("MAPE 38.0 %" in n and "warning" in n for n in lut_missed.notes)
+
+
+def test_card_on_an_analytic_target_says_not_measured_and_shows_the_prediction():
+    from ednas.report.report import summary_card
+
+    card = summary_card(_card_summary(target="tda4vm", latency_ms_measured=None), BASELINES,
+                        lut={"target": "tda4vm", "dtype": "i8", "measurement": {"runtime": "analytic"}})
+    assert card.verdict == "not measured"
+    assert card.headline == ("Latency not measured (tda4vm is priced by a model, not timed on this host): "
+                             "0.1543 ms predicted against a budget of 0.1616 ms (95.51 % of it)")
+    assert card.scope == "budget for the int8 file on tda4vm (its analytic latency model)"
+    latency = next(lines for label, lines, _ in card.tiles if label == "Latency")
+    assert latency == ["not measured", "budget 0.1616 ms"]
+    assert card.compare[0][3:] == [0.15432, "yes", "predicted, int8 file"]  # the derived row is the prediction, labelled so
+
+
+def test_card_with_missing_pieces_says_so_instead_of_crashing():
+    from ednas.report.report import summary_card
+
+    # no int8 model, no baselines
+    card = summary_card(_card_summary(top1_int8=None))
+    acc = next(lines for label, lines, _ in card.tiles if label.startswith("Accuracy"))
+    assert acc == ["97.35 % fp32", "int8: not run"]
+    assert card.notes == ["Baselines: none run."] and len(card.compare) == 1
+    assert card.compare_headers == ["network", "top-1 fp32 (%)", "latency (ms)", "within budget", "latency is"]  # no int8 column to fill
+    # nothing at all
+    empty = summary_card({})
+    assert empty.verdict == "no budget" and empty.headline == "No latency budget recorded" and empty.scope == ""
+    tiles = {label.split()[0]: lines for label, lines, _ in empty.tiles}
+    assert tiles == {"Accuracy": ["n/a fp32", "int8: not run"], "Latency": ["not measured", "no budget"], "Network": ["n/a params", "n/a MACs"]}
+    assert "architecture not recorded" in _card_text(empty)
+    # a budget but no latency at all on the host: still "not measured", no number invented
+    unmeasured = summary_card({"target": "host-ort", "budget_ms": 0.2})
+    assert unmeasured.verdict == "not measured" and unmeasured.headline == "Latency not measured (the deployed file was not timed)"
+    # an arch string that does not parse is shown, not fatal
+    bad = summary_card({"arch": "not an arch"})
+    assert "architecture string not readable" in _card_text(bad) and "`not an arch`" in _card_text(bad)
+
+
+def test_card_on_multilabel_data_shows_map():
+    from ednas.report.report import summary_card
+
+    card = summary_card(_card_summary(task="multilabel", top1=None, top1_int8=None, map=61.234, map_voc07=58.91, map_int8=60.5),
+                        [dict(BASELINES[0], top1=None, map=55.5)], {"quant": "int8", "task": "multilabel"}, HOST_LUT)
+    label, lines, detail = card.tiles[0]
+    assert label == "Accuracy (test mAP)" and lines == ["61.23 % fp32", "60.5 % int8"] and "VOC07 11-point 58.91 %" in detail
+    assert card.compare_headers[1:3] == ["mAP fp32 (%)", "mAP int8 (%)"] and card.compare[1][1:3] == [55.5, None]
+
+
+def test_reports_open_with_the_card_and_end_with_the_folded_summary_keys(tmp_path):
+    run, summary = _fake_run(tmp_path)
+    summary["latency_dtype"] = "i8"
+    html_path, md_path = write_report(run, summary)
+    page, md = html_path.read_text(), md_path.read_text()
+    # markdown: the title, then the card, before any section
+    lines = md.splitlines()
+    assert lines[0] == "# ednas run report: run" and lines[1] == ""
+    assert lines[2].startswith("**\u2713 Latency budget met: 0.1488 ms measured against 0.1616 ms")
+    card_md = md.split("\n## ")[0]
+    for piece in ("97.35 % fp32", "96.81 % int8", "budget for the int8 file on host-ort", "MobileNetV2 x0.35", "MixNet-S x0.35", "123,457 params"):
+        assert piece in card_md, piece
+    # html: the card between the title and the navigation, the key table last and folded
+    body = page.split("<body>", 1)[1]
+    assert re.match(r'\s*<header><h1>[^<]*</h1></header>\s*<section id="card" class="card" data-verdict="met">', body)
+    assert body.index('<section id="card"') < body.index("<nav>") < body.index('<section id="summary"')
+    last = page.rsplit("<section ", 1)[1]
+    assert last.startswith('id="keys"') and "<details><summary>every key of summary.json" in last
+    assert 'summary.json key' not in page.split('id="keys"')[0]  # the key dump is no longer in the Summary section
+    assert md.split("\n## ")[-1].startswith("summary.json") and "<details><summary>every key of summary.json" in md
+
+
+def test_a_card_that_fails_to_render_does_not_lose_the_report(tmp_path, monkeypatch):
+    import ednas.report.report as report
+
+    def boom(*a, **k):
+        raise RuntimeError("card exploded")
+
+    monkeypatch.setattr(report, "summary_card", boom)
+    run, summary = _fake_run(tmp_path)
+    page = write_report(run, summary)[0].read_text()
+    assert "The summary card could not be rendered (RuntimeError: card exploded)" in page
+    assert '<section id="accuracy"' in page and page.count("data:image/png;base64,") == len(ALL_FIGURES)
+
+
+class _Dom(HTMLParser):
+    """Every element of a page in document order: (tag, attrs, depth), and the text inside the card."""
+
+    VOID = {"meta", "img", "br", "hr", "input", "link"}
+
+    def __init__(self):
+        super().__init__()
+        self.elements, self.stack, self.card_text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs), len(self.stack)))
+        if tag not in self.VOID:
+            self.stack.append((tag, dict(attrs).get("id")))
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data):
+        if any(i == "card" for _, i in self.stack):
+            self.card_text.append(data)
+
+
+def test_report_in_a_real_browser_opens_with_the_summary_card(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium/chrome on this machine (apt-get install chromium to run this check)")
+    run, summary = _fake_run(tmp_path)
+    summary["latency_dtype"] = "i8"
+    html_path, _ = write_report(run, summary)
+    dom = _Dom()
+    dom.feed(_headless(browser, "--dump-dom", html_path.resolve().as_uri()))
+    tags = [(t, a.get("id"), a.get("class")) for t, a, _ in dom.elements]
+    h1 = next(i for i, (t, _, _) in enumerate(tags) if t == "h1")
+    depth = dom.elements[h1][2]
+    # the first element after the title (not inside it) is the card
+    after = next(e for e in dom.elements[h1 + 1:] if e[2] <= depth)
+    assert after[0] == "section" and after[1].get("id") == "card", after
+    text = " ".join(" ".join(dom.card_text).split())
+    for piece in ("Latency budget met", "0.1488 ms measured", "0.1616 ms", "97.35 % fp32", "96.81 % int8", "123,457 params",
+                  "budget for the int8 file on host-ort", "MobileNetV2 x0.35"):
+        assert piece in text, piece
+    # the screenshot: the card's green verdict band is at the top of the first screen
+    import numpy as np
+    from PIL import Image
+
+    _screenshot(browser, html_path, tmp_path / "card.png", size="1200,900")
+    img = np.asarray(Image.open(tmp_path / "card.png").convert("RGB")).astype(int)
+    band = (np.abs(img - np.array([0xE6, 0xF4, 0xEA])).sum(axis=2) <= 6)  # p.verdict.met's background
+    rows = np.nonzero(band.mean(axis=1) > 0.5)[0]
+    assert len(rows) > 20 and rows.min() < 200, (len(rows), rows[:3])
+    assert img[: rows.min()].std() > 10  # the title bar above it
 
 
 # ---------------------------------------------------------------------------

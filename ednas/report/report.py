@@ -52,9 +52,10 @@ from ednas.io import atomic_write_bytes, atomic_write_text
 from ednas.latency.model import LatencyModel
 from ednas.latency.table import load_table
 from ednas.report import figures
-from ednas.report.baselines import comparison, load_baselines
+from ednas.report.baselines import comparison, load_baselines, precision_name
+from ednas.report.verdict import MEASURED_TOLERANCE
 
-__all__ = ["fmt", "flatten", "write_report", "Section"]
+__all__ = ["fmt", "flatten", "write_report", "Section", "Card", "summary_card"]
 
 
 # ---------------------------------------------------------------------------
@@ -128,8 +129,9 @@ class Section:
     def p(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def table(self, headers: list[str], rows: list[list[Any]]) -> None:
-        self.blocks.append(("table", headers, rows))
+    def table(self, headers: list[str], rows: list[list[Any]], collapsed: str | None = None) -> None:
+        """A table; ``collapsed`` (its one-line summary) folds it away (``<details>``)."""
+        self.blocks.append(("table", headers, rows, collapsed))
 
     def figure(self, name: str, png: bytes, caption: str) -> None:
         self.blocks.append(("figure", name, png, caption))
@@ -153,7 +155,7 @@ def _cell_html(v: Any) -> str:
     return f"<td>{html.escape(fmt(v))}</td>"
 
 
-def _html(sections: list[Section], title: str, subtitle: str) -> str:
+def _html(card: str, sections: list[Section], title: str) -> str:
     parts = []
     for s in sections:
         cls = ' class="notrun"' if not s.ran else (' class="warning"' if s.key == "warning" else "")
@@ -167,7 +169,8 @@ def _html(sections: list[Section], title: str, subtitle: str) -> str:
             elif kind == "table":
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
                 rows = "".join("<tr>" + "".join(_cell_html(c) for c in row) + "</tr>" for row in b[2])
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                out.append(f"<details><summary>{html.escape(b[3])}</summary>{table}</details>" if b[3] else table)
             elif kind == "figure":
                 data = base64.b64encode(b[2]).decode("ascii")
                 cap = html.escape(b[3])
@@ -179,15 +182,15 @@ def _html(sections: list[Section], title: str, subtitle: str) -> str:
         parts.append("\n".join(out))
     nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in sections)
     tpl = string.Template((Path(__file__).parent / "template.html").read_text())
-    return tpl.substitute(title=html.escape(title), subtitle=html.escape(subtitle), nav=nav, body="\n".join(parts))
+    return tpl.substitute(title=html.escape(title), card=card, nav=nav, body="\n".join(parts))
 
 
 def _md_cell(v: Any) -> str:
     return fmt(v).replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown(sections: list[Section], title: str, subtitle: str, files_dir: str) -> str:
-    out = [f"# {title}", "", subtitle, ""]
+def _markdown(card: list[str], sections: list[Section], title: str, files_dir: str) -> str:
+    out = [f"# {title}", "", *card]
     for s in sections:
         out += [f"## {s.title}", ""]
         for b in s.blocks:
@@ -197,10 +200,14 @@ def _markdown(sections: list[Section], title: str, subtitle: str, files_dir: str
             elif kind == "notrun":
                 out += [f"*Not run: {b[1]}*", ""]
             elif kind == "table":
+                if b[3]:  # GitHub renders the table inside <details> when blank lines surround it
+                    out += [f"<details><summary>{html.escape(b[3])}</summary>", ""]
                 out.append("| " + " | ".join(b[1]) + " |")
                 out.append("|" + "|".join("---:" if b[2] and _is_num(b[2][0][i]) else "---" for i in range(len(b[1]))) + "|")
                 out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b[2]]
                 out.append("")
+                if b[3]:
+                    out += ["</details>", ""]
             elif kind == "figure":
                 out += [f"![{b[3]}]({files_dir}/{b[1]}.png)", "", f"*{b[3]}*", ""]
             elif kind == "pre":
@@ -302,8 +309,238 @@ def _summary(run: _Run, summary: dict) -> Section:
         if _is_num(argmax) and _is_num(budget) and budget > 0:
             text += f" ({fmt(100.0 * argmax / budget)} % of the budget)"
         s.p(text + f"; the budget fit changed {fmt(summary.get('fit_changes'))} choice(s).")
-    s.table(["summary.json key", "value"], [[k, v] for k, v in flatten(summary)])
     return s
+
+
+def _keys(run: _Run, summary: dict) -> Section:
+    """Last, folded away: every key of ``summary.json`` (the card and the sections above say what they mean)."""
+    s = Section("keys", "summary.json")
+    rows = [[k, v] for k, v in flatten(summary)]
+    s.table(["summary.json key", "value"], rows, collapsed=f"every key of summary.json ({len(rows)})")
+    return s
+
+
+# ---------------------------------------------------------------------------
+# the summary card: the answer, above everything else
+
+
+_RUNTIME = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "pytorch": "PyTorch"}
+
+
+@dataclass
+class Card:
+    """The report's opening: the network, its accuracy in both precisions, its latency against the budget, the baselines.
+
+    ``verdict`` is ``"met"``, ``"missed"``, ``"not measured"`` (an analytic
+    or board target: no timing on this host) or ``"no budget"``;
+    ``headline`` says it with the numbers, ``scope`` which file, target
+    and runtime the budget is for; ``tiles`` are ``(label, main
+    lines, detail)`` for accuracy, latency and the network; ``compare`` the
+    derived network's row and the baselines' rows (``compare_headers``);
+    ``notes`` anything else the reader must not miss (a missed LUT check).
+    """
+
+    context: str
+    verdict: str
+    headline: str
+    scope: str
+    tiles: list[tuple[str, list[str], str]]
+    compare_headers: list[str]
+    compare: list[list]
+    arch: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _precision(summary: dict) -> str | None:
+    return precision_name(summary.get("latency_dtype") or (summary.get("deployed") or {}).get("precision") or None)
+
+
+def _on_host(summary: dict) -> bool:
+    t = str(summary.get("target") or "")
+    return not t or t.startswith("host-")
+
+
+def _budget_for(summary: dict, lut: dict | None) -> str:
+    """Which file and runtime the budget is for: ``the int8 file on host-ort (ONNX Runtime, 1 thread)``."""
+    precision, target = _precision(summary), str(summary.get("target") or "")
+    m = (lut or {}).get("measurement") or {}
+    runtime = {"host-ort": "onnxruntime", "host-torch": "torch"}.get(target, str(m.get("runtime") or ""))
+    if target.startswith("file:"):
+        how = "its board table"
+    elif (target and not _on_host(summary)) or runtime == "analytic":
+        how = "its analytic latency model"
+    else:
+        how = _RUNTIME.get(runtime, runtime)
+        if how and m.get("runtime") == runtime and _is_num(m.get("threads")):
+            how += f", {fmt(m['threads'])} thread{'s' if m['threads'] != 1 else ''}"
+    text = f"the {precision} file" if precision else "the network"
+    if target:
+        text += f" on {target}"
+    return text + (f" ({how})" if how else "")
+
+
+def _latency_verdict(summary: dict) -> tuple[str, str]:
+    """(verdict, the sentence with its numbers) of the measured latency against the budget."""
+    budget, measured, predicted = summary.get("budget_ms"), summary.get("latency_ms_measured"), summary.get("latency_ms_predicted")
+    if not (_is_num(budget) and budget > 0):
+        return "no budget", "No latency budget recorded"
+    if not _is_num(measured):
+        where = (f"{summary.get('target')} is priced by a model, not timed on this host" if not _on_host(summary)
+                 else "the deployed file was not timed")
+        text = f"Latency not measured ({where})"
+        if _is_num(predicted):
+            text += f": {fmt(predicted)} ms predicted against a budget of {fmt(budget)} ms ({fmt(100.0 * predicted / budget)} % of it)"
+        return "not measured", text
+    check = next((c for c in (summary.get("verdict") or {}).get("checks") or [] if isinstance(c, dict) and c.get("check") == "measured"), None)
+    ok = bool(check["ok"]) if check and "ok" in check else measured <= MEASURED_TOLERANCE * budget
+    pct = f"{fmt(100.0 * measured / budget)} % of it"
+    if ok and measured > budget:
+        return "met", f"Latency budget met within the {fmt(round(100 * (MEASURED_TOLERANCE - 1)))} % timing tolerance: {fmt(measured)} ms measured against {fmt(budget)} ms ({pct})"
+    if ok:
+        return "met", f"Latency budget met: {fmt(measured)} ms measured against {fmt(budget)} ms ({pct})"
+    return "missed", f"Latency budget missed: {fmt(measured)} ms measured against {fmt(budget)} ms ({pct})"
+
+
+def _arch_short(arch: str | None, arch_doc: dict | None) -> str:
+    """``7 blocks (2 of 9 skipped); depthwise kernels 3, 5, 7; expansions 1, 4; stem 11x11, head 256 channels``."""
+    if not arch:
+        return "architecture not recorded"
+    try:
+        a = parse_arch(arch)
+    except Exception as e:  # noqa: BLE001 - the card still shows the string
+        return f"architecture string not readable ({type(e).__name__})"
+    layers = list(a.layers())
+    text = f"{len(layers)} block{'s' if len(layers) != 1 else ''}"
+    doc_layers = (arch_doc or {}).get("layers") if isinstance(arch_doc, dict) else None
+    if isinstance(doc_layers, list) and doc_layers:
+        skipped = sum(1 for l in doc_layers if isinstance(l, dict) and l.get("skip"))
+        if skipped:
+            text += f" ({skipped} of {len(doc_layers)} skipped)"
+    ks = sorted({k for l in layers for k in l.spec.kernels})
+    es = sorted({e for l in layers for e in l.spec.expansions})
+    if layers:
+        text += f"; depthwise kernels {', '.join(map(str, ks))}; expansions {', '.join(map(str, es))}"
+    head = f"head {a.head.out} channels" if a.head.out else "no head conv"
+    return text + f"; stem {a.stem.kernel}x{a.stem.kernel}, {head}"
+
+
+def summary_card(summary: dict, baselines: list[dict] | None = None, export: dict | None = None, lut: dict | None = None,
+                 arch_doc: dict | None = None) -> Card:
+    """The card from the run's summary and (each optional) its baselines, ``export.json``, ``lut.json`` and ``arch.yaml``.
+
+    Nothing is required: a missing number reads ``n/a``, a missing int8
+    model ``not run``, a target not timed here ``not measured``, no
+    baselines ``none run``.
+    """
+    summary = summary or {}
+    key, key8, label = _score(summary)
+    quant = (export or {}).get("quant") or "int8"
+    score, score8 = summary.get(key), summary.get(key8)
+    unit = lambda v: f"{fmt(v)} %" if _is_num(v) else fmt(v)  # noqa: E731
+    acc = [f"{unit(score)} fp32", f"{unit(score8)} {quant}" if score8 is not None else f"{quant}: not run"]
+    acc_detail = f"test {label}"
+    if _multilabel(summary) and summary.get("map_voc07") is not None:
+        acc_detail += f"; VOC07 11-point {fmt(summary['map_voc07'])} % fp32"
+    if _is_num(score) and _is_num(score8):
+        drop = score - score8
+        acc_detail += f"; {quant} {'loses' if drop > 0 else 'gains'} {fmt(abs(drop))} points" if drop else f"; {quant} loses nothing"
+
+    verdict, headline = _latency_verdict(summary)
+    budget_for = _budget_for(summary, lut)
+    measured, predicted, budget = summary.get("latency_ms_measured"), summary.get("latency_ms_predicted"), summary.get("budget_ms")
+    lat = [f"{fmt(measured)} ms measured" if _is_num(measured) else "not measured"]
+    lat.append(f"budget {fmt(budget)} ms" if _is_num(budget) else "no budget")
+    lat_detail = f"budget for {budget_for}; {fmt(predicted)} ms predicted by the latency table"
+    if _is_num(measured) and (summary.get("deployed") or {}).get("scaled_ms") is not None:
+        lat_detail += "; measured at the table's speed (scaled by its reference network)"
+
+    net = [f"{fmt(summary.get('params'))} params", f"{fmt(summary.get('macs'))} MACs"]
+    tiles = [(f"Accuracy (test {label})", acc, acc_detail), ("Latency", lat, lat_detail),
+             ("Network", net, _arch_short(summary.get("arch"), arch_doc))]
+
+    derived_ms, derived_how = (measured, "measured") if _on_host(summary) and _is_num(measured) else (predicted, "predicted")
+    within = lambda ms: ("yes" if ms <= budget else "no") if _is_num(ms) and _is_num(budget) and budget > 0 else "n/a"  # noqa: E731
+    # both precisions' scores where any network has a quantized one (the budget may be for either file)
+    both = score8 is not None or any(b.get(key8) is not None for b in baselines or [])
+    headers = ["network", f"{label} fp32 (%)"] + ([f"{label} {quant} (%)"] if both else []) + ["latency (ms)", "within budget", "latency is"]
+    rows = [["ednas (derived)", score] + ([score8] if both else []) + [
+        derived_ms, within(derived_ms) if derived_how == "predicted" else {"met": "yes", "missed": "no"}.get(verdict, "n/a"),
+        f"{derived_how}, {_precision(summary)} file" if _precision(summary) else derived_how]]
+    for b in baselines or []:
+        name = str(b.get("title") or b.get("name"))
+        if b.get("width") is not None:
+            name += f" x{fmt(b['width'])}"
+        rows.append([name, b.get(key)] + ([b.get(key8)] if both else []) + [b.get("latency_ms"), within(b.get("latency_ms")), b.get("latency_source") or "n/a"])
+    notes = []
+    if not baselines:
+        notes.append("Baselines: none run.")
+    failures = [f for f in (summary.get("verdict") or {}).get("failures") or [] if isinstance(f, dict) and f.get("check") != "measured"]
+    if failures:
+        notes.append("Also missed: " + "; ".join(str(f.get("what")) for f in failures) + " (see the warning below).")
+    context = f"data {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}"
+    if _is_num(summary.get("wall_s")):
+        context += f", whole run {fmt(summary['wall_s'])} s"
+    return Card(context, verdict, headline, f"budget for {budget_for}" if verdict != "no budget" else "", tiles, headers, rows,
+                summary.get("arch"), notes)
+
+
+def _card(run: _Run, summary: dict) -> Card:
+    """:func:`summary_card` of the run directory (every file optional)."""
+    bdir = run.dir / "baselines"
+    try:
+        baselines = load_baselines(bdir) if bdir.is_dir() else []
+    except Exception:  # noqa: BLE001 - the accuracy section says what is wrong with them
+        baselines = []
+    exp, arch_doc = run.json("export/export.json"), run.yaml("search/arch.yaml")
+    lut = run.json("lut/lut.json")
+    if isinstance(lut, dict):
+        lut = {k: v for k, v in lut.items() if k != "entries"}
+    return summary_card(summary, baselines, exp if isinstance(exp, dict) else None, lut if isinstance(lut, dict) else None,
+                        arch_doc if isinstance(arch_doc, dict) else None)
+
+
+_MARK = {"met": "\u2713", "missed": "\u2717", "not measured": "?", "no budget": "?"}
+
+
+def _card_html(card: Card) -> str:
+    e = html.escape
+    v = card.verdict.replace(" ", "-")
+    out = [f'<section id="card" class="card" data-verdict="{e(card.verdict)}">',
+           f'<p class="verdict {v}"><span class="mark">{_MARK.get(card.verdict, "")}</span> {e(card.headline)}'
+           + (f' <span class="scope">({e(card.scope)})</span>' if card.scope else "") + "</p>", '<div class="tiles">']
+    for label, lines, detail in card.tiles:
+        slug = label.split()[0].lower()
+        out.append(f'<div class="tile" data-tile="{e(slug)}"><div class="label">{e(label)}</div>'
+                   + "".join(f'<div class="big">{e(x)}</div>' for x in lines) + f'<div class="detail">{e(detail)}</div></div>')
+    out.append("</div>")
+    if card.compare:
+        head = "".join(f"<th>{e(h)}</th>" for h in card.compare_headers)
+        rows = "".join(f'<tr{" class=derived" if i == 0 else ""}>' + "".join(_cell_html(c) for c in row) + "</tr>" for i, row in enumerate(card.compare))
+        out.append(f'<table class="compare"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
+    for n in card.notes:
+        out.append(f'<p class="note">{e(n)}</p>')
+    if card.arch:
+        out.append(f'<p class="arch">arch: <code>{e(card.arch)}</code></p>')
+    out.append(f'<p class="context">{e(card.context)}</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _card_markdown(card: Card) -> list[str]:
+    out = [f"**{_MARK.get(card.verdict, '')} {card.headline}**" + (f" ({card.scope})" if card.scope else ""), ""]
+    for label, lines, detail in card.tiles:
+        out.append(f"- **{label}**: {', '.join(lines)} \u2014 {detail}")
+    out.append("")
+    if card.compare:
+        num = [any(_is_num(row[i]) for row in card.compare) for i in range(len(card.compare_headers))]
+        out += ["| " + " | ".join(card.compare_headers) + " |", "|" + "|".join("---:" if n else "---" for n in num) + "|"]
+        out += ["| " + " | ".join(f"**{_md_cell(c)}**" if i == 0 else _md_cell(c) for c in row) + " |" for i, row in enumerate(card.compare)]
+        out.append("")
+    out += [x for n in card.notes for x in (n, "")]
+    if card.arch:
+        out += [f"arch: `{card.arch}`", ""]
+    out += [f"*{card.context}*", ""]
+    return out
 
 
 def _layer_ms(run: _Run, doc: dict) -> tuple[list | None, dict | None, str]:
@@ -628,7 +865,7 @@ def _provenance(run: _Run, summary: dict) -> Section:
 
 
 SECTIONS: list[Callable[[_Run, dict], Section | None]] = [_warning, _summary, _architecture, _accuracy, _search, _lut, _quant, _training,
-                                                           _provenance]
+                                                           _provenance, _keys]
 
 
 # ---------------------------------------------------------------------------
@@ -664,8 +901,13 @@ def write_report(run_dir, summary: dict) -> tuple[Path, Path]:
         except Exception as e:  # noqa: BLE001 - the report is the last stage; one bad file must not lose the rest
             name = build.__name__.strip("_")
             sections.append(Section(name, name.capitalize()).not_run(f"this section could not be rendered ({type(e).__name__}: {str(e)[:200]})"))
+    try:
+        card = _card(run, summary)
+    except Exception as e:  # noqa: BLE001 - as for a section: say so, write the rest
+        card = Card(f"data {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}", "error",
+                    f"The summary card could not be rendered ({type(e).__name__}: {str(e)[:200]}); the sections below have the figures.",
+                    "", [], [], [], summary.get("arch") if isinstance(summary.get("arch"), str) else None)
     title = f"ednas run report: {run_dir.name}"
-    subtitle = f"data {fmt(summary.get('data'))}, target {fmt(summary.get('target'))}, budget {fmt(summary.get('budget_ms'))} ms"
     files = run_dir / "report_files"
     files.mkdir(exist_ok=True)
     for old in files.glob("*.png"):  # a figure not drawn this time must not linger
@@ -673,6 +915,6 @@ def write_report(run_dir, summary: dict) -> tuple[Path, Path]:
     for s in sections:
         for name, png, _ in s.figures:
             atomic_write_bytes(files / f"{name}.png", png)
-    html_path = atomic_write_text(run_dir / "report.html", _html(sections, title, subtitle))
-    md_path = atomic_write_text(run_dir / "report.md", _markdown(sections, title, subtitle, files.name))
+    html_path = atomic_write_text(run_dir / "report.html", _html(_card_html(card), sections, title))
+    md_path = atomic_write_text(run_dir / "report.md", _markdown(_card_markdown(card), sections, title, files.name))
     return html_path, md_path
