@@ -1,9 +1,10 @@
-"""Network modules: stem, meta-kernel conv, blocks, fusion, builders, the MAC counter.
+"""Network modules: stem, meta-kernel conv, blocks, fusion, builders, the MAC counter, BN recalibration.
 
 Knows nothing of search, latency or training.
 """
 
 from ednas.nn.blocks import InvertedResidual, SearchableIR
+from ednas.nn.bn import BN_IMAGES, bn_calibration_loader, recalibrated_bn, recompute_bn_stats
 from ednas.nn.build import (
     SUPERNET_KINDS,
     Net,
@@ -23,6 +24,7 @@ from ednas.nn.searchable import SearchableBlock
 from ednas.nn.stem import DepthAwareStem, Head
 
 __all__ = [
+    "BN_IMAGES",
     "SUPERNET_KINDS",
     "Choice",
     "ConvBNAct",
@@ -38,6 +40,7 @@ __all__ = [
     "SearchableIR",
     "Supernet",
     "build_model",
+    "bn_calibration_loader",
     "build_supernet",
     "centred_masks",
     "count_macs",
@@ -47,4 +50,6 @@ __all__ = [
     "fuse",
     "fuse_supernet",
     "inherit_weights",
+    "recalibrated_bn",
+    "recompute_bn_stats",
 ]

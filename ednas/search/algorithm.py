@@ -74,6 +74,7 @@ from ednas.errors import CheckpointError, ConfigError, DataError, LatencyTableEr
 from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.measure import measure_latency
 from ednas.latency.model import Budget
+from ednas.nn.bn import BN_IMAGES, bn_calibration_loader, recalibrated_bn
 from ednas.nn.build import SUPERNET_KINDS, build_model, build_supernet
 from ednas.nn.files import save_supernet
 from ednas.runtime import Timing
@@ -151,6 +152,8 @@ class SearchConfig(Recipe):
     fit_low: float = 0.85
     #: measure the derived network end to end when the table was measured on this kind of host
     measure: bool = True
+    #: weight-split images the argmax network's BN statistics are recomputed on before it is scored each epoch (0: score with the supernet's own, mixture statistics)
+    bn_images: int = BN_IMAGES
 
     def check(self, name) -> None:
         super().check(name)
@@ -177,13 +180,15 @@ class SearchConfig(Recipe):
                                   ("path_batches", self.path_batches, PATH_BATCHES), ("update", self.update, UPDATES)):
             if value not in kinds:
                 raise ConfigError(f"{name(key)} '{value}' is unknown; expected one of {', '.join(kinds)}")
+        if self.bn_images < 0:
+            raise ConfigError(f"{name('bn_images')} must be >= 0, got {self.bn_images}")
         if not 0.0 < self.fit_low <= 1.0:
             raise ConfigError(f"{name('fit_low')} must be in (0, 1], got {self.fit_low}")
 
 
 def _settings(cfg: SearchConfig, space: ArchSpec, data: DataSet, latency, budget: Budget, seed: int) -> dict:
     """What decides the search's trajectory: a checkpoint resumes only with the same."""
-    d = {k: v for k, v in config_dict(cfg).items() if k not in ("fit", "fit_low", "measure", "space", "max_skipped_steps")}
+    d = {k: v for k, v in config_dict(cfg).items() if k not in ("fit", "fit_low", "measure", "space", "max_skipped_steps", "bn_images")}
     return {**d, "space": space.format(), "data": data.spec, "input_size": data.input_size, "seed": seed,
             "target": getattr(getattr(latency, "table", None), "target", type(latency).__name__), "budget_ms": round(budget.ms, 9)}
 
@@ -242,6 +247,9 @@ class _Search:
         if self.a_loaders[0].rounds < 1:  # fewer batches than shards: every path cycles the whole split
             self.a_loaders = self._loaders(a_idx, "arch-batches", workers, [0] * len(shards), drop_last=False, n_shards=1)
         self.val_loader = make_loader(self.data, "val", 256, False, workers=workers, device=self.hw.device) if self.main else None
+        # the fixed, seeded images the argmax network's BN statistics are recomputed on before each epoch's score
+        self.bn_loader = (bn_calibration_loader(self.data, cfg.bn_images, derive(seed, "bn-images"), w_idx, batch_size=256, workers=workers,
+                                                device=self.hw.device) if self.main and cfg.bn_images > 0 else None)
         self.steps_per_epoch = self.w_loaders[0].rounds  # the same on every rank
         if self.steps_per_epoch < 1 or self.a_loaders[0].rounds < 1:
             raise DataError(f"the data set is too small for {P} path(s) on {self.n_shards // P if dist is not None else 1} process(es) each "
@@ -507,14 +515,24 @@ class _Search:
         exp_lat = float(self.latency.expected(net))
         for c in net.choices():
             c.fixed = c.argmax()
-        val = evaluate(net, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
-        for c in net.choices():
-            c.fixed = None
+        t_bn = time.time()
+        try:
+            if self.bn_loader is not None:  # the argmax network's own statistics, not the mixture's; the supernet's are put back
+                with recalibrated_bn(net, self.bn_loader, self.hw):
+                    t_bn = time.time() - t_bn
+                    val = evaluate(net, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
+            else:
+                t_bn = 0.0
+                val = evaluate(net, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
+        finally:
+            for c in net.choices():
+                c.fixed = None
         probs = {n: [round(float(v), 5) for v in c.probs()] for n, c in net.named_choices()}
         ent = {n: _entropy(c.probs()) for n, c in net.named_choices()}
         if self.data.multilabel:
             rec["val_map"] = val["map"]
-        rec.update(epoch=epoch + 1, val_top1=val["top1"], val_loss=val["loss"], E_lat_ms=exp_lat,
+        rec.update(epoch=epoch + 1, val_top1=val["top1"], val_loss=val["loss"], bn_images=self.cfg.bn_images, bn_recalibration_s=round(t_bn, 4),
+                   E_lat_ms=exp_lat,
                    argmax_lat_ms=self.latency.predict(picks), lam=self.loss.lam, lam_low=self.loss.lam_low, probs=probs,
                    mean_entropy=sum(ent.values()) / max(len(ent), 1))
         if writer is not None:
@@ -644,12 +662,15 @@ class _Search:
             model = build_model(arch, self.data.num_classes)
             measured = measure_latency(model, self.input_size, timing=self.timing, table=table)  # as the table prices it: its precision, its speed
         layer_recs = []
+        cin = self.space.stem.out
         for i, (l, p, p0) in enumerate(zip(layers, picks, picks0)):
+            cout = int(p.get("width", l.spec.out))
             layer_recs.append({
-                "index": i, "stage": l.stage, "block": l.block, "stride": l.stride, "cin": l.cin, "cout": l.spec.out,
+                "index": i, "stage": l.stage, "block": l.block, "stride": l.stride, "cin": cin, "cout": cout,
                 "kernel": p["kernel"], "expansion": p["expansion"], "skip": p["skip"],
                 "argmax": p0, "probs": probs[i], "changed_by_fit": p != p0,
             })
+            cin = cout
         target = table.target if table is not None else type(self.latency).__name__
         provenance = {"ednas": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "data": self.data.spec,
                       "space": self.space.format(), "target": target, "seed": self.seed, "paths": cfg.paths,
