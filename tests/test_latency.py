@@ -411,9 +411,31 @@ def test_cli_lut_commands(tmp_path, capsys):
     assert main(["lut", "build", "--target", "file:" + str(tmp_path / "none.json"), "--out", str(out)]) == 2
 
 
+# its networks take from about 0.15 to 0.8 ms at 32x32 (f32, one x86 core): latencies severalfold apart
+WIDE_SPACE = "stem_k11_m1_c8_s1 | ir_k3.7_e2.6_c16_d1.3 | ir_k3.7_e2.6_c32_s2_d1.3 | head_c64"
+
+
 @pytest.mark.slow
-def test_host_ort_table_predicts_end_to_end(tmp_path):
-    sp = preset("cifar")
-    t = build_table("host-ort", sp, 32, 10, out=tmp_path / "lut.json", repeats=50, rounds=3)
-    res = validate_table(t, n=30, rounds=3)
-    assert res["mape"] < 10 and res["spearman"] > 0.9
+@pytest.mark.parametrize("dtype", ["f32", "i8"])
+def test_host_ort_table_prices_each_network_within_2x_and_orders_networks_1_5x_apart_as_measured(tmp_path, dtype):
+    """A table built and checked at the command line's settings (the defaults of 'ednas lut build' and 'ednas lut
+    validate': end-to-end timings interleaved over rounds, scaled by the table's reference network; int8 networks
+    quantized as 'ednas export' quantizes them) prices each network at its own latency, not a multiple of it, and
+    ranks networks as the clock does where their predictions are 1.5x apart.
+
+    Both hold by wide margins on a busy machine (errors of a few per cent); how close the table comes (MAPE and
+    Spearman over 30 networks of the presets) is a measurement, made by benchmarks/lut_validation.py (BENCHMARKS.md).
+    """
+    from ednas.cli import main
+
+    lut, val = tmp_path / "lut.json", tmp_path / "validation.json"
+    assert main(["lut", "build", "--target", "host-ort", "--space", WIDE_SPACE, "--input-size", "32", "--dtype", dtype,
+                 "--out", str(lut), "--no-progress"]) == 0
+    assert main(["lut", "validate", "--lut", str(lut), "--archs", "6", "--json", str(val), "--no-progress"]) == 0
+    res = json.loads(val.read_text())
+    assert res["n"] == 6 and res["dtype"] == dtype and res["reference"]["used"]
+    pairs = [(p["predicted_ms"], p["measured_scaled_ms"]) for p in res["pairs"]]
+    assert all(0.5 < pred / meas < 2 for pred, meas in pairs), pairs
+    apart = [(a, b) for a in pairs for b in pairs if b[0] >= 1.5 * a[0]]
+    assert len(apart) >= 3, pairs  # the sample spans the space
+    assert all(b[1] > a[1] for a, b in apart), pairs

@@ -3,7 +3,9 @@
 No test here asserts a duration of real code: the reference scaling is
 checked on a fake clock whose machine changes speed, the fixed-point graphs
 by the kernels ONNX Runtime makes of them and by the scales and zero points
-they carry.  The MAPE of a real int8 table is a slow test (and a benchmark).
+they carry.  A real int8 table against int8 files quantized as exported is
+a slow test in test_latency.py (within 2x, in order); its MAPE and Spearman
+are measured by benchmarks/lut_validation.py.
 """
 
 import json
@@ -244,14 +246,6 @@ def test_board_script_imports_no_onnx_when_it_builds_int8_models(tmp_path):
     r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "[]"
-
-
-@pytest.mark.slow
-def test_int8_table_predicts_int8_files_quantized_as_exported(tmp_path):
-    sp = preset("cifar")
-    t = build_table("host-ort", sp, 32, 10, out=tmp_path / "lut.json", dtype="i8", repeats=50, rounds=3)
-    res = validate_table(t, n=30, rounds=5)
-    assert res["mape"] < 10 and res["spearman"] > 0.9
 
 
 # -- the run: which table, and the verdict ----------------------------------------------------
