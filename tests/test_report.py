@@ -269,7 +269,7 @@ def test_card_says_the_verdict_both_accuracies_the_latency_against_the_budget_an
     card = summary_card(_card_summary(), BASELINES, {"quant": "int8"}, HOST_LUT)
     assert card.verdict == "met"
     assert card.headline == "Latency budget met: 0.1488 ms measured against 0.1616 ms (92.07 % of it)"
-    assert card.scope == "budget for the int8 file on host-ort (ONNX Runtime, 1 thread)"
+    assert card.scope == "budget for the int8 file on host-ort, timed in ONNX Runtime (1 thread)"
     tiles = {label.split()[0]: (lines, detail) for label, lines, detail in card.tiles}
     assert tiles["Accuracy"][0] == ["97.35 % fp32", "96.81 % int8"] and "int8 loses 0.5333 points" in tiles["Accuracy"][1]
     assert tiles["Latency"][0] == ["0.1488 ms measured", "budget 0.1616 ms"] and "0.1543 ms predicted" in tiles["Latency"][1]
@@ -309,9 +309,8 @@ def test_card_on_an_analytic_target_says_not_measured_and_shows_the_prediction()
     card = summary_card(_card_summary(target="tda4vm", latency_ms_measured=None), BASELINES,
                         lut={"target": "tda4vm", "dtype": "i8", "measurement": {"runtime": "analytic"}})
     assert card.verdict == "not measured"
-    assert card.headline == ("Latency not measured (tda4vm is priced by a model, not timed on this host): "
-                             "0.1543 ms predicted against a budget of 0.1616 ms (95.51 % of it)")
-    assert card.scope == "budget for the int8 file on tda4vm (its analytic latency model)"
+    assert card.headline == "Latency not measured on tda4vm: 0.1543 ms predicted against a budget of 0.1616 ms (95.51 % of it)"
+    assert card.scope == "budget for the int8 file on tda4vm, priced by its analytic latency model"
     latency = next(lines for label, lines, _ in card.tiles if label == "Latency")
     assert latency == ["not measured", "budget 0.1616 ms"]
     assert card.compare[0][3:] == [0.15432, "yes", "predicted, int8 file"]  # the derived row is the prediction, labelled so

@@ -361,22 +361,22 @@ def _on_host(summary: dict) -> bool:
 
 
 def _budget_for(summary: dict, lut: dict | None) -> str:
-    """Which file and runtime the budget is for: ``the int8 file on host-ort (ONNX Runtime, 1 thread)``."""
+    """Which file and runtime the budget is for: ``the int8 file on host-ort, timed in ONNX Runtime (1 thread)``."""
     precision, target = _precision(summary), str(summary.get("target") or "")
     m = (lut or {}).get("measurement") or {}
     runtime = {"host-ort": "onnxruntime", "host-torch": "torch"}.get(target, str(m.get("runtime") or ""))
     if target.startswith("file:"):
-        how = "its board table"
+        how = "priced by its board table"
     elif (target and not _on_host(summary)) or runtime == "analytic":
-        how = "its analytic latency model"
+        how = "priced by its analytic latency model"
     else:
-        how = _RUNTIME.get(runtime, runtime)
+        how = f"timed in {_RUNTIME.get(runtime, runtime)}" if runtime else ""
         if how and m.get("runtime") == runtime and _is_num(m.get("threads")):
-            how += f", {fmt(m['threads'])} thread{'s' if m['threads'] != 1 else ''}"
+            how += f" ({fmt(m['threads'])} thread{'s' if m['threads'] != 1 else ''})"
     text = f"the {precision} file" if precision else "the network"
     if target:
         text += f" on {target}"
-    return text + (f" ({how})" if how else "")
+    return text + (f", {how}" if how else "")
 
 
 def _latency_verdict(summary: dict) -> tuple[str, str]:
@@ -385,9 +385,7 @@ def _latency_verdict(summary: dict) -> tuple[str, str]:
     if not (_is_num(budget) and budget > 0):
         return "no budget", "No latency budget recorded"
     if not _is_num(measured):
-        where = (f"{summary.get('target')} is priced by a model, not timed on this host" if not _on_host(summary)
-                 else "the deployed file was not timed")
-        text = f"Latency not measured ({where})"
+        text = f"Latency not measured on {summary.get('target')}" if not _on_host(summary) else "Latency not measured (the deployed file was not timed)"
         if _is_num(predicted):
             text += f": {fmt(predicted)} ms predicted against a budget of {fmt(budget)} ms ({fmt(100.0 * predicted / budget)} % of it)"
         return "not measured", text
@@ -450,7 +448,7 @@ def summary_card(summary: dict, baselines: list[dict] | None = None, export: dic
     measured, predicted, budget = summary.get("latency_ms_measured"), summary.get("latency_ms_predicted"), summary.get("budget_ms")
     lat = [f"{fmt(measured)} ms measured" if _is_num(measured) else "not measured"]
     lat.append(f"budget {fmt(budget)} ms" if _is_num(budget) else "no budget")
-    lat_detail = f"budget for {budget_for}; {fmt(predicted)} ms predicted by the latency table"
+    lat_detail = f"{fmt(predicted)} ms predicted by the latency table"
     if _is_num(measured) and (summary.get("deployed") or {}).get("scaled_ms") is not None:
         lat_detail += "; measured at the table's speed (scaled by its reference network)"
 
@@ -507,7 +505,7 @@ def _card_html(card: Card) -> str:
     v = card.verdict.replace(" ", "-")
     out = [f'<section id="card" class="card" data-verdict="{e(card.verdict)}">',
            f'<p class="verdict {v}"><span class="mark">{_MARK.get(card.verdict, "")}</span> {e(card.headline)}'
-           + (f' <span class="scope">({e(card.scope)})</span>' if card.scope else "") + "</p>", '<div class="tiles">']
+           + (f' <span class="scope">\u2014 {e(card.scope)}</span>' if card.scope else "") + "</p>", '<div class="tiles">']
     for label, lines, detail in card.tiles:
         slug = label.split()[0].lower()
         out.append(f'<div class="tile" data-tile="{e(slug)}"><div class="label">{e(label)}</div>'
@@ -527,7 +525,7 @@ def _card_html(card: Card) -> str:
 
 
 def _card_markdown(card: Card) -> list[str]:
-    out = [f"**{_MARK.get(card.verdict, '')} {card.headline}**" + (f" ({card.scope})" if card.scope else ""), ""]
+    out = [f"**{_MARK.get(card.verdict, '')} {card.headline}**" + (f" \u2014 {card.scope}" if card.scope else ""), ""]
     for label, lines, detail in card.tiles:
         out.append(f"- **{label}**: {', '.join(lines)} \u2014 {detail}")
     out.append("")
