@@ -12,15 +12,19 @@ letter (or word) and a value:
     The depth-aware stem: a depthwise K x K convolution on the image (K odd,
     11..17), channel multiplier M (3*M channels), stride S, BN, ReLU, then a
     pointwise convolution to C channels, BN, ReLU.  Must be the first stage.
-``ir_k<K>[.<K>...]_e<E>[.<E>...]_c<C>[_s<S>][_r<R>][_skip][_acb]``
+``ir_k<K>[.<K>...]_e<E>[.<E>...]_c<C>[.<C>...][_s<S>][_r<R>][_d<D>.<D>...][_skip][_acb]``
     A MobileNetV2 inverted residual block: 1x1 expand to E times the input
     width (none when E = 1), depthwise K x K with stride S (default 1), 1x1
     project to C, BN after each conv, ReLU after the first two, residual when
     stride is 1 and widths match.  ``r`` repeats the block R times (stride only
     on the first).  Several values (``k3.5.7``, ``e3.6``) make the block
-    searchable among them; ``skip`` lets the search drop the block where it can
-    be an identity (stride 1, same width); ``acb`` trains the depthwise conv
-    with ACNet-style parallel branches that fuse away for deployment.
+    searchable among them; ``c16.24.32`` searches the stage's output width
+    (one choice for all its repeats; the supernet masks channels of the
+    widest), ``d1.2.3`` its depth (keep the first d of its R repeats, Once-for-All's
+    elastic depth; R defaults to the largest d); ``skip`` lets the search drop
+    the block where it can be an identity (stride 1, same width); ``acb``
+    trains the depthwise conv with ACNet-style parallel branches that fuse
+    away for deployment.
 ``head_c<C>[_d<P>]``
     1x1 conv to C channels (none when C = 0), BN, ReLU, global average pool,
     dropout P percent, linear classifier.  Must be the last stage.
@@ -86,14 +90,25 @@ class BlockSpec:
     repeats: int = 1
     skip: bool = False
     branches: bool = False
+    #: searched output widths of the stage (``c16.24.32``; ``out`` is the largest); empty when the width is fixed
+    widths: tuple[int, ...] = ()
+    #: searched depths of the stage (``d1.2.3``: keep its first d repeats; ``repeats`` is the largest); empty when fixed
+    depths: tuple[int, ...] = ()
+
+    @property
+    def width_options(self) -> tuple[int, ...]:
+        """The stage's output widths to choose from (one when fixed)."""
+        return self.widths or (self.out,)
 
     def format(self) -> str:
         s = "ir_k" + ".".join(map(str, self.kernels)) + "_e" + ".".join(map(str, self.expansions))
-        s += f"_c{self.out}"
+        s += "_c" + ".".join(map(str, self.width_options))
         if self.stride != 1:
             s += f"_s{self.stride}"
         if self.repeats != 1:
             s += f"_r{self.repeats}"
+        if self.depths:
+            s += "_d" + ".".join(map(str, self.depths))
         if self.skip:
             s += "_skip"
         if self.branches:
@@ -102,7 +117,7 @@ class BlockSpec:
 
     @property
     def searchable(self) -> bool:
-        return len(self.kernels) > 1 or len(self.expansions) > 1 or self.skip
+        return len(self.kernels) > 1 or len(self.expansions) > 1 or self.skip or len(self.widths) > 1 or len(self.depths) > 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,15 @@ class Layer:
 
     ``index`` counts the blocks of the whole network from 0; ``stage`` and
     ``block`` point back into the spec for messages; ``can_skip`` says whether
-    the search may turn this block into an identity.
+    the search may turn this block into an identity (its own ``skip`` flag, or
+    a repeat beyond the stage's smallest searched depth).
+
+    With searched widths ``cin`` and ``spec.out`` are the largest candidates;
+    ``in_widths`` and ``widths`` are the candidates of the block's input and
+    output, and ``tied`` says that its input width is the same choice as its
+    output width (every repeat after the first of a width-searched stage).
+    ``group`` is the index of the :class:`BlockSpec` (the stage's block) the
+    layer is a repeat of, counted over the whole network.
     """
 
     index: int
@@ -136,10 +159,22 @@ class Layer:
     spec: BlockSpec
     stride: int
     can_skip: bool
+    in_widths: tuple[int, ...] = ()
+    tied: bool = False
+    group: int = 0
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return self.spec.width_options
+
+    @property
+    def in_width_options(self) -> tuple[int, ...]:
+        return self.in_widths or (self.cin,)
 
     @property
     def residual(self) -> bool:
-        return self.stride == 1 and self.cin == self.spec.out
+        """Whether the block adds its input (the same at every width pair the space allows: the parser refuses an ambiguous one)."""
+        return self.stride == 1 and (self.tied or self.cin == self.spec.out)
 
 
 @dataclass(frozen=True)
@@ -163,16 +198,17 @@ class ArchSpec:
     # -- structure -------------------------------------------------------
     def layers(self) -> Iterator[Layer]:
         """Every block with repeats expanded, in network order."""
-        cin = self.stem.out
-        index = 0
+        cin, cins = self.stem.out, (self.stem.out,)
+        index = group = 0
         for si, stage in enumerate(self.stages):
             for bi, b in enumerate(stage):
                 for r in range(b.repeats):
                     stride = b.stride if r == 0 else 1
-                    can_skip = b.skip and stride == 1 and cin == b.out
-                    yield Layer(index, si + 1, bi, r, cin, b, stride, can_skip)
-                    cin = b.out
+                    can_skip = (b.skip and stride == 1 and cin == b.out) or (bool(b.depths) and r >= min(b.depths))
+                    yield Layer(index, si + 1, bi, r, cin, b, stride, can_skip, cins, r > 0 and len(b.widths) > 1, group)
+                    cin, cins = b.out, b.width_options
                     index += 1
+                group += 1
 
     @property
     def last_width(self) -> int:
@@ -184,15 +220,18 @@ class ArchSpec:
 
     def expanded(self) -> "ArchSpec":
         """The same spec with every repeat written out as its own block."""
+        if any(b.depths or b.widths for stage in self.stages for b in stage):
+            raise ArchError("arch: a space with searched depths or widths cannot be written block by block (its repeats share one choice)")
         stages: list[list[BlockSpec]] = [[] for _ in self.stages]
         for l in self.layers():
             stages[l.stage - 1].append(dataclasses.replace(l.spec, repeats=1, stride=l.stride, skip=l.can_skip))
         return dataclasses.replace(self, stages=tuple(tuple(s) for s in stages))
 
-    def _pick(self, kernel, expansion) -> "ArchSpec":
+    def _pick(self, pick, depth=max) -> "ArchSpec":
         stages = tuple(
             tuple(
-                dataclasses.replace(b, kernels=(kernel(b.kernels),), expansions=(expansion(b.expansions),), skip=False)
+                dataclasses.replace(b, kernels=(pick(b.kernels),), expansions=(pick(b.expansions),), skip=False,
+                                    out=pick(b.width_options), widths=(), repeats=depth(b.depths) if b.depths else b.repeats, depths=())
                 for b in stage
             )
             for stage in self.stages
@@ -200,11 +239,15 @@ class ArchSpec:
         return dataclasses.replace(self, stages=stages)
 
     def largest(self) -> "ArchSpec":
-        """The fixed network of the largest candidates (no block skipped)."""
-        return self._pick(max, max)
+        """The fixed network of the largest candidates (widest, deepest; no block skipped)."""
+        return self._pick(max)
 
     def smallest_kernels(self) -> "ArchSpec":
-        """The fixed network of the smallest candidates (no block skipped)."""
+        """The fixed network of the smallest kernels, expansions and widths at full depth (no block skipped)."""
+        return self._pick(min)
+
+    def smallest(self) -> "ArchSpec":
+        """The fixed network of the smallest candidates and the smallest searched depths (``skip`` flags aside)."""
         return self._pick(min, min)
 
     def fixed(self) -> "ArchSpec":
@@ -212,11 +255,12 @@ class ArchSpec:
         return self if self.is_fixed else self.largest()
 
     def with_picks(self, picks: list[dict], branches: bool | None = None) -> "ArchSpec":
-        """The fixed network that takes ``picks[i]`` (kernel, expansion, skip) at layer i.
+        """The fixed network that takes ``picks[i]`` (kernel, expansion, skip, and ``width`` where searched) at layer i.
 
         Every layer becomes its own block (repeats written out); skipped layers
         are dropped, and a stage left empty disappears.  ``branches`` sets the
-        ACNet option of every block (``None`` keeps the spec's).
+        ACNet option of every block (``None`` keeps the spec's).  A pick
+        without ``width`` takes the layer's largest.
         """
         layers = list(self.layers())
         if len(picks) != len(layers):
@@ -228,16 +272,17 @@ class ArchSpec:
                 if not layer.can_skip:
                     raise ArchError(f"arch stage {layer.stage} block {layer.block}: layer {layer.index} cannot be skipped")
                 continue
-            k, e = int(pick["kernel"]), int(pick["expansion"])
-            if k not in b.kernels or e not in b.expansions:
+            k, e, w = int(pick["kernel"]), int(pick["expansion"]), int(pick.get("width", b.out))
+            if k not in b.kernels or e not in b.expansions or w not in b.width_options:
                 raise ArchError(
-                    f"arch stage {layer.stage} block {layer.block}: pick k{k} e{e} is not among k{b.kernels} e{b.expansions}"
+                    f"arch stage {layer.stage} block {layer.block}: pick k{k} e{e} c{w} is not among k{b.kernels} e{b.expansions} "
+                    f"c{b.width_options}"
                 )
             stages[layer.stage - 1].append(
                 BlockSpec(
                     kernels=(k,),
                     expansions=(e,),
-                    out=b.out,
+                    out=w,
                     stride=layer.stride,
                     branches=b.branches if branches is None else branches,
                 )
@@ -326,7 +371,7 @@ def _parse_block(where: str, text: str) -> BlockSpec:
     if text.split("_")[0] != "ir":
         raise _err(where, text, f"unknown op '{text.split('_')[0]}'; blocks between stem and head must be 'ir_...'")
     op, opts = _options(
-        where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "skip": "flag", "acb": "flag"}
+        where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "d": "int", "skip": "flag", "acb": "flag"}
     )
     if "k" not in opts:
         raise _err(where, text, "field 'k' is missing")
@@ -341,23 +386,35 @@ def _parse_block(where: str, text: str) -> BlockSpec:
     if len(expansions) > 1 and 1 in expansions:
         # e1 has no expand conv at all, so it cannot be a channel mask of a wider one
         raise _err(where, text, f"field 'e' = {opts['e']}: 1 cannot be searched against other expansions")
-    c = _one(where, text, "c", opts)
-    if c < 1:
-        raise _err(where, text, f"field 'c' = {c}: widths must be positive")
+    if "c" not in opts:
+        raise _err(where, text, "field 'c' is missing")
+    widths = tuple(sorted(_ints(where, text, "c", opts["c"])))
+    if min(widths) < 1:
+        raise _err(where, text, f"field 'c' = {opts['c']}: widths must be positive")
     s = _one(where, text, "s", opts, 1)
     if s not in (1, 2):
         raise _err(where, text, f"field 's' = {s}: stride must be 1 or 2")
-    r = _one(where, text, "r", opts, 1)
+    depths = tuple(sorted(_ints(where, text, "d", opts["d"]))) if "d" in opts else ()
+    r = _one(where, text, "r", opts, max(depths) if depths else 1)
     if not 1 <= r <= 16:
         raise _err(where, text, f"field 'r' = {r}: repeats must be in 1..16")
+    if depths:
+        if len(depths) < 2:
+            raise _err(where, text, f"field 'd' = {opts['d']}: a searched depth needs at least two values (a fixed depth is 'r')")
+        if min(depths) < 1 or max(depths) != r:
+            raise _err(where, text, f"field 'd' = {opts['d']}: depths must be in 1..r and the largest must equal r = {r}")
+        if "skip" in opts:
+            raise _err(where, text, "fields 'd' and 'skip' exclude each other (a searched depth already drops the stage's last repeats)")
     return BlockSpec(
         kernels=tuple(sorted(kernels)),
         expansions=tuple(sorted(expansions)),
-        out=c,
+        out=max(widths),
         stride=s,
         repeats=r,
         skip="skip" in opts,
         branches="acb" in opts,
+        widths=widths if len(widths) > 1 else (),
+        depths=depths,
     )
 
 
@@ -398,7 +455,23 @@ def parse_arch(text: str) -> ArchSpec:
     head = _parse_head(f"stage {len(stages_txt) - 1} block 0", stages_txt[-1][0])
     spec = ArchSpec(stem=stem, stages=tuple(stages), head=head)
     _validate_skip(spec)
+    _validate_residuals(spec)
     return spec
+
+
+def _validate_residuals(spec: ArchSpec) -> None:
+    """A block adds its input at every width pair the space allows, or at none: the supernet cannot mix the two."""
+    for layer in spec.layers():
+        if layer.tied or layer.stride != 1:
+            continue
+        pairs = {ci == co for ci in layer.in_width_options for co in layer.widths}
+        if len(pairs) > 1:
+            b = layer.spec
+            raise _err(
+                f"stage {layer.stage} block {layer.block}", b.format(),
+                f"field 'c': at stride 1 its input widths {layer.in_width_options} and output widths {layer.widths} "
+                "are equal for some pairs and not others (a residual sometimes); give the block stride 2 or widths that never meet its input's",
+            )
 
 
 def _validate_skip(spec: ArchSpec) -> None:
@@ -426,10 +499,23 @@ def format_arch(spec: ArchSpec) -> str:
 # ``ednas train --arch PRESET``.
 
 PRESETS: dict[str, tuple[str, int]] = {
-    # 32x32 inputs (digits, CIFAR): the 11x11 stem at stride 1, three
-    # stride-2 stages (32 -> 16 -> 8 -> 4), widths of a small MobileNetV2-like
-    # CIFAR network (docs/arch-spec.md), every depthwise searchable.
+    # 32x32 inputs (digits, CIFAR): the elastic space.  The 11x11 stem at
+    # stride 1, then three stride-2 stages (32 -> 16 -> 8 -> 4) whose depth
+    # (1-3 repeats), width (two per stage), expansion ({2, 4, 6}) and
+    # kernels ({3, 5, 7}) are all searched, each a mask on one set of weights.
+    # On host-ort its largest network is about 6x its smallest (fp32;
+    # docs/arch-spec.md), so a budget has room to choose; kernels alone moved
+    # latency by +-10 % (``cifar-kernels``).
     "cifar": (
+        "stem_k11_m1_c16_s1 | ir_k3.5.7_e1_c16 | ir_k3.5.7_e2.4.6_c16.32_s2_r3_d1.2.3 | ir_k3.5.7_e2.4.6_c32.56_s2_r3_d1.2.3"
+        " | ir_k3.5.7_e2.4.6_c64.112_s2_r3_d1.2.3 | head_c256",
+        32,
+    ),
+    # the former ``cifar`` preset, the paper's reading: kernels {3, 5, 7}
+    # searched in every block of a fixed small MobileNetV2-like skeleton
+    # (widths 16-24-40-80, expansion 4, head 256; 170 k parameters in its
+    # largest form).  Its networks span only +-10 % in latency on a CPU.
+    "cifar-kernels": (
         "stem_k11_m1_c16_s1 | ir_k3.5.7_e1_c16 | ir_k3.5.7_e4_c24_s2_r2 | ir_k3.5.7_e4_c40_s2_r2"
         " | ir_k3.5.7_e4_c80_s2_r2 | head_c256",
         32,
@@ -437,13 +523,14 @@ PRESETS: dict[str, tuple[str, int]] = {
     # 224x224 inputs at the paper's scale: MobileNetV2's skeleton (depths,
     # strides) at width 1.5 with the depth-aware stem in place of the 3x3
     # stride-2 conv, kernels {3, 5, 7} and expansions {3, 6} searched in every
-    # block.  Chosen by profiling (benchmarks/imagenet_space.py,
+    # block, and the depth of every stage of several repeats (Once-for-All's
+    # {2, 3, 4}; the second stage {1, 2}).  Chosen by profiling (benchmarks/imagenet_space.py,
     # docs/arch-spec.md): its smallest network (4.9 M parameters, 387 M MACs)
     # and its largest (7.3 M, 824 M) bracket the paper's 5.9 M and 535 M, which
     # lie near the middle of both ranges.
     "imagenet": (
-        "stem_k11_m4_c48_s2 | ir_k3.5.7_e1_c24 | ir_k3.5.7_e3.6_c40_s2_r2 | ir_k3.5.7_e3.6_c48_s2_r3"
-        " | ir_k3.5.7_e3.6_c96_s2_r4 | ir_k3.5.7_e3.6_c144_r3 | ir_k3.5.7_e3.6_c240_s2_r3 | ir_k3.5.7_e3.6_c480"
+        "stem_k11_m4_c48_s2 | ir_k3.5.7_e1_c24 | ir_k3.5.7_e3.6_c40_s2_r2_d1.2 | ir_k3.5.7_e3.6_c48_s2_r3_d2.3"
+        " | ir_k3.5.7_e3.6_c96_s2_r4_d2.3.4 | ir_k3.5.7_e3.6_c144_r3_d2.3 | ir_k3.5.7_e3.6_c240_s2_r3_d2.3 | ir_k3.5.7_e3.6_c480"
         " | head_c1920_d20",
         224,
     ),

@@ -30,7 +30,7 @@ import torch
 
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops
+from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops, width_pairs
 from ednas.latency.table import LatencyTable
 
 __all__ = ["Budget", "LatencyModel"]
@@ -44,6 +44,8 @@ class Budget:
     frac: float | None
     min_ms: float
     max_ms: float
+    #: the width multiplier the space was scaled by to bring the budget inside its range (1: not scaled)
+    width_mult: float = 1.0
 
 
 class LatencyModel:
@@ -73,32 +75,40 @@ class LatencyModel:
         self.layers = list(space.layers())
         dtype = table.dtype
         sizes = layer_inputs(space, input_size)
-        fixed = [("the stem", op) for op in stem_ops(space, input_size, dtype)]
-        fixed += [("the head", op) for op in head_ops(space, input_size, num_classes, dtype)]
-        needed = list(fixed)
+        last = self.layers[-1] if self.layers else None
+        stem = [("the stem", op) for op in stem_ops(space, input_size, dtype)]
+        head_widths = last.widths if last is not None else (space.last_width,)
+        heads = {w: [("the head", op) for op in head_ops(space, input_size, num_classes, dtype, cin=w)] for w in head_widths}
+        needed = stem + [x for ops in heads.values() for x in ops]
         for layer, size in zip(self.layers, sizes):
-            for k in layer.spec.kernels:
-                for e in layer.spec.expansions:
-                    where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, k{k} e{e})"
-                    needed += [(where, op) for op in block_ops(layer, size, k, e, dtype)]
+            for ci, co in width_pairs(layer):
+                for k in layer.spec.kernels:
+                    for e in layer.spec.expansions:
+                        where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, k{k} e{e} c{ci}->{co})"
+                        needed += [(where, op) for op in block_ops(layer, size, k, e, dtype, cin=ci, cout=co)]
         missing = table.missing(op for _, op in needed)
         if missing:
             where = next(w for w, op in needed if op == missing[0])
             raise table.missing_error(missing[0], needed_by=where, n_missing=len(missing))
 
-        self.fixed_ms = float(sum(table.ms(op) for _, op in fixed) + table.constant_ms)
+        # the stem and the table's constant; the head, by the last layer's output width
+        self.stem_ms = float(sum(table.ms(op) for _, op in stem) + table.constant_ms)
+        self._head = np.array([sum(table.ms(op) for _, op in heads[w]) for w in head_widths])
         self._lat: list[np.ndarray] = []
         self._allowed: list[list[bool]] = []
         for layer, size in zip(self.layers, sizes):
             b = layer.spec
-            lat = np.zeros((len(b.kernels), len(b.expansions), 2))
+            # (kernel, expansion, kept/skipped, input width, output width); a tied layer fills only its diagonal
+            lat = np.zeros((len(b.kernels), len(b.expansions), 2, len(layer.in_width_options), len(layer.widths)))
             allowed = []
             for ki, k in enumerate(b.kernels):
                 ok = True
-                for ei, e in enumerate(b.expansions):
-                    ops = block_ops(layer, size, k, e, dtype)
-                    lat[ki, ei, 0] = sum(table.ms(op) for op in ops)
-                    ok = ok and all(table.supported(op) for op in ops)
+                for ci, co in width_pairs(layer):
+                    ii, oi = layer.in_width_options.index(ci), layer.widths.index(co)
+                    for ei, e in enumerate(b.expansions):
+                        ops = block_ops(layer, size, k, e, dtype, cin=ci, cout=co)
+                        lat[ki, ei, 0, ii, oi] = sum(table.ms(op) for op in ops)
+                        ok = ok and all(table.supported(op) for op in ops)
                 allowed.append(ok or self.policy == "fallback")
             if not any(allowed):
                 raise LatencyTableError(
@@ -110,32 +120,68 @@ class LatencyModel:
         self._tensors: dict = {}
         self._checked: set = set()
 
+    @property
+    def fixed_ms(self) -> float:
+        """The stem, the head at the largest last width and the table's constant: what no choice but the last width moves."""
+        return self.stem_ms + float(self._head[-1])
+
     # -- per layer -----------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.layers)
 
     def layer_ms(self, i: int) -> torch.Tensor:
-        """``(n_kernels, n_expansions, 2)`` ms of layer i: ``[..., 0]`` kept, ``[..., 1]`` skipped (0)."""
+        """``(n_kernels, n_expansions, 2)`` ms of layer i at its largest widths: ``[..., 0]`` kept, ``[..., 1]`` skipped (0)."""
+        return torch.tensor(self._lat[i][..., -1, -1], dtype=torch.float32)
+
+    def layer_table(self, i: int) -> torch.Tensor:
+        """``(n_kernels, n_expansions, 2, n_input_widths, n_output_widths)`` ms of layer i (a tied layer: its diagonal)."""
         return torch.tensor(self._lat[i], dtype=torch.float32)
 
     def allowed(self, i: int) -> list[bool]:
         """Per kernel candidate of layer i: False when the target masks it."""
         return list(self._allowed[i])
 
-    def _layer_options(self, i: int, masked_ok: bool = False) -> list[float]:
-        lat, layer = self._lat[i], self.layers[i]
-        vals = [lat[ki, ei, 0] for ki in range(lat.shape[0]) for ei in range(lat.shape[1]) if masked_ok or self._allowed[i][ki]]
-        return vals + ([0.0] if layer.can_skip else [])
+    def _extreme(self, cheapest: bool) -> tuple[float, list[dict]]:
+        """The cheapest (or dearest) allowed network: exact over the coupled widths (a pass over the layers, one state per width)."""
+        better = (lambda a, b: a < b) if cheapest else (lambda a, b: a > b)
+        states = {None: (self.stem_ms, [])}  # input width index (None: the stem's one width) -> (ms so far, picks)
+        for i, layer in enumerate(self.layers):
+            lat, b, new = self._lat[i], layer.spec, {}
+            for wi, (ms, picks) in states.items():
+                ii = 0 if wi is None or len(layer.in_width_options) == 1 else wi
+                outs = [ii] if layer.tied else range(len(layer.widths))
+                for oi in outs:
+                    best = None
+                    for ki, k in enumerate(b.kernels):
+                        if not self._allowed[i][ki]:
+                            continue
+                        for ei, e in enumerate(b.expansions):
+                            v = float(lat[ki, ei, 0, ii, oi])
+                            if best is None or better(v, best[0]):
+                                best = (v, {"kernel": k, "expansion": e, "skip": False, **({"width": layer.widths[oi]} if len(layer.widths) > 1 else {})})
+                    if layer.can_skip and cheapest and best[0] > 0:
+                        best = (0.0, dict(best[1], skip=True))
+                    key = oi if len(layer.widths) > 1 else None
+                    cand = (ms + best[0], picks + [best[1]])
+                    if key not in new or better(cand[0], new[key][0]):
+                        new[key] = cand
+            states = new
+        ends = [(ms + float(self._head[0 if wi is None else wi]), picks) for wi, (ms, picks) in states.items()]
+        out = ends[0]
+        for e in ends[1:]:
+            if better(e[0], out[0]):
+                out = e
+        return out
 
     @property
     def min_ms(self) -> float:
-        """Predicted latency of the space's cheapest network (skips where allowed)."""
-        return self.fixed_ms + sum(min(self._layer_options(i)) for i in range(len(self)))
+        """Predicted latency of the space's cheapest network (skips where allowed, smallest widths where they pay)."""
+        return self._extreme(True)[0]
 
     @property
     def max_ms(self) -> float:
         """Predicted latency of the space's most expensive (allowed) network."""
-        return self.fixed_ms + sum(max(self._layer_options(i)) for i in range(len(self)))
+        return self._extreme(False)[0]
 
     def budget(self, ms: float | None = None, frac: float | None = None) -> Budget:
         """The budget of ``ms`` milliseconds, or ``frac`` of the way from :attr:`min_ms` to :attr:`max_ms`.
@@ -164,28 +210,15 @@ class LatencyModel:
 
     def extreme_picks(self, cheapest: bool = True) -> list[dict]:
         """The picks of the cheapest (or most expensive) allowed network."""
-        picks = []
-        for i, layer in enumerate(self.layers):
-            b, lat = layer.spec, self._lat[i]
-            best = None
-            for ki, k in enumerate(b.kernels):
-                if not self._allowed[i][ki]:
-                    continue
-                for ei, e in enumerate(b.expansions):
-                    v = lat[ki, ei, 0]
-                    if best is None or (v < best[0] if cheapest else v > best[0]):
-                        best = (v, {"kernel": k, "expansion": e, "skip": False})
-            if layer.can_skip and cheapest and best[0] > 0:
-                best = (0.0, dict(best[1], skip=True))
-            picks.append(best[1])
-        return picks
+        return self._extreme(cheapest)[1]
 
     # -- E[LAT] --------------------------------------------------------------------
     def _tensor(self, i: int | str, device, dtype) -> torch.Tensor:
         """Layer i's table (or ``"fixed"``: the fixed part) as a tensor on ``device``, made once (no copy per step)."""
         key = (i, str(device), dtype)
         if key not in self._tensors:
-            self._tensors[key] = torch.as_tensor(self.fixed_ms if i == "fixed" else self._lat[i], dtype=dtype, device=device)
+            val = {"fixed": self.stem_ms, "head": self._head}.get(i) if isinstance(i, str) else self._lat[i]
+            self._tensors[key] = torch.as_tensor(val, dtype=dtype, device=device)
         return self._tensors[key]
 
     def _check_block(self, i: int, blk) -> None:
@@ -203,6 +236,8 @@ class LatencyModel:
                 )
         if (len(cands["skip"]) > 1) != layer.can_skip:
             raise LatencyTableError(f"supernet layer {i}: its skip choice does not match the latency model's space")
+        if tuple(cands.get("width", layer.widths)) != layer.widths or tuple(cands.get("width_in", layer.in_width_options)) != layer.in_width_options:
+            raise LatencyTableError(f"supernet layer {i}: its width candidates do not match the latency model's space")
         self._checked.add(i)
 
     def expected(self, supernet) -> torch.Tensor:
@@ -220,14 +255,21 @@ class LatencyModel:
         dtype = ref.dtype if ref is not None else torch.float32
         total = self._tensor("fixed", device, dtype)
         like = total.new_empty(0)
+        g = {}
         for i, blk in enumerate(blocks):
             self._check_block(i, blk)
             g = blk.mix_weights(like=like)
-            # the joint (k, e, s) candidate is weighted by the product of its g's
-            total = total + torch.einsum(
-                "k,e,s,kes->", g["kernel"].to(dtype), g["expansion"].to(dtype), g["skip"].to(dtype), self._tensor(i, device, dtype)
-            )
-        return total
+            gk, ge, gs = (g[k].to(dtype) for k in ("kernel", "expansion", "skip"))
+            gi, go = (g.get(k, like.new_ones(1)).to(dtype) for k in ("width_in", "width"))
+            lat = self._tensor(i, device, dtype)
+            # the joint candidate is weighted by the product of its choices' g's; a tied layer's input is its output's choice
+            if self.layers[i].tied:
+                total = total + torch.einsum("k,e,s,o,keso->", gk, ge, gs, go, torch.diagonal(lat, dim1=-2, dim2=-1))
+            else:
+                total = total + torch.einsum("k,e,s,i,o,kesio->", gk, ge, gs, gi, go, lat)
+        head = self._tensor("head", device, dtype)
+        go = g.get("width", like.new_ones(1)).to(dtype) if len(head) > 1 else head.new_ones(1)
+        return total + go @ head
 
     # -- fixed networks ----------------------------------------------------------------
     def predict(self, arch_or_picks: ArchSpec | Sequence[dict], allow_masked: bool = False) -> float:
@@ -248,8 +290,15 @@ class LatencyModel:
         picks = list(arch_or_picks)
         if len(picks) != len(self.layers):
             raise LatencyTableError(f"{len(picks)} picks for the {len(self.layers)} layers of the space")
-        total = self.fixed_ms
+        total = self.stem_ms
+        cin = self.space.stem.out
         for i, (layer, p) in enumerate(zip(self.layers, picks)):
+            w = int(p.get("width", layer.spec.out))
+            if w not in layer.widths or (layer.tied and w != cin):
+                raise LatencyTableError(f"pick {i}: width {w} is not among layer {i}'s widths {layer.widths}"
+                                        + (f" or differs from its stage's width {cin}" if layer.tied else ""))
+            ci = cin
+            cin = w
             if p.get("skip"):
                 if not layer.can_skip:
                     raise LatencyTableError(f"pick {i}: layer {i} (stage {layer.stage} block {layer.block}) cannot be skipped")
@@ -264,7 +313,9 @@ class LatencyModel:
                     f"pick {i}: kernel {k} of layer {i} is masked on target {self.table.target} "
                     "(unsupported by its accelerator; policy 'mask')"
                 )
-            total += float(self._lat[i][ki, b.expansions.index(e), 0])
+            total += float(self._lat[i][ki, b.expansions.index(e), 0, layer.in_width_options.index(ci), layer.widths.index(w)])
+        last = self.layers[-1] if self.layers else None
+        total += float(self._head[last.widths.index(cin)] if last is not None else self._head[0])
         return float(total)
 
     def _predict_arch(self, arch: ArchSpec, allow_masked: bool) -> float:

@@ -59,6 +59,7 @@ __all__ = [
     "arch_ops",
     "arch_layer_ops",
     "space_ops",
+    "width_pairs",
 ]
 
 KEY_VERSION = 1
@@ -197,9 +198,13 @@ def stem_ops(space: ArchSpec, input_size: int, dtype: str = "f32", in_channels: 
     ]
 
 
-def block_ops(layer: Layer, size: int, kernel: int, expansion: int, dtype: str = "f32") -> list[Op]:
-    """The operators of one kept inverted residual block on a ``size`` x ``size`` input."""
-    cin, cout, s = layer.cin, layer.spec.out, layer.stride
+def block_ops(layer: Layer, size: int, kernel: int, expansion: int, dtype: str = "f32", cin: int | None = None,
+              cout: int | None = None) -> list[Op]:
+    """The operators of one kept inverted residual block on a ``size`` x ``size`` input (at widths ``cin`` -> ``cout``,
+    default the layer's largest)."""
+    cin = layer.cin if cin is None else int(cin)
+    cout = layer.spec.out if cout is None else int(cout)
+    s = layer.stride
     mid = cin * expansion
     ops = []
     if expansion != 1:  # e = 1 has no expand conv (MobileNetV2's first block)
@@ -232,10 +237,10 @@ def _final_size(space: ArchSpec, input_size: int) -> int:
     return size
 
 
-def head_ops(space: ArchSpec, input_size: int, num_classes: int, dtype: str = "f32") -> list[Op]:
-    """Head 1 x 1 conv (if any), global average pool and classifier."""
+def head_ops(space: ArchSpec, input_size: int, num_classes: int, dtype: str = "f32", cin: int | None = None) -> list[Op]:
+    """Head 1 x 1 conv (if any), global average pool and classifier (on ``cin`` input channels, default the last width)."""
     size = _final_size(space, input_size)
-    cin = space.last_width
+    cin = space.last_width if cin is None else int(cin)
     ops = []
     if space.head.out > 0:
         ops.append(Op("head", size, size, cin, space.head.out, 1, 1, 1, 1, dtype))
@@ -276,15 +281,27 @@ def arch_ops(arch: ArchSpec, input_size: int, num_classes: int, dtype: str = "f3
     return [op for _, ops in arch_layer_ops(arch, input_size, num_classes, dtype) for op in ops]
 
 
+def width_pairs(layer: Layer) -> list[tuple[int, int]]:
+    """The (input width, output width) pairs a layer can run at: every pair, or the diagonal when tied to its stage's width."""
+    if layer.tied:
+        return [(w, w) for w in layer.widths]
+    return [(ci, co) for ci in layer.in_width_options for co in layer.widths]
+
+
 def _candidates(space: ArchSpec, input_size: int, dtype: str) -> Iterator[Op]:
     yield from stem_ops(space, input_size, dtype)
     for layer, size in zip(space.layers(), layer_inputs(space, input_size)):
-        for k in layer.spec.kernels:
-            for e in layer.spec.expansions:
-                yield from block_ops(layer, size, k, e, dtype)
+        for ci, co in width_pairs(layer):
+            for k in layer.spec.kernels:
+                for e in layer.spec.expansions:
+                    yield from block_ops(layer, size, k, e, dtype, cin=ci, cout=co)
 
 
 def space_ops(space: ArchSpec, input_size: int, num_classes: int, dtype: str = "f32") -> list[Op]:
     """Every distinct operator any network of ``space`` can contain, sorted."""
-    ops = set(_candidates(space, input_size, dtype)) | set(head_ops(space, input_size, num_classes, dtype))
+    layers = list(space.layers())
+    lasts = layers[-1].widths if layers else (space.last_width,)
+    ops = set(_candidates(space, input_size, dtype))
+    for w in lasts:
+        ops |= set(head_ops(space, input_size, num_classes, dtype, cin=w))
     return sorted(ops)

@@ -28,7 +28,7 @@ from ednas.nn.metakernel import MetaKernelConv
 from ednas.nn.repconv import RepDWConvBN
 from ednas.nn.searchable import SearchableBlock
 
-__all__ = ["InvertedResidual", "SearchableIR", "channel_masks"]
+__all__ = ["InvertedResidual", "SearchableIR", "channel_masks", "width_masks"]
 
 
 class InvertedResidual(nn.Module):
@@ -58,12 +58,25 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
-def channel_masks(expansions: tuple[int, ...], cin: int) -> torch.Tensor:
-    """(n, cin * max(e)) masks keeping the first cin * e_i channels."""
-    mid = cin * max(expansions)
-    m = torch.zeros(len(expansions), mid)
-    for i, e in enumerate(expansions):
-        m[i, : cin * e] = 1.0
+def channel_masks(expansions: tuple[int, ...], cin: int | tuple[int, ...]) -> torch.Tensor:
+    """Masks keeping the first cin * e channels of the widest expand, one row per (cin, e): ``(n_cin * n_e, max(cin) * max(e))``.
+
+    ``cin`` is one input width or the candidates of a searched input width
+    (rows in the order of ``itertools.product(cins, expansions)``).
+    """
+    cins = (cin,) if isinstance(cin, int) else tuple(cin)
+    mid = max(cins) * max(expansions)
+    m = torch.zeros(len(cins) * len(expansions), mid)
+    for r, (c, e) in enumerate((c, e) for c in cins for e in expansions):
+        m[r, : c * e] = 1.0
+    return m
+
+
+def width_masks(widths: tuple[int, ...]) -> torch.Tensor:
+    """(n, max(widths)) masks keeping the first w channels, one row per width."""
+    m = torch.zeros(len(widths), max(widths))
+    for i, w in enumerate(widths):
+        m[i, :w] = 1.0
     return m
 
 
@@ -93,8 +106,12 @@ class SearchableIR(SearchableBlock):
         self.dw_bn = nn.BatchNorm2d(mid)
         self.project = ConvBNAct(mid, b.out, 1, relu=False)
         self._add_choices()
-        if self.expansion_choice is not None:
-            self.register_buffer("emasks", channel_masks(b.expansions, layer.cin), persistent=False)
+        # channels of the expand kept by (input width, expansion), and of the output by width: masks of the widest convs
+        self.masked_mid = len(self.expansions) > 1 or len(self.in_widths) > 1
+        if self.masked_mid:
+            self.register_buffer("emasks", channel_masks(b.expansions, self.in_widths), persistent=False)
+        if len(self.widths) > 1:
+            self.register_buffer("omasks", width_masks(self.widths), persistent=False)
 
     def dw_kernels(self) -> list[nn.Parameter]:
         """The meta-kernel (one weight), or with ``dw="darts"`` every candidate's own depthwise weight."""
@@ -110,10 +127,12 @@ class SearchableIR(SearchableBlock):
         else:
             h = sum(g["kernel"][i] * conv(h) for i, conv in enumerate(self.dw))
         h = F.relu(self.dw_bn(h))
-        if self.expansion_choice is not None:
-            m = g["expansion"] @ self.emasks
+        if self.masked_mid:  # the joint weight of (input width, expansion) on the first cin * e channels
+            m = torch.outer(g["width_in"], g["expansion"]).reshape(-1) @ self.emasks
             h = h * m.view(1, -1, 1, 1)
         y = self.project(h)
+        if len(self.widths) > 1:
+            y = y * (g["width"] @ self.omasks).view(1, -1, 1, 1)
         if not self.residual:
             return y
         if self.skip_choice is not None:
@@ -122,24 +141,27 @@ class SearchableIR(SearchableBlock):
 
     # -- derive / inherit ----------------------------------------------------
     @torch.no_grad()
-    def to_fixed(self, kernel: int, expansion: int, branches: bool = False) -> InvertedResidual:
-        """A fixed block carrying this block's weights for (kernel, expansion).
+    def to_fixed(self, kernel: int, expansion: int, branches: bool = False, cin: int | None = None, cout: int | None = None) -> InvertedResidual:
+        """A fixed block carrying this block's weights for (kernel, expansion) at widths ``cin`` -> ``cout``.
 
         The depthwise gets the centred crop of the meta-kernel (or the DARTS
-        candidate's own conv), and expansion e keeps the first cin * e channels
-        that the channel mask kept during the search.
+        candidate's own conv), expansion e keeps the first cin * e channels
+        that the channel mask kept during the search, and a searched width w
+        the first w output channels (default: the largest widths).
         """
-        blk = InvertedResidual(self.cin, self.cout, kernel, expansion, self.stride, branches)
-        n = self.cin * expansion
+        cin = self.cin if cin is None else int(cin)
+        cout = self.cout if cout is None else int(cout)
+        blk = InvertedResidual(cin, cout, kernel, expansion, self.stride, branches)
+        n = cin * expansion
         if blk.expand is not None:
-            _copy_convbn(blk.expand, self.expand, out_slice=slice(0, n))
+            _copy_convbn(blk.expand, self.expand, out_slice=slice(0, n), in_slice=slice(0, cin))
         ki = self.kernels.index(kernel)
         w = self.dw.candidate_weight(ki) if self.dw_kind == "metakernel" else self.dw[ki].weight
         main = blk.dw.convs[0]
         main.weight.copy_(w[:n])
         _copy_bn(blk.dw.bns[0], self.dw_bn, slice(0, n))
-        blk.project.conv.weight.copy_(self.project.conv.weight[:, :n])
-        _copy_bn(blk.project.bn, self.project.bn, slice(None))
+        blk.project.conv.weight.copy_(self.project.conv.weight[:cout, :n])
+        _copy_bn(blk.project.bn, self.project.bn, slice(0, cout))
         return blk
 
 
@@ -151,6 +173,6 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, sl: slice) -> None:
     dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
-def _copy_convbn(dst: ConvBNAct, src: ConvBNAct, out_slice: slice) -> None:
-    dst.conv.weight.copy_(src.conv.weight[out_slice])
+def _copy_convbn(dst: ConvBNAct, src: ConvBNAct, out_slice: slice, in_slice: slice = slice(None)) -> None:
+    dst.conv.weight.copy_(src.conv.weight[out_slice, in_slice])
     _copy_bn(dst.bn, src.bn, out_slice)

@@ -84,14 +84,43 @@ class Supernet(nn.Module):
             raise ConfigError(f"unknown supernet kind '{kind}'; expected one of {', '.join(SUPERNET_KINDS)}")
         self.space, self.num_classes, self.kind = space, num_classes, kind
         self.layers: list[Layer] = list(space.layers())
+        if kind == "fbnet" and any(len(l.widths) > 1 for l in self.layers):
+            raise ConfigError("supernet 'fbnet' does not search widths (its candidate blocks are separate networks); "
+                              "use the metakernel or darts supernet, or a space with fixed widths")
         self.stem = DepthAwareStem(space.stem, in_channels)
         self.blocks = nn.Sequential(
             *(FBNetBlock(l) if kind == "fbnet" else SearchableIR(l, dw=kind) for l in self.layers)
         )
+        self._link()
         self.head = Head(space.last_width, space.head, num_classes)
 
+    def _link(self) -> None:
+        """Point every block at its stage's width and depth choices and at the width choice its input comes from."""
+        prev_width = width = depth = None
+        for blk in self.blocks:
+            if blk.layer.repeat == 0:
+                prev_width = width
+                width, depth = blk.width_choice, blk.depth_choice
+            blk.link(width, width if blk.layer.tied else prev_width, depth)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        x = self.stem(x)
+        acc = w = None
+        for blk in self.blocks:
+            x = blk(x)
+            depth = blk.linked("depth") if isinstance(blk, SearchableBlock) else None  # a block fused in place is its argmax
+            if depth is None:
+                continue
+            # a stage of searched depth: its output is the mixture of its exits after d repeats, d in its depths
+            j = blk.layer.repeat
+            if j == 0:
+                acc, w = None, depth.weights()
+            if j + 1 in blk.depths:
+                t = w[blk.depths.index(j + 1)] * x
+                acc = t if acc is None else acc + t
+            if j + 1 == blk.depths[-1]:
+                x = acc
+        return self.head(x)
 
     # -- the searchable blocks (the interface of ednas.nn.searchable) ------
     def searchable_blocks(self) -> list[SearchableBlock]:
@@ -134,7 +163,7 @@ class Supernet(nn.Module):
 
     # -- derive ----------------------------------------------------------
     def picks(self) -> list[dict]:
-        """The argmax candidate of every layer: ``{kernel, expansion, skip}``."""
+        """The argmax candidate of every layer: ``{kernel, expansion, skip, width}``."""
         return [blk.picked() for blk in self.searchable_blocks()]
 
     def derive(self, branches: bool | None = None) -> ArchSpec:
@@ -168,16 +197,30 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
     """
     picks = picks if picks is not None else supernet.picks()
     model.stem.load_state_dict(supernet.stem.state_dict())
-    model.head.load_state_dict(supernet.head.state_dict())
-    kept = [(blk, p) for blk, p in zip(supernet.searchable_blocks(), picks) if not p["skip"]]
+    # every layer's input width: the previous layer's picked width (a dropped repeat passes its input through)
+    cins, cin = [], supernet.space.stem.out
+    for l, p in zip(supernet.layers, picks):
+        cins.append(cin)
+        cin = int(p.get("width", l.spec.out))
+    _copy_head(model.head, supernet.head, cin)
+    kept = [(blk, p, ci) for blk, p, ci in zip(supernet.searchable_blocks(), picks, cins) if not p["skip"]]
     if len(kept) != len(model.blocks):
         raise ArchError(f"inherit: the model has {len(model.blocks)} blocks, the picks keep {len(kept)}")
-    for dst, (src, p) in zip(model.blocks, kept):
-        if (dst.kernel, dst.expansion) != (p["kernel"], p["expansion"]):
-            raise ArchError(f"inherit: block k{dst.kernel} e{dst.expansion} does not match pick {p}")
+    for dst, (src, p, ci) in zip(model.blocks, kept):
+        co = int(p.get("width", src.cout))
+        if (dst.kernel, dst.expansion, dst.cin, dst.cout) != (p["kernel"], p["expansion"], ci, co):
+            raise ArchError(f"inherit: block k{dst.kernel} e{dst.expansion} c{dst.cin}->{dst.cout} does not match pick {p} from c{ci}")
         branches = len(dst.dw.convs) > 1
-        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=branches)
+        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=branches, cin=ci, cout=co)
         dst.load_state_dict(fixed.state_dict())
         if branches:  # the supernet has no such branches: they start adding nothing, so the function is kept
             dst.dw.zero_extra_branches()
     return model
+
+
+def _copy_head(dst: Head, src: Head, cin: int) -> None:
+    """The supernet's head on the first ``cin`` channels of its (widest) input."""
+    state = dict(src.state_dict())
+    first = "conv.conv.weight" if src.conv is not None else "fc.weight"
+    state[first] = state[first][:, :cin]
+    dst.load_state_dict(state)

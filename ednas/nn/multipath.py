@@ -58,7 +58,7 @@ class FBNetBlock(SearchableBlock):
         return x + y
 
     @torch.no_grad()
-    def to_fixed(self, kernel: int, expansion: int, branches: bool = False) -> InvertedResidual:
+    def to_fixed(self, kernel: int, expansion: int, branches: bool = False, cin: int | None = None, cout: int | None = None) -> InvertedResidual:
         """A copy of the (kernel, expansion) path (with fresh extra branches if ``branches``)."""
         src = self.paths[self.pairs.index((kernel, expansion))]
         if not branches:

@@ -42,7 +42,7 @@ __all__ = [
     "named_searchable_blocks",
 ]
 
-CHOICE_KINDS = ("kernel", "expansion", "skip")
+CHOICE_KINDS = ("kernel", "expansion", "skip", "width", "depth")
 _SKIP = ("block", "skip")
 
 
@@ -61,6 +61,17 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         kernel_choice, expansion_choice, skip_choice: the :class:`Choice` of
             each kind, or ``None`` where the space has a single candidate
             (``skip``: where the block cannot be an identity).
+        width_choice, depth_choice: the stage's output-width and depth
+            choices, owned (registered, named) by its first repeat only; the
+            other repeats read them through :meth:`link` (``None`` where the
+            stage's width or depth is fixed).
+
+    Searched widths and depths couple blocks: a block's input width is the
+    previous stage's width choice (or, for a stage's later repeats, its own
+    stage's), and a repeat ``j`` of a stage with searched depths is kept with
+    probability ``P(d > j)``.  :meth:`mix_weights` gives both: ``width_in``
+    and ``width`` (the input and output width weights) and ``skip`` =
+    ``[P(kept), P(dropped)]``, so E[LAT] is exact (eq. 11).
     """
 
     def __init__(self, layer: Layer):
@@ -73,6 +84,12 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         self.kernel_choice: Choice | None = None
         self.expansion_choice: Choice | None = None
         self.skip_choice: Choice | None = None
+        self.width_choice: Choice | None = None
+        self.depth_choice: Choice | None = None
+        self.widths, self.in_widths = tuple(layer.widths), tuple(layer.in_width_options)
+        self.depths = tuple(b.depths)
+        # choices of other blocks this one reads (not registered here: their owner holds them)
+        self._links: dict[str, Choice | None] = {"width": None, "width_in": None, "depth": None}
 
     def _add_choices(self) -> None:
         """Create the choices of the layer (call once, after the block's own modules)."""
@@ -80,8 +97,25 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
             self.kernel_choice = Choice("kernel", self.kernels)
         if len(self.expansions) > 1:
             self.expansion_choice = Choice("expansion", self.expansions)
-        if self.layer.can_skip:
+        if self.layer.can_skip and not self.depths:
             self.skip_choice = Choice("skip", _SKIP)
+        if self.layer.repeat == 0 and len(self.widths) > 1:
+            self.width_choice = Choice("width", self.widths)
+        if self.layer.repeat == 0 and self.depths:
+            self.depth_choice = Choice("depth", self.depths)
+
+    def link(self, width: Choice | None, width_in: Choice | None, depth: Choice | None) -> None:
+        """Point this block at its stage's width and depth choices and at the choice its input width comes from."""
+        self._links = {"width": width, "width_in": width_in, "depth": depth}
+
+    def linked(self, kind: str) -> Choice | None:
+        """The choice (own or another block's) behind ``width``, ``width_in`` or ``depth``."""
+        return self._links[kind]
+
+    def keep_weight(self, depth_w: torch.Tensor) -> torch.Tensor:
+        """``P(d > j)`` for this repeat j, from the stage's depth weights."""
+        keep = [i for i, d in enumerate(self.depths) if d > self.layer.repeat]
+        return depth_w[keep].sum() if keep else depth_w.sum() * 0
 
     # -- what differs between block kinds ------------------------------------------
     @abc.abstractmethod
@@ -93,8 +127,9 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         """The depthwise kernels the feedback block merges (``--merge kernels``), each a parameter of this block."""
 
     @abc.abstractmethod
-    def to_fixed(self, kernel: int, expansion: int, branches: bool = False) -> nn.Module:
-        """A fixed block (an :class:`~ednas.nn.blocks.InvertedResidual`) carrying this block's weights for (kernel, expansion)."""
+    def to_fixed(self, kernel: int, expansion: int, branches: bool = False, cin: int | None = None, cout: int | None = None) -> nn.Module:
+        """A fixed block (an :class:`~ednas.nn.blocks.InvertedResidual`) carrying this block's weights for (kernel, expansion)
+        at input width ``cin`` and output width ``cout`` (default: the largest)."""
 
     # -- the interface ---------------------------------------------------------------
     def choice(self, kind: str) -> Choice | None:
@@ -114,23 +149,46 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         return [c for _, c in self.named_choices()]
 
     def candidates(self) -> dict[str, tuple]:
-        """Per kind, the candidates of the block (one candidate where it has no choice; skip: ``block``/``skip``)."""
+        """Per kind, the candidates of the block (one candidate where it has no choice; skip: ``block``/``skip``).
+
+        ``skip`` has two candidates wherever the block can be dropped (its own
+        choice or a searched depth); ``width`` and ``width_in`` are the output
+        and input width candidates; ``depth`` the stage's depths (``()`` if fixed).
+        """
         single = {"kernel": self.kernels[:1], "expansion": self.expansions[:1], "skip": _SKIP[:1]}
         out = {}
-        for kind in CHOICE_KINDS:
+        for kind in ("kernel", "expansion", "skip"):
             c = self.choice(kind)
             out[kind] = tuple(c.candidates) if c is not None else single[kind]
+        if self.depths and self.layer.can_skip:
+            out["skip"] = _SKIP
+        out["width"], out["width_in"], out["depth"] = self.widths, self.in_widths, self.depths
         return out
 
     def picked(self) -> dict:
-        """The argmax candidate of each kind: ``{kernel, expansion, skip}`` (the derived block)."""
+        """The argmax candidate of each kind: ``{kernel, expansion, skip}``, and ``width`` where searched (the derived block).
+
+        A repeat of a stage with searched depths is skipped when its index is
+        at least the stage's argmax depth; ``width`` is the stage's argmax width.
+        """
         cands = self.candidates()
         p = {}
-        for kind in CHOICE_KINDS:
+        for kind in ("kernel", "expansion", "skip"):
             c = self.choice(kind)
             p[kind] = cands[kind][c.argmax() if c is not None else 0]
         p["skip"] = p["skip"] == "skip"
+        depth = self.linked("depth")
+        if depth is not None:
+            p["skip"] = self.layer.repeat >= self.depths[depth.argmax()]
+        w = self.linked("width")
+        if w is not None:  # only where the width is searched: picks of fixed-width spaces stay {kernel, expansion, skip}
+            p["width"] = self.widths[w.argmax()]
         return p
+
+    def picked_in_width(self) -> int:
+        """The argmax of the block's input width."""
+        c = self.linked("width_in")
+        return self.in_widths[c.argmax()] if c is not None else self.in_widths[0]
 
     def probs(self) -> dict[str, dict]:
         """Per choice, ``{candidate: probability}`` (softmax of the masked alpha)."""
@@ -145,12 +203,19 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         """
         like = like if like is not None else torch.empty(0)
         out = {}
-        for kind in CHOICE_KINDS:
+        for kind in ("kernel", "expansion", "skip"):
             c = self.choice(kind)
             if c is not None:
                 out[kind] = c.weights()
             else:
                 out[kind] = like.new_tensor([1.0, 0.0]) if kind == "skip" else like.new_ones(1)
+        depth = self.linked("depth")
+        if depth is not None:
+            keep = self.keep_weight(depth.weights())
+            out["skip"] = torch.stack([keep, 1 - keep])
+        for kind in ("width", "width_in"):
+            c = self.linked(kind)
+            out[kind] = c.weights() if c is not None else like.new_ones(1)
         return out
 
     def named_dw_kernels(self) -> list[tuple[str, nn.Parameter]]:
@@ -164,7 +229,9 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
     def fuse(self) -> nn.Module:
         """The argmax block (identity if skipped), for :func:`ednas.fuse`."""
         p = self.picked()
-        return nn.Identity() if p["skip"] else self.to_fixed(p["kernel"], p["expansion"]).eval()
+        if p["skip"]:
+            return nn.Identity()
+        return self.to_fixed(p["kernel"], p["expansion"], cin=self.picked_in_width(), cout=p.get("width", self.cout)).eval()
 
 
 # -- the same, over a whole network ------------------------------------------------------

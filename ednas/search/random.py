@@ -70,12 +70,21 @@ class RandomSearchConfig:
 
 
 def _draw(space: ArchSpec, latency, rng: random.Random) -> list[dict]:
+    """One network: every choice uniform and independent; a stage's width and depth drawn once for all its repeats."""
     picks = []
+    width = depth = None
     for i, layer in enumerate(space.layers()):
-        allowed = latency.allowed(i) if hasattr(latency, "allowed") else [True] * len(layer.spec.kernels)
-        kernels = [k for k, ok in zip(layer.spec.kernels, allowed) if ok] or list(layer.spec.kernels)
-        picks.append({"kernel": rng.choice(kernels), "expansion": rng.choice(list(layer.spec.expansions)),
-                      "skip": bool(layer.can_skip and rng.random() < 0.5)})
+        b = layer.spec
+        if layer.repeat == 0:
+            width = rng.choice(list(layer.widths))
+            depth = rng.choice(list(b.depths)) if b.depths else None
+        allowed = latency.allowed(i) if hasattr(latency, "allowed") else [True] * len(b.kernels)
+        kernels = [k for k, ok in zip(b.kernels, allowed) if ok] or list(b.kernels)
+        skip = layer.repeat >= depth if depth is not None else bool(layer.can_skip and rng.random() < 0.5)
+        pick = {"kernel": rng.choice(kernels), "expansion": rng.choice(list(b.expansions)), "skip": skip}
+        if len(layer.widths) > 1:
+            pick["width"] = width
+        picks.append(pick)
     return picks
 
 
