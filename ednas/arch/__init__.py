@@ -4,6 +4,7 @@ from ednas.arch.spec import (
     PRESETS,
     ArchSpec,
     BlockSpec,
+    ConvStemSpec,
     HeadSpec,
     Layer,
     StemSpec,
@@ -14,4 +15,4 @@ from ednas.arch.spec import (
     preset,
 )
 
-__all__ = ["PRESETS", "ArchSpec", "BlockSpec", "HeadSpec", "Layer", "StemSpec", "format_arch", "load_arch", "load_space", "parse_arch", "preset"]
+__all__ = ["PRESETS", "ArchSpec", "BlockSpec", "ConvStemSpec", "HeadSpec", "Layer", "StemSpec", "format_arch", "load_arch", "load_space", "parse_arch", "preset"]

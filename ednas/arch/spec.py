@@ -12,6 +12,11 @@ letter (or word) and a value:
     The depth-aware stem: a depthwise K x K convolution on the image (K odd,
     11..17), channel multiplier M (3*M channels), stride S, BN, ReLU, then a
     pointwise convolution to C channels, BN, ReLU.  Must be the first stage.
+``conv_k<K>_c<C>_s<S>``
+    A plain convolution stem (the MobileNet / FBNet / ProxylessNAS first
+    layer): a dense K x K convolution on the image (K odd, 1..7, default 3)
+    to C channels with stride S (default 2), BN, ReLU.  In place of
+    ``stem_...``, the first stage.
 ``ir_k<K>[.<K>...]_e<E>[.<E>...]_c<C>[.<C>...][_s<S>][_r<R>][_d<D>.<D>...][_skip][_acb]``
     A MobileNetV2 inverted residual block: 1x1 expand to E times the input
     width (none when E = 1), depthwise K x K with stride S (default 1), 1x1
@@ -47,6 +52,7 @@ from ednas.errors import ArchError, EdnasError
 
 __all__ = [
     "StemSpec",
+    "ConvStemSpec",
     "load_space",
     "BlockSpec",
     "HeadSpec",
@@ -59,10 +65,12 @@ __all__ = [
     "preset",
     "KERNEL_CHOICES",
     "STEM_KERNELS",
+    "CONV_STEM_KERNELS",
 ]
 
 KERNEL_CHOICES = (1, 3, 5, 7, 9)
 STEM_KERNELS = (11, 13, 15, 17)
+CONV_STEM_KERNELS = (1, 3, 5, 7)
 MAX_EXPANSION = 8
 
 
@@ -77,6 +85,18 @@ class StemSpec:
 
     def format(self) -> str:
         return f"stem_k{self.kernel}_m{self.mult}_c{self.out}_s{self.stride}"
+
+
+@dataclass(frozen=True)
+class ConvStemSpec:
+    """Plain convolution stem: a dense ``kernel`` x ``kernel`` conv on the image to ``out`` channels, BN, ReLU."""
+
+    kernel: int = 3
+    out: int = 32
+    stride: int = 2
+
+    def format(self) -> str:
+        return f"conv_k{self.kernel}_c{self.out}_s{self.stride}"
 
 
 @dataclass(frozen=True)
@@ -181,7 +201,7 @@ class Layer:
 class ArchSpec:
     """A whole network or search space: stem, stages of blocks, head."""
 
-    stem: StemSpec
+    stem: StemSpec | ConvStemSpec
     stages: tuple[tuple[BlockSpec, ...], ...]
     head: HeadSpec = field(default_factory=HeadSpec)
 
@@ -347,10 +367,13 @@ def _one(where, text, key, opts, default=None) -> int:
     return vals[0]
 
 
-def _parse_stem(text: str) -> StemSpec:
+def _parse_stem(text: str) -> StemSpec | ConvStemSpec:
     where = "stage 0 block 0"
-    if text.split("_")[0] != "stem":
-        raise _err(where, text, f"the first stage must be the stem ('stem_k11_m1_c16_s2'), got op '{text.split('_')[0]}'")
+    op = text.split("_")[0]
+    if op == "conv":
+        return _parse_conv_stem(where, text)
+    if op != "stem":
+        raise _err(where, text, f"the first stage must be the stem ('stem_k11_m1_c16_s2' or 'conv_k3_c32_s2'), got op '{op}'")
     op, opts = _options(where, text, {"k": "int", "m": "int", "c": "int", "s": "int"})
     k = _one(where, text, "k", opts, 11)
     if k not in STEM_KERNELS:
@@ -365,6 +388,20 @@ def _parse_stem(text: str) -> StemSpec:
     if s not in (1, 2):
         raise _err(where, text, f"field 's' = {s}: stride must be 1 or 2")
     return StemSpec(kernel=k, mult=m, out=c, stride=s)
+
+
+def _parse_conv_stem(where: str, text: str) -> ConvStemSpec:
+    op, opts = _options(where, text, {"k": "int", "c": "int", "s": "int"})
+    k = _one(where, text, "k", opts, 3)
+    if k not in CONV_STEM_KERNELS:
+        raise _err(where, text, f"field 'k' = {k}: the conv stem's kernel must be one of {', '.join(map(str, CONV_STEM_KERNELS))}")
+    c = _one(where, text, "c", opts)
+    if c < 1:
+        raise _err(where, text, f"field 'c' = {c}: widths must be positive")
+    s = _one(where, text, "s", opts, 2)
+    if s not in (1, 2):
+        raise _err(where, text, f"field 's' = {s}: stride must be 1 or 2")
+    return ConvStemSpec(kernel=k, out=c, stride=s)
 
 
 def _parse_block(where: str, text: str) -> BlockSpec:
@@ -445,7 +482,7 @@ def parse_arch(text: str) -> ArchSpec:
     if len(stages_txt) < 3:
         raise ArchError(f"arch '{text}': needs a stem stage, at least one block stage and a head stage, separated by '|'")
     if len(stages_txt[0]) != 1:
-        raise ArchError(f"arch stage 0: the stem stage holds exactly one 'stem_...' block, got {len(stages_txt[0])}")
+        raise ArchError(f"arch stage 0: the stem stage holds exactly one 'stem_...' or 'conv_...' block, got {len(stages_txt[0])}")
     if len(stages_txt[-1]) != 1:
         raise ArchError(f"arch stage {len(stages_txt) - 1}: the head stage holds exactly one 'head_...' block")
     stem = _parse_stem(stages_txt[0][0])

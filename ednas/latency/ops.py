@@ -22,7 +22,7 @@ add         residual add of the block input (fused into project)   none
 head        head 1 x 1 conv                                        ReLU
 pool        global average pool (K = 0: global)                    none
 fc          classifier (H = W = 1)                                 none
-conv        dense K x K conv (reference networks, e.g. MobileNetV1) ReLU
+conv        dense K x K conv: the conv stem, reference networks    ReLU
 ==========  ====================================================  ===========
 
 ``H x W`` is the operator's *input* size; the output size follows from the
@@ -41,7 +41,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
-from ednas.arch.spec import ArchSpec, Layer
+from ednas.arch.spec import ArchSpec, ConvStemSpec, Layer
 from ednas.errors import LatencyTableError
 
 __all__ = [
@@ -188,8 +188,10 @@ class Op:
 
 
 def stem_ops(space: ArchSpec, input_size: int, dtype: str = "f32", in_channels: int = 3) -> list[Op]:
-    """The depth-aware stem: depthwise K x K (multiplier m), then pointwise."""
+    """The stem: depth-aware (depthwise K x K, multiplier m, then pointwise) or one dense K x K ``conv``."""
     s = space.stem
+    if isinstance(s, ConvStemSpec):
+        return [Op("conv", input_size, input_size, in_channels, s.out, s.kernel, s.stride, 1, 1, dtype)]
     mid = in_channels * s.mult
     h1 = out_size(input_size, s.stride)
     return [

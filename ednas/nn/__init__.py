@@ -21,13 +21,14 @@ from ednas.nn.metakernel import MetaKernelConv, centred_masks
 from ednas.nn.multipath import FBNetBlock
 from ednas.nn.repconv import RepDWConvBN, default_branches
 from ednas.nn.searchable import SearchableBlock
-from ednas.nn.stem import DepthAwareStem, Head
+from ednas.nn.stem import ConvStem, DepthAwareStem, Head, build_stem
 
 __all__ = [
     "BN_IMAGES",
     "SUPERNET_KINDS",
     "Choice",
     "ConvBNAct",
+    "ConvStem",
     "DepthAwareStem",
     "FBNetBlock",
     "Head",
@@ -40,6 +41,7 @@ __all__ = [
     "SearchableIR",
     "Supernet",
     "build_model",
+    "build_stem",
     "bn_calibration_loader",
     "build_supernet",
     "centred_masks",

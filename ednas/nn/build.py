@@ -30,7 +30,7 @@ from ednas.nn.searchable import (
     named_dw_kernels,
     named_searchable_blocks,
 )
-from ednas.nn.stem import DepthAwareStem, Head
+from ednas.nn.stem import Head, build_stem
 
 __all__ = ["SUPERNET_KINDS", "Net", "Supernet", "build_model", "build_supernet", "inherit_weights"]
 
@@ -44,7 +44,7 @@ def _as_spec(arch) -> ArchSpec:
 
 
 class Net(nn.Module):
-    """A fixed network: depth-aware stem, inverted residual blocks, head."""
+    """A fixed network: stem (depth-aware or a plain conv), inverted residual blocks, head."""
 
     def __init__(self, arch: ArchSpec, num_classes: int, in_channels: int = 3):
         super().__init__()
@@ -54,7 +54,7 @@ class Net(nn.Module):
                 "one kernel and one expansion per block (e.g. the search's arch.yaml, or arch.largest())"
             )
         self.arch, self.num_classes = arch, num_classes
-        self.stem = DepthAwareStem(arch.stem, in_channels)
+        self.stem = build_stem(arch.stem, in_channels)
         self.blocks = nn.Sequential(
             *(
                 InvertedResidual(l.cin, l.spec.out, l.spec.kernels[0], l.spec.expansions[0], l.stride, l.spec.branches)
@@ -84,10 +84,7 @@ class Supernet(nn.Module):
             raise ConfigError(f"unknown supernet kind '{kind}'; expected one of {', '.join(SUPERNET_KINDS)}")
         self.space, self.num_classes, self.kind = space, num_classes, kind
         self.layers: list[Layer] = list(space.layers())
-        if kind == "fbnet" and any(len(l.widths) > 1 for l in self.layers):
-            raise ConfigError("supernet 'fbnet' does not search widths (its candidate blocks are separate networks); "
-                              "use the metakernel or darts supernet, or a space with fixed widths")
-        self.stem = DepthAwareStem(space.stem, in_channels)
+        self.stem = build_stem(space.stem, in_channels)
         self.blocks = nn.Sequential(
             *(FBNetBlock(l) if kind == "fbnet" else SearchableIR(l, dw=kind) for l in self.layers)
         )

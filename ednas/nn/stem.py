@@ -4,6 +4,10 @@ Stem (paper Sec. III-A1): a depthwise ("depth-aware") K_s x K_s convolution on
 the image (K_s = 11 by default, 11..17 allowed) with channel multiplier m, so
 each colour plane gets m large filters of its own at little cost, then BN,
 ReLU and a pointwise convolution that mixes them to the first stage's width.
+
+:class:`ConvStem` is the plain alternative of the literature's spaces
+(MobileNetV2, FBNet, ProxylessNAS): one dense K x K convolution on the image,
+BN, ReLU (``conv_k3_c32_s2``).  :func:`build_stem` makes either from its spec.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ednas.arch.spec import HeadSpec, StemSpec
+from ednas.arch.spec import ConvStemSpec, HeadSpec, StemSpec
 from ednas.nn.layers import ConvBNAct
 
-__all__ = ["DepthAwareStem", "Head"]
+__all__ = ["ConvStem", "DepthAwareStem", "Head", "build_stem"]
 
 
 class DepthAwareStem(nn.Module):
@@ -26,6 +30,24 @@ class DepthAwareStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw(self.dw(x))
+
+
+class ConvStem(nn.Module):
+    """Dense K x K conv on the image, BN, ReLU (folded by :func:`ednas.fuse` like every ConvBNAct)."""
+
+    def __init__(self, spec: ConvStemSpec, in_channels: int = 3):
+        super().__init__()
+        self.conv = ConvBNAct(in_channels, spec.out, spec.kernel, spec.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def build_stem(spec: StemSpec | ConvStemSpec, in_channels: int = 3) -> nn.Module:
+    """The stem module of a spec's first stage: :class:`DepthAwareStem` or :class:`ConvStem`."""
+    if isinstance(spec, ConvStemSpec):
+        return ConvStem(spec, in_channels)
+    return DepthAwareStem(spec, in_channels)
 
 
 class Head(nn.Module):
