@@ -20,6 +20,7 @@ A command resolves its settings, then builds one :class:`RunContext`:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class RunContext:
         self.data: DataSet = load_data(data)
         self.data.workers = data.workers
         self.space: ArchSpec | None = load_space(space, self.data.input_size) if (needs_space or space or latency) else None
+        #: the space as given; :attr:`space` is it scaled by :attr:`width_mult` when a budget needs it
+        self.base_space, self.width_mult = self.space, 1.0
+        self._fitted = False
         self._table: LatencyTable | None = None
         self._model: LatencyModel | None = None
         if latency is not None:
@@ -108,17 +112,62 @@ class RunContext:
     def latency_model(self) -> LatencyModel:
         if self._model is None:
             self._model = LatencyModel(self.space, self.data.input_size, self.data.num_classes, self.table)
+        if not self._fitted and self.latency_cfg is not None and self.latency_cfg.budget_ms is not None:
+            self._fitted = True
+            self._fit_width(self.latency_cfg.budget_ms)
         return self._model
+
+    def fit_space(self) -> None:
+        """With a ``--budget-ms``: scale the space now if the budget needs it (measures the table if it must); no-op otherwise."""
+        if self.latency_cfg is not None and self.latency_cfg.budget_ms is not None and self.space is not None:
+            self.latency_model()
+
+    def _fit_width(self, budget_ms: float) -> None:
+        """Scale the space's widths until ``budget_ms`` lies well inside its range (:mod:`ednas.latency.fit`)."""
+        from ednas.latency.fit import fit_width_mult
+
+        model = self._model
+        if model.min_ms <= budget_ms <= model.max_ms:
+            return
+        lc, d = self.latency_cfg, self.data
+
+        def table_of(space):
+            return target_table(lc.target, space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant)
+
+        def model_of(space):
+            return LatencyModel(space, d.input_size, d.num_classes, table_of(space))
+
+        mult, space, model = fit_width_mult(self.base_space, budget_ms, model, model_of, self._range_estimate(),
+                                            target=lc.target)
+        self.width_mult, self.space, self._model, self._table = mult, space, model, model.table
+        log.info("budget %.4g ms is outside the space's range on %s: widths scaled by %g (range now [%.4g, %.4g] ms)",
+                 budget_ms, lc.target, mult, model.min_ms, model.max_ms)
+
+    def _range_estimate(self):
+        """For a measured table: the scaled space's smallest and largest networks timed end to end as the table prices them
+        (its precision, its reference speed), so a multiplier is chosen before a table is measured for it; ``None`` elsewhere."""
+        if self.latency_cfg.target not in MEASURED_TARGETS:
+            return None
+        from ednas.latency.measure import measure_latency
+        from ednas.nn import build_model
+
+        ref, timing, d = self._table, self.timing, self.data
+
+        def estimate(space):
+            return tuple(measure_latency(build_model(a, d.num_classes).eval(), d.input_size, timing=timing, table=ref)
+                         for a in (space.smallest(), space.largest()))
+
+        return estimate
 
     def budget(self) -> Budget:
         lc = self.latency_cfg
-        return self.latency_model().budget(ms=lc.budget_ms, frac=None if lc.budget_ms is not None else lc.budget_frac)
+        model = self.latency_model()
+        b = model.budget(ms=lc.budget_ms, frac=None if lc.budget_ms is not None else lc.budget_frac)
+        return dataclasses.replace(b, width_mult=self.width_mult)
 
     @property
     def timing(self) -> Timing:
         """The run's timing settings; threads follow the table unless the user set them."""
         if not self._threads_given and self.latency_cfg is not None:
-            import dataclasses
-
             return dataclasses.replace(self._timing, threads=self.table.threads)
         return self._timing

@@ -166,6 +166,7 @@ def run(cfg: RunConfig) -> dict:
                      out=cfg.out, needs_space=True, table_dtype=dtype, table_quant=qopts)
     out = ctx.out
     save_config(cfg, out)
+    ctx.fit_space()  # a --budget-ms outside the space's range: its widths scaled first (the table below is the scaled space's)
     data, space = ctx.data, ctx.space
     times: dict[str, dict] = {}
 
@@ -203,7 +204,7 @@ def run(cfg: RunConfig) -> dict:
         r = search(cfg.search, d, data=data, latency=ctx.latency_model(), budget=budget, space=space, timing=timing,
                    seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard, resume=True, hardware=hw)
         return {k: r[k] for k in ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "fit_changes",
-                                  "argmax_arch", "latency_ms_argmax", "argmax_in_band")}
+                                  "argmax_arch", "latency_ms_argmax", "argmax_in_band", "width_mult")}
 
     srch = stage("search", {**base, "search": config_dict(cfg.search), "seed": cfg.seed, "budget_ms": budget.ms,
                             "timing": config_dict(timing), "lut": lut.fingerprint}, search_stage)
@@ -282,6 +283,8 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "data": data.spec,
         "target": cfg.latency.target,
         "budget_ms": budget,
+        # the width multiplier the space was scaled by to reach the budget (1: the space as given)
+        "width_mult": srch.get("width_mult", 1.0),
         "latency_dtype": table.dtype,
         "arch": srch["arch"],
         "params": trn["params"],

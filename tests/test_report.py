@@ -568,3 +568,13 @@ def test_labels_of_crowded_points_do_not_overlap():
     axbox = ax.get_window_extent(fig.canvas.get_renderer())
     assert all(axbox.x0 <= b.x0 and b.x1 <= axbox.x1 and axbox.y0 <= b.y0 and b.y1 <= axbox.y1 for b in boxes)
     plt.close(fig)
+
+
+def test_report_says_what_was_scaled_when_the_budget_needed_it(tmp_path):
+    run, summary = _fake_run(tmp_path)
+    for wm, said in ((1.0, False), (0.5, True)):
+        summary["width_mult"] = wm
+        html_path, md_path = write_report(run, summary)
+        md = md_path.read_text()
+        assert ("widths were scaled by 0.5" in md) == said
+        assert ("widths were scaled by 0.5" in html_path.read_text()) == said

@@ -208,7 +208,8 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
         if (dst.kernel, dst.expansion, dst.cin, dst.cout) != (p["kernel"], p["expansion"], ci, co):
             raise ArchError(f"inherit: block k{dst.kernel} e{dst.expansion} c{dst.cin}->{dst.cout} does not match pick {p} from c{ci}")
         branches = len(dst.dw.convs) > 1
-        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=branches, cin=ci, cout=co)
+        widths = {} if (ci, co) == (src.cin, src.cout) else {"cin": ci, "cout": co}  # a block class without searched widths needs no more
+        fixed = src.to_fixed(p["kernel"], p["expansion"], branches=branches, **widths)
         dst.load_state_dict(fixed.state_dict())
         if branches:  # the supernet has no such branches: they start adding nothing, so the function is kept
             dst.dw.zero_extra_branches()

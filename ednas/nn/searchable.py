@@ -162,7 +162,10 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
             out[kind] = tuple(c.candidates) if c is not None else single[kind]
         if self.depths and self.layer.can_skip:
             out["skip"] = _SKIP
-        out["width"], out["width_in"], out["depth"] = self.widths, self.in_widths, self.depths
+        # only where searched: a fixed-width, fixed-depth block answers {kernel, expansion, skip} as it always did
+        for kind, cands in (("width", self.widths), ("width_in", self.in_widths), ("depth", self.depths)):
+            if len(cands) > 1:
+                out[kind] = cands
         return out
 
     def picked(self) -> dict:
@@ -231,7 +234,9 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         p = self.picked()
         if p["skip"]:
             return nn.Identity()
-        return self.to_fixed(p["kernel"], p["expansion"], cin=self.picked_in_width(), cout=p.get("width", self.cout)).eval()
+        ci, co = self.picked_in_width(), p.get("width", self.cout)
+        widths = {} if (ci, co) == (self.cin, self.cout) else {"cin": ci, "cout": co}  # a block class without searched widths needs no more
+        return self.to_fixed(p["kernel"], p["expansion"], **widths).eval()
 
 
 # -- the same, over a whole network ------------------------------------------------------

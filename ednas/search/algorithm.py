@@ -702,6 +702,8 @@ class _Search:
             "measured_latency_ms": measured,
             "budget_ms": self.budget_ms,
             "budget_frac": self.budget_frac,
+            # the width multiplier the space was scaled by to bring the budget inside its range (1: as given)
+            "width_mult": getattr(self.budget, "width_mult", 1.0),
             "min_ms": float(self.latency.min_ms),
             "max_ms": float(self.latency.max_ms),
             "lambda": self.loss.lam,
