@@ -17,7 +17,7 @@ letter (or word) and a value:
     layer): a dense K x K convolution on the image (K odd, 1..7, default 3)
     to C channels with stride S (default 2), BN, ReLU.  In place of
     ``stem_...``, the first stage.
-``ir_k<K>[.<K>...]_e<E>[.<E>...]_c<C>[.<C>...][_s<S>][_r<R>][_d<D>.<D>...][_skip][_acb]``
+``ir_k<K>[.<K>...]_e<E>[.<E>...]_c<C>[.<C>...][_s<S>][_r<R>][_d<D>.<D>...][_tied][_skip][_acb]``
     A MobileNetV2 inverted residual block: 1x1 expand to E times the input
     width (none when E = 1), depthwise K x K with stride S (default 1), 1x1
     project to C, BN after each conv, ReLU after the first two, residual when
@@ -27,9 +27,12 @@ letter (or word) and a value:
     (one choice for all its repeats; the supernet masks channels of the
     widest), ``d1.2.3`` its depth (keep the first d of its R repeats, Once-for-All's
     elastic depth; R defaults to the largest d); ``skip`` lets the search drop
-    the block where it can be an identity (stride 1, same width); ``acb``
-    trains the depthwise conv with ACNet-style parallel branches that fuse
-    away for deployment.
+    the block where it can be an identity (stride 1, same width); ``tied``
+    pairs the i-th kernel with the i-th expansion (``ir_k3.5_e3.6_tied``:
+    the candidates are k3 e3 and k5 e6, FBNet's and Single Path One-Shot's
+    operator lists, not the product; kernels distinct, as many expansions
+    as kernels); ``acb`` trains the depthwise conv with ACNet-style parallel
+    branches that fuse away for deployment.
 ``head_c<C>[_d<P>]``
     1x1 conv to C channels (none when C = 0), BN, ReLU, global average pool,
     dropout P percent, linear classifier.  Must be the last stage.
@@ -114,6 +117,14 @@ class BlockSpec:
     widths: tuple[int, ...] = ()
     #: searched depths of the stage (``d1.2.3``: keep its first d repeats; ``repeats`` is the largest); empty when fixed
     depths: tuple[int, ...] = ()
+    #: ``_tied``: the (kernel, expansion) candidates, sorted by kernel (``kernels`` and ``expansions`` are their sorted
+    #: distinct values); empty when the candidates are the product of ``kernels`` and ``expansions``
+    pairs: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def pair_options(self) -> tuple[tuple[int, int], ...]:
+        """The (kernel, expansion) candidates: the tied pairs, or every kernel with every expansion."""
+        return self.pairs or tuple((k, e) for k in self.kernels for e in self.expansions)
 
     @property
     def width_options(self) -> tuple[int, ...]:
@@ -121,7 +132,8 @@ class BlockSpec:
         return self.widths or (self.out,)
 
     def format(self) -> str:
-        s = "ir_k" + ".".join(map(str, self.kernels)) + "_e" + ".".join(map(str, self.expansions))
+        es = tuple(e for _, e in self.pairs) if self.pairs else self.expansions
+        s = "ir_k" + ".".join(map(str, self.kernels)) + "_e" + ".".join(map(str, es))
         s += "_c" + ".".join(map(str, self.width_options))
         if self.stride != 1:
             s += f"_s{self.stride}"
@@ -129,6 +141,8 @@ class BlockSpec:
             s += f"_r{self.repeats}"
         if self.depths:
             s += "_d" + ".".join(map(str, self.depths))
+        if self.pairs:
+            s += "_tied"
         if self.skip:
             s += "_skip"
         if self.branches:
@@ -248,9 +262,13 @@ class ArchSpec:
         return dataclasses.replace(self, stages=tuple(tuple(s) for s in stages))
 
     def _pick(self, pick, depth=max) -> "ArchSpec":
+        def ke(b: BlockSpec) -> tuple[int, int]:
+            # tied pairs: the pair of the largest (smallest) expansion, then kernel
+            return pick(b.pairs, key=lambda p: (p[1], p[0])) if b.pairs else (pick(b.kernels), pick(b.expansions))
+
         stages = tuple(
             tuple(
-                dataclasses.replace(b, kernels=(pick(b.kernels),), expansions=(pick(b.expansions),), skip=False,
+                dataclasses.replace(b, kernels=(ke(b)[0],), expansions=(ke(b)[1],), pairs=(), skip=False,
                                     out=pick(b.width_options), widths=(), repeats=depth(b.depths) if b.depths else b.repeats, depths=())
                 for b in stage
             )
@@ -259,7 +277,7 @@ class ArchSpec:
         return dataclasses.replace(self, stages=stages)
 
     def largest(self) -> "ArchSpec":
-        """The fixed network of the largest candidates (widest, deepest; no block skipped)."""
+        """The fixed network of the largest candidates (widest, deepest; no block skipped; of tied pairs the largest expansion's)."""
         return self._pick(max)
 
     def smallest_kernels(self) -> "ArchSpec":
@@ -293,11 +311,9 @@ class ArchSpec:
                     raise ArchError(f"arch stage {layer.stage} block {layer.block}: layer {layer.index} cannot be skipped")
                 continue
             k, e, w = int(pick["kernel"]), int(pick["expansion"]), int(pick.get("width", b.out))
-            if k not in b.kernels or e not in b.expansions or w not in b.width_options:
-                raise ArchError(
-                    f"arch stage {layer.stage} block {layer.block}: pick k{k} e{e} c{w} is not among k{b.kernels} e{b.expansions} "
-                    f"c{b.width_options}"
-                )
+            if (k, e) not in b.pair_options or w not in b.width_options:
+                among = " ".join(f"k{pk}_e{pe}" for pk, pe in b.pairs) if b.pairs else f"k{b.kernels} e{b.expansions}"
+                raise ArchError(f"arch stage {layer.stage} block {layer.block}: pick k{k} e{e} c{w} is not among {among} c{b.width_options}")
             stages[layer.stage - 1].append(
                 BlockSpec(
                     kernels=(k,),
@@ -326,14 +342,14 @@ def _err(where: str, text: str, msg: str) -> EdnasError:
     return ArchError(f"arch {where} ('{text}'): {msg}")
 
 
-def _ints(where: str, text: str, key: str, value: str | None) -> tuple[int, ...]:
+def _ints(where: str, text: str, key: str, value: str | None, repeats: bool = False) -> tuple[int, ...]:
     if value is None or value == "":
         raise _err(where, text, f"field '{key}' needs a value, e.g. '{key}3'")
     try:
         vals = tuple(int(v) for v in value.split("."))
     except ValueError as err:
         raise _err(where, text, f"field '{key}' = '{value}' is not an integer (or integers joined by '.')") from err
-    if len(set(vals)) != len(vals):
+    if len(set(vals)) != len(vals) and not repeats:
         raise _err(where, text, f"field '{key}' = '{value}' repeats a value")
     return vals
 
@@ -408,18 +424,32 @@ def _parse_block(where: str, text: str) -> BlockSpec:
     if text.split("_")[0] != "ir":
         raise _err(where, text, f"unknown op '{text.split('_')[0]}'; blocks between stem and head must be 'ir_...'")
     op, opts = _options(
-        where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "d": "int", "skip": "flag", "acb": "flag"}
+        where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "d": "int", "tied": "flag", "skip": "flag", "acb": "flag"}
     )
+    tied = "tied" in opts
     if "k" not in opts:
         raise _err(where, text, "field 'k' is missing")
-    kernels = _ints(where, text, "k", opts["k"])
+    kernels = _ints(where, text, "k", opts["k"], repeats=tied)
+    if len(set(kernels)) != len(kernels):  # only with tied (else _ints refused it)
+        raise _err(where, text, f"field 'k' = '{opts['k']}' repeats a value: tied kernels must be distinct (each kernel carries "
+                                "one expansion; to search several expansions of one kernel, leave the block untied)")
     for k in kernels:
         if k not in KERNEL_CHOICES:
             raise _err(where, text, f"field 'k' = {k}: depthwise kernels must be one of {', '.join(map(str, KERNEL_CHOICES))}")
-    expansions = _ints(where, text, "e", opts["e"]) if "e" in opts else (6,)
+    # tied: the i-th expansion goes with the i-th kernel, so two kernels may share one
+    expansions = _ints(where, text, "e", opts["e"], repeats=tied) if "e" in opts else (6,)
     for e in expansions:
         if not 1 <= e <= MAX_EXPANSION:
             raise _err(where, text, f"field 'e' = {e}: expansion must be in 1..{MAX_EXPANSION}")
+    pairs: tuple[tuple[int, int], ...] = ()
+    if tied:
+        if len(kernels) != len(expansions):
+            raise _err(where, text, f"field 'tied': pairs the i-th kernel with the i-th expansion, but 'k' has {len(kernels)} values "
+                                    f"({opts['k']}) and 'e' has {len(expansions)} ({opts.get('e', '6')}); give as many of each")
+        if len(kernels) < 2:
+            raise _err(where, text, "field 'tied': needs two or more kernel/expansion pairs (one pair is a fixed block: drop '_tied')")
+        pairs = tuple(sorted(zip(kernels, expansions)))
+        expansions = tuple(set(expansions))
     if len(expansions) > 1 and 1 in expansions:
         # e1 has no expand conv at all, so it cannot be a channel mask of a wider one
         raise _err(where, text, f"field 'e' = {opts['e']}: 1 cannot be searched against other expansions")
@@ -452,6 +482,7 @@ def _parse_block(where: str, text: str) -> BlockSpec:
         branches="acb" in opts,
         widths=widths if len(widths) > 1 else (),
         depths=depths,
+        pairs=pairs,
     )
 
 

@@ -50,10 +50,15 @@ __all__ = ["measure_latency", "measure_onnx_ms", "measure_ops_ort", "measure_ops
 # the reference network and the table's precision
 
 
+def _middle(b) -> tuple[int, int]:
+    if b.pairs:  # tied: the middle pair
+        return b.pairs[len(b.pairs) // 2]
+    return b.kernels[len(b.kernels) // 2], b.expansions[len(b.expansions) // 2]
+
+
 def reference_arch(space: ArchSpec) -> ArchSpec:
-    """The reference network of a space: every layer kept, at its middle kernel and expansion."""
-    picks = [{"kernel": l.spec.kernels[len(l.spec.kernels) // 2], "expansion": l.spec.expansions[len(l.spec.expansions) // 2], "skip": False}
-             for l in space.layers()]
+    """The reference network of a space: every layer kept, at its middle kernel and expansion (a tied block: its middle pair)."""
+    picks = [dict(zip(("kernel", "expansion"), _middle(l.spec)), skip=False) for l in space.layers()]
     return space.with_picks(picks, branches=False)
 
 

@@ -13,7 +13,10 @@ depthwise k, project, residual add) for kernel k and expansion e,
 a choice has the single candidate's g = 1, and ``fixed`` is the stem, the
 head, the classifier and the table's fitted per-network constant.  It is
 linear in every g, so its gradient reaches every alpha through
-``choice.weights()``.
+``choice.weights()``.  A block with tied (kernel, expansion) pairs
+(``_tied``) has one choice over its pairs: the joint weight of (k_i, e_j) is
+g_i when the pair is the i-th and 0 otherwise, not g_k[i] g_e[j]
+(``SearchableBlock.joint_weights``), and only the pairs are looked up.
 
 Every operator the space can need is looked up when the model is built, so a
 table that lacks one fails *before* the search starts, naming the operator
@@ -82,10 +85,9 @@ class LatencyModel:
         needed = stem + [x for ops in heads.values() for x in ops]
         for layer, size in zip(self.layers, sizes):
             for ci, co in width_pairs(layer):
-                for k in layer.spec.kernels:
-                    for e in layer.spec.expansions:
-                        where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, k{k} e{e} c{ci}->{co})"
-                        needed += [(where, op) for op in block_ops(layer, size, k, e, dtype, cin=ci, cout=co)]
+                for k, e in layer.spec.pair_options:
+                    where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, k{k} e{e} c{ci}->{co})"
+                    needed += [(where, op) for op in block_ops(layer, size, k, e, dtype, cin=ci, cout=co)]
         missing = table.missing(op for _, op in needed)
         if missing:
             where = next(w for w, op in needed if op == missing[0])
@@ -96,9 +98,15 @@ class LatencyModel:
         self._head = np.array([sum(table.ms(op) for _, op in heads[w]) for w in head_widths])
         self._lat: list[np.ndarray] = []
         self._allowed: list[list[bool]] = []
+        # per layer, the (n_kernels, n_expansions) 0/1 mask of its (kernel, expansion) candidates (all ones unless tied)
+        self._pairs: list[np.ndarray] = []
         for layer, size in zip(self.layers, sizes):
             b = layer.spec
-            # (kernel, expansion, kept/skipped, input width, output width); a tied layer fills only its diagonal
+            cand = np.zeros((len(b.kernels), len(b.expansions)))
+            for k, e in b.pair_options:
+                cand[b.kernels.index(k), b.expansions.index(e)] = 1.0
+            self._pairs.append(cand)
+            # (kernel, expansion, kept/skipped, input width, output width); a tied layer fills only its diagonal, tied pairs only theirs
             lat = np.zeros((len(b.kernels), len(b.expansions), 2, len(layer.in_width_options), len(layer.widths)))
             allowed = []
             for ki, k in enumerate(b.kernels):
@@ -106,6 +114,8 @@ class LatencyModel:
                 for ci, co in width_pairs(layer):
                     ii, oi = layer.in_width_options.index(ci), layer.widths.index(co)
                     for ei, e in enumerate(b.expansions):
+                        if not cand[ki, ei]:
+                            continue
                         ops = block_ops(layer, size, k, e, dtype, cin=ci, cout=co)
                         lat[ki, ei, 0, ii, oi] = sum(table.ms(op) for op in ops)
                         ok = ok and all(table.supported(op) for op in ops)
@@ -156,6 +166,8 @@ class LatencyModel:
                         if not self._allowed[i][ki]:
                             continue
                         for ei, e in enumerate(b.expansions):
+                            if not self._pairs[i][ki, ei]:
+                                continue
                             v = float(lat[ki, ei, 0, ii, oi])
                             if best is None or better(v, best[0]):
                                 best = (v, {"kernel": k, "expansion": e, "skip": False, **({"width": layer.widths[oi]} if len(layer.widths) > 1 else {})})
@@ -217,7 +229,10 @@ class LatencyModel:
         """Layer i's table (or ``"fixed"``: the fixed part) as a tensor on ``device``, made once (no copy per step)."""
         key = (i, str(device), dtype)
         if key not in self._tensors:
-            val = {"fixed": self.stem_ms, "head": self._head}.get(i) if isinstance(i, str) else self._lat[i]
+            if isinstance(i, str):
+                val = {"fixed": self.stem_ms, "head": self._head}.get(i) if not i.startswith("pairs") else self._pairs[int(i[5:])]
+            else:
+                val = self._lat[i]
             self._tensors[key] = torch.as_tensor(val, dtype=dtype, device=device)
         return self._tensors[key]
 
@@ -262,11 +277,17 @@ class LatencyModel:
             gk, ge, gs = (g[k].to(dtype) for k in ("kernel", "expansion", "skip"))
             gi, go = (g.get(k, like.new_ones(1)).to(dtype) for k in ("width_in", "width"))
             lat = self._tensor(i, device, dtype)
+            # the joint (kernel, expansion) weight: the product of the two choices, or with tied pairs the kernel choice's
+            # weight on each pair (0 off the pairs)
+            if self.layers[i].spec.pairs:
+                gke = gk[:, None] * self._tensor(f"pairs{i}", device, dtype)
+            else:
+                gke = torch.outer(gk, ge)
             # the joint candidate is weighted by the product of its choices' g's; a tied layer's input is its output's choice
             if self.layers[i].tied:
-                total = total + torch.einsum("k,e,s,o,keso->", gk, ge, gs, go, torch.diagonal(lat, dim1=-2, dim2=-1))
+                total = total + torch.einsum("ke,s,o,keso->", gke, gs, go, torch.diagonal(lat, dim1=-2, dim2=-1))
             else:
-                total = total + torch.einsum("k,e,s,i,o,kesio->", gk, ge, gs, gi, go, lat)
+                total = total + torch.einsum("ke,s,i,o,kesio->", gke, gs, gi, go, lat)
         head = self._tensor("head", device, dtype)
         go = g.get("width", like.new_ones(1)).to(dtype) if len(head) > 1 else head.new_ones(1)
         return total + go @ head
@@ -305,8 +326,9 @@ class LatencyModel:
                 continue
             k, e = int(p["kernel"]), int(p["expansion"])
             b = layer.spec
-            if k not in b.kernels or e not in b.expansions:
-                raise LatencyTableError(f"pick {i}: k{k} e{e} is not among layer {i}'s candidates k{b.kernels} e{b.expansions}")
+            if (k, e) not in b.pair_options:
+                among = " ".join(f"k{pk}_e{pe}" for pk, pe in b.pairs) if b.pairs else f"k{b.kernels} e{b.expansions}"
+                raise LatencyTableError(f"pick {i}: k{k} e{e} is not among layer {i}'s candidates {among}")
             ki = b.kernels.index(k)
             if not allow_masked and not self._allowed[i][ki]:
                 raise LatencyTableError(

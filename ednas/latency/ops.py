@@ -294,9 +294,8 @@ def _candidates(space: ArchSpec, input_size: int, dtype: str) -> Iterator[Op]:
     yield from stem_ops(space, input_size, dtype)
     for layer, size in zip(space.layers(), layer_inputs(space, input_size)):
         for ci, co in width_pairs(layer):
-            for k in layer.spec.kernels:
-                for e in layer.spec.expansions:
-                    yield from block_ops(layer, size, k, e, dtype, cin=ci, cout=co)
+            for k, e in layer.spec.pair_options:
+                yield from block_ops(layer, size, k, e, dtype, cin=ci, cout=co)
 
 
 def space_ops(space: ArchSpec, input_size: int, num_classes: int, dtype: str = "f32") -> list[Op]:

@@ -75,7 +75,10 @@ def sample_picks(space: ArchSpec, n: int, seed: int, sampling: str = "stratified
         picks = []
         for layer in layers:
             b = layer.spec
-            k, e = _draw(rng, b.kernels, t), _draw(rng, b.expansions, t)
+            if b.pairs:  # tied (kernel, expansion) pairs: one draw
+                k, e = _draw(rng, b.pairs, t)
+            else:
+                k, e = _draw(rng, b.kernels, t), _draw(rng, b.expansions, t)
             p_skip = (1 - t) / 2 if t is not None else 0.5
             skip = layer.can_skip and rng.random() < p_skip
             picks.append({"kernel": k, "expansion": e, "skip": skip})

@@ -21,6 +21,16 @@ weights for one kernel and expansion) and :meth:`~SearchableBlock.dw_kernels`
 kernels``, eq. 3: the meta-kernel, or one weight per candidate or per path).
 The search finds the tensors by identity (:func:`named_dw_kernels`), so it
 builds no state-dict key strings and checks no concrete block class.
+
+Tied pairs (``ir_k3.5_e3.6_tied``: candidates k3 e3 and k5 e6, not the
+product) have ONE choice, the ``kernel`` choice (kernels are distinct in a
+tied list), whose weights also drive the expansion: ``mix_weights()``'s
+``expansion`` is the kernel weights summed onto each kernel's expansion
+(the same vector when the expansions are distinct), the argmax's expansion
+is its kernel's, and :meth:`SearchableBlock.joint_weights` (what E[LAT]
+and the multi-path block weigh the (kernel, expansion) candidates with) is
+``g_k[i]`` on the i-th pair and 0 elsewhere, not the product ``g_k g_e``.
+A target's kernel mask (``choice("kernel").set_allowed``) masks the pairs.
 """
 
 from __future__ import annotations
@@ -88,6 +98,13 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         self.depth_choice: Choice | None = None
         self.widths, self.in_widths = tuple(layer.widths), tuple(layer.in_width_options)
         self.depths = tuple(b.depths)
+        # tied (kernel, expansion) pairs: the kernel choice picks the pair; (n_kernels, n_expansions) 0/1 incidence
+        self.tied_pairs = tuple(b.pairs)
+        if self.tied_pairs:
+            inc = torch.zeros(len(self.kernels), len(self.expansions))
+            for k, e in self.tied_pairs:
+                inc[self.kernels.index(k), self.expansions.index(e)] = 1.0
+            self.register_buffer("pair_incidence", inc, persistent=False)
         # choices of other blocks this one reads (not registered here: their owner holds them)
         self._links: dict[str, Choice | None] = {"width": None, "width_in": None, "depth": None}
 
@@ -95,7 +112,7 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         """Create the choices of the layer (call once, after the block's own modules)."""
         if len(self.kernels) > 1:
             self.kernel_choice = Choice("kernel", self.kernels)
-        if len(self.expansions) > 1:
+        if len(self.expansions) > 1 and not self.tied_pairs:  # tied: the kernel choice picks the expansion too
             self.expansion_choice = Choice("expansion", self.expansions)
         if self.layer.can_skip and not self.depths:
             self.skip_choice = Choice("skip", _SKIP)
@@ -152,10 +169,13 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         """Per kind, the candidates of the block (one candidate where it has no choice; skip: ``block``/``skip``).
 
         ``skip`` has two candidates wherever the block can be dropped (its own
-        choice or a searched depth); ``width`` and ``width_in`` are the output
-        and input width candidates; ``depth`` the stage's depths (``()`` if fixed).
+        choice or a searched depth); ``width`` and ``width_in`` (the output and
+        input width candidates) and ``depth`` (the stage's depths) appear only
+        where they are searched.
+        A tied block's ``expansion`` is its pairs' distinct expansions (chosen
+        through the kernel choice).
         """
-        single = {"kernel": self.kernels[:1], "expansion": self.expansions[:1], "skip": _SKIP[:1]}
+        single = {"kernel": self.kernels[:1], "expansion": self.expansions if self.tied_pairs else self.expansions[:1], "skip": _SKIP[:1]}
         out = {}
         for kind in ("kernel", "expansion", "skip"):
             c = self.choice(kind)
@@ -179,6 +199,8 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         for kind in ("kernel", "expansion", "skip"):
             c = self.choice(kind)
             p[kind] = cands[kind][c.argmax() if c is not None else 0]
+        if self.tied_pairs:  # the expansion paired with the argmax kernel
+            p["expansion"] = dict(self.tied_pairs)[p["kernel"]]
         p["skip"] = p["skip"] == "skip"
         depth = self.linked("depth")
         if depth is not None:
@@ -202,7 +224,8 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
 
         A kind without a choice has its one candidate at weight 1 (skip:
         ``[1, 0]``, the block kept), on the device and in the dtype of ``like``
-        (default: float32 on the CPU).
+        (default: float32 on the CPU).  A tied block's ``expansion`` is its
+        kernel weights summed onto the paired expansions.
         """
         like = like if like is not None else torch.empty(0)
         out = {}
@@ -212,6 +235,8 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
                 out[kind] = c.weights()
             else:
                 out[kind] = like.new_tensor([1.0, 0.0]) if kind == "skip" else like.new_ones(1)
+        if self.tied_pairs:
+            out["expansion"] = out["kernel"] @ self.pair_incidence.to(out["kernel"])
         depth = self.linked("depth")
         if depth is not None:
             keep = self.keep_weight(depth.weights())
@@ -220,6 +245,16 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
             c = self.linked(kind)
             out[kind] = c.weights() if c is not None else like.new_ones(1)
         return out
+
+    def joint_weights(self, g: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(n_kernels, n_expansions)`` weights of the (kernel, expansion) candidates from :meth:`mix_weights`' ``g``.
+
+        The product ``g_k g_e`` of two independent choices, or for tied pairs
+        ``g_k[i]`` at the i-th pair and 0 elsewhere (one choice).
+        """
+        if self.tied_pairs:
+            return g["kernel"][:, None] * self.pair_incidence.to(g["kernel"])
+        return torch.outer(g["kernel"], g["expansion"])
 
     def named_dw_kernels(self) -> list[tuple[str, nn.Parameter]]:
         """:meth:`dw_kernels` with their names relative to this block (as in its ``state_dict``)."""

@@ -13,7 +13,10 @@ over budget, and nothing in the loss forbids landing well under it, so
   within the budget, until it reaches ``low * budget`` or nothing fits.
 
 "Next" is along one choice (kernel, expansion, skip) at a time, ordered by the
-latency table, and every change is returned for the report.
+latency table, and every change is returned for the report.  A block with
+tied (kernel, expansion) pairs (``_tied``) has one choice: a kernel move
+takes the new kernel's expansion with it (the change's ``with``), and its
+expansion never moves alone.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def _options(layer, kind: str) -> list:
     if kind == "kernel":
         return list(b.kernels)
     if kind == "expansion":
-        return list(b.expansions)
+        return [] if b.pairs else list(b.expansions)  # tied: moves with its kernel
     return [False, True] if layer.can_skip else [False]
 
 
@@ -91,10 +94,10 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
                     margin = pk.get(_key(kind, picks[i][kind]), 1.0) - pk.get(_key(kind, v), 0.0)
                     # a skipped block comes back with any of its (kernel, expansion) candidates, not only
                     # the ones it held when skipped (those may be too big to fit)
-                    variants = [{}]
+                    variants = [{"expansion": dict(layer.spec.pairs)[v]}] if kind == "kernel" and layer.spec.pairs else [{}]
                     if kind == "skip" and picks[i]["skip"]:
                         ks = [k for j, k in enumerate(layer.spec.kernels) if allowed is None or allowed(i)[j]]
-                        variants = [{"kernel": k, "expansion": e} for k in ks for e in layer.spec.expansions]
+                        variants = [{"kernel": k, "expansion": e} for k, e in layer.spec.pair_options if k in ks]
                     for extra in variants:
                         trial = [dict(p) for p in picks]
                         trial[i][kind] = v
@@ -117,7 +120,8 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
             if k not in nearest or m[1] < nearest[k][1]:
                 nearest[k] = m
         margin, _, i, kind, v, lat, extra = min(nearest.values(), key=lambda m: (m[0], -m[1]))
-        changes.append({"layer": i, "kind": kind, "from": picks[i][kind], "to": v, "margin": margin, "latency_ms": lat, "why": "over budget"})
+        changes.append({"layer": i, "kind": kind, "from": picks[i][kind], "to": v, "margin": margin, "latency_ms": lat, "why": "over budget",
+                        **({"with": extra} if extra else {})})
         picks[i][kind] = v
         picks[i].update(extra)
         cur, cand = moves(-1)

@@ -70,7 +70,7 @@ class RandomSearchConfig:
 
 
 def _draw(space: ArchSpec, latency, rng: random.Random) -> list[dict]:
-    """One network: every choice uniform and independent; a stage's width and depth drawn once for all its repeats."""
+    """One network: every choice uniform and independent; a stage's width and depth drawn once for all its repeats, tied pairs as one."""
     picks = []
     width = depth = None
     for i, layer in enumerate(space.layers()):
@@ -81,7 +81,11 @@ def _draw(space: ArchSpec, latency, rng: random.Random) -> list[dict]:
         allowed = latency.allowed(i) if hasattr(latency, "allowed") else [True] * len(b.kernels)
         kernels = [k for k, ok in zip(b.kernels, allowed) if ok] or list(b.kernels)
         skip = layer.repeat >= depth if depth is not None else bool(layer.can_skip and rng.random() < 0.5)
-        pick = {"kernel": rng.choice(kernels), "expansion": rng.choice(list(b.expansions)), "skip": skip}
+        if b.pairs:  # tied: one draw over the (allowed) pairs
+            k, e = rng.choice([(k, e) for k, e in b.pairs if k in kernels])
+        else:
+            k, e = rng.choice(kernels), rng.choice(list(b.expansions))
+        pick = {"kernel": k, "expansion": e, "skip": skip}
         if len(layer.widths) > 1:
             pick["width"] = width
         picks.append(pick)
