@@ -221,3 +221,156 @@ def test_tied_pairs_stay_tied_in_random_search_validation_draws_and_the_budget_f
     assert lm.predict(picks) <= budget and changes
     assert all((p["kernel"], p["expansion"]) in l.spec.pairs for l, p in zip(layers, picks))
     assert all(c["kind"] == "kernel" and "expansion" in c["with"] for c in changes)  # a move changes the pair
+
+
+# -- projection skips -----------------------------------------------------------------------------
+
+# a conv stem, tied pairs with a projection skip, an identity skip, and a projection skip on a searched width
+LIT = "conv_k3_c8_s2 | ir_k3.5_e3.6_c16_s2_tied_skip | ir_k3.5_e2.4_c16_skip | ir_k3_e2_c24.32_s2_skip | head_c32"
+
+
+def test_skip_on_a_block_that_changes_shape_is_a_projection_and_derives_a_proj_block():
+    sp = parse_arch(LIT)
+    layers = list(sp.layers())
+    assert [(l.can_skip, l.skip_proj) for l in layers] == [(True, True), (True, False), (True, True)]
+    # a block of several repeats keeps its skip for the repeats that can be identities (its first stays)
+    r2 = list(parse_arch("stem_k11_c8_s1 | ir_k3_e2_c16_s2_r2_skip | head_c8").layers())
+    assert [(l.can_skip, l.skip_proj) for l in r2] == [(False, False), (True, False)]
+    picks = [{"kernel": 5, "expansion": 6, "skip": True}, {"kernel": 3, "expansion": 2, "skip": True},
+             {"kernel": 3, "expansion": 2, "skip": True, "width": 24}]
+    d = sp.with_picks(picks)
+    assert d.format() == "conv_k3_c8_s2 | proj_c16_s2 | proj_c24_s2 | head_c32"  # the identity is dropped, the projections stay
+    assert d.is_fixed and parse_arch(d.format()) == d
+    assert [(l.cin, l.spec.out, l.stride, l.residual) for l in d.layers()] == [(8, 16, 2, False), (16, 24, 2, False)]
+    assert parse_arch("conv_k3_c8 | proj_c8 | head_c8").stages[0][0].stride == 1  # stride 1 by default, and not a residual
+    assert not next(parse_arch("conv_k3_c8 | proj_c8 | head_c8").layers()).residual
+    # the training recipe's with_picks (ACNet branches) passes a proj block through
+    assert d.with_picks([{"kernel": 1, "expansion": 1}] * 2, branches=True) == d
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("conv_k3_c8 | ir_k3.5_e2_c16_s2_skip proj_c16 | head_c8", "stage 1 block 1 ('proj_c16'): a 'proj' block belongs to a fixed (derived) network"),
+    ("conv_k3_c8 | proj_c16_k3 | head_c8", "('proj_c16_k3'): unknown field 'k3'; valid fields of 'proj': c<n>, s<n>"),
+    ("conv_k3_c8 | proj_s2 | head_c8", "('proj_s2'): field 'c' is missing"),
+    ("conv_k3_c8 | proj_c16_s3 | head_c8", "field 's' = 3"),
+])
+def test_bad_projection_blocks_are_one_clear_error(text, fragment):
+    with pytest.raises(ArchError) as e:
+        parse_arch(text)
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["metakernel", "darts", "fbnet"])
+def test_a_projection_skip_mixes_the_block_with_a_1x1_projection(kind):
+    torch.manual_seed(0)
+    sp = parse_arch("conv_k3_c8_s1 | ir_k3_e2_c16_s2_skip | head_c8")
+    net = randomize_bn(build_supernet(sp, 4, kind=kind)).eval()
+    blk = net.searchable_blocks()[0]
+    assert blk.proj is not None and blk.proj.conv.kernel_size == (1, 1) and blk.proj.conv.stride == (2, 2) and blk.proj.act is None
+    x = torch.randn(2, 8, 16, 16)
+    blk.skip_choice.g = torch.tensor([1.0, 0.0])
+    y_block = blk(x)
+    blk.skip_choice.g = torch.tensor([0.3, 0.7])
+    assert torch.allclose(blk(x), 0.3 * y_block + 0.7 * blk.proj(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["metakernel", "darts", "fbnet"])
+def test_expected_latency_with_tied_pairs_and_projection_skips_equals_the_enumeration(kind):
+    sp = parse_arch(LIT)
+    lm, _ = _expected_equals_enumeration(sp, kind)
+    # the skip candidate of a projection skip costs its proj operator, of an identity nothing
+    table = lm.layer_table(0)
+    proj = [op for op in space_ops(sp, 32, 10) if op.type == "proj" and op.stride == 2 and op.cin == 8]
+    assert len(proj) == 1 and float(table[0, 0, 1, 0, 0]) == pytest.approx(lm.table.ms(proj[0]))
+    assert float(lm.layer_table(1)[..., 1, :, :].abs().sum()) == 0.0
+
+
+def test_extremes_weigh_a_projection_against_the_block():
+    sp = parse_arch(LIT)
+    net = build_supernet(sp, 10)
+    for dear_proj in (False, True):
+        entries = {op.key: (5.0 if dear_proj and op.type == "proj" else 0.001 + op.macs * 1e-6) for op in space_ops(sp, 32, 10)}
+        lm = LatencyModel(sp, 32, 10, LatencyTable(target="synthetic", input_size=32, entries=entries))
+        vals = [lm.predict(net.picks()) for _ in _all_assignments(net)]
+        assert lm.min_ms == pytest.approx(min(vals)) and lm.max_ms == pytest.approx(max(vals))
+        assert lm.predict(lm.extreme_picks(True)) == pytest.approx(min(vals))
+        # a cheap projection is in the cheapest network, a dear one in the dearest
+        assert lm.extreme_picks(cheapest=not dear_proj)[0]["skip"] and not lm.extreme_picks(cheapest=dear_proj)[0]["skip"]
+
+
+def test_the_budget_fit_can_bring_back_a_block_whose_projection_is_dearer():
+    from ednas.search.derive import fit_budget, layer_probs
+
+    sp = parse_arch(LIT)
+    layers = list(sp.layers())
+    entries = {op.key: (5.0 if op.type == "proj" else 0.001 + op.macs * 1e-6) for op in space_ops(sp, 32, 10)}
+    lm = LatencyModel(sp, 32, 10, LatencyTable(target="synthetic", input_size=32, entries=entries))
+    picks = [{"kernel": 3, "expansion": 3, "skip": True}, {"kernel": 3, "expansion": 2, "skip": False},
+             {"kernel": 3, "expansion": 2, "skip": False, "width": 24}]
+    budget = lm.predict(picks) - 1.0
+    fitted, changes = fit_budget(picks, layers, layer_probs(build_supernet(sp, 10)), lm, budget, "repair")
+    assert lm.predict(fitted) <= budget
+    assert not fitted[0]["skip"] and any(c["layer"] == 0 and c["kind"] == "skip" and c["to"] is False for c in changes)
+    assert (fitted[0]["kernel"], fitted[0]["expansion"]) in layers[0].spec.pairs
+
+
+def test_projection_ops_are_priced_by_the_analytic_profiles_and_timed_by_the_board_graphs():
+    from ednas.latency.targets import analytic_table, load_profile, op_class
+    from ednas.runtime import board
+
+    sp = parse_arch(LIT)
+    proj = [op for op in space_ops(sp, 32, 10) if op.type == "proj"]
+    assert proj and all(op.key.startswith("proj_") and not op.relu and op_class(op) == "pointwise" for op in proj)
+    prof = load_profile("tda4vm")
+    table = analytic_table(prof, space_ops(sp, 32, 10, prof.dtype), 32, 10)
+    assert all(table.ms(op) > 0 for op in space_ops(sp, 32, 10, prof.dtype) if op.type == "proj")
+    # the sandwich graph of a proj key: the operator between two channel-wise scales, f32 and i8
+    for key in (proj[0].key, proj[0].key.replace("_f32", "_i8")):
+        model_id = board.plan(key)[0][0]
+        data, shape = board.build(model_id)
+        sess = ort_session(data)
+        out = sess.run(None, {sess.get_inputs()[0].name: np.zeros(shape, np.float32)})[0]
+        assert out.shape == (1, proj[0].cout, proj[0].ho, proj[0].wo)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_derived_fused_network_equals_the_supernet_at_the_argmax_and_exports(seed):
+    """A space with a conv stem, tied choices and projection skips: derive, inherit, fuse, export."""
+    torch.manual_seed(seed)
+    sp = parse_arch(LIT)
+    net = randomize_bn(build_supernet(sp, 10), seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, c in net.named_choices():
+            c.alpha.copy_(torch.randn(len(c.candidates), generator=g))
+            if seed % 2 == 0 and name.endswith("skip"):  # half the seeds: every projection taken
+                c.alpha.copy_(torch.tensor([0.0, 1.0]))
+    for c in net.choices():
+        c.fixed = c.argmax()
+    net.eval()
+    arch = net.derive()
+    assert parse_arch(arch.format()) == arch
+    if seed % 2 == 0:
+        assert "proj_c16_s2" in arch.format()
+    x = torch.randn(3, 3, 32, 32)
+    fused = fuse_supernet(net).eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(net(x), fused(x), atol=1e-5)
+    model = inherit_weights(build_model(arch, 10), net).eval()
+    assert torch.allclose(net(x), model(x), atol=1e-5)
+    _onnx_matches_torch(fused, seed=seed)
+    # MACs of the fused network: what its operators in the latency table count
+    total, _ = count_macs(fused, 32)
+    assert total == sum(op.macs for op in arch_ops(arch, 32, 10) if op.is_conv or op.type == "fc")
+
+
+def test_the_fbnet_like_space_of_the_docs_parses_and_prices():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "arch-spec.md").read_text()
+    block = doc.split("### Spaces from the literature", 1)[1].split("```", 2)[1]
+    sp = parse_arch(" ".join(block.split()))
+    layers = list(sp.layers())
+    assert len(layers) == 22 and sum(l.skip_proj for l in layers) == 6 and all(l.can_skip for l in layers)
+    assert isinstance(sp.stem, ConvStemSpec) and sp.head.out == 1984
+    assert {op.type for op in space_ops(sp, 224, 1000)} >= {"conv", "proj", "expand", "dw", "project", "add"}

@@ -44,7 +44,7 @@ def test_with_picks_drops_skipped_and_keeps_strides():
         ("stem_k11_c16 | ir_k3_e6_s2 | head_c8", "stage 1 block 0 ('ir_k3_e6_s2'): field 'c' is missing"),
         ("stem_k9_c16 | ir_k3_e6_c8 | head_c8", "stage 0 block 0 ('stem_k9_c16'): field 'k' = 9"),
         ("stem_k11_c16 | ir_k3_e6_c8_s3 | head_c8", "field 's' = 3"),
-        ("stem_k11_c16 | ir_k3_e6_c24_s2_skip | head_c8", "field 'skip'"),
+        ("stem_k11_c16 | ir_k3_e6_c24_s2_skip proj_c24 | head_c8", "stage 1 block 1 ('proj_c24'): a 'proj' block belongs to a fixed"),
         ("stem_k11_c16 | ir_k3_e1.6_c24 | head_c8", "field 'e' = 1.6"),
         ("stem_k11_c16 | ir_k3_e6_c8 | ir_k3_e6_c8", "the last stage must be the head"),
         ("ir_k3_e6_c8 | ir_k3_e6_c8 | head_c8", "the first stage must be the stem"),

@@ -27,12 +27,19 @@ letter (or word) and a value:
     (one choice for all its repeats; the supernet masks channels of the
     widest), ``d1.2.3`` its depth (keep the first d of its R repeats, Once-for-All's
     elastic depth; R defaults to the largest d); ``skip`` lets the search drop
-    the block where it can be an identity (stride 1, same width); ``tied``
+    the block where it can be an identity (stride 1, same width), and on a
+    single block (R = 1) that changes the stride or the width lets it replace
+    the block by a projection (``proj``, FBNet's skip); ``tied``
     pairs the i-th kernel with the i-th expansion (``ir_k3.5_e3.6_tied``:
     the candidates are k3 e3 and k5 e6, FBNet's and Single Path One-Shot's
     operator lists, not the product; kernels distinct, as many expansions
     as kernels); ``acb`` trains the depthwise conv with ACNet-style parallel
     branches that fuse away for deployment.
+``proj_c<C>[_s<S>]``
+    A projection: a 1x1 convolution to C channels with stride S (default 1)
+    and BN, no ReLU, no residual: what a projection ``skip`` leaves in a
+    derived network (written by the search, e.g. ``proj_c24_s2``).  Fixed
+    networks only: in a search space write the block as ``ir_..._skip``.
 ``head_c<C>[_d<P>]``
     1x1 conv to C channels (none when C = 0), BN, ReLU, global average pool,
     dropout P percent, linear classifier.  Must be the last stage.
@@ -120,6 +127,9 @@ class BlockSpec:
     #: ``_tied``: the (kernel, expansion) candidates, sorted by kernel (``kernels`` and ``expansions`` are their sorted
     #: distinct values); empty when the candidates are the product of ``kernels`` and ``expansions``
     pairs: tuple[tuple[int, int], ...] = ()
+    #: ``ir`` (an inverted residual block) or ``proj`` (a projection: 1x1 conv + BN of ``stride`` to ``out``; then
+    #: ``kernels`` and ``expansions`` are ``(1,)``)
+    op: str = "ir"
 
     @property
     def pair_options(self) -> tuple[tuple[int, int], ...]:
@@ -132,6 +142,8 @@ class BlockSpec:
         return self.widths or (self.out,)
 
     def format(self) -> str:
+        if self.op == "proj":
+            return f"proj_c{self.out}" + (f"_s{self.stride}" if self.stride != 1 else "")
         es = tuple(e for _, e in self.pairs) if self.pairs else self.expansions
         s = "ir_k" + ".".join(map(str, self.kernels)) + "_e" + ".".join(map(str, es))
         s += "_c" + ".".join(map(str, self.width_options))
@@ -175,7 +187,9 @@ class Layer:
     ``index`` counts the blocks of the whole network from 0; ``stage`` and
     ``block`` point back into the spec for messages; ``can_skip`` says whether
     the search may turn this block into an identity (its own ``skip`` flag, or
-    a repeat beyond the stage's smallest searched depth).
+    a repeat beyond the stage's smallest searched depth) or, where
+    ``skip_proj``, into a projection (a ``skip`` on a single block that
+    changes the stride or the width: 1x1 conv + BN of its stride).
 
     With searched widths ``cin`` and ``spec.out`` are the largest candidates;
     ``in_widths`` and ``widths`` are the candidates of the block's input and
@@ -196,6 +210,7 @@ class Layer:
     in_widths: tuple[int, ...] = ()
     tied: bool = False
     group: int = 0
+    skip_proj: bool = False
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -208,7 +223,7 @@ class Layer:
     @property
     def residual(self) -> bool:
         """Whether the block adds its input (the same at every width pair the space allows: the parser refuses an ambiguous one)."""
-        return self.stride == 1 and (self.tied or self.cin == self.spec.out)
+        return self.spec.op == "ir" and self.stride == 1 and (self.tied or self.cin == self.spec.out)
 
 
 @dataclass(frozen=True)
@@ -238,8 +253,12 @@ class ArchSpec:
             for bi, b in enumerate(stage):
                 for r in range(b.repeats):
                     stride = b.stride if r == 0 else 1
-                    can_skip = (b.skip and stride == 1 and cin == b.out) or (bool(b.depths) and r >= min(b.depths))
-                    yield Layer(index, si + 1, bi, r, cin, b, stride, can_skip, cins, r > 0 and len(b.widths) > 1, group)
+                    identity = stride == 1 and cin == b.out
+                    # a skip on a single block that cannot be an identity: a projection (a block of several repeats
+                    # keeps the skip for the repeats that can be identities)
+                    proj = b.skip and b.repeats == 1 and not identity
+                    can_skip = (b.skip and identity) or proj or (bool(b.depths) and r >= min(b.depths))
+                    yield Layer(index, si + 1, bi, r, cin, b, stride, can_skip, cins, r > 0 and len(b.widths) > 1, group, proj)
                     cin, cins = b.out, b.width_options
                     index += 1
                 group += 1
@@ -296,9 +315,11 @@ class ArchSpec:
         """The fixed network that takes ``picks[i]`` (kernel, expansion, skip, and ``width`` where searched) at layer i.
 
         Every layer becomes its own block (repeats written out); skipped layers
-        are dropped, and a stage left empty disappears.  ``branches`` sets the
-        ACNet option of every block (``None`` keeps the spec's).  A pick
-        without ``width`` takes the layer's largest.
+        are dropped (a projection skip becomes a ``proj`` block of the layer's
+        stride and picked width), and a stage left empty disappears.
+        ``branches`` sets the ACNet option of every block (``None`` keeps the
+        spec's).  A pick without ``width`` takes the layer's largest.  A
+        ``proj`` block of a fixed spec stays as it is.
         """
         layers = list(self.layers())
         if len(picks) != len(layers):
@@ -306,9 +327,17 @@ class ArchSpec:
         stages: list[list[BlockSpec]] = [[] for _ in self.stages]
         for layer, pick in zip(layers, picks):
             b = layer.spec
+            if b.op == "proj":
+                stages[layer.stage - 1].append(b)
+                continue
             if pick.get("skip"):
                 if not layer.can_skip:
                     raise ArchError(f"arch stage {layer.stage} block {layer.block}: layer {layer.index} cannot be skipped")
+                if layer.skip_proj:
+                    w = int(pick.get("width", b.out))
+                    if w not in b.width_options:
+                        raise ArchError(f"arch stage {layer.stage} block {layer.block}: pick c{w} is not among c{b.width_options}")
+                    stages[layer.stage - 1].append(BlockSpec(kernels=(1,), expansions=(1,), out=w, stride=layer.stride, op="proj"))
                 continue
             k, e, w = int(pick["kernel"]), int(pick["expansion"]), int(pick.get("width", b.out))
             if (k, e) not in b.pair_options or w not in b.width_options:
@@ -420,9 +449,22 @@ def _parse_conv_stem(where: str, text: str) -> ConvStemSpec:
     return ConvStemSpec(kernel=k, out=c, stride=s)
 
 
+def _parse_proj(where: str, text: str) -> BlockSpec:
+    op, opts = _options(where, text, {"c": "int", "s": "int"})
+    c = _one(where, text, "c", opts)
+    if c < 1:
+        raise _err(where, text, f"field 'c' = {c}: widths must be positive")
+    s = _one(where, text, "s", opts, 1)
+    if s not in (1, 2):
+        raise _err(where, text, f"field 's' = {s}: stride must be 1 or 2")
+    return BlockSpec(kernels=(1,), expansions=(1,), out=c, stride=s, op="proj")
+
+
 def _parse_block(where: str, text: str) -> BlockSpec:
+    if text.split("_")[0] == "proj":
+        return _parse_proj(where, text)
     if text.split("_")[0] != "ir":
-        raise _err(where, text, f"unknown op '{text.split('_')[0]}'; blocks between stem and head must be 'ir_...'")
+        raise _err(where, text, f"unknown op '{text.split('_')[0]}'; blocks between stem and head must be 'ir_...' (or 'proj_...')")
     op, opts = _options(
         where, text, {"k": "int", "e": "int", "c": "int", "s": "int", "r": "int", "d": "int", "tied": "flag", "skip": "flag", "acb": "flag"}
     )
@@ -522,7 +564,7 @@ def parse_arch(text: str) -> ArchSpec:
         stages.append(tuple(_parse_block(f"stage {si} block {bi}", t) for bi, t in enumerate(stage)))
     head = _parse_head(f"stage {len(stages_txt) - 1} block 0", stages_txt[-1][0])
     spec = ArchSpec(stem=stem, stages=tuple(stages), head=head)
-    _validate_skip(spec)
+    _validate_proj(spec)
     _validate_residuals(spec)
     return spec
 
@@ -530,7 +572,7 @@ def parse_arch(text: str) -> ArchSpec:
 def _validate_residuals(spec: ArchSpec) -> None:
     """A block adds its input at every width pair the space allows, or at none: the supernet cannot mix the two."""
     for layer in spec.layers():
-        if layer.tied or layer.stride != 1:
+        if layer.tied or layer.stride != 1 or layer.spec.op != "ir":
             continue
         pairs = {ci == co for ci in layer.in_width_options for co in layer.widths}
         if len(pairs) > 1:
@@ -542,19 +584,16 @@ def _validate_residuals(spec: ArchSpec) -> None:
             )
 
 
-def _validate_skip(spec: ArchSpec) -> None:
-    eligible: dict[tuple[int, int], bool] = {}
-    for layer in spec.layers():
-        key = (layer.stage, layer.block)
-        eligible[key] = eligible.get(key, False) or layer.can_skip
-    for (si, bi), ok in eligible.items():
-        b = spec.stages[si - 1][bi]
-        if b.skip and not ok:
-            raise _err(
-                f"stage {si} block {bi}",
-                b.format(),
-                "field 'skip': no repeat of this block can be an identity (needs stride 1 and input width == c)",
-            )
+def _validate_proj(spec: ArchSpec) -> None:
+    """``proj`` blocks are what a projection skip leaves in a derived network: fixed networks only."""
+    if spec.is_fixed:
+        return
+    for si, stage in enumerate(spec.stages, start=1):
+        for bi, b in enumerate(stage):
+            if b.op == "proj":
+                raise _err(f"stage {si} block {bi}", b.format(),
+                           "a 'proj' block belongs to a fixed (derived) network, not to a search space; "
+                           "in a space write the block as 'ir_..._skip' (its skip is the projection)")
 
 
 def format_arch(spec: ArchSpec) -> str:

@@ -9,7 +9,9 @@ term of the loss (eq. 13) is the expectation
 
 where ``LAT_l(k, e, keep)`` is the sum of the block's operators (expand,
 depthwise k, project, residual add) for kernel k and expansion e,
-``LAT_l(k, e, skip) = 0`` (a skipped block is an identity), a layer without
+``LAT_l(k, e, skip) = 0`` (a skipped block is an identity) or, for a
+projection skip (a block that changes the stride or the width), the
+``proj`` operator's entry (the 1 x 1 conv that replaces it), a layer without
 a choice has the single candidate's g = 1, and ``fixed`` is the stem, the
 head, the classifier and the table's fitted per-network constant.  It is
 linear in every g, so its gradient reaches every alpha through
@@ -33,7 +35,7 @@ import torch
 
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, stem_ops, width_pairs
+from ednas.latency.ops import arch_layer_ops, block_ops, head_ops, layer_inputs, skip_ops, stem_ops, width_pairs
 from ednas.latency.table import LatencyTable
 
 __all__ = ["Budget", "LatencyModel"]
@@ -88,6 +90,8 @@ class LatencyModel:
                 for k, e in layer.spec.pair_options:
                     where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, k{k} e{e} c{ci}->{co})"
                     needed += [(where, op) for op in block_ops(layer, size, k, e, dtype, cin=ci, cout=co)]
+                where = f"layer {layer.index} (stage {layer.stage} block {layer.block}, projection skip c{ci}->{co})"
+                needed += [(where, op) for op in skip_ops(layer, size, dtype, cin=ci, cout=co)]
         missing = table.missing(op for _, op in needed)
         if missing:
             where = next(w for w, op in needed if op == missing[0])
@@ -100,6 +104,8 @@ class LatencyModel:
         self._allowed: list[list[bool]] = []
         # per layer, the (n_kernels, n_expansions) 0/1 mask of its (kernel, expansion) candidates (all ones unless tied)
         self._pairs: list[np.ndarray] = []
+        # per layer, the (n_input_widths, n_output_widths) ms of its skip: 0 (an identity) or its projection's
+        self._skip: list[np.ndarray] = []
         for layer, size in zip(self.layers, sizes):
             b = layer.spec
             cand = np.zeros((len(b.kernels), len(b.expansions)))
@@ -108,6 +114,11 @@ class LatencyModel:
             self._pairs.append(cand)
             # (kernel, expansion, kept/skipped, input width, output width); a tied layer fills only its diagonal, tied pairs only theirs
             lat = np.zeros((len(b.kernels), len(b.expansions), 2, len(layer.in_width_options), len(layer.widths)))
+            skip = np.zeros((len(layer.in_width_options), len(layer.widths)))
+            for ci, co in width_pairs(layer):
+                skip[layer.in_width_options.index(ci), layer.widths.index(co)] = sum(table.ms(op) for op in skip_ops(layer, size, dtype, ci, co))
+            lat[:, :, 1] = skip  # the skip costs the same whatever kernel and expansion the block would have had
+            self._skip.append(skip)
             allowed = []
             for ki, k in enumerate(b.kernels):
                 ok = True
@@ -140,7 +151,7 @@ class LatencyModel:
         return len(self.layers)
 
     def layer_ms(self, i: int) -> torch.Tensor:
-        """``(n_kernels, n_expansions, 2)`` ms of layer i at its largest widths: ``[..., 0]`` kept, ``[..., 1]`` skipped (0)."""
+        """``(n_kernels, n_expansions, 2)`` ms of layer i at its largest widths: ``[..., 0]`` kept, ``[..., 1]`` skipped (0, or a projection skip's ms)."""
         return torch.tensor(self._lat[i][..., -1, -1], dtype=torch.float32)
 
     def layer_table(self, i: int) -> torch.Tensor:
@@ -171,8 +182,8 @@ class LatencyModel:
                             v = float(lat[ki, ei, 0, ii, oi])
                             if best is None or better(v, best[0]):
                                 best = (v, {"kernel": k, "expansion": e, "skip": False, **({"width": layer.widths[oi]} if len(layer.widths) > 1 else {})})
-                    if layer.can_skip and cheapest and best[0] > 0:
-                        best = (0.0, dict(best[1], skip=True))
+                    if layer.can_skip and better(float(self._skip[i][ii, oi]), best[0]):  # an identity (0) or a projection
+                        best = (float(self._skip[i][ii, oi]), dict(best[1], skip=True))
                     key = oi if len(layer.widths) > 1 else None
                     cand = (ms + best[0], picks + [best[1]])
                     if key not in new or better(cand[0], new[key][0]):
@@ -323,6 +334,7 @@ class LatencyModel:
             if p.get("skip"):
                 if not layer.can_skip:
                     raise LatencyTableError(f"pick {i}: layer {i} (stage {layer.stage} block {layer.block}) cannot be skipped")
+                total += float(self._skip[i][layer.in_width_options.index(ci), layer.widths.index(w)])  # 0, or its projection
                 continue
             k, e = int(p["kernel"]), int(p["expansion"])
             b = layer.spec

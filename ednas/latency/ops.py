@@ -23,6 +23,7 @@ head        head 1 x 1 conv                                        ReLU
 pool        global average pool (K = 0: global)                    none
 fc          classifier (H = W = 1)                                 none
 conv        dense K x K conv: the conv stem, reference networks    ReLU
+proj        projection skip: 1 x 1 conv Cin -> Cout, stride S      none
 ==========  ====================================================  ===========
 
 ``H x W`` is the operator's *input* size; the output size follows from the
@@ -32,7 +33,9 @@ block operators (expand, dw, project), the channel multiplier for
 ``i8``.  Fields that do not apply take the neutral values ``k1 s1 g1 e1``
 (``k0`` for the global pool and the add).  The scheme is versioned: a table
 records the version it was written with and a table of another version is
-refused (:mod:`ednas.latency.table`).
+refused (:mod:`ednas.latency.table`).  Adding an operator type (``proj``)
+leaves the key format, and so the version, unchanged: older tables simply
+hold no such entries.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ __all__ = [
     "out_size",
     "stem_ops",
     "block_ops",
+    "skip_ops",
     "head_ops",
     "layer_inputs",
     "arch_ops",
@@ -63,7 +67,7 @@ __all__ = [
 ]
 
 KEY_VERSION = 1
-OP_TYPES = ("stem-dw", "stem-pw", "expand", "dw", "project", "add", "head", "pool", "fc", "conv")
+OP_TYPES = ("stem-dw", "stem-pw", "expand", "dw", "project", "add", "head", "pool", "fc", "conv", "proj")
 DTYPES = ("f32", "f16", "i16", "i8")
 #: the other names a dtype may be given by on the command line (``--dtype int8``)
 DTYPE_ALIASES = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "int16": "i16", "int8": "i8"}
@@ -207,6 +211,8 @@ def block_ops(layer: Layer, size: int, kernel: int, expansion: int, dtype: str =
     cin = layer.cin if cin is None else int(cin)
     cout = layer.spec.out if cout is None else int(cout)
     s = layer.stride
+    if layer.spec.op == "proj":  # a projection block of a derived network
+        return [Op("proj", size, size, cin, cout, 1, s, 1, 1, dtype)]
     mid = cin * expansion
     ops = []
     if expansion != 1:  # e = 1 has no expand conv (MobileNetV2's first block)
@@ -217,6 +223,15 @@ def block_ops(layer: Layer, size: int, kernel: int, expansion: int, dtype: str =
     if layer.residual:
         ops.append(Op("add", so, so, cout, cout, 0, 1, 1, 1, dtype))
     return ops
+
+
+def skip_ops(layer: Layer, size: int, dtype: str = "f32", cin: int | None = None, cout: int | None = None) -> list[Op]:
+    """The operators of a skipped layer: none for an identity, the ``proj`` 1 x 1 conv for a projection skip (``layer.skip_proj``)."""
+    if not layer.skip_proj:
+        return []
+    cin = layer.cin if cin is None else int(cin)
+    cout = layer.spec.out if cout is None else int(cout)
+    return [Op("proj", size, size, cin, cout, 1, layer.stride, 1, 1, dtype)]
 
 
 def layer_inputs(space: ArchSpec, input_size: int) -> list[int]:
@@ -296,6 +311,7 @@ def _candidates(space: ArchSpec, input_size: int, dtype: str) -> Iterator[Op]:
         for ci, co in width_pairs(layer):
             for k, e in layer.spec.pair_options:
                 yield from block_ops(layer, size, k, e, dtype, cin=ci, cout=co)
+            yield from skip_ops(layer, size, dtype, cin=ci, cout=co)
 
 
 def space_ops(space: ArchSpec, input_size: int, num_classes: int, dtype: str = "f32") -> list[Op]:

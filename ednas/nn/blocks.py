@@ -8,7 +8,9 @@ allow), optionally with ACNet-style depthwise branches that fuse away.
 :class:`~ednas.nn.metakernel.MetaKernelConv` (one conv for all kernel
 candidates, eq. 9), its expansion a channel mask over the widest expand (as
 Single-Path NAS), and where it can be an identity a ``skip`` choice mixes the
-residual branch out (depth search, as FBNet).  ``dw="darts"`` swaps the meta
+residual branch out (depth search, as FBNet), and where it changes the
+stride or the width the ``skip`` choice mixes in a 1x1 projection instead
+(FBNet's skip; :meth:`~ednas.nn.searchable.SearchableBlock.mix_projection`).  ``dw="darts"`` swaps the meta
 kernel for one depthwise conv per candidate whose outputs are mixed: the
 DARTS-style multi-path baseline on the same space.  Its choices, argmax,
 probabilities and ``fuse()`` come from
@@ -133,6 +135,8 @@ class SearchableIR(SearchableBlock):
         y = self.project(h)
         if len(self.widths) > 1:
             y = y * (g["width"] @ self.omasks).view(1, -1, 1, 1)
+        if self.proj is not None:  # a projection skip: g_block * block(x) + g_skip * proj(x)
+            return self.mix_projection(x, y, g)
         if not self.residual:
             return y
         if self.skip_choice is not None:

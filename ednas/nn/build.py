@@ -23,6 +23,7 @@ from ednas.arch.spec import ArchSpec, Layer, load_arch
 from ednas.errors import ArchError, ConfigError
 from ednas.nn.blocks import InvertedResidual, SearchableIR
 from ednas.nn.choice import Choice
+from ednas.nn.layers import Projection
 from ednas.nn.multipath import FBNetBlock
 from ednas.nn.searchable import (
     SearchableBlock,
@@ -44,7 +45,7 @@ def _as_spec(arch) -> ArchSpec:
 
 
 class Net(nn.Module):
-    """A fixed network: stem (depth-aware or a plain conv), inverted residual blocks, head."""
+    """A fixed network: stem (depth-aware or a plain conv), inverted residual blocks (or projections), head."""
 
     def __init__(self, arch: ArchSpec, num_classes: int, in_channels: int = 3):
         super().__init__()
@@ -57,7 +58,8 @@ class Net(nn.Module):
         self.stem = build_stem(arch.stem, in_channels)
         self.blocks = nn.Sequential(
             *(
-                InvertedResidual(l.cin, l.spec.out, l.spec.kernels[0], l.spec.expansions[0], l.stride, l.spec.branches)
+                Projection(l.cin, l.spec.out, l.stride) if l.spec.op == "proj"
+                else InvertedResidual(l.cin, l.spec.out, l.spec.kernels[0], l.spec.expansions[0], l.stride, l.spec.branches)
                 for l in arch.layers()
             )
         )
@@ -84,6 +86,10 @@ class Supernet(nn.Module):
             raise ConfigError(f"unknown supernet kind '{kind}'; expected one of {', '.join(SUPERNET_KINDS)}")
         self.space, self.num_classes, self.kind = space, num_classes, kind
         self.layers: list[Layer] = list(space.layers())
+        proj = next((l for l in self.layers if l.spec.op == "proj"), None)
+        if proj is not None:
+            raise ArchError(f"arch stage {proj.stage} block {proj.block} ('{proj.spec.format()}'): a supernet has no fixed 'proj' blocks; "
+                            "write the block as 'ir_..._skip' (its skip is the projection)")
         self.stem = build_stem(space.stem, in_channels)
         self.blocks = nn.Sequential(
             *(FBNetBlock(l) if kind == "fbnet" else SearchableIR(l, dw=kind) for l in self.layers)
@@ -189,8 +195,10 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
     not have, they start adding exactly nothing
     (:meth:`~ednas.nn.repconv.RepDWConvBN.zero_extra_branches`): the
     inherited network computes what the pinned supernet computed, with or
-    without branches.  ``picks`` defaults to the argmax picks
-    (the ones ``derive()`` used).  Returns ``model``, changed in place.
+    without branches.  A projection skip's block takes the supernet's
+    projection (:meth:`~ednas.nn.searchable.SearchableBlock.proj_fixed`).
+    ``picks`` defaults to the argmax picks (the ones ``derive()`` used).
+    Returns ``model``, changed in place.
     """
     picks = picks if picks is not None else supernet.picks()
     model.stem.load_state_dict(supernet.stem.state_dict())
@@ -200,11 +208,18 @@ def inherit_weights(model: Net, supernet: Supernet, picks: list[dict] | None = N
         cins.append(cin)
         cin = int(p.get("width", l.spec.out))
     _copy_head(model.head, supernet.head, cin)
-    kept = [(blk, p, ci) for blk, p, ci in zip(supernet.searchable_blocks(), picks, cins) if not p["skip"]]
+    kept = [(blk, p, ci) for blk, p, ci in zip(supernet.searchable_blocks(), picks, cins) if not p["skip"] or blk.layer.skip_proj]
     if len(kept) != len(model.blocks):
         raise ArchError(f"inherit: the model has {len(model.blocks)} blocks, the picks keep {len(kept)}")
     for dst, (src, p, ci) in zip(model.blocks, kept):
         co = int(p.get("width", src.cout))
+        if p["skip"]:  # a projection skip
+            if not isinstance(dst, Projection) or (dst.cin, dst.cout, dst.stride) != (ci, co, src.stride):
+                raise ArchError(f"inherit: block {type(dst).__name__} does not match the projection c{ci}->{co} s{src.stride} of pick {p}")
+            dst.load_state_dict(src.proj_fixed(ci, co).state_dict())
+            continue
+        if isinstance(dst, Projection):
+            raise ArchError(f"inherit: a projection block where pick {p} keeps the inverted residual block")
         if (dst.kernel, dst.expansion, dst.cin, dst.cout) != (p["kernel"], p["expansion"], ci, co):
             raise ArchError(f"inherit: block k{dst.kernel} e{dst.expansion} c{dst.cin}->{dst.cout} does not match pick {p} from c{ci}")
         branches = len(dst.dw.convs) > 1

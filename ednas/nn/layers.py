@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["ConvBNAct", "fold_bn", "conv_act"]
+__all__ = ["ConvBNAct", "Projection", "fold_bn", "conv_act"]
 
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,3 +55,16 @@ class ConvBNAct(nn.Module):
         conv.weight.copy_(w)
         conv.bias.copy_(b)
         return conv_act(conv, self.act)
+
+
+class Projection(ConvBNAct):
+    """1x1 conv + BN of a stride, no ReLU: FBNet's skip where the block changes the stride or the width.
+
+    The block a projection skip leaves in a derived network (``proj_c24_s2``)
+    and the supernet's skip path of such a block; :meth:`ConvBNAct.fuse`
+    folds its BN.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__(cin, cout, 1, stride, relu=False)
+        self.cin, self.cout, self.stride = cin, cout, stride

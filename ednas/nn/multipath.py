@@ -60,6 +60,8 @@ class FBNetBlock(SearchableBlock):
             y = w * out if y is None else y + w * out
         if len(self.widths) > 1:
             y = y * (g["width"] @ self.omasks).view(1, -1, 1, 1)
+        if self.proj is not None:  # a projection skip
+            return self.mix_projection(x, y, g)
         if not self.residual:
             return y
         if self.skip_choice is not None:

@@ -31,6 +31,14 @@ is its kernel's, and :meth:`SearchableBlock.joint_weights` (what E[LAT]
 and the multi-path block weigh the (kernel, expansion) candidates with) is
 ``g_k[i]`` on the i-th pair and 0 elsewhere, not the product ``g_k g_e``.
 A target's kernel mask (``choice("kernel").set_allowed``) masks the pairs.
+
+A projection skip (``skip`` on a single block that changes the stride or the
+width, FBNet's skip) holds a :class:`~ednas.nn.layers.Projection` (1x1 conv
++ BN of the block's stride, widest widths) in ``proj``; the block's output
+is then ``g_block * block(x) + g_skip * proj(x)`` (:meth:`SearchableBlock.mix_projection`,
+both masked to the chosen width), its argmax skip is the projection
+(:meth:`SearchableBlock.proj_fixed`), and E[LAT] prices the skip candidate
+at the projection's table entry.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from torch import nn
 
 from ednas.arch.spec import Layer
 from ednas.nn.choice import Choice
+from ednas.nn.layers import Projection
 
 __all__ = [
     "CHOICE_KINDS",
@@ -91,6 +100,7 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         self.cin, self.cout, self.stride = layer.cin, b.out, layer.stride
         self.kernels, self.expansions = tuple(b.kernels), tuple(b.expansions)
         self.residual = layer.residual
+        self.proj: Projection | None = None
         self.kernel_choice: Choice | None = None
         self.expansion_choice: Choice | None = None
         self.skip_choice: Choice | None = None
@@ -109,7 +119,14 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         self._links: dict[str, Choice | None] = {"width": None, "width_in": None, "depth": None}
 
     def _add_choices(self) -> None:
-        """Create the choices of the layer (call once, after the block's own modules)."""
+        """Create the choices of the layer (call once, after the block's own modules), and a projection skip's projection first."""
+        if self.layer.skip_proj:
+            self.proj = Projection(self.cin, self.cout, self.stride)
+            if len(self.widths) > 1:
+                m = torch.zeros(len(self.widths), max(self.widths))
+                for i, w in enumerate(self.widths):
+                    m[i, :w] = 1.0
+                self.register_buffer("proj_omasks", m, persistent=False)
         if len(self.kernels) > 1:
             self.kernel_choice = Choice("kernel", self.kernels)
         if len(self.expansions) > 1 and not self.tied_pairs:  # tied: the kernel choice picks the expansion too
@@ -256,6 +273,26 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
             return g["kernel"][:, None] * self.pair_incidence.to(g["kernel"])
         return torch.outer(g["kernel"], g["expansion"])
 
+    def mix_projection(self, x: torch.Tensor, y: torch.Tensor, g: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A projection skip's output: ``g_block * y + g_skip * proj(x)``, the projection masked to the chosen width as ``y`` is."""
+        p = self.proj(x)
+        if len(self.widths) > 1:
+            p = p * (g["width"] @ self.proj_omasks).view(1, -1, 1, 1)
+        return g["skip"][0] * y + g["skip"][1] * p
+
+    @torch.no_grad()
+    def proj_fixed(self, cin: int | None = None, cout: int | None = None) -> Projection:
+        """The projection a projection skip leaves, with this block's weights at widths ``cin`` -> ``cout`` (default: the largest)."""
+        cin = self.cin if cin is None else int(cin)
+        cout = self.cout if cout is None else int(cout)
+        out = Projection(cin, cout, self.stride)
+        src = self.proj
+        out.conv.weight.copy_(src.conv.weight[:cout, :cin])
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(out.bn, name).copy_(getattr(src.bn, name)[:cout])
+        out.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
+        return out
+
     def named_dw_kernels(self) -> list[tuple[str, nn.Parameter]]:
         """:meth:`dw_kernels` with their names relative to this block (as in its ``state_dict``)."""
         ids = {id(p) for p in self.dw_kernels()}
@@ -265,8 +302,10 @@ class SearchableBlock(nn.Module, metaclass=abc.ABCMeta):
         return named
 
     def fuse(self) -> nn.Module:
-        """The argmax block (identity if skipped), for :func:`ednas.fuse`."""
+        """The argmax block (identity if skipped, the projection if a projection skip), for :func:`ednas.fuse`."""
         p = self.picked()
+        if p["skip"] and self.proj is not None:
+            return self.proj_fixed(self.picked_in_width(), p.get("width", self.cout)).eval()
         if p["skip"]:
             return nn.Identity()
         ci, co = self.picked_in_width(), p.get("width", self.cout)

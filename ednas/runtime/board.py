@@ -81,6 +81,8 @@ _KEY = re.compile(
     r"^(?P<type>[a-z0-9-]+)_i(?P<h>\d+)x(?P<w>\d+)x(?P<cin>\d+)_o(?P<cout>\d+)"
     r"_k(?P<kernel>\d+)_s(?P<stride>\d+)_g(?P<groups>\d+)_e(?P<expansion>\d+)_(?P<dtype>[a-z0-9]+)$"
 )
+# every operator type but add, pool and fc is one Conv node (its kernel, stride and groups from the key); these are
+# followed by a ReLU.  ``proj`` (a projection skip's 1 x 1 conv, BN folded) has none, like ``project``
 _RELU = {"stem-dw", "stem-pw", "expand", "dw", "head", "conv"}
 
 

@@ -79,8 +79,8 @@ def fit_budget(picks: Sequence[dict], layers: Sequence, probs: Sequence[dict], l
         cur = latency.predict(picks)
         out = []
         for i, layer in enumerate(layers):
-            if picks[i]["skip"] and direction < 0:
-                continue  # nothing is cheaper than a skipped block
+            if picks[i]["skip"] and direction < 0 and not layer.skip_proj:
+                continue  # nothing is cheaper than an identity (a projection may be dearer than some of the block's candidates)
             for kind in ("kernel", "expansion", "skip"):
                 opts = _options(layer, kind)
                 if len(opts) < 2 or (picks[i]["skip"] and kind != "skip"):
