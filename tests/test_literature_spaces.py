@@ -374,3 +374,17 @@ def test_the_fbnet_like_space_of_the_docs_parses_and_prices():
     assert len(layers) == 22 and sum(l.skip_proj for l in layers) == 6 and all(l.can_skip for l in layers)
     assert isinstance(sp.stem, ConvStemSpec) and sp.head.out == 1984
     assert {op.type for op in space_ops(sp, 224, 1000)} >= {"conv", "proj", "expand", "dw", "project", "add"}
+
+
+def test_a_derived_network_with_a_conv_stem_and_projections_saves_loads_and_reads_its_image_channels(tmp_path):
+    from ednas.deploy.export import _in_channels
+    from ednas.nn.files import load_model, save_model
+
+    torch.manual_seed(0)
+    model = randomize_bn(build_model("conv_k3_c8_s2 | proj_c16_s2 ir_k3_e2_c16 | proj_c24_s2 | head_c32", 10)).eval()
+    save_model(tmp_path / "m.pt", model, input_size=32)
+    loaded, meta = load_model(tmp_path / "m.pt")
+    x = torch.randn(2, 3, 32, 32)
+    assert meta["arch"] == model.arch.format() and torch.equal(loaded.eval()(x), model(x))
+    assert _in_channels(loaded) == 3 and _in_channels(fuse(loaded)) == 3
+    assert _in_channels(build_model("stem_k11_m2_c8_s2 | ir_k3_e2_c8 | head_c8", 4)) == 3

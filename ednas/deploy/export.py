@@ -111,7 +111,10 @@ class ExportConfig:
 
 
 def _in_channels(model) -> int:
-    return int(model.stem.dw.conv.in_channels)
+    """Image channels: the input of the stem's first convolution (depth-aware or plain conv stem)."""
+    import torch.nn as nn
+
+    return int(next(m for m in model.stem.modules() if isinstance(m, nn.Conv2d)).in_channels)
 
 
 def _load_data(spec: str, meta: dict, what: str, flag: str):

@@ -15,7 +15,7 @@ from ednas.nn.build import (
 )
 from ednas.nn.choice import Choice
 from ednas.nn.fuse import deploy_model, fuse, fuse_supernet
-from ednas.nn.layers import ConvBNAct, fold_bn
+from ednas.nn.layers import ConvBNAct, Projection, fold_bn
 from ednas.nn.macs import LayerCount, count_macs
 from ednas.nn.metakernel import MetaKernelConv, centred_masks
 from ednas.nn.multipath import FBNetBlock
@@ -36,6 +36,7 @@ __all__ = [
     "LayerCount",
     "MetaKernelConv",
     "Net",
+    "Projection",
     "RepDWConvBN",
     "SearchableBlock",
     "SearchableIR",
