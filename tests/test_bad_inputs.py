@@ -82,7 +82,7 @@ CASES = [
     # ednas run
     ("run --out {F}/plain/sub", "'{F}/plain' is a file, not a folder"),
     ("run --out {O} --budget-ms -3", "--budget-ms must be > 0 ms, got -3.0"),
-    ("run --out {O} --data " + SYNTH + " --target tda2x --budget-ms 1e9", "outside the achievable range ["),
+    ("run --out {O} --data " + SYNTH + " --target tda2x --budget-ms 1e9", "is outside what the space reaches at any width multiplier in [0.25, 3]: ["),
     ("run --out {O} --budget-ms 2 --budget-frac 0.3", "give --budget-ms or --budget-frac, not both"),
     ("run --out {O} --lut-check -1", "--lut-check must be >= 0"),
     ("run --out {O} --search.lr inf", "must be a finite number"),
