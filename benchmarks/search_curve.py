@@ -48,13 +48,13 @@ def main() -> None:
     for name, extra in (("supernet_bn", ["--bn-images", "0"]), ("recomputed_bn", [])):
         out = work / name
         if not (out / "search.json").is_file():
-            walls[name] = _ednas("search", "--out", str(out), *common, *extra)
+            walls[name] = _ednas("search", "--out", str(out), "--resume", *common, *extra)  # resumes an interrupted search
         runs[name] = json.loads((out / "search.json").read_text())
     hist = {k: [h for h in r["history"] if "val_top1" in h] for k, r in runs.items()}
     same = [h1["argmax_lat_ms"] for h1 in hist["supernet_bn"]] == [h2["argmax_lat_ms"] for h2 in hist["recomputed_bn"]]
     trained = work / "trained"
     if not (trained / "metrics.json").is_file():
-        walls["train"] = _ednas("train", "--data", a.data, "--arch", str(work / "recomputed_bn" / "arch.yaml"), "--out", str(trained))
+        walls["train"] = _ednas("train", "--data", a.data, "--arch", str(work / "recomputed_bn" / "arch.yaml"), "--out", str(trained), "--resume")
     tr = json.loads((trained / "metrics.json").read_text())
     rows = [{"epoch": h1["epoch"], "argmax_lat_ms": h1["argmax_lat_ms"], "val_top1_supernet_bn": h1["val_top1"],
              "val_top1_recomputed_bn": h2["val_top1"], "bn_recalibration_s": h2.get("bn_recalibration_s")}
