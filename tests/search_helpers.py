@@ -150,3 +150,23 @@ def diverged_paths(make, n=3, seed=0):
         a.step()
         opts.append([o, a])
     return paths, opts
+
+
+def all_assignments(net):
+    """Every joint assignment of the supernet's choices, pinned one-hot as its argmax, with its probability under the original softmax(alpha)."""
+    import torch.nn.functional as F
+
+    choices = net.choices()
+    saved = [c.alpha.detach().clone() for c in choices]
+    try:
+        for idx in itertools.product(*(range(len(c.candidates)) for c in choices)):
+            p = 1.0
+            with torch.no_grad():
+                for c, a, i in zip(choices, saved, idx):
+                    p *= float(F.softmax(a, -1)[i])
+                    c.alpha.copy_(F.one_hot(torch.tensor(i), len(c.candidates)).float())
+            yield idx, p
+    finally:
+        with torch.no_grad():
+            for c, a in zip(choices, saved):
+                c.alpha.copy_(a)

@@ -1,6 +1,5 @@
 """The elastic space: searched depths (a stage keeps its first d repeats) and widths (masked channels), one set of weights."""
 
-import itertools
 import random
 
 import pytest
@@ -14,6 +13,7 @@ from ednas.latency.ops import arch_ops, space_ops
 from ednas.latency.table import LatencyTable
 from ednas.nn import build_model, build_supernet, fuse_supernet, inherit_weights
 from tests.conftest import randomize_bn
+from tests.search_helpers import all_assignments
 
 # depth, width (coupled between stages and within a stage), expansion and kernel choices, and a searched last width (the head's input)
 ELASTIC = ("stem_k11_m1_c8_s1 | ir_k3.5_e1_c8 | ir_k3.5_e2.4_c8.16_s2_r3_d1.2.3 | ir_k3.5_e2.4_c16.24_s2_r2_d1.2 | head_c32")
@@ -47,22 +47,7 @@ def test_elastic_grammar_errors_name_the_field(text, fragment):
         parse_arch(text)
 
 
-def _all_assignments(net):
-    """Every joint assignment of the supernet's choices, pinned as its argmax, with its probability under the original softmax(alpha)."""
-    choices = net.choices()
-    saved = [c.alpha.detach().clone() for c in choices]
-    try:
-        for idx in itertools.product(*(range(len(c.candidates)) for c in choices)):
-            p = 1.0
-            with torch.no_grad():
-                for c, a, i in zip(choices, saved, idx):
-                    p *= float(F.softmax(a, -1)[i])
-                    c.alpha.copy_(F.one_hot(torch.tensor(i), len(c.candidates)).float())
-            yield idx, p
-    finally:
-        with torch.no_grad():
-            for c, a in zip(choices, saved):
-                c.alpha.copy_(a)
+_all_assignments = all_assignments
 
 
 def test_expected_latency_equals_the_enumerated_expectation_with_depth_width_and_expansion():

@@ -1,12 +1,10 @@
 """Spaces from the literature: a plain conv stem, tied kernel/expansion pairs, projection skips (issue 21, item 2)."""
 
-import itertools
 import random
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ednas.arch.spec import ConvStemSpec, parse_arch
 from ednas.errors import ArchError
@@ -16,6 +14,7 @@ from ednas.latency.table import LatencyTable
 from ednas.nn import ConvStem, build_model, build_supernet, count_macs, fuse, fuse_supernet, inherit_weights
 from ednas.runtime import onnx_bytes, ort_session
 from tests.conftest import randomize_bn
+from tests.search_helpers import all_assignments
 
 CONV_STEM = "conv_k3_c16_s2 | ir_k3_e1_c16 | ir_k5_e6_c24_s2 ir_k3_e6_c24 | head_c64"
 
@@ -102,22 +101,7 @@ def test_bad_conv_stems_are_one_clear_error_naming_the_field(text, fragment):
 TIED = "conv_k3_c8_s1 | ir_k3.5_e3.6_c16_s2_tied | ir_k3.5.7_e2.4.2_c16_tied | head_c32"
 
 
-def _all_assignments(net):
-    """Every joint assignment of the supernet's choices, pinned one-hot, with its probability under the original softmax(alpha)."""
-    choices = net.choices()
-    saved = [c.alpha.detach().clone() for c in choices]
-    try:
-        for idx in itertools.product(*(range(len(c.candidates)) for c in choices)):
-            p = 1.0
-            with torch.no_grad():
-                for c, a, i in zip(choices, saved, idx):
-                    p *= float(F.softmax(a, -1)[i])
-                    c.alpha.copy_(F.one_hot(torch.tensor(i), len(c.candidates)).float())
-            yield idx, p
-    finally:
-        with torch.no_grad():
-            for c, a in zip(choices, saved):
-                c.alpha.copy_(a)
+_all_assignments = all_assignments
 
 
 def _expected_equals_enumeration(sp, kind="metakernel", n_networks=None, seed=0):
