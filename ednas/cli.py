@@ -50,11 +50,13 @@ COMMANDS: dict[str, tuple] = {
     "eval": ("evaluate a model file (.pt or .onnx) on a split", "ednas.train.evaluate:EvalConfig", "ednas.train.evaluate:run_eval"),
     "search": ("search an architecture under a latency budget (Alg. 1)", "ednas.commands:SearchCommand", "ednas.commands:search_command"),
     "lut": (
-        "latency lookup tables: build, validate, script",
+        "latency lookup tables: build, validate, script, serve",
         {
             "build": ("measure or compute a latency table for a space", "ednas.latency.cli:LutBuildConfig", "ednas.latency.cli:lut_build"),
             "validate": ("compare table predictions with end-to-end measurements", "ednas.latency.cli:LutValidateConfig", "ednas.latency.cli:lut_validate"),
             "script": ("write a standalone measuring script for a board", "ednas.latency.cli:LutScriptConfig", "ednas.latency.cli:lut_script"),
+            "serve": ("serve this machine's latency measurements to ednas (remote:HOST:PORT targets)", "ednas.latency.cli:LutServeConfig",
+                      "ednas.latency.cli:lut_serve"),
         },
     ),
     "export": ("fuse, export ONNX, quantize, check with ONNX Runtime", "ednas.commands:ExportCommand", "ednas.commands:export_command"),

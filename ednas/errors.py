@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DeviceError",
     "DiskError",
     "EdnasError",
     "ExportError",
@@ -38,6 +39,10 @@ class DataError(EdnasError):
 
 class ArchError(EdnasError):
     """An architecture or search-space spec, or an arch file."""
+
+
+class DeviceError(EdnasError):
+    """A remote device (``--target remote:HOST:PORT``): unreachable, refusing the token, or answering with an error."""
 
 
 class LatencyTableError(EdnasError):

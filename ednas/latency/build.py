@@ -13,6 +13,10 @@ target                 source of LAT(op)
 ``file:PATH``          a table measured on a board by the script of
                        ``ednas lut script`` (constant fitted from the
                        networks it timed)
+``remote:HOST:PORT``   measured on a device by its measurement server
+                       (:mod:`ednas.latency.remote`): the ``host-ort``
+                       method there, the constant fitted on networks timed
+                       there; the table records the device under ``device``
 =====================  =======================================================
 
 Measured builds are cached and resumable: the output file is rewritten
@@ -45,9 +49,10 @@ from ednas._perf import tune_malloc
 from ednas._run import progress as progress_bar
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.latency.measure import measure_ops_ort, measure_ops_torch, reference_spec
+from ednas.latency.measure import measure_ops_ort, measure_ops_torch, reference_spec, same_machine
 from ednas.latency.model import LatencyModel
 from ednas.latency.ops import DTYPES, Op, dtype_name, space_ops
+from ednas.latency.remote import connect, is_remote
 from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile
 from ednas.latency.validate import fit_constant
@@ -60,7 +65,7 @@ MEASURED_TARGETS = ("host-ort", "host-torch")
 
 
 def is_analytic(target: str) -> bool:
-    return not (target in MEASURED_TARGETS or target.startswith("file:"))
+    return not (target in MEASURED_TARGETS or target.startswith("file:") or is_remote(target))
 
 
 def _profile_ref(target: str) -> str:
@@ -93,6 +98,7 @@ def build_table(
     quant: dict | None = None,
     stat: str | None = None,
     reference: bool = True,
+    remote_token_file: str | None = None,
 ) -> LatencyTable:
     """The latency table of every operator ``space`` can need (see the module docstring).
 
@@ -113,7 +119,9 @@ def build_table(
             ``weight_bits`` (default: the dtype's), as ``ednas export``'s
             settings of the same names.
         stat: statistic of one timed batch (default: :class:`ednas.runtime.Timing`'s).
-        reference: time a reference network between the rounds (``host-ort``).
+        reference: time a reference network between the rounds (``host-ort``, ``remote:``).
+        remote_token_file: the token of a ``remote:HOST:PORT`` target (default:
+            :func:`ednas.latency.remote.host_token`'s).
 
     Raises:
         EdnasError: unknown target, a resume file measured with other
@@ -130,15 +138,16 @@ def build_table(
         if dtype is not None and dtype != table.dtype:
             raise ConfigError(f"board table '{target[5:]}' holds {table.dtype} operators, not --dtype {dtype}; measure a {dtype} kit "
                               f"('ednas lut script --dtype {dtype}')")
-    elif target in MEASURED_TARGETS:
+    elif target in MEASURED_TARGETS or is_remote(target):
         dtype = dtype or "f32"
         if target == "host-torch" and dtype != "f32":
             raise ConfigError(f"target host-torch measures float32 operators; --dtype must be f32, got {dtype}")
         if dtype not in ("f32", *board.QUANT_DTYPES):
             raise ConfigError(f"target {target} measures f32, {', '.join(board.QUANT_DTYPES)} operators; got --dtype {dtype}")
         scheme = board.quant_scheme(dtype, **(quant or {})) if dtype != "f32" else None
+        device = connect(target, remote_token_file) if is_remote(target) else None
         table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
-                          dtype, scheme, stat or Timing().stat, reference and target == "host-ort")
+                          dtype, scheme, stat or Timing().stat, reference and target != "host-torch", device)
     else:
         prof = load_profile(_profile_ref(target))
         prof.dtype = dtype or prof.dtype
@@ -154,8 +163,8 @@ def build_table(
 
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
-              dtype="f32", scheme=None, stat="median", reference=True) -> LatencyTable:
-    runtime = "onnxruntime" if target == "host-ort" else "torch"
+              dtype="f32", scheme=None, stat="median", reference=True, device=None) -> LatencyTable:
+    runtime = "torch" if target == "host-torch" else "onnxruntime"
     measurement = {
         "runtime": runtime,
         "method": "sandwich" if runtime == "onnxruntime" else "module call, channels_last",
@@ -169,9 +178,14 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if runtime == "onnxruntime" else {}),
         "graph_optimization": "all" if runtime == "onnxruntime" else "eager",
     }
+    if device is not None:
+        measurement["graph_optimization"] = (device.info.get("session") or {}).get("graph_optimization", "all")
+        measurement["where"] = "on the device, by its measurement server (ednas.runtime.remote)"
     if runtime == "torch":
         measurement["malloc_tuned"] = tune_malloc()
-    meta = {"measurement": measurement, "tools": _tools(), "machine": board.machine()}
+    meta = {"measurement": measurement, "tools": _tools(), "machine": board.machine() if device is None else device.machine}
+    if device is not None:
+        meta["device"] = device.describe()
     if scheme:
         meta["quant"] = scheme
     if reference:
@@ -180,8 +194,9 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
                          space=space.format(), dtype=dtype, meta=meta)
     if out is not None and Path(out).is_file():
         old = load_table(out)
+        same_target = old.target == target if device is None else (is_remote(old.target) and same_machine(old.meta.get("machine"), device.machine))
         same = (
-            old.target == target
+            same_target
             and old.input_size == input_size
             and old.dtype == dtype
             and old.meta.get("quant") == (scheme or None)
@@ -211,7 +226,11 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         if bar is not None:
             bar.update(1)
 
-    if runtime == "onnxruntime":
+    if device is not None:
+        ref_keys = table.meta["reference"]["ops"] if reference else None
+        for op in ops:  # one request per operator: a dropped connection loses at most the operator being measured
+            keep(op, device.measure_op(op.key, threads, warmup, repeats, rounds, quant=scheme, reference=ref_keys, stat=stat))
+    elif runtime == "onnxruntime":
         ref_model = board.build_network(table.meta["reference"]["ops"], quant=scheme) if reference else None
         measure_ops_ort(ops, threads, warmup, repeats, rounds, on_entry=keep, quant=scheme, reference=ref_model, stat=stat)
     else:
@@ -222,7 +241,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
     if fit_archs > 0 and (ops or fitted_for != space.format()):
         # refit whenever entries changed: the constant absorbs what the operators miss
         timing = Timing(threads=threads, warmup=warmup, repeats=max(repeats // 2, 20), rounds=rounds, stat=stat)
-        info = fit_constant(table, space, input_size, num_classes, fit_archs, fit_seed, "stratified", timing=timing)
+        info = fit_constant(table, space, input_size, num_classes, fit_archs, fit_seed, "stratified", timing=timing, device=device)
         info["space"] = space.format()
         table.constant_ms = info["constant_ms"]
         table.meta["constant"] = info
@@ -244,6 +263,8 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
     nets = table.meta.get("networks") or {}
     fit = {k: v for k, v in nets.items() if v.get("role", "fit") == "fit"}
     info = {"method": "no fit networks were timed on the board: constant 0", "constant_ms": 0.0}
+    if not fit and (table.meta.get("constant") or {}).get("constant_ms") is not None:  # a remote: table keeps the constant fitted on the device
+        info = dict(table.meta["constant"])
     if fit:
         resid, sums = [], []
         for v in fit.values():

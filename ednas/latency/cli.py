@@ -1,4 +1,4 @@
-"""``ednas lut build | validate | script``: thin commands over :mod:`ednas.latency`.
+"""``ednas lut build | validate | script | serve``: thin commands over :mod:`ednas.latency`.
 
 Each takes its resolved settings dataclass and returns a dict (printed as
 JSON by ``ednas.cli``).  The latency model they build and check is eq. 11.
@@ -16,12 +16,14 @@ from ednas.io import atomic_write_json, check_writable_dir, check_writable_file
 from ednas.latency.build import build_table
 from ednas.latency.model import LatencyModel
 from ednas.latency.ops import dtype_name
+from ednas.latency.remote import connect
 from ednas.latency.script import write_script
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.runtime import board
+from ednas.runtime import remote as remote_kit
 
-__all__ = ["LutBuildConfig", "LutValidateConfig", "LutScriptConfig", "lut_build", "lut_validate", "lut_script"]
+__all__ = ["LutBuildConfig", "LutValidateConfig", "LutScriptConfig", "LutServeConfig", "lut_build", "lut_validate", "lut_script", "lut_serve"]
 
 
 def _space(value: str, input_size: Optional[int]):
@@ -40,7 +42,7 @@ class LutBuildConfig:
 
     #: output table (JSON); an existing one with the same settings is resumed/extended
     out: str
-    #: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml or file:PATH (board table)
+    #: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml, file:PATH (board table) or remote:HOST:PORT (a device's measurement server)
     target: str = "host-ort"
     #: preset name, space string or arch file
     space: str = "cifar"
@@ -74,6 +76,8 @@ class LutBuildConfig:
     policy: Optional[str] = None
     #: show a progress bar
     progress: bool = True
+    #: remote:HOST:PORT: the server's token file (default: EDNAS_REMOTE_TOKEN, else ~/.config/ednas/remote.token)
+    remote_token_file: Optional[str] = None
 
     def check(self, name) -> None:
         for key, low in (("num_classes", 1), ("threads", 1), ("warmup", 0), ("repeats", 1), ("rounds", 1), ("fit_archs", 0)):
@@ -99,7 +103,7 @@ def lut_build(cfg: LutBuildConfig) -> dict:
     t = build_table(
         cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
         repeats=cfg.repeats, rounds=cfg.rounds, fit_archs=cfg.fit_archs, fit_seed=cfg.fit_seed, policy=cfg.policy, progress=cfg.progress,
-        quant=_quant(cfg), stat=cfg.stat,
+        quant=_quant(cfg), stat=cfg.stat, remote_token_file=cfg.remote_token_file,
     )
 
     lm = LatencyModel(space, size, cfg.num_classes, t)
@@ -116,6 +120,7 @@ def lut_build(cfg: LutBuildConfig) -> dict:
         "reference_ms": (t.meta.get("reference") or {}).get("ms"),
         "min_ms": round(lm.min_ms, 6),
         "max_ms": round(lm.max_ms, 6),
+        **({"device": (t.meta["device"].get("machine") or {})} if t.meta.get("device") else {}),
     }
 
 
@@ -149,6 +154,10 @@ class LutValidateConfig:
     scale: bool = True
     #: show a progress bar
     progress: bool = True
+    #: remote:HOST:PORT: time the validation networks on that device (default: here for host tables, the board's own timings for file: tables)
+    target: Optional[str] = None
+    #: remote:HOST:PORT: the server's token file (default: EDNAS_REMOTE_TOKEN, else ~/.config/ednas/remote.token)
+    remote_token_file: Optional[str] = None
 
 
 def lut_validate(cfg: LutValidateConfig) -> dict:
@@ -156,8 +165,11 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
 
     if cfg.archs < 2:
         raise ConfigError(f"--archs {cfg.archs}: need at least 2 architectures (30 for the acceptance check)")
+    if cfg.target is not None and not cfg.target.startswith("remote:"):
+        raise ConfigError(f"--target of 'ednas lut validate' is a remote:HOST:PORT device, got '{cfg.target}'")
     table = load_table(cfg.lut)
     space = load_arch(cfg.space)[0] if cfg.space else None
+    device = connect(cfg.target, cfg.remote_token_file) if cfg.target else None
     for flag, f in (("--json", cfg.json), ("--plot", cfg.plot)):
         if f:
             check_writable_file(f, flag)
@@ -165,7 +177,7 @@ def lut_validate(cfg: LutValidateConfig) -> dict:
     bar = tqdm(total=(cfg.archs + n_fit) * cfg.rounds, desc="end-to-end", unit="net", disable=not cfg.progress, leave=False)
     res = validate_table(
         table, space, cfg.archs, cfg.seed, cfg.sampling, cfg.threads, cfg.warmup, cfg.repeats, cfg.rounds, cfg.num_classes,
-        progress=lambda name, r: bar.update(1), scale=cfg.scale,
+        progress=lambda name, r: bar.update(1), scale=cfg.scale, device=device,
     )
     bar.close()
     js = Path(cfg.json) if cfg.json else Path(cfg.lut).with_name(Path(cfg.lut).stem + "_validation.json")
@@ -219,3 +231,42 @@ def lut_script(cfg: LutScriptConfig) -> dict:
         raise ConfigError(f"--dtype must be f32 or one of {', '.join(board.QUANT_DTYPES)} (what ONNX Runtime runs on a board), got {cfg.dtype}")
     return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed,
                         dtype=cfg.dtype, quant=_quant(cfg), stat=cfg.stat)
+
+
+@dataclass
+class LutServeConfig:
+    #: address to bind (default 127.0.0.1: reach it over an SSH tunnel; another address exposes it to the network)
+    host: str = "127.0.0.1"
+    #: TCP port (0: a free one, printed)
+    port: int = remote_kit.DEFAULT_PORT
+    #: token file (made with mode 0600 when missing; default ~/.config/ednas/remote.token); one readable by others is refused
+    token_file: Optional[str] = None
+    #: ONNX Runtime graph optimisation level of every session (all: as deployed)
+    optimization: str = "all"
+    #: one line per request on stderr
+    access_log: bool = True
+
+    def check(self, name) -> None:
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"{name('port')} must be in [0, 65535], got {self.port}")
+        if self.optimization not in board.OPTIMIZATIONS:
+            raise ConfigError(f"{name('optimization')} must be one of {', '.join(board.OPTIMIZATIONS)}, got {self.optimization!r}")
+
+
+def lut_serve(cfg: LutServeConfig) -> None:
+    """The measurement server of :mod:`ednas.runtime.remote` on this machine, until interrupted."""
+    try:
+        token, path, created = remote_kit.ensure_token(cfg.token_file)
+    except remote_kit.TokenError as err:
+        raise ConfigError(str(err)) from err
+    try:
+        srv = remote_kit.make_server(board, cfg.host, cfg.port, token, cfg.optimization, quiet=not cfg.access_log)
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {err.strerror or err}") from err
+    host, port = srv.server_address[:2]
+    print(f"token file: {path}" + (" (new; copy it to the host, keep it mode 0600)" if created else ""), flush=True)
+    print(f"listening on http://{host}:{port} (protocol {remote_kit.PROTOCOL}, graph optimisation {cfg.optimization})", flush=True)
+    try:
+        srv.serve_forever()
+    finally:
+        srv.server_close()

@@ -75,19 +75,24 @@ def same_machine(a: dict | None, b: dict | None) -> bool:
     return bool(a and b) and all(a.get(k) == b.get(k) for k in keys)
 
 
-def table_reference(table) -> tuple[Reference | None, str]:
+def table_reference(table, device=None) -> tuple[Reference | None, str]:
     """The table's reference network to time alongside, or ``(None, why not)``.
 
     Only for a table measured with a reference on this kind of machine (the
     same CPU and core count): the reference then measures how fast this
-    machine is now compared with when the table was built.
+    machine is now compared with when the table was built.  ``device`` (a
+    :class:`~ednas.latency.remote.RemoteDevice`): the machine that will time
+    it is that device, not this host.
     """
     ref = table.meta.get("reference") or {}
     if not ref.get("ops") or not ref.get("ms"):
         return None, "the table has no reference network (built without one, or by an older ednas)"
-    if not table.is_host:
+    if device is not None:
+        if not same_machine(table.meta.get("machine"), device.machine):
+            return None, f"the table was measured on another kind of machine than the device {device.target}"
+    elif not table.is_host:
         return None, f"target {table.target} is not this host"
-    if not same_machine(table.meta.get("machine"), board.machine()):
+    elif not same_machine(table.meta.get("machine"), board.machine()):
         return None, "the table was measured on another kind of machine"
     data, shape = board.build_network(ref["ops"], quant=table.meta.get("quant"))
     return Reference(data, float(ref["ms"]), tuple(shape)), ""

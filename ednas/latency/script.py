@@ -5,6 +5,9 @@ Writes, into ``DIR``:
 * ``measure_ops.py``: a verbatim copy of :mod:`ednas.runtime.board`
   (Python 3, numpy and onnxruntime only; it writes the ONNX models itself,
   so nothing else is shipped);
+* ``remote.py``: a verbatim copy of :mod:`ednas.runtime.remote`, the
+  measurement server (``python3 measure_ops.py serve``) that lets the host
+  measure with ``--target remote:HOST:PORT`` instead of the round trip;
 * ``ops.json``: every operator key the space needs, and the networks to
   time end to end (``fit`` ones for the table's constant, ``validate`` ones
   to check the table), each as its arch string and operator chain;
@@ -25,7 +28,7 @@ from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.measure import reference_spec
 from ednas.latency.ops import KEY_VERSION, arch_ops, space_ops
 from ednas.latency.validate import sample_picks
-from ednas.runtime import Timing, board
+from ednas.runtime import Timing, board, remote
 
 __all__ = ["write_script"]
 
@@ -53,6 +56,12 @@ Back on the host:
 
     ednas lut build --target file:lut_board.json --space "{space}" --input {input_size} --num-classes {num_classes} --out lut.json
     ednas lut validate --lut lut.json --json lut_validation.json
+
+Or keep the board in the loop (no copying back and forth; docs/board.md):
+
+    python3 measure_ops.py serve --port 8765     # prints its token file; copy the token to the host
+    # on the host, with an SSH tunnel (ssh -N -L 8765:127.0.0.1:8765 BOARD):
+    EDNAS_REMOTE_TOKEN=... ednas lut build --target remote:localhost:8765 --space "{space}" --input {input_size} --out lut.json
 
 The first checks that every operator of the space is there and fits the
 per-network constant on the 'fit' networks; the second compares the table
@@ -108,6 +117,7 @@ def write_script(
         spec["quant"] = board.quant_scheme(dtype, **(quant or {}))
     atomic_write_json(out / "ops.json", spec)
     atomic_write_text(out / "measure_ops.py", Path(board.__file__).read_text())
+    atomic_write_text(out / "remote.py", Path(remote.__file__).read_text())
     atomic_write_text(
         out / "README.txt",
         _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val),

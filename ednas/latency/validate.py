@@ -178,18 +178,24 @@ def scatter_plot(result: dict, path, title: str | None = None) -> None:
 
 
 def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, timing: Timing, progress: Callable | None = None,
-                  quant: dict | None = None, reference: Reference | None = None) -> dict:
+                  quant: dict | None = None, reference: Reference | None = None, device=None) -> dict:
     """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``, interleaved (:mod:`ednas.runtime.timing`).
 
     ``quant``: quantize each fused ONNX file with this fixed-point scheme
     first (:func:`ednas.latency.measure.deployed_bytes`); ``reference``:
-    time it alongside (ONNX Runtime only).
+    time it alongside (ONNX Runtime only); ``device``: a
+    :class:`~ednas.latency.remote.RemoteDevice` that times the files
+    (ONNX Runtime only) instead of this host.
     """
 
     models = {n: random_deploy_model(a, num_classes, seed=i) for i, (n, a) in enumerate(archs.items())}
     if runtime == "onnxruntime":
         files = {n: deployed_bytes(m, input_size, quant, seed=i) for i, (n, m) in enumerate(models.items())}
+        if device is not None:
+            return device.time_onnx(files, timing, progress, reference=reference)
         return time_onnx(files, timing, progress, reference=reference)
+    if device is not None:
+        raise LatencyTableError(f"a remote device times ONNX files only; a {runtime} table cannot be checked on {device.target}")
     if runtime == "torch":
         if quant:
             raise LatencyTableError("host-torch tables are float32 only")
@@ -236,6 +242,7 @@ def fit_constant(
     rounds: int = 5,
     progress: Callable | None = None,
     timing: Timing | None = None,
+    device=None,
 ) -> dict:
     """Fit the per-network constant: median of (measured - sum of operators) over ``n`` fit networks.
 
@@ -254,8 +261,9 @@ def fit_constant(
     archs = {f"fit-{i}": space.with_picks(p, branches=False) for i, p in enumerate(picks)}
     sums = {name: lm.predict(a, allow_masked=True) for name, a in archs.items()}
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
-    ref = table_reference(table)[0] if _runtime(table) == "onnxruntime" else None
-    meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref)
+    ref = table_reference(table, device)[0] if _runtime(table) == "onnxruntime" else None
+    meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref,
+                         device=device)
     at_table = {name: meas[name]["scaled_ms"] if meas[name].get("scaled_ms") is not None else meas[name]["ms"] for name in archs}
     resid = [at_table[name] - sums[name] for name in archs]
     out = {
@@ -290,6 +298,7 @@ def validate_table(
     progress: Callable | None = None,
     timing: Timing | None = None,
     scale: bool = True,
+    device=None,
 ) -> dict:
     """Predicted vs end-to-end measured latency of ``n`` sampled networks.
 
@@ -300,7 +309,10 @@ def validate_table(
     fixed-point table, and beside the table's reference network when it has
     one and this is its kind of machine (``scale=False``: never); a board
     table (``file:``) is checked against the ``validate`` networks its
-    script timed on the board.
+    script timed on the board.  With ``device`` (a
+    :class:`~ednas.latency.remote.RemoteDevice`), the sampled networks are
+    timed on that device instead, beside the table's reference network
+    when the table was measured on that kind of machine.
 
     Returns:
         ``{"n", "mape", "spearman", "mape_raw", "spearman_raw", "scaled",
@@ -317,7 +329,7 @@ def validate_table(
     drift = None
     reference: dict = {"used": False}
     board_nets = {k: v for k, v in (table.meta.get("networks") or {}).items() if v.get("role") == "validate"}
-    if board_nets:
+    if board_nets and device is None:
         pairs = [
             {"arch": v.get("arch"), "predicted_ms": round(lm.predict(parse_arch(v["arch"]), allow_masked=True), 6), "measured_ms": v["ms"],
              "measured_scaled_ms": v.get("scaled_ms"), "spread_ms": v.get("spread_ms")}
@@ -329,17 +341,20 @@ def validate_table(
             reference = {"used": True, "how": "timed on the board beside the table's reference network"}
     else:
         runtime = _runtime(table)
-        if table.target not in ("host-ort", "host-torch") or runtime not in ("onnxruntime", "torch"):
+        if device is not None and runtime != "onnxruntime":
+            raise LatencyTableError(f"latency table {table._where()} was measured with {runtime or 'no runtime'}; a remote device times ONNX Runtime "
+                                    "tables (host-ort, remote:, or a board's file: table)")
+        if device is None and (table.target not in ("host-ort", "host-torch") or runtime not in ("onnxruntime", "torch")):
             raise LatencyTableError(
                 f"latency table {table._where()} (target {table.target}) cannot be measured on this machine; "
                 "validate a board table with the 'validate' networks of 'ednas lut script --validate-archs N', "
-                "and an analytic profile against a board table"
+                "or on the device itself with --target remote:HOST:PORT, and an analytic profile against a board table"
             )
         if timing is None:
             timing = Timing(threads=int(threads or meas_info.get("threads") or 1), warmup=warmup, repeats=repeats, rounds=rounds,
                             stat=meas_info.get("stat") or "median")
         threads, repeats, rounds = timing.threads, timing.repeats, timing.rounds
-        ref, why = table_reference(table) if runtime == "onnxruntime" else (None, "host-torch tables have no reference network")
+        ref, why = table_reference(table, device) if runtime == "onnxruntime" else (None, "host-torch tables have no reference network")
         if not scale:
             ref, why = None, "not asked for (scale=False)"
         const = table.meta.get("constant") or {}
@@ -350,7 +365,8 @@ def validate_table(
         # machine drifted since the table was built (they are not scored)
         then = dict(zip((f"fit-{i}" for i in range(len(fit))), const.get("measured_ms") or []))
         timed = dict(archs, **{name: space.with_picks(fit[i], branches=False) for i, name in enumerate(then)})
-        meas = time_networks(runtime, timed, table.input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref)
+        meas = time_networks(runtime, timed, table.input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref,
+                             device=device)
         pairs = [
             {"arch": a.format(), "predicted_ms": round(lm.predict(a, allow_masked=True), 6), "measured_ms": meas[name]["ms"],
              "measured_scaled_ms": meas[name].get("scaled_ms"), "spread_ms": meas[name]["spread_ms"]}
@@ -366,6 +382,8 @@ def validate_table(
         else:
             reference = {"used": False, "why": why}
         how = f"{runtime}, {threads} thread(s), median over {rounds} interleaved rounds of the {timing.stat} of >= {repeats} runs"
+        if device is not None:
+            how += f", on the device {device.target} ({device.machine.get('cpu') or '?'}, {device.machine.get('arch') or '?'})"
         if table.meta.get("quant"):
             how += f"; quantized as deployed ({table.dtype})"
     out = summarize(pairs)
@@ -387,6 +405,7 @@ def validate_table(
         drift=None if drift is None else round(drift, 4),
         table_measurement=meas_info,
         machine=table.meta.get("machine"),
+        device=None if device is None else device.describe(),
         pairs=pairs,
     )
     return out

@@ -15,6 +15,11 @@ Usage on a board::
     # copy lut_board.json back, then on the host:
     ednas lut build --target file:lut_board.json --space SPACE --input N --out lut.json
 
+or, with the board in the loop (``remote.py`` beside this file; docs/board.md)::
+
+    python3 measure_ops.py serve --port 8765          # on the board: prints its token file
+    ednas lut build --target remote:localhost:8765 ...  # on the host, over an SSH tunnel
+
 Method (see docs/latency.md).  A tiny model timed alone pays costs that a
 network does not: the ``session.run`` call and, on x86, ONNX Runtime's NCHWc
 layout reorders at the model boundary (inside a network, consecutive convs
@@ -842,8 +847,21 @@ def _write_json(path, obj):
     os.replace(tmp, path)  # atomic: an interrupted run leaves the previous file whole
 
 
+def _remote():
+    """The server and client module: ``remote.py`` beside this file in a kit, ``ednas.runtime.remote`` in ednas."""
+    import importlib
+
+    if __package__:
+        return importlib.import_module(__package__ + ".remote")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    return importlib.import_module("remote")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime.")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # the measurement server (remote.py): ednas drives this device over the network
+        return _remote().serve_main(argv[1:], sys.modules[__name__])
+    p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime (or: %(prog)s serve --help).")
     p.add_argument("--ops", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "ops.json"), help="operator list written by 'ednas lut script'")
     p.add_argument("--out", default="lut_board.json", help="output table (rerun to resume: measured entries are kept)")
     p.add_argument("--target", default=None, help="target name recorded in the table (default: from ops.json)")
