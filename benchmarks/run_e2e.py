@@ -3,11 +3,16 @@
 Runs the real command in a fresh process with the defaults (digits,
 host-ort, --budget-frac 0.5, baselines on) and records its summary.json,
 the process wall time and its checks: summary complete, measured latency of
-the deployed file within the budget (+5 %), whole run <= 5 min (and the
-earlier <= 10 min).  Then runs the same
+the deployed file within the budget (+5 %), whole run <= 4 min (issue 21's
+target; the earlier <= 5 and <= 10 min are kept).  Then runs the same
 command again to show that every stage is skipped when complete.
 
-    python benchmarks/run_e2e.py [--keep DIR]
+The latency table is measured afresh, in a temporary cache (``--lut-cache``),
+as on a machine that has never run ednas (CI's clean clone); ``--cached``
+uses the default cache instead, where an earlier run may have left the
+table (the lut stage then only loads and checks it).
+
+    python benchmarks/run_e2e.py [--keep DIR] [--cached]
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ KEYS = ("data", "target", "budget_ms", "arch", "params", "macs", "top1", "top1_i
         "latency_ms_measured", "onnx_max_abs_diff", "wall_s", "stages")
 
 
-def run(out: Path) -> float:
+def run(out: Path, cache: Path | None) -> float:
     t = time.time()
-    subprocess.run([sys.executable, "-m", "ednas.cli", "run", "--out", str(out), "--no-progress"], check=True, cwd=ROOT,
+    extra = ["--lut-cache", str(cache)] if cache is not None else []
+    subprocess.run([sys.executable, "-m", "ednas.cli", "run", "--out", str(out), "--no-progress", *extra], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.time() - t
 
@@ -37,15 +43,18 @@ def run(out: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", help="run in this directory and keep it")
+    ap.add_argument("--cached", action="store_true", help="use the default table cache (default: a fresh one, the table measured)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         out = Path(a.keep) if a.keep else Path(d) / "demo"
-        first = run(out)
+        cache = None if a.cached else Path(d) / "lut-cache"
+        first = run(out, cache)
         s = json.loads((out / "summary.json").read_text())
-        second = run(out)
+        second = run(out, cache)
         s2 = json.loads((out / "summary.json").read_text())
     write_result("run_e2e", {
-        "command": "ednas run --out DIR",
+        "command": "ednas run --out DIR" + ("" if a.cached else " --lut-cache FRESH"),
+        "table": "cached" if a.cached else "measured",
         "process_wall_s": first,
         "rerun_process_wall_s": second,
         "rerun_all_stages_skipped": all(v.get("skipped") for k, v in s2["stages"].items() if k != "report"),
@@ -53,6 +62,7 @@ def main() -> None:
         "measured_within_budget_5pct": s["latency_ms_measured"] <= 1.05 * s["budget_ms"],
         "under_10_min": first <= 600,
         "under_5_min": first <= 300,
+        "under_4_min": first <= 240,
         "stage_wall_s": {k: v.get("wall_s") for k, v in s["stages"].items()},
         "summary": s,
     })
