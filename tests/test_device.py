@@ -105,11 +105,34 @@ def test_folder_augmentation_is_seeded_per_image_whatever_the_workers(tmp_path):
     assert not torch.equal(next(iter(whole))[0], batches[0][0][0])  # another epoch, other crops
 
 
-class _SlowBatches:
-    """A training loader whose every batch takes ``delay`` seconds to arrive (a slow disk or decoder)."""
+class _Clock:
+    """The trainer's ``time`` module with a virtual offset: a slow loader advances it instead of sleeping.
 
-    def __init__(self, loader, delay: float):
-        self._loader, self._delay = loader, delay
+    A real sleep made the test a race against the machine's load (a step
+    slower than the sleep under a busy CI runner); on this clock each batch
+    arrives 10 s late whatever the load, and the test takes no extra time.
+    """
+
+    def __init__(self):
+        import time
+
+        self._time, self.offset = time, 0.0
+
+    def perf_counter(self):
+        return self._time.perf_counter() + self.offset
+
+    def time(self):
+        return self._time.time() + self.offset
+
+    def __getattr__(self, name):
+        return getattr(self._time, name)
+
+
+class _SlowBatches:
+    """A training loader whose every batch takes ``delay`` seconds (of ``clock``) to arrive (a slow disk or decoder)."""
+
+    def __init__(self, loader, delay: float, clock: _Clock):
+        self._loader, self._delay, self._clock = loader, delay, clock
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -118,26 +141,26 @@ class _SlowBatches:
         return len(self._loader)
 
     def __iter__(self):
-        import time
-
         for batch in self._loader:
-            time.sleep(self._delay)
+            self._clock.offset += self._delay
             yield batch
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.3])
+@pytest.mark.parametrize("delay", [0.0, 10.0])
 def test_data_wait_share_is_the_share_of_step_time_spent_waiting_for_batches(tmp_path, monkeypatch, delay):
-    """A loader that makes each batch wait 300 ms (steps of a few ms) shows up as most of the time; an in-memory one does not."""
+    """A loader that makes each batch wait 10 s (steps of a few ms) shows up as most of the time; an in-memory one does not."""
     import ednas.train.trainer as trainer
     from ednas.train.trainer import TrainConfig, train
 
     real = trainer.make_loader
+    clock = _Clock()
 
     def loader(data, split, *a, **k):
         l = real(data, split, *a, **k)
-        return _SlowBatches(l, delay) if split == "train" and delay else l
+        return _SlowBatches(l, delay, clock) if split == "train" and delay else l
 
     monkeypatch.setattr(trainer, "make_loader", loader)
+    monkeypatch.setattr(trainer, "time", clock)
     m = train(TrainConfig(epochs=1, batch_size=16), tmp_path, arch="stem_k11_m1_c8_s1 | ir_k3_e2_c8 | head_c16",
               data=load_data("synthetic:classes=4,n=160,size=16"), progress=False, tensorboard=False)
     share = m["data_wait_share"]
