@@ -31,6 +31,7 @@ from ednas.io import check_writable_dir
 from ednas.latency.build import MEASURED_TARGETS, cached_table, target_table
 from ednas.latency.config import LatencyConfig
 from ednas.latency.model import Budget, LatencyModel
+from ednas.latency.remote import is_remote
 from ednas.latency.table import LatencyTable
 from ednas.runtime import Timing
 
@@ -90,7 +91,7 @@ class RunContext:
     # -- latency -------------------------------------------------------------
     def _table_without_measuring(self) -> LatencyTable | None:
         lc, d = self.latency_cfg, self.data
-        if lc.target in MEASURED_TARGETS:
+        if lc.target in MEASURED_TARGETS or is_remote(lc.target):
             return cached_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.table_dtype, self.table_quant)
         return target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant)
 

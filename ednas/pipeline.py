@@ -6,10 +6,13 @@ stages resume inside themselves from their last epoch):
 
 =============  ====================================================================
 ``lut/``       the latency table of the space on the target (``lut.json``), and a
-               quick end-to-end check of it on host targets (``validation.json``)
+               quick end-to-end check of it on host targets and on a remote
+               device (``validation.json``)
 ``search/``    Algorithm 1 under the budget (arch.yaml, search.json, ...)
 ``train/``     the derived network trained from scratch (model.pt, metrics.json)
 ``export/``    fused ONNX, checked against PyTorch, int8 (export.json)
+``device/``    ``remote:HOST:PORT`` only: the deployed file timed on the device, the
+               figure the budget is checked against (``latency_ms_measured``)
 ``baselines/`` reference networks trained the same way and priced as the deployed file is (report)
 ``report``     ``summary.json``, ``report.html``, ``report.md`` in ``--out``
 =============  ====================================================================
@@ -54,12 +57,13 @@ from ednas.io import atomic_write_json
 from ednas.latency.config import QUANT_DTYPE, LatencyConfig, table_precision
 from ednas.latency.measure import table_reference
 from ednas.latency.ops import dtype_name
+from ednas.latency.remote import connect, is_remote
 from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
 from ednas.report.report import write_report
 from ednas.report.verdict import MEASURED_TOLERANCE, verdict
-from ednas.runtime import Timing
+from ednas.runtime import Timing, board
 from ednas.search.algorithm import SearchConfig, search
 from ednas.stage import StageResult, run_stage
 from ednas.train.trainer import TrainConfig, train
@@ -184,8 +188,9 @@ def run(cfg: RunConfig) -> dict:
         table = ctx.table
         table.save(d / "lut.json")
         res = {"lut": str(d / "lut.json"), "target": table.target, "entries": len(table.entries)}
-        if cfg.lut_check and table.is_host:
-            v = validate_table(table, space, cfg.lut_check, 0, "stratified", num_classes=data.num_classes, timing=ctx.timing)
+        if cfg.lut_check and (table.is_host or is_remote(cfg.latency.target)):  # a remote table is checked on its device
+            device = connect(cfg.latency.target) if is_remote(cfg.latency.target) else None
+            v = validate_table(table, space, cfg.lut_check, 0, "stratified", num_classes=data.num_classes, timing=ctx.timing, device=device)
             v["plot"] = str(d / "validation.png")
             atomic_write_json(d / "validation.json", v)
             scatter_plot(v, d / "validation.png")
@@ -229,6 +234,12 @@ def run(cfg: RunConfig) -> dict:
     exp = stage("export", {"export": config_dict(cfg.export), "timing": config_dict(timing), "seed": cfg.seed,
                            "trained": trn.result, "after": trn.fingerprint}, export_stage)
 
+    # 4b. on a device in the loop (remote:HOST:PORT): the deployed file timed there, where the budget must hold
+    dev = None
+    if is_remote(cfg.latency.target):
+        dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
+                    lambda d: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing))
+
     # 5. baselines for the report, trained with the derived network's recipe and epochs, and priced as the deployed
     #    file is: in the table's precision (quantized by ednas's quantizer), beside the table's reference network, once
     names = baseline_names(cfg.baselines.names)
@@ -244,7 +255,8 @@ def run(cfg: RunConfig) -> dict:
           baselines_stage)
 
     # 6. summary and report
-    summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result, ctx.table)
+    summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result, ctx.table,
+                       dev.result if dev is not None else None)
     atomic_write_json(out / "summary.json", summary)
     t = time.time()
     html, md = write_report(out, summary)
@@ -271,14 +283,31 @@ def _deployed(cfg: RunConfig, exp: dict, table) -> dict:
     }
 
 
-def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict, table) -> dict:
+def _time_on_device(target: str, exp: dict, table, timing: Timing) -> dict:
+    """The deployed file (the table's precision) timed on the device of ``remote:HOST:PORT``, beside the table's reference network."""
+    quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
+    path = exp.get("onnx_quant") if quant_file else exp.get("onnx")
+    device = connect(target)
+    ref, why = table_reference(table, device)
+    r = device.time_onnx({"model": Path(path).read_bytes()}, timing, reference=ref)
+    m = r["model"]
+    reference = {"used": False, "why": why}
+    if ref is not None:
+        reference = {"used": True, "table_ms": r[board.REFERENCE]["table_ms"], "now_ms": r[board.REFERENCE]["ms"], "ratio": r[board.REFERENCE]["ratio"]}
+    return {"file": path, "precision": table.dtype, "raw_ms": m["ms"], "scaled_ms": m.get("scaled_ms"), "spread_ms": m["spread_ms"],
+            "reference": reference, "where": f"the device {target}", "device": device.describe()}
+
+
+def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict, table,
+             on_device: dict | None = None) -> dict:
     host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on the host running ednas
     on_host = str(cfg.latency.target) in ("host-ort", "host-torch")
     budget = srch["budget_ms"]
-    deployed = _deployed(cfg, exp, table)
+    deployed = on_device or _deployed(cfg, exp, table)
     # the file the budget is for, at the table's speed when its reference network was timed beside it
     at_table = deployed["scaled_ms"] if deployed["scaled_ms"] is not None else deployed["raw_ms"]
-    measured = at_table if on_host else None  # an analytic or board target is not the host
+    timed = on_host or on_device is not None  # an analytic or board target is neither this host nor a device in the loop
+    measured = at_table if timed else None
     summary = {
         "data": data.spec,
         "target": cfg.latency.target,
@@ -299,7 +328,8 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
         "latency_ms_argmax": srch.get("latency_ms_argmax"),
         "argmax_in_band": srch.get("argmax_in_band"),
         "latency_ms_measured": measured,
-        "latency_ms_measured_raw": deployed["raw_ms"] if on_host else None,
+        "latency_ms_measured_raw": deployed["raw_ms"] if timed else None,
+        "latency_measured_on": deployed["where"] if on_device is not None else "this host" if on_host else None,
         "latency_ms_host_fp32": host_ms,
         "latency_ms_host_int8": exp.get("latency_ms_quant"),
         "deployed": deployed,

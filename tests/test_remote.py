@@ -427,3 +427,26 @@ def test_remote_cifar_table_validates_on_the_device(kit, tmp_path, monkeypatch):
         assert v["n"] == 30 and v["mape"] <= 10 and v["spearman"] >= 0.95, (v["mape"], v["spearman"])
     finally:
         srv.stop()
+
+
+RUN_SPACE = "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | ir_k3.5.7_e2_c16_skip | head_c32"
+
+
+def test_ednas_run_remote_checks_the_budget_with_the_devices_figure(server, token_env, tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", server.target, "--space", RUN_SPACE,
+            "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16", "--baselines", "none",
+            "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2", "--timing.repeats", "5", "--no-progress"]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    d = s["deployed"]
+    assert s["latency_measured_on"] == d["where"] == f"the device {server.target}"
+    assert d["device"]["session"]["graph_optimization"] == "basic"  # the server's own description: it timed the file
+    assert d["file"].endswith("int8.onnx") and s["latency_dtype"] == "i8"
+    assert s["latency_ms_measured"] == (d["scaled_ms"] if d["scaled_ms"] is not None else d["raw_ms"]) and d["reference"]["used"]
+    check = next(c for c in s["verdict"]["checks"] if c["check"] == "measured")
+    assert check["measured_on"] == d["where"] and check["measured_ms"] == s["latency_ms_measured"]
+    assert s["lut_check"]["check_n"] == 2  # the table was checked on the device too
+    lut = load_table(out / "lut" / "lut.json")
+    assert lut.target == server.target and lut.dtype == "i8" and lut.meta["device"]["machine"] == d["device"]["machine"]
+    assert f"timed on the device {server.target}" in (out / "report.md").read_text()

@@ -302,20 +302,21 @@ def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, 
     dtype = dtype or "f32"
     settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
                 "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": 5, "fit_archs": 5, "fit_seed": 1234, "stat": Timing().stat,
-                                "reference": target == "host-ort"}}
+                                "reference": target == "host-ort" or is_remote(target)}}
     key_text = f"{target}|{space.format()}|{input_size}|{num_classes}"
     if dtype != "f32" or quant:  # f32 tables keep the folders they always had
         settings["dtype"], settings["quant"] = dtype, quant or None
         key_text += f"|{dtype}|{sorted((quant or {}).items())}"
     key = hashlib.sha1(key_text.encode()).hexdigest()[:12]
+    target = target.replace(":", "_").replace("/", "_").replace("[", "").replace("]", "")  # a remote:HOST:PORT as a folder name
     return Path(cache).expanduser() / f"{target}-{dtype}-{input_size}-{key}" if dtype != "f32" else Path(cache).expanduser() / f"{target}-{input_size}-{key}", settings
 
 
 def cached_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str, dtype: str | None = None,
                  quant: dict | None = None) -> LatencyTable | None:
-    """The complete cached table of a measured target, or ``None`` (nothing is measured)."""
+    """The complete cached table of a measured target (``remote:`` too), or ``None`` (nothing is measured)."""
     folder, settings = _cache_dir(target, space, input_size, num_classes, cache, dtype, quant)
-    if target in MEASURED_TARGETS and stage_state(folder, settings) == "complete":
+    if (target in MEASURED_TARGETS or is_remote(target)) and stage_state(folder, settings) == "complete":
         return load_table(folder / "lut.json", input_size=input_size)
     return None
 
@@ -324,7 +325,7 @@ def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int
                  progress: bool | None = None, dtype: str | None = None, quant: dict | None = None) -> LatencyTable:
     """The latency table of ``target`` (a target name, or a table file) for a space.
 
-    A measured table (``host-ort``, ``host-torch``) is built once per target,
+    A measured table (``host-ort``, ``host-torch``, ``remote:HOST:PORT``) is built once per target,
     space, input size, classes, measurement settings and precision
     (``dtype`` and the fixed-point scheme ``quant``) in its own folder under
     ``cache`` and reused (:func:`ednas.stage.run_stage`: an interrupted
@@ -341,7 +342,7 @@ def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int
             raise ConfigError(f"latency table '{target}' holds {table.dtype} operators, not the {dtype} asked for; "
                               f"build one with 'ednas lut build --dtype {dtype}' or ask for {table.dtype}")
         return table
-    if target in MEASURED_TARGETS:
+    if target in MEASURED_TARGETS or is_remote(target):
         folder, settings = _cache_dir(target, space, input_size, num_classes, cache, dtype, quant)
         run_stage(folder, settings, lambda d: {"entries": len(build_table(target, space, input_size, num_classes, out=d / "lut.json",
                                                                             progress=progress, dtype=dtype, quant=quant).entries)},

@@ -19,7 +19,8 @@ QUANT_DTYPE = {"none": "f32", "int8": "i8", "int16": "i16"}
 class LatencyConfig:
     """Where latency comes from, and the budget the search must meet."""
 
-    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline[:FILE.yaml], file:BOARD_TABLE.json, or a lut.json
+    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline[:FILE.yaml], file:BOARD_TABLE.json, remote:HOST:PORT (a device's
+    #: measurement server; token from EDNAS_REMOTE_TOKEN or its token file), or a lut.json
     target: str = "host-ort"
     #: latency budget in ms (replaces --budget-frac; give one of the two)
     budget_ms: Optional[float] = None
@@ -43,8 +44,8 @@ class LatencyConfig:
         dtype = dtype_name(self.dtype)
         if dtype is not None and dtype not in DTYPES:
             raise ConfigError(f"{name('dtype')} must be one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16), got '{self.dtype}'")
-        if self.target == "host-ort" and dtype not in (None, "f32", "i8", "i16"):
-            raise ConfigError(f"{name('dtype')} {self.dtype}: host-ort measures f32, i8 and i16 tables")
+        if (self.target == "host-ort" or self.target.startswith("remote:")) and dtype not in (None, "f32", "i8", "i16"):
+            raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32, i8 and i16 tables")
         if self.target == "host-torch" and dtype not in (None, "f32"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: host-torch measures f32 tables only")
 
@@ -53,7 +54,7 @@ def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False,
                     weight_bits: int | None = None) -> tuple[str | None, dict | None]:
     """The dtype and fixed-point options of the table a command searches with.
 
-    ``cfg.dtype`` when given; else, on ``host-ort``, the precision of the file
+    ``cfg.dtype`` when given; else, on ``host-ort`` and ``remote:``, the precision of the file
     that will be deployed (``quant``: ``int8`` -> ``i8``, ``int16`` -> ``i16``,
     ``none`` -> ``f32``), so the budget holds for the deployed file; on
     ``host-torch`` ``f32``; on other targets ``None`` (the profile's or
@@ -61,9 +62,10 @@ def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False,
     as ``ednas export``'s) apply to a fixed-point host table.
     """
     dtype = dtype_name(cfg.dtype)
-    if dtype is None and cfg.target in ("host-ort", "host-torch"):
-        dtype = QUANT_DTYPE.get(quant, "f32") if cfg.target == "host-ort" else "f32"
+    ort = cfg.target == "host-ort" or cfg.target.startswith("remote:")  # measured with ONNX Runtime, here or on the device
+    if dtype is None and (ort or cfg.target == "host-torch"):
+        dtype = QUANT_DTYPE.get(quant, "f32") if ort else "f32"
     options = None
-    if dtype in ("i8", "i16") and cfg.target == "host-ort":
+    if dtype in ("i8", "i16") and ort:
         options = {"per_channel": bool(per_channel and not pow2), "pow2": bool(pow2), "weight_bits": weight_bits}
     return dtype, options

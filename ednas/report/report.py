@@ -361,8 +361,9 @@ def _precision(summary: dict) -> str | None:
 
 
 def _on_host(summary: dict) -> bool:
+    """Whether the target is timed, not priced: this host (``host-*``) or a device in the loop (``remote:``)."""
     t = str(summary.get("target") or "")
-    return not t or t.startswith("host-")
+    return not t or t.startswith(("host-", "remote:"))
 
 
 def _budget_for(summary: dict, lut: dict | None) -> str:
@@ -397,6 +398,8 @@ def _latency_verdict(summary: dict) -> tuple[str, str]:
     check = next((c for c in (summary.get("verdict") or {}).get("checks") or [] if isinstance(c, dict) and c.get("check") == "measured"), None)
     ok = bool(check["ok"]) if check and "ok" in check else measured <= MEASURED_TOLERANCE * budget
     pct = f"{fmt(100.0 * measured / budget)} % of it"
+    if str(summary.get("latency_measured_on") or "").startswith("the device"):
+        pct += f"; timed on {summary['latency_measured_on']}"
     if ok and measured > budget:
         return "met", f"Latency budget met within the {fmt(round(100 * (MEASURED_TOLERANCE - 1)))} % timing tolerance: {fmt(measured)} ms measured against {fmt(budget)} ms ({pct})"
     if ok:

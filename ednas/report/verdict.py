@@ -44,10 +44,12 @@ def verdict(summary: dict, lut: dict) -> dict:
         ratio = measured / budget
         ok = ratio <= MEASURED_TOLERANCE
         checks.append({"check": "measured", "ok": ok, "measured_ms": measured, "budget_ms": budget, "ratio": round(ratio, 4),
-                       "target": f"<= {MEASURED_TOLERANCE:g} x budget", "file": summary.get("deployed", {}).get("file")})
+                       "target": f"<= {MEASURED_TOLERANCE:g} x budget", "file": summary.get("deployed", {}).get("file"),
+                       "measured_on": summary.get("latency_measured_on")})
         if not ok:
             failures.append({
-                "check": "measured", "what": f"the deployed file ({summary.get('latency_dtype')}) measures {measured:.4g} ms against a budget of "
+                "check": "measured", "what": f"the deployed file ({summary.get('latency_dtype')}) measures {measured:.4g} ms"
+                + (f" on {summary['latency_measured_on']}" if summary.get("latency_measured_on") else "") + " against a budget of "
                 f"{budget:.4g} ms ({ratio:.2f} x budget, target <= {MEASURED_TOLERANCE:g} x)",
                 "by": f"{(ratio - 1) * 100:+.1f} % of the budget",
                 "why": "the table predicted " + (f"{summary['latency_ms_predicted']:.4g} ms" if summary.get("latency_ms_predicted") is not None else "n/a"),
