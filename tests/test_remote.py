@@ -450,3 +450,17 @@ def test_ednas_run_remote_checks_the_budget_with_the_devices_figure(server, toke
     lut = load_table(out / "lut" / "lut.json")
     assert lut.target == server.target and lut.dtype == "i8" and lut.meta["device"]["machine"] == d["device"]["machine"]
     assert f"timed on the device {server.target}" in (out / "report.md").read_text()
+
+
+def test_the_token_file_flag_wins_over_the_environment_which_wins_over_the_default(tmp_path, monkeypatch):
+    from ednas.latency.remote import host_token
+
+    flag, default = tmp_path / "flag.token", tmp_path / "ednas" / "remote.token"
+    remote.ensure_token(str(flag))
+    remote.ensure_token(str(default))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("EDNAS_REMOTE_TOKEN", "e" * 64)
+    assert host_token(str(flag)) == remote.read_token(flag)
+    assert host_token() == "e" * 64
+    monkeypatch.delenv("EDNAS_REMOTE_TOKEN")
+    assert host_token() == remote.read_token(default)

@@ -9,9 +9,9 @@ a table built against ``remote:`` is the device's, as a ``file:`` table
 from the kit is, without the round trip, and ``ednas run`` checks the
 budget where the network runs.
 
-The token.  ``EDNAS_REMOTE_TOKEN`` (the token itself), else the file
-``--remote-token-file`` (or ``EDNAS_REMOTE_TOKEN_FILE``), else the server's
-default file (:func:`ednas.runtime.remote.default_token_path`: right when
+The token.  The file ``--remote-token-file`` when given, else
+``EDNAS_REMOTE_TOKEN`` (the token itself), else the file
+``EDNAS_REMOTE_TOKEN_FILE``, else the server's default file (:func:`ednas.runtime.remote.default_token_path`: right when
 the server runs on this machine, or its file was copied here).  A token
 file readable by group or others is refused, as on the server.
 
