@@ -464,3 +464,14 @@ def test_the_token_file_flag_wins_over_the_environment_which_wins_over_the_defau
     assert host_token() == "e" * 64
     monkeypatch.delenv("EDNAS_REMOTE_TOKEN")
     assert host_token() == remote.read_token(default)
+
+
+def test_ednas_profile_remote_times_the_network_on_the_device(server, token_env, tmp_path, capsys):
+    timed = server.client().health()["stats"]["networks_timed"]
+    js = tmp_path / "p.json"
+    assert main(["profile", "--model", RUN_SPACE, "--input-size", "32", "--target", server.target, "--rounds", "2", "--json", str(js),
+                 "--no-table"]) == 0
+    p = json.loads(js.read_text())
+    assert p["latency_measured_how"].startswith(f"ONNX Runtime fp32 on the device {server.target}") and p["latency_ms_measured"] > 0
+    assert p["device"]["session"]["graph_optimization"] == "basic"
+    assert server.client().health()["stats"]["networks_timed"] == timed + 1

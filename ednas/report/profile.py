@@ -27,7 +27,9 @@ Latency, both where they can be had:
   are not priced, so it is a lower bound and labelled so);
 * *measured* on this host with ONNX Runtime (fp32, batch 1, ``--threads``,
   1 by default: 2-thread timings on a shared VM fall into slow episodes),
-  by :func:`ednas.runtime.time_onnx`.
+  by :func:`ednas.runtime.time_onnx`; with ``--target remote:HOST:PORT``, on
+  that device by its measurement server, with the same loop
+  (docs/board.md).
 
 Layers the target's accelerator does not run are listed (``unsupported``),
 e.g. the 11x11 stride-2 stem or MixNet's 9x9/11x11 kernels on TDA4VM.
@@ -48,8 +50,9 @@ from ednas.device import DeviceConfig, Hardware, resolve_hardware
 from ednas.errors import ArchError, CheckpointError, ConfigError, EdnasError
 from ednas.io import atomic_write_json, check_writable_file
 from ednas.latency.build import build_table, is_analytic
-from ednas.latency.measure import measure_onnx_ms, measure_torch_ms
+from ednas.latency.measure import measure_onnx_ms, measure_torch_ms, onnx_deploy_bytes
 from ednas.latency.model import LatencyModel
+from ednas.latency.remote import connect, is_remote
 from ednas.latency.table import load_table
 from ednas.latency.targets import analytic_latency, unsupported_layers
 from ednas.nn.build import build_model
@@ -81,7 +84,7 @@ class ProfileConfig:
     model: str
     #: input image side (default: the one the arch file / model / preset names)
     input_size: Optional[int] = None
-    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml or file:PATH
+    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml, file:PATH or remote:HOST:PORT (measured there)
     target: Optional[str] = None
     #: a latency table (ednas lut build) to predict an ednas network's latency from
     lut: Optional[str] = None
@@ -296,7 +299,7 @@ def profile_model(
         prof["baseline"] = net.info
     if net.arch is not None:
         prof.update(_predict_ednas(net, target, lut))
-    elif target and not target.startswith(("host-", "file:")):
+    elif target and not target.startswith(("host-", "file:")) and not is_remote(target):
         a = analytic_latency(net.deploy, size, target)
         prof.update(
             latency_ms_predicted=a["ms"], unsupported=a["unsupported"],
@@ -304,7 +307,13 @@ def profile_model(
         )
     elif target or lut:
         prof["latency_predicted_source"] = "none: a latency table holds ednas operators only; a timm/torchvision network is predicted only by an analytic profile"
-    if measure:
+    if measure and is_remote(target):
+        device = connect(target)
+        r = device.time_onnx({"m": onnx_deploy_bytes(net.deploy, size)}, Timing(threads=threads, rounds=rounds))["m"]
+        prof["latency_ms_measured"], prof["device"] = r["ms"], device.describe()
+        prof["latency_measured_how"] = (f"ONNX Runtime fp32 on the device {target} ({device.machine.get('cpu') or '?'}), batch 1, "
+                                        f"{threads} intra-op thread(s), median over {rounds} rounds")
+    elif measure:
         prof["latency_ms_measured"] = measure_onnx_ms(net.deploy, size, threads, rounds)
         prof["latency_measured_how"] = f"ONNX Runtime fp32 on this host, batch 1, {threads} intra-op thread(s), median over {rounds} rounds"
         if hardware is not None and hardware.is_cuda:
