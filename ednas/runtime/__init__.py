@@ -11,6 +11,9 @@ module                 what
                        a board by ``ednas lut script``): the one session
                        builder, the one timing loop (:func:`interleaved`),
                        operator and network measuring
+:mod:`.remote`         the measurement server on a device and its client
+                       (copied beside the board script as ``remote.py``;
+                       ``measure_ops.py serve``, ``--target remote:HOST:PORT``)
 :mod:`.session`        :func:`ort_session` (board's builder plus clear
                        errors), :func:`score_onnx`
 :mod:`.timing`         :class:`Timing`, :func:`time_onnx`, :func:`time_torch`
