@@ -263,8 +263,9 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
     nets = table.meta.get("networks") or {}
     fit = {k: v for k, v in nets.items() if v.get("role", "fit") == "fit"}
     info = {"method": "no fit networks were timed on the board: constant 0", "constant_ms": 0.0}
-    if not fit and (table.meta.get("constant") or {}).get("constant_ms") is not None:  # a remote: table keeps the constant fitted on the device
-        info = dict(table.meta["constant"])
+    fitted = table.meta.get("constant") or {}
+    if not fit and fitted.get("constant_ms") is not None and fitted.get("space") in (None, space.format()):
+        info = dict(fitted)  # a measured (remote:, host-ort) table keeps the constant fitted for this space where it was measured
     if fit:
         resid, sums = [], []
         for v in fit.values():
