@@ -475,3 +475,36 @@ def test_ednas_profile_remote_times_the_network_on_the_device(server, token_env,
     assert p["latency_measured_how"].startswith(f"ONNX Runtime fp32 on the device {server.target}") and p["latency_ms_measured"] > 0
     assert p["device"]["session"]["graph_optimization"] == "basic"
     assert server.client().health()["stats"]["networks_timed"] == timed + 1
+
+
+_PY38_CHECK = (
+    "import sys, threading, types, secrets\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "import remote\n"
+    "board = types.SimpleNamespace(OPTIMIZATIONS=('all', 'extended', 'basic', 'none'))\n"
+    "tok = secrets.token_hex(32)\n"
+    "srv = remote.make_server(board, '127.0.0.1', 0, tok, quiet=True)\n"
+    "threading.Thread(target=srv.serve_forever, daemon=True).start()\n"
+    "c = remote.Client('127.0.0.1', srv.server_address[1], tok, retries=0)\n"
+    "assert c.health()['ok'] is True\n"
+    "try:\n"
+    "    c.request('POST', '/ops', {'keys': 'x'})\n"
+    "except remote.RemoteError as e:\n"
+    "    assert e.status == 400\n"
+    "print('ok', sys.version_info[:2])\n"
+)
+
+
+def test_the_kits_server_and_client_run_on_python_3_8(kit):
+    """The kit promises Python 3.8+: its protocol layer (the standard library only) serves and signs there."""
+    import glob
+    import shutil
+
+    candidates = [shutil.which("python3.8")] + sorted(glob.glob(os.path.expanduser(os.environ.get("PYENV_ROOT", "~/.pyenv"))
+                                                                + "/versions/3.8*/bin/python3.8"))
+    py = next((c for c in candidates if c and subprocess.run([c, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                                                             text=True).stdout.strip() == "(3, 8)"), None)
+    if py is None:
+        pytest.skip("no Python 3.8 interpreter here")
+    r = subprocess.run([py, "-c", _PY38_CHECK, str(kit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("ok (3, 8)"), r.stderr
