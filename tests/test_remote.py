@@ -508,3 +508,33 @@ def test_the_kits_server_and_client_run_on_python_3_8(kit):
         pytest.skip("no Python 3.8 interpreter here")
     r = subprocess.run([py, "-c", _PY38_CHECK, str(kit)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("ok (3, 8)"), r.stderr
+
+
+def test_networks_over_the_body_limit_go_in_several_requests_each_under_it_and_each_with_the_reference(monkeypatch):
+    """A validation set whose ONNX files together pass the server's limit is timed in several requests, none refused for size."""
+    monkeypatch.setattr(remote, "MAX_BODY_BYTES", 200_000)
+    sent = []
+
+    def request(method, path, payload=None, retries=None):
+        body = json.dumps(payload).encode()
+        assert len(body) <= remote.body_limit(path), len(body)
+        sent.append(payload)
+        return {"results": {**{n: {"ms": 1.0} for n in payload["models"]}, "reference": {"ms": 2.0}}}
+
+    client = remote.Client("127.0.0.1", 1, "t" * 32)
+    monkeypatch.setattr(client, "request", request)
+    models = {f"net{i}": (os.urandom(30_000), None) for i in range(12)}  # 40 kB of base64 each: 480 kB in all
+    out = client.time_networks(models, reference=(b"ref" * 100, None, 0.5))
+    assert len(sent) > 1
+    assert all(p["reference"] is not None and p["reference"]["ms"] == 0.5 for p in sent)
+    assert sorted(n for p in sent for n in p["models"]) == sorted(models)  # each network in exactly one request
+    assert set(out) == set(models) | {"reference"}
+
+
+def test_a_request_over_the_limit_is_refused_on_the_host_before_anything_is_sent(monkeypatch):
+    """One network larger than the limit: a clear 413 error naming the sizes, not a broken pipe retried as 'cannot reach'."""
+    monkeypatch.setattr(remote, "MAX_BODY_BYTES", 10_000)
+    client = remote.Client("127.0.0.1", 1, "t" * 32, retries=0)  # port 1: a connection attempt would fail with 'cannot reach'
+    with pytest.raises(remote.RemoteError) as e:
+        client.time_networks({"big": (os.urandom(20_000), None)})
+    assert e.value.status == 413 and "over the server's limit of 10000 bytes" in str(e.value)
