@@ -250,10 +250,15 @@ def _kill_when(server: ServerProcess, out: Path, n: int, build: subprocess.Popen
     return _entries(out)
 
 
+def _client_env(srv, retries: int, backoff_s: float) -> dict:
+    """The host's environment for a build against ``srv``: its token, the client's retries and backoff, one thread."""
+    return dict(os.environ, EDNAS_REMOTE_TOKEN=remote.read_token(srv.token_file), EDNAS_REMOTE_RETRIES=str(retries),
+                EDNAS_REMOTE_BACKOFF_S=str(backoff_s), OMP_NUM_THREADS="1")
+
+
 def test_remote_build_killed_server_exit_2_then_rerun_measures_only_the_missing(kit, tmp_path):
     srv = ServerProcess(kit, tmp_path / "tok").start()
-    env = dict(os.environ, EDNAS_REMOTE_TOKEN=remote.read_token(srv.token_file), EDNAS_REMOTE_RETRIES="1", EDNAS_REMOTE_BACKOFF_S="0.05",
-               OMP_NUM_THREADS="1")
+    env = _client_env(srv, retries=1, backoff_s=0.05)
     out = tmp_path / "lut.json"
     try:
         build = subprocess.Popen(_build_cmd(srv.target, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -274,8 +279,7 @@ def test_remote_build_killed_server_exit_2_then_rerun_measures_only_the_missing(
 
 def test_remote_build_retries_a_dropped_connection_and_goes_on(kit, tmp_path):
     srv = ServerProcess(kit, tmp_path / "tok").start()
-    env = dict(os.environ, EDNAS_REMOTE_TOKEN=remote.read_token(srv.token_file), EDNAS_REMOTE_RETRIES="8", EDNAS_REMOTE_BACKOFF_S="0.25",
-               OMP_NUM_THREADS="1")
+    env = _client_env(srv, retries=8, backoff_s=0.25)
     out = tmp_path / "lut.json"
     try:
         build = subprocess.Popen(_build_cmd(srv.target, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
