@@ -361,10 +361,14 @@ def test_board_script_round_trip(tmp_path):
     sp = parse_arch(MICRO_SPACE)
     kit = write_script(tmp_path / "kit", sp, 16, 4, fit_archs=2, validate_archs=3)
     script = tmp_path / "kit" / "measure_ops.py"
-    src = script.read_text()
-    assert "import ednas" not in src and "from ednas" not in src and "import torch" not in src and "import onnx\n" not in src
-    # the script runs where ednas is not importable (-I: isolated, cwd elsewhere)
-    run = [sys.executable, "-I", str(script), "--ops", kit["ops_file"], "--out", str(tmp_path / "board.json"), "--repeats", "3", "--rounds", "1", "--warmup", "1"]
+    for f in [script, *sorted((tmp_path / "kit" / "ednas_board").glob("*.py"))]:
+        src = f.read_text()
+        assert "import ednas" not in src and "from ednas " not in src and "from ednas." not in src and "import torch" not in src, f.name
+    # the script runs where ednas and torch are not importable (-I: isolated, cwd elsewhere; both blocked)
+    launch = ("import runpy, sys; sys.modules['ednas'] = None; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+              "runpy.run_path(sys.argv[0], run_name='__main__')")
+    run = [sys.executable, "-I", "-c", launch, str(script), "--ops", kit["ops_file"], "--out", str(tmp_path / "board.json"), "--repeats", "3",
+           "--rounds", "1", "--warmup", "1"]
     r = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""})
     assert r.returncode == 0, r.stderr[-2000:]

@@ -79,7 +79,7 @@ def _optimized_ops(model: bytes, tmp_path) -> Counter:
 def test_reference_scaling_cancels_the_machine_changing_speed_between_rounds(monkeypatch):
     # slow (1.6x) for most of the time, fast in between: raw medians come out slow
     m = _Machine([(0.05, 1.6), (0.09, 1.0), (1e9, 1.6)])
-    monkeypatch.setattr(board.time, "perf_counter", m)
+    monkeypatch.setattr(board.timing.time, "perf_counter", m)
     runners = {"a": m.model(2.0), "b": m.model(3.0), "c": m.model(5.0)}
     res = board.interleaved(runners, warmup=0, repeats=3, rounds=9, min_time_s=0.0, reference=m.model(4.0), ref_ms=4.0, ref_every=2)
     for name, true_ms in (("a", 2.0), ("b", 3.0), ("c", 5.0)):
@@ -92,7 +92,7 @@ def test_reference_scaling_cancels_the_machine_changing_speed_between_rounds(mon
 
 def test_operators_measured_in_different_speed_states_come_out_in_one_speed(monkeypatch):
     m = _Machine([(1e9, 1.0)])
-    monkeypatch.setattr(board.time, "perf_counter", m)
+    monkeypatch.setattr(board.timing.time, "perf_counter", m)
     key_a, key_b = "dw_i8x8x16_o16_k3_s1_g16_e1_f32", "dw_i8x8x16_o16_k5_s1_g16_e1_f32"
     # sandwich 3 ms, the P-pair 2 ms: LAT = 3 - 2/2 - 2/2 = 1 ms; k5: 4 - 1 - 1 = 2 ms; the reference takes 10 ms
     cache = {"sw:" + key_a: m.model(3.0), "sw:" + key_b: m.model(4.0), "pair:16x8x8": m.model(2.0)}
@@ -128,7 +128,7 @@ def test_reference_network_is_a_fixed_network_of_the_space():
     (QuantSettings(bits=16), "i16", {}),
 ])
 def test_board_qdq_graphs_carry_the_scales_and_zero_points_quantize_static_chooses(settings, dtype, options):
-    g = board._Graph(seed=3)
+    g = board.graphs._Graph(seed=3)
     x = g.scale("X", 16, relu=True)
     x = g.conv(x, 16, 16, 5, 1, 16, True)
     y = g.conv(x, 16, 24, 1, 1, 1, False)
@@ -239,13 +239,18 @@ def test_board_kit_measures_int8_with_numpy_and_onnxruntime_only(tmp_path):
         build_table(f"file:{tmp_path / 'board.json'}", sp, 16, 4, dtype="f32")
 
 
-def test_board_script_imports_no_onnx_when_it_builds_int8_models(tmp_path):
-    probe = ("import runpy, sys; g = runpy.run_path(%r); m, s = g['build']('sw:dw_i8x8x16_o16_k3_s1_g16_e1_i8'); "
-             "g['session'](m).run(None, g['feed'](g['session'](m), s)); "
-             "print(sorted(x for x in sys.modules if x.split('.')[0] in ('ednas', 'torch', 'onnx')))" % board.__file__)
+def test_the_kit_builds_and_runs_int8_models_with_neither_ednas_nor_torch(tmp_path):
+    from ednas.latency.script import write_script
+
+    write_script(tmp_path / "kit", parse_arch("stem_k11_m1_c8_s1 | ir_k3_e2_c16 | head_c32"), 16, 10, fit_archs=0, validate_archs=0)
+    probe = ("import sys; sys.modules['ednas'] = None; sys.modules['torch'] = None; sys.path.insert(0, %r); "
+             "from ednas_board import build, feed, session; m, s = build('sw:dw_i8x8x16_o16_k3_s1_g16_e1_i8'); "
+             "sess = session(m); print(sess.run(None, feed(sess, s))[0].shape, "
+             "sorted({x.split('.')[0] for x, v in sys.modules.items() if v is not None and x.split('.')[0] in ('ednas', 'torch', 'onnx', 'onnxruntime')}))"
+             % str(tmp_path / "kit"))
     r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == "[]"
+    assert r.stdout.strip() == "(1, 16, 8, 8) ['onnx', 'onnxruntime']"
 
 
 # -- the run: which table, and the verdict ----------------------------------------------------

@@ -1,7 +1,7 @@
 """The board in the loop: the measurement server (a real process on localhost), remote targets, their errors.
 
 The server is the kit that ``ednas lut script`` writes (``measure_ops.py
-serve`` with ``remote.py`` beside it), run with ``ednas`` and ``torch``
+serve``, its package ``ednas_board/`` beside it), run with ``ednas`` and ``torch``
 made unimportable, pinned to one core and with graph optimisation
 ``basic``: a different "device" from the host, speaking only through the
 protocol.  No test asserts a timing, except the slow one's MAPE and
@@ -482,41 +482,86 @@ def test_ednas_profile_remote_times_the_network_on_the_device(server, token_env,
 
 
 _PY38_CHECK = (
-    "import sys, threading, types, secrets\n"
-    "sys.path.insert(0, sys.argv[1])\n"
-    "import remote\n"
-    "board = types.SimpleNamespace(OPTIMIZATIONS=('all', 'extended', 'basic', 'none'))\n"
+    "import json, subprocess, sys, secrets, threading\n"
+    "kit = sys.argv[1]; sys.path.insert(0, kit)\n"
+    "from ednas_board import client, server\n"
     "tok = secrets.token_hex(32)\n"
-    "srv = remote.make_server(board, '127.0.0.1', 0, tok, quiet=True)\n"
+    "srv = server.make_server('127.0.0.1', 0, tok, quiet=True)\n"
     "threading.Thread(target=srv.serve_forever, daemon=True).start()\n"
-    "c = remote.Client('127.0.0.1', srv.server_address[1], tok, retries=0)\n"
+    "c = client.Client('127.0.0.1', srv.server_address[1], tok, retries=0)\n"
     "assert c.health()['ok'] is True\n"
+    "key = sys.argv[2]\n"
+    "e = c.measure_ops([key], repeats=2, rounds=1, warmup=1)[key]\n"
+    "assert e['ms'] >= 0 and e['n'] >= 2, e\n"
     "try:\n"
     "    c.request('POST', '/ops', {'keys': 'x'})\n"
-    "except remote.RemoteError as e:\n"
-    "    assert e.status == 400\n"
+    "except client.RemoteError as err:\n"
+    "    assert err.status == 400\n"
+    "else:\n"
+    "    raise AssertionError('a malformed request was answered')\n"
+    "r = subprocess.run([sys.executable, kit + '/measure_ops.py', '--out', kit + '/t38.json', '--repeats', '2', '--rounds', '1', '--warmup', '1',\n"
+    "                    '--no-networks'], capture_output=True, text=True)\n"
+    "assert r.returncode == 0, r.stderr\n"
+    "t = json.load(open(kit + '/t38.json'))\n"
+    "assert set(t['entries']) == set(json.load(open(kit + '/ops.json'))['ops']), sorted(t['entries'])[:3]\n"
     "print('ok', sys.version_info[:2])\n"
 )
 
 
-def test_the_kits_server_and_client_run_on_python_3_8(kit):
-    """The kit promises Python 3.8+: its protocol layer (the standard library only) serves and signs there."""
+def _python38_with_the_kits_packages():
+    """A Python 3.8 that has numpy, onnx and onnxruntime (``EDNAS_PY38``, ``python3.8`` on PATH, pyenv, /work/py38), or None."""
     import glob
     import shutil
 
-    candidates = [shutil.which("python3.8")] + sorted(glob.glob(os.path.expanduser(os.environ.get("PYENV_ROOT", "~/.pyenv"))
-                                                                + "/versions/3.8*/bin/python3.8"))
-    py = next((c for c in candidates if c and subprocess.run([c, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                                                             text=True).stdout.strip() == "(3, 8)"), None)
+    candidates = [os.environ.get("EDNAS_PY38"), shutil.which("python3.8")] + sorted(
+        glob.glob(os.path.expanduser(os.environ.get("PYENV_ROOT", "~/.pyenv")) + "/versions/3.8*/bin/python3.8"))
+    probe = "import sys, numpy, onnx, onnxruntime; print(sys.version_info[:2])"
+    for c in candidates:
+        if c and os.path.exists(c) and subprocess.run([c, "-c", probe], capture_output=True, text=True).stdout.strip() == "(3, 8)":
+            return c
+    return None
+
+
+def test_the_kit_runs_on_python_3_8_measures_and_serves(tmp_path):
+    """The kit promises Python 3.8+ (with numpy, onnx, onnxruntime): there it measures ops.json and serves signed requests."""
+    py = _python38_with_the_kits_packages()
     if py is None:
-        pytest.skip("no Python 3.8 interpreter here")
-    r = subprocess.run([py, "-c", _PY38_CHECK, str(kit)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stdout.startswith("ok (3, 8)"), r.stderr
+        pytest.skip("no Python 3.8 with numpy, onnx and onnxruntime here (set EDNAS_PY38 to one)")
+    space = "stem_k11_m1_c8_s1 | ir_k3_e2_c16 | head_c32"
+    write_script(tmp_path, load_arch(space)[0], 16, 10, fit_archs=0, validate_archs=0)
+    key = json.loads((tmp_path / "ops.json").read_text())["ops"][1]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([py, "-c", _PY38_CHECK, str(tmp_path), key], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("ok (3, 8)"), r.stderr[-3000:]
+
+
+def test_the_kit_imports_nothing_but_the_standard_library_numpy_onnx_and_onnxruntime(kit):
+    """Every file of the kit parses as Python 3.8 and imports only the standard library, numpy, onnx, onnxruntime and itself."""
+    import ast
+
+    allowed = set(sys.stdlib_module_names) | {"numpy", "onnx", "onnxruntime"}
+    files = sorted((kit / "ednas_board").glob("*.py")) + [kit / "measure_ops.py"]
+    assert {f.name for f in files} >= {"graphs.py", "timing.py", "server.py", "cli.py", "measure_ops.py"}
+    seen = set()
+    for f in files:
+        tree = ast.parse(f.read_text(), str(f), feature_version=(3, 8))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for n in names:
+                top = n.split(".")[0]
+                seen.add(top)
+                assert top in allowed or top == "ednas_board", f"{f.name} imports {n}"
+    assert {"numpy", "onnx", "onnxruntime"} <= seen  # the check sees the kit's real imports
 
 
 def test_networks_over_the_body_limit_go_in_several_requests_each_under_it_and_each_with_the_reference(monkeypatch):
     """A validation set whose ONNX files together pass the server's limit is timed in several requests, none refused for size."""
-    monkeypatch.setattr(remote, "MAX_BODY_BYTES", 200_000)
+    monkeypatch.setattr(board.protocol, "MAX_BODY_BYTES", 200_000)
     sent = []
 
     def request(method, path, payload=None, retries=None):
@@ -537,7 +582,7 @@ def test_networks_over_the_body_limit_go_in_several_requests_each_under_it_and_e
 
 def test_a_request_over_the_limit_is_refused_on_the_host_before_anything_is_sent(monkeypatch):
     """One network larger than the limit: a clear 413 error naming the sizes, not a broken pipe retried as 'cannot reach'."""
-    monkeypatch.setattr(remote, "MAX_BODY_BYTES", 10_000)
+    monkeypatch.setattr(board.protocol, "MAX_BODY_BYTES", 10_000)
     client = remote.Client("127.0.0.1", 1, "t" * 32, retries=0)  # port 1: a connection attempt would fail with 'cannot reach'
     with pytest.raises(remote.RemoteError) as e:
         client.time_networks({"big": (os.urandom(20_000), None)})

@@ -60,7 +60,7 @@ def test_interleaved_times_every_model_in_a_round_before_the_next_round():
 
 def test_interleaved_reports_the_median_of_the_round_medians(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(board.time, "perf_counter", clock)
+    monkeypatch.setattr(board.timing.time, "perf_counter", clock)
     # round medians 2, 5, 4 -> 4; the median of all nine runs would be 5, their mean 14.9
     a = _scripted(clock, [1, 2, 9, 5, 5, 5, 3, 4, 100])
     b = _scripted(clock, [7, 7, 7, 1, 1, 1, 2, 2, 2])
@@ -74,7 +74,7 @@ def test_interleaved_reports_the_median_of_the_round_medians(monkeypatch):
 
 def test_time_runs_keeps_running_until_min_time(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(board.time, "perf_counter", clock)
+    monkeypatch.setattr(board.timing.time, "perf_counter", clock)
     run = _scripted(clock, [10] * 100)
     ms, n, fastest = board.time_runs(run, warmup=2, repeats=3, min_time_s=0.095)
     assert n == 10 and ms == pytest.approx(10) and fastest == pytest.approx(10)  # 3 runs were not 95 ms yet
@@ -221,18 +221,19 @@ def test_eval_of_an_onnx_scores_with_score_onnx_and_refuses_data_of_another_shap
 # -- the board script -------------------------------------------------------------------------
 
 
-def test_board_module_is_standalone(tmp_path):
-    """ednas.runtime.board imports nothing of ednas, torch or onnx: it runs where only numpy and onnxruntime exist."""
-    src = board.__file__
+def test_board_package_is_standalone(tmp_path):
+    """ednas.runtime.board imports nothing of ednas or torch: it runs, as a top-level package, where neither can be imported."""
+    import os
+
+    where = os.path.dirname(os.path.dirname(board.__file__))
     probe = (
-        "import runpy, sys; g = runpy.run_path(%r); "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ednas', 'torch', 'onnx')); "
-        "r = g['interleaved']({'x': lambda: None}, 0, 2, 2, 0.0); "
-        "print(bad, r['x']['n'])" % src
+        "import sys; sys.modules['ednas'] = None; sys.modules['torch'] = None; sys.path.insert(0, %r); import board; "
+        "r = board.interleaved({'x': lambda: None}, 0, 2, 2, 0.0); "
+        "print(board.__name__, r['x']['n'])" % where
     )
     r = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == "[] 4"
+    assert r.stdout.strip() == "board 4"
 
 
 def test_runtime_imports_only_the_bottom_layer():
@@ -253,3 +254,33 @@ def test_runtime_imports_only_the_bottom_layer():
                     assert any(name == a or name.startswith(a + ".") for a in allowed_ednas), (path.name, name)
                 else:
                     assert top in third_party or top in sys.stdlib_module_names or top == "__future__", (path.name, name)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "i8", "i16"])
+def test_every_model_the_kit_plans_passes_the_onnx_checker_with_the_keys_output_shape(dtype):
+    """The kit writes its models with onnx's helpers: each one the cifar space's operators need is valid ONNX, and shape
+    inference gives the output shape the operator key (or the context pair) says."""
+    import onnx
+
+    from ednas import preset
+    from ednas.latency.ops import space_ops
+
+    keys = [op.key for op in space_ops(preset("cifar"), 32, 10, dtype)]
+    seen_types = set()
+    for key in keys:
+        op = board.parse_key(key)
+        if op["type"] in seen_types and op["type"] not in ("dw", "expand"):
+            continue  # one of each type, and every depthwise and expand shape
+        seen_types.add(op["type"])
+        for mid, _ in board.plan(key):
+            data, shape = board.build(mid)
+            model = onnx.load_from_string(data)
+            onnx.checker.check_model(model, full_check=True)
+            out = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph.output[0]
+            dims = [d.dim_value for d in out.type.tensor_type.shape.dim]
+            if mid.startswith("sw:"):
+                want = [1, op["cout"]] if op["type"] == "fc" else [1, op["cout"], op["ho"], op["wo"]]
+            else:
+                want = shape  # the context models keep their input's shape
+            assert dims == want, (mid, dims, want)
+    assert seen_types >= {"stem-dw", "stem-pw", "expand", "dw", "project", "add", "head", "pool", "fc"}

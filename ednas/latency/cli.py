@@ -260,7 +260,7 @@ def lut_serve(cfg: LutServeConfig) -> None:
     except remote_kit.TokenError as err:
         raise ConfigError(str(err)) from err
     try:
-        srv = remote_kit.make_server(board, cfg.host, cfg.port, token, cfg.optimization, quiet=not cfg.access_log)
+        srv = remote_kit.make_server(cfg.host, cfg.port, token, cfg.optimization, quiet=not cfg.access_log)
     except OSError as err:
         raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {err.strerror or err}") from err
     host, port = srv.server_address[:2]

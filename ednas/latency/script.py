@@ -2,12 +2,12 @@
 
 Writes, into ``DIR``:
 
-* ``measure_ops.py``: a verbatim copy of :mod:`ednas.runtime.board`
-  (Python 3, numpy and onnxruntime only; it writes the ONNX models itself,
-  so nothing else is shipped);
-* ``remote.py``: a verbatim copy of :mod:`ednas.runtime.remote`, the
-  measurement server (``python3 measure_ops.py serve``) that lets the host
-  measure with ``--target remote:HOST:PORT`` instead of the round trip;
+* ``ednas_board/``: a verbatim copy of the package :mod:`ednas.runtime.board`
+  (Python 3.8+, numpy, onnxruntime and onnx; no ednas, no torch): the
+  graphs, the timing, the measurement server and the command line;
+* ``measure_ops.py``: the kit's command (:data:`LAUNCHER`): measures the
+  operators, or serves (``python3 measure_ops.py serve``) so that the host
+  measures with ``--target remote:HOST:PORT`` instead of the round trip;
 * ``ops.json``: every operator key the space needs, and the networks to
   time end to end (``fit`` ones for the table's constant, ``validate`` ones
   to check the table), each as its arch string and operator chain;
@@ -28,9 +28,34 @@ from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.measure import reference_spec
 from ednas.latency.ops import KEY_VERSION, arch_ops, space_ops
 from ednas.latency.validate import sample_picks
-from ednas.runtime import Timing, board, remote
+from ednas.runtime import Timing, board
 
-__all__ = ["write_script"]
+__all__ = ["LAUNCHER", "KIT_PACKAGE", "write_script"]
+
+#: the folder the kit's package is copied to
+KIT_PACKAGE = "ednas_board"
+
+#: ``DIR/measure_ops.py``: runs the package beside it (``python3 -m ednas_board`` does the same from ``DIR``)
+LAUNCHER = '''#!/usr/bin/env python3
+"""ednas's measuring kit: measure the operators of ops.json, or serve this device's measurements.
+
+    python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1
+    python3 measure_ops.py serve --port 8765
+
+The code is the package ednas_board/ beside this file (a copy of
+ednas.runtime.board): Python 3.8+, numpy, onnxruntime and onnx.
+"""
+import os
+import sys
+
+KIT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, KIT)
+
+from ednas_board.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(kit_dir=KIT))
+'''
 
 _README = """ednas latency measuring kit
 ==========================
@@ -40,7 +65,9 @@ input : {input_size} x {input_size}, {num_classes} classes
 ops   : {n_ops} operators; {n_fit} fit + {n_val} validate networks
 dtype : {dtype}{quant}
 
-On the board (Python 3, numpy, onnxruntime; no ednas):
+On the board (Python 3.8+, numpy, onnxruntime, onnx; no ednas, no torch):
+
+    pip install numpy onnxruntime onnx
 
     python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1
 
@@ -116,8 +143,11 @@ def write_script(
     if dtype != "f32":
         spec["quant"] = board.quant_scheme(dtype, **(quant or {}))
     atomic_write_json(out / "ops.json", spec)
-    atomic_write_text(out / "measure_ops.py", Path(board.__file__).read_text())
-    atomic_write_text(out / "remote.py", Path(remote.__file__).read_text())
+    pkg = out / KIT_PACKAGE
+    pkg.mkdir(exist_ok=True)
+    for src in sorted(Path(board.__file__).parent.glob("*.py")):
+        atomic_write_text(pkg / src.name, src.read_text())
+    atomic_write_text(out / "measure_ops.py", LAUNCHER)
     atomic_write_text(
         out / "README.txt",
         _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val),
