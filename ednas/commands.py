@@ -59,7 +59,8 @@ class SearchCommand:
     tensorboard: bool = True
 
     FLAT: ClassVar[tuple] = ("data", "latency", "search", "hardware")
-    ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache", "latency_dtype": "latency.dtype"}
+    ALIASES: ClassVar[dict] = {"warmup_epochs": "search.arch_warmup_epochs", "lut_cache": "latency.cache", "latency_dtype": "latency.dtype",
+                               "remote_token_file": "latency.remote_token_file"}
 
     def check(self, name) -> None:
         _check_threads(self.threads, name)

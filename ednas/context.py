@@ -93,7 +93,8 @@ class RunContext:
         lc, d = self.latency_cfg, self.data
         if lc.target in MEASURED_TARGETS or is_remote(lc.target):
             return cached_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.table_dtype, self.table_quant)
-        return target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant)
+        return target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant,
+                            remote_token_file=lc.remote_token_file)
 
     @property
     def table(self) -> LatencyTable:
@@ -103,7 +104,7 @@ class RunContext:
             if lc is None:
                 raise ConfigError("this command has no latency target")
             self._table = target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype,
-                                       self.table_quant)
+                                       self.table_quant, remote_token_file=lc.remote_token_file)
         return self._table
 
     def use_table(self, table: LatencyTable) -> None:
@@ -136,7 +137,8 @@ class RunContext:
             model.budget(ms=budget_ms)  # raises: outside the achievable range, naming it
 
         def table_of(space):
-            return target_table(lc.target, space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant)
+            return target_table(lc.target, space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype, self.table_quant,
+                                remote_token_file=lc.remote_token_file)
 
         def model_of(space):
             return LatencyModel(space, d.input_size, d.num_classes, table_of(space))

@@ -132,6 +132,7 @@ class RunConfig:
         "budget_ms": "latency.budget_ms",
         "budget_frac": "latency.budget_frac",
         "lut_cache": "latency.cache",
+        "remote_token_file": "latency.remote_token_file",
         "space": "search.space",
         "search_epochs": "search.epochs",
         "warmup_epochs": "search.arch_warmup_epochs",
@@ -189,7 +190,7 @@ def run(cfg: RunConfig) -> dict:
         table.save(d / "lut.json")
         res = {"lut": str(d / "lut.json"), "target": table.target, "entries": len(table.entries)}
         if cfg.lut_check and (table.is_host or is_remote(cfg.latency.target)):  # a remote table is checked on its device
-            device = connect(cfg.latency.target) if is_remote(cfg.latency.target) else None
+            device = connect(cfg.latency.target, cfg.latency.remote_token_file) if is_remote(cfg.latency.target) else None
             v = validate_table(table, space, cfg.lut_check, 0, "stratified", num_classes=data.num_classes, timing=ctx.timing, device=device)
             v["plot"] = str(d / "validation.png")
             atomic_write_json(d / "validation.json", v)
@@ -238,7 +239,7 @@ def run(cfg: RunConfig) -> dict:
     dev = None
     if is_remote(cfg.latency.target):
         dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
-                    lambda d: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing))
+                    lambda d: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file))
 
     # 5. baselines for the report, trained with the derived network's recipe and epochs, and priced as the deployed
     #    file is: in the table's precision (quantized by ednas's quantizer), beside the table's reference network, once
@@ -283,11 +284,11 @@ def _deployed(cfg: RunConfig, exp: dict, table) -> dict:
     }
 
 
-def _time_on_device(target: str, exp: dict, table, timing: Timing) -> dict:
+def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: str | None = None) -> dict:
     """The deployed file (the table's precision) timed on the device of ``remote:HOST:PORT``, beside the table's reference network."""
     quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
     path = exp.get("onnx_quant") if quant_file else exp.get("onnx")
-    device = connect(target)
+    device = connect(target, token_file)
     ref, why = table_reference(table, device)
     r = device.time_onnx({"model": Path(path).read_bytes()}, timing, reference=ref)
     m = r["model"]

@@ -436,9 +436,11 @@ def test_remote_cifar_table_validates_on_the_device(kit, tmp_path, monkeypatch):
 RUN_SPACE = "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | ir_k3.5.7_e2_c16_skip | head_c32"
 
 
-def test_ednas_run_remote_checks_the_budget_with_the_devices_figure(server, token_env, tmp_path):
+def test_ednas_run_remote_checks_the_budget_with_the_devices_figure(server, token_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDNAS_REMOTE_TOKEN", "0" * 64)  # a wrong token: the run must sign with --remote-token-file's at every contact
     out = tmp_path / "run"
     argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", server.target, "--space", RUN_SPACE,
+            "--remote-token-file", str(server.token_file),
             "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16", "--baselines", "none",
             "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2", "--timing.repeats", "5", "--no-progress"]
     assert main(argv) == 0
@@ -456,6 +458,18 @@ def test_ednas_run_remote_checks_the_budget_with_the_devices_figure(server, toke
     assert f"timed on the device {server.target}" in (out / "report.md").read_text()
 
 
+def test_ednas_search_signs_with_its_remote_token_file_flag(server, token_env, tmp_path, capsys):
+    """The environment holds the right token; a --remote-token-file with another one must be the one used (and refused), in one line."""
+    other = tmp_path / "other.token"
+    remote.ensure_token(str(other))
+    assert main(["search", "--out", str(tmp_path / "s"), "--data", "synthetic:classes=4,n=64,size=32", "--target", server.target,
+                 "--space", RUN_SPACE, "--epochs", "1", "--warmup-epochs", "0", "--lut-cache", str(tmp_path / "cache"), "--no-progress",
+                 "--remote-token-file", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("ednas: error: "), err  # after the stage's own log line
+    assert "bad signature" in err.splitlines()[-1], err
+
+
 def test_the_token_file_flag_wins_over_the_environment_which_wins_over_the_default(tmp_path, monkeypatch):
     from ednas.latency.remote import host_token
 
@@ -470,11 +484,12 @@ def test_the_token_file_flag_wins_over_the_environment_which_wins_over_the_defau
     assert host_token() == remote.read_token(default)
 
 
-def test_ednas_profile_remote_times_the_network_on_the_device(server, token_env, tmp_path, capsys):
+def test_ednas_profile_remote_times_the_network_on_the_device(server, token_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EDNAS_REMOTE_TOKEN", "0" * 64)  # a wrong token: profile must sign with --remote-token-file's
     timed = server.client().health()["stats"]["networks_timed"]
     js = tmp_path / "p.json"
     assert main(["profile", "--model", RUN_SPACE, "--input-size", "32", "--target", server.target, "--rounds", "2", "--json", str(js),
-                 "--no-table"]) == 0
+                 "--no-table", "--remote-token-file", str(server.token_file)]) == 0
     p = json.loads(js.read_text())
     assert p["latency_measured_how"].startswith(f"ONNX Runtime fp32 on the device {server.target}") and p["latency_ms_measured"] > 0
     assert p["device"]["session"]["graph_optimization"] == "basic"

@@ -323,7 +323,8 @@ def cached_table(target: str, space: ArchSpec, input_size: int, num_classes: int
 
 
 def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str = "~/.cache/ednas/lut",
-                 progress: bool | None = None, dtype: str | None = None, quant: dict | None = None) -> LatencyTable:
+                 progress: bool | None = None, dtype: str | None = None, quant: dict | None = None,
+                 remote_token_file: str | None = None) -> LatencyTable:
     """The latency table of ``target`` (a target name, or a table file) for a space.
 
     A measured table (``host-ort``, ``host-torch``, ``remote:HOST:PORT``) is built once per target,
@@ -334,7 +335,8 @@ def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int
     settings is kept aside).  Analytic profiles and board files are
     computed each time (instantly); ``dtype`` then overrides a profile's
     and must match a board file's.  A table file is used as it is (its
-    dtype must be ``dtype`` when one is asked for).
+    dtype must be ``dtype`` when one is asked for).  ``remote_token_file``:
+    the token of a ``remote:HOST:PORT`` target (see :func:`build_table`).
     """
     dtype = dtype_name(dtype)
     if target.endswith(".json") and not target.startswith("file:"):
@@ -346,7 +348,8 @@ def target_table(target: str, space: ArchSpec, input_size: int, num_classes: int
     if target in MEASURED_TARGETS or is_remote(target):
         folder, settings = _cache_dir(target, space, input_size, num_classes, cache, dtype, quant)
         run_stage(folder, settings, lambda d: {"entries": len(build_table(target, space, input_size, num_classes, out=d / "lut.json",
-                                                                            progress=progress, dtype=dtype, quant=quant).entries)},
+                                                                            progress=progress, dtype=dtype, quant=quant,
+                                                                            remote_token_file=remote_token_file).entries)},
                   name=f"lut cache {folder.name}")
         return load_table(folder / "lut.json", input_size=input_size)
     return build_table(target, space, input_size, num_classes, progress=progress, dtype=dtype)

@@ -31,6 +31,9 @@ class LatencyConfig:
     dtype: Optional[str] = None
     #: folder of cached measured tables (host targets), one sub-folder per target, space, input size and precision
     cache: str = "~/.cache/ednas/lut"
+    #: token file of a remote:HOST:PORT target's server (default: EDNAS_REMOTE_TOKEN, else the file EDNAS_REMOTE_TOKEN_FILE, else the
+    #: server's default token file)
+    remote_token_file: Optional[str] = None
 
     def check(self, name) -> None:
         if self.budget_ms is not None and given(self, "budget_frac"):

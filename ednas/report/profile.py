@@ -100,6 +100,9 @@ class ProfileConfig:
     rounds: int = 5
     #: print the per-layer table to stderr
     table: bool = True
+    #: token file of a remote:HOST:PORT target's server (default: EDNAS_REMOTE_TOKEN, else the file EDNAS_REMOTE_TOKEN_FILE, else the
+    #: server's default token file)
+    remote_token_file: Optional[str] = None
     hardware: DeviceConfig = field(default_factory=DeviceConfig)
 
     def check(self, name) -> None:
@@ -250,6 +253,7 @@ def profile_model(
     measure: bool = True,
     rounds: int = 5,
     hardware: Hardware | None = None,
+    remote_token_file: str | None = None,
 ) -> dict:
     """The full profile of one network (see the module docstring).
 
@@ -308,7 +312,7 @@ def profile_model(
     elif target or lut:
         prof["latency_predicted_source"] = "none: a latency table holds ednas operators only; a timm/torchvision network is predicted only by an analytic profile"
     if measure and is_remote(target):
-        device = connect(target)
+        device = connect(target, remote_token_file)
         r = device.time_onnx({"m": onnx_deploy_bytes(net.deploy, size)}, Timing(threads=threads, rounds=rounds))["m"]
         prof["latency_ms_measured"], prof["device"] = r["ms"], device.describe()
         prof["latency_measured_how"] = (f"ONNX Runtime fp32 on the device {target} ({device.machine.get('cpu') or '?'}), batch 1, "
@@ -348,7 +352,7 @@ def run_profile(cfg: ProfileConfig) -> dict:
     if cfg.json:
         check_writable_file(cfg.json, "--json")
     prof = profile_model(cfg.model, cfg.input_size, cfg.target, cfg.lut, cfg.num_classes, cfg.threads, cfg.measure, cfg.rounds,
-                         resolve_hardware(cfg.hardware))
+                         resolve_hardware(cfg.hardware), cfg.remote_token_file)
     if cfg.table:
         log.info(format_table(prof))
     if cfg.json:
