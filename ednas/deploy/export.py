@@ -46,6 +46,7 @@ from ednas.data import DataSet, check_input_shape, load_data, make_loader
 from ednas.deploy.calibration import CalibrationReader, calibration_images, with_normalisation
 from ednas.deploy.measure import compare_latency, onnx_scores, top1
 from ednas.deploy.quantize import QuantSettings, quantize_onnx
+from ednas.deploy.tflite import check_tflite_settings, export_tflite_files, parse_formats
 from ednas.errors import ConfigError, DataError, EdnasError, ExportError
 from ednas.io import _atomic, atomic_write_json
 from ednas.metrics import task_metrics
@@ -90,6 +91,8 @@ class ExportConfig:
     compare_images: int = 32
     #: allowed |ORT - PyTorch| relative to max(1, max|logit|)
     diff_tol: float = 1e-4
+    #: files to write: onnx, tflite (LiteRT fp32 and full-integer int8; needs the litert extra) or onnx,tflite
+    format: str = "onnx"
 
     def check(self, name) -> None:
         if self.quant not in QUANT_MODES:
@@ -108,6 +111,12 @@ class ExportConfig:
             raise ConfigError(f"{name('calib_images')} and {name('eval_images')} must be >= 0")
         if not self.diff_tol > 0:
             raise ConfigError(f"{name('diff_tol')} must be > 0, got {self.diff_tol}")
+        if "tflite" in parse_formats(self.format, name("format")):
+            check_tflite_settings(self.quant, self.pow2, self.mixed_precision, self.weight_bits, name)
+            from ednas.runtime.litert import EXTRA, available
+
+            if not available():  # before any work
+                raise ConfigError(f"{name('format')} {self.format} needs the litert extra: {EXTRA}")
 
 
 def _in_channels(model) -> int:
@@ -198,108 +207,153 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    # 2. fuse and export
+    formats = parse_formats(cfg.format)
     deploy = fuse(model)
-    fp32_path = export_onnx(deploy, out / "model.onnx", size, batch=1, dynamic_batch=cfg.dynamic_batch, opset=cfg.opset, in_channels=channels)
-    props = {
-        "ednas.arch": meta["arch"],
-        "ednas.input_size": str(size),
-        "ednas.mean": list(meta.get("mean") or data.mean),
-        "ednas.std": list(meta.get("std") or data.std),
-        "ednas.classes": list(meta.get("classes") or data.classes),
-        "ednas.input_layout": "NCHW float32, RGB scaled to [0, 1] then (x - mean) / std",
-    }
-    _set_metadata(fp32_path, {**props, "ednas.quant": "none"})
-
-    # 3. ONNX Runtime against the trained PyTorch network, on real images
-    sess = ort_session(fp32_path, timing.threads)
     x = next(iter(_compare_loader(data, cfg)))[0].contiguous().numpy()
-    check = _compare_with_torch(model, sess, x)
-    check["diff_ok"] = check["max_abs_diff"] <= cfg.diff_tol * max(1.0, check["max_abs_logit"])
-
-    # 4. quantize
-    quant_path, quant_info, calib_n = None, None, 0
-    if settings is not None:
-        images = calibration_images(calib, cfg.calib_images, seed=seed)
-        calib_n = int(len(images))
-        quant_path = out / f"model_{settings.name}.onnx"
-        quant_info = quantize_onnx(fp32_path, quant_path, CalibrationReader(images, "input", 1), settings)
-        _set_metadata(quant_path, {**props, "ednas.quant": settings.name})
-        if settings.pow2 and not quant_info["all_scales_pow2"]:  # a guard: pow2 mode must hold for every scale
-            raise ExportError(f"'{quant_path}': not every quantization scale is a power of two")
-
-    # 5. accuracy and latency through ONNX Runtime
-    scores, labels = onnx_scores(sess, data, cfg.split, limit=cfg.eval_images)
-    rec_quant: dict = {"top1_quant": None, "drop": None, "agreement": None, "max_abs_diff_quant": None}
-    ml = data.multilabel
-    score_fp32 = task_metrics(scores, labels, True, data.classes)["map"] if ml else top1(scores, labels)
-    if ml:
-        rec_quant["map_quant"] = None
-    models = {"fp32": fp32_path}
-    if quant_path is not None:
-        qscores, _ = onnx_scores(ort_session(quant_path, timing.threads), data, cfg.split, limit=cfg.eval_images)
-        score_q = task_metrics(qscores, labels, True, data.classes)["map"] if ml else top1(qscores, labels)
-        same = (qscores > 0) == (scores > 0) if ml else qscores.argmax(1) == scores.argmax(1)
-        rec_quant = {
-            "top1_quant": None if ml else score_q,
-            "drop": None if score_fp32 is None or score_q is None else score_fp32 - score_q,
-            "agreement": float(same.mean() * 100.0),
-            "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
-            **({"map_quant": score_q} if ml else {}),
+    images = calibration_images(calib, cfg.calib_images, seed=seed) if settings is not None else None
+    check = {"diff_ok": True}
+    if "onnx" in formats:
+        # 2. fuse and export
+        fp32_path = export_onnx(deploy, out / "model.onnx", size, batch=1, dynamic_batch=cfg.dynamic_batch, opset=cfg.opset, in_channels=channels)
+        props = {
+            "ednas.arch": meta["arch"],
+            "ednas.input_size": str(size),
+            "ednas.mean": list(meta.get("mean") or data.mean),
+            "ednas.std": list(meta.get("std") or data.std),
+            "ednas.classes": list(meta.get("classes") or data.classes),
+            "ednas.input_layout": "NCHW float32, RGB scaled to [0, 1] then (x - mean) / std",
         }
-        models["quant"] = quant_path
-    lat = compare_latency(models, timing=timing, reference=reference)
+        _set_metadata(fp32_path, {**props, "ednas.quant": "none"})
 
-    record = {
-        "max_abs_diff": check["max_abs_diff"],
-        "top1_fp32": None if ml else score_fp32,
-        **{k: rec_quant[k] for k in ("top1_quant", "drop")},
-        **({"task": "multilabel", "map_fp32": score_fp32, "map_quant": rec_quant["map_quant"]} if ml else {}),
-        "latency_ms_fp32": lat["fp32"]["median_ms"],
-        "latency_ms_quant": lat["quant"]["median_ms"] if "quant" in lat else None,
-        "speedup": lat["fp32"]["median_ms"] / lat["quant"]["median_ms"] if "quant" in lat else None,
-        "latency_ms_fp32_scaled": lat["fp32"].get("scaled_ms"),
-        "latency_ms_quant_scaled": lat["quant"].get("scaled_ms") if "quant" in lat else None,
-        "reference": lat.get("reference"),
-        "threads": timing.threads,
-        "agreement": rec_quant["agreement"],
-        "max_abs_diff_quant": rec_quant["max_abs_diff_quant"],
-        "check": {**check, "diff_tol": cfg.diff_tol, "against": "trained PyTorch network (unfused), ONNX Runtime fp32"},
-        "data": data.spec,
-        "split": cfg.split,
-        "n_eval": int(len(labels)),
-        "quant": cfg.quant,
-        "quant_settings": quant_info,
-        "calib_data": (cfg.calib_data or data_spec) if settings is not None else None,
-        "calib_split": "train" if settings is not None else None,
-        "calib_images": calib_n,
-        "calib_seed": seed if settings is not None else None,
-        "onnx": str(fp32_path),
-        "onnx_quant": str(quant_path) if quant_path is not None else None,
-        "opset": max(o.version for o in onnx.load(str(fp32_path)).opset_import if o.domain in ("", "ai.onnx")),
-        "opset_quant": quant_info["opset"] if quant_info else None,
-        "dynamic_batch": cfg.dynamic_batch,
-        "input_name": "input",
-        "output_name": "logits",
-        "input_shape": ["batch" if cfg.dynamic_batch else 1, channels, size, size],
-        "mean": props["ednas.mean"],
-        "std": props["ednas.std"],
-        "classes": props["ednas.classes"],
-        "arch": meta["arch"],
-        "source_model": str(model_path),
-        "latency": {**{k: v for k, v in lat.items()}, "batch": 1, "how": "ONNX Runtime CPU, sequential, inter-op 1, ORT_ENABLE_ALL; median of round medians, models interleaved"},
-        "versions": {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "host": platform.machine(),
-        "config": {**config_dict(cfg), "timing": config_dict(timing), "seed": seed},
-        "wall_s": time.time() - t0,
-    }
+        # 3. ONNX Runtime against the trained PyTorch network, on real images
+        sess = ort_session(fp32_path, timing.threads)
+        check = _compare_with_torch(model, sess, x)
+        check["diff_ok"] = check["max_abs_diff"] <= cfg.diff_tol * max(1.0, check["max_abs_logit"])
+
+        # 4. quantize
+        quant_path, quant_info, calib_n = None, None, 0
+        if settings is not None:
+            calib_n = int(len(images))
+            quant_path = out / f"model_{settings.name}.onnx"
+            quant_info = quantize_onnx(fp32_path, quant_path, CalibrationReader(images, "input", 1), settings)
+            _set_metadata(quant_path, {**props, "ednas.quant": settings.name})
+            if settings.pow2 and not quant_info["all_scales_pow2"]:  # a guard: pow2 mode must hold for every scale
+                raise ExportError(f"'{quant_path}': not every quantization scale is a power of two")
+
+        # 5. accuracy and latency through ONNX Runtime
+        scores, labels = onnx_scores(sess, data, cfg.split, limit=cfg.eval_images)
+        rec_quant: dict = {"top1_quant": None, "drop": None, "agreement": None, "max_abs_diff_quant": None}
+        ml = data.multilabel
+        score_fp32 = task_metrics(scores, labels, True, data.classes)["map"] if ml else top1(scores, labels)
+        if ml:
+            rec_quant["map_quant"] = None
+        models = {"fp32": fp32_path}
+        if quant_path is not None:
+            qscores, _ = onnx_scores(ort_session(quant_path, timing.threads), data, cfg.split, limit=cfg.eval_images)
+            score_q = task_metrics(qscores, labels, True, data.classes)["map"] if ml else top1(qscores, labels)
+            same = (qscores > 0) == (scores > 0) if ml else qscores.argmax(1) == scores.argmax(1)
+            rec_quant = {
+                "top1_quant": None if ml else score_q,
+                "drop": None if score_fp32 is None or score_q is None else score_fp32 - score_q,
+                "agreement": float(same.mean() * 100.0),
+                "max_abs_diff_quant": float(np.abs(qscores - scores).max()),
+                **({"map_quant": score_q} if ml else {}),
+            }
+            models["quant"] = quant_path
+        lat = compare_latency(models, timing=timing, reference=reference)
+
+        record = {
+            "max_abs_diff": check["max_abs_diff"],
+            "top1_fp32": None if ml else score_fp32,
+            **{k: rec_quant[k] for k in ("top1_quant", "drop")},
+            **({"task": "multilabel", "map_fp32": score_fp32, "map_quant": rec_quant["map_quant"]} if ml else {}),
+            "latency_ms_fp32": lat["fp32"]["median_ms"],
+            "latency_ms_quant": lat["quant"]["median_ms"] if "quant" in lat else None,
+            "speedup": lat["fp32"]["median_ms"] / lat["quant"]["median_ms"] if "quant" in lat else None,
+            "latency_ms_fp32_scaled": lat["fp32"].get("scaled_ms"),
+            "latency_ms_quant_scaled": lat["quant"].get("scaled_ms") if "quant" in lat else None,
+            "reference": lat.get("reference"),
+            "threads": timing.threads,
+            "agreement": rec_quant["agreement"],
+            "max_abs_diff_quant": rec_quant["max_abs_diff_quant"],
+            "check": {**check, "diff_tol": cfg.diff_tol, "against": "trained PyTorch network (unfused), ONNX Runtime fp32"},
+            "data": data.spec,
+            "split": cfg.split,
+            "n_eval": int(len(labels)),
+            "quant": cfg.quant,
+            "quant_settings": quant_info,
+            "calib_data": (cfg.calib_data or data_spec) if settings is not None else None,
+            "calib_split": "train" if settings is not None else None,
+            "calib_images": calib_n,
+            "calib_seed": seed if settings is not None else None,
+            "onnx": str(fp32_path),
+            "onnx_quant": str(quant_path) if quant_path is not None else None,
+            "opset": max(o.version for o in onnx.load(str(fp32_path)).opset_import if o.domain in ("", "ai.onnx")),
+            "opset_quant": quant_info["opset"] if quant_info else None,
+            "dynamic_batch": cfg.dynamic_batch,
+            "input_name": "input",
+            "output_name": "logits",
+            "input_shape": ["batch" if cfg.dynamic_batch else 1, channels, size, size],
+            "mean": props["ednas.mean"],
+            "std": props["ednas.std"],
+            "classes": props["ednas.classes"],
+            "arch": meta["arch"],
+            "source_model": str(model_path),
+            "latency": {**{k: v for k, v in lat.items()}, "batch": 1, "how": "ONNX Runtime CPU, sequential, inter-op 1, ORT_ENABLE_ALL; median of round medians, models interleaved"},
+            "versions": {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "torch": torch.__version__, "python": platform.python_version()},
+            "host": platform.machine(),
+            "config": {**config_dict(cfg), "timing": config_dict(timing), "seed": seed},
+            "wall_s": time.time() - t0,
+        }
+    else:  # LiteRT only: the record keeps its keys, filled from the LiteRT files below
+        record = _tflite_only_record(cfg, data, meta, model_path, size, channels, timing, seed, images, data_spec, t0)
+    if "tflite" in formats:
+        entry = export_tflite_files(model, deploy, out, size, channels, data, cfg.split, cfg.eval_images, x,
+                                    images if settings is not None else None, cfg.per_channel, cfg.diff_tol, timing,
+                                    lambda d, split: make_loader(d, split, 256, False))
+        record["tflite"] = entry
+        if "onnx" not in formats:
+            ml = data.multilabel
+            record.update(max_abs_diff=entry["max_abs_diff"], top1_fp32=None if ml else entry.get("top1_fp32"),
+                          top1_quant=None if ml else entry.get("top1_int8"), drop=entry.get("drop"), agreement=entry.get("agreement"),
+                          latency_ms_fp32=entry["latency_ms_fp32"], latency_ms_quant=entry["latency_ms_int8"], speedup=entry["speedup"],
+                          n_eval=entry["n_eval"])
+            if ml:
+                record.update(map_fp32=entry.get("map_fp32"), map_quant=entry.get("map_int8"))
+    record["formats"] = formats
+    record["wall_s"] = time.time() - t0
     atomic_write_json(out / "export.json", record)
+    if "tflite" in record and not record["tflite"]["diff_ok"]:
+        t = record["tflite"]
+        raise ExportError(f"'{t['file']}': LiteRT differs from PyTorch by {t['max_abs_diff']:.3g} "
+                          f"(allowed {cfg.diff_tol:g} x max(1, max|logit| {t['max_abs_logit']:.3g})); see '{out / 'export.json'}'")
     if not check["diff_ok"]:
         raise ExportError(
             f"'{fp32_path}': ONNX Runtime differs from PyTorch by {check['max_abs_diff']:.3g} "
             f"(allowed {cfg.diff_tol:g} x max(1, max|logit| {check['max_abs_logit']:.3g})); see '{out / 'export.json'}'"
         )
     return record
+
+
+def _tflite_only_record(cfg: ExportConfig, data, meta: dict, model_path, size: int, channels: int, timing: Timing, seed: int,
+                        images, data_spec: str, t0: float) -> dict:
+    """export.json's keys for ``--format tflite`` alone: the ONNX ones empty, the scores filled from the LiteRT files by the caller."""
+    ml = data.multilabel
+    return {
+        "max_abs_diff": None, "top1_fp32": None, "top1_quant": None, "drop": None,
+        **({"task": "multilabel", "map_fp32": None, "map_quant": None} if ml else {}),
+        "latency_ms_fp32": None, "latency_ms_quant": None, "speedup": None, "latency_ms_fp32_scaled": None, "latency_ms_quant_scaled": None,
+        "reference": None, "threads": timing.threads, "agreement": None, "max_abs_diff_quant": None, "check": None,
+        "data": data.spec, "split": cfg.split, "n_eval": None, "quant": cfg.quant, "quant_settings": None,
+        "calib_data": (cfg.calib_data or data_spec) if images is not None else None, "calib_split": "train" if images is not None else None,
+        "calib_images": int(len(images)) if images is not None else 0, "calib_seed": seed if images is not None else None,
+        "onnx": None, "onnx_quant": None, "opset": None, "opset_quant": None, "dynamic_batch": False,
+        "input_name": None, "output_name": None, "input_shape": [1, channels, size, size],  # the network's; tflite.input_shape is the file's
+        "mean": list(meta.get("mean") or data.mean), "std": list(meta.get("std") or data.std), "classes": list(meta.get("classes") or data.classes),
+        "arch": meta["arch"], "source_model": str(model_path), "latency": None,
+        "versions": {"torch": __import__("torch").__version__, "python": platform.python_version()}, "host": platform.machine(),
+        "config": {**config_dict(cfg), "timing": config_dict(timing), "seed": seed}, "wall_s": time.time() - t0,
+    }
 
 
 def _compare_loader(data, cfg: ExportConfig):

@@ -7,13 +7,14 @@ imports only the standard library, numpy, onnx, onnxruntime, torch and
 =====================  =====================================================
 module                 what
 =====================  =====================================================
-:mod:`.board`          the standalone ONNX Runtime script (copied verbatim to
-                       a board by ``ednas lut script``): the one session
-                       builder, the one timing loop (:func:`interleaved`),
-                       operator and network measuring
-:mod:`.remote`         the measurement server on a device and its client
-                       (copied beside the board script as ``remote.py``;
-                       ``measure_ops.py serve``, ``--target remote:HOST:PORT``)
+:mod:`.board`          the measuring kit, a package free of ednas and torch
+                       (copied whole to a board by ``ednas lut script``):
+                       the one session builder, the one timing loop
+                       (:func:`interleaved`), operator and network
+                       measuring, the measurement server and its client
+                       (``measure_ops.py serve``)
+:mod:`.remote`         the kit's server and client under one name for the
+                       host (``--target remote:HOST:PORT``)
 :mod:`.session`        :func:`ort_session` (board's builder plus clear
                        errors), :func:`score_onnx`
 :mod:`.timing`         :class:`Timing`, :func:`time_onnx`, :func:`time_torch`

@@ -9,7 +9,8 @@ JSON holds ``map`` (area under the precision-recall curve), ``map_voc07``
 class is present) and ``difficult`` (N x C, True where the class appears
 only as difficult objects: left out of that class's AP, as VOC does), plus
 ``classes``.  Accepts the ``model.pt`` of ``ednas train``
-and ONNX files (run with ONNX Runtime).
+and ONNX files (run with ONNX Runtime) and LiteRT ``.tflite`` files (run
+with the ai-edge-litert interpreter, XNNPACK; the litert extra).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ __all__ = ["EvalConfig", "run_eval", "predict"]
 class EvalConfig:
     FLAT: ClassVar[tuple] = ("hardware",)
 
-    #: model.pt written by 'ednas train' (or an .onnx file)
+    #: model.pt written by 'ednas train' (or an .onnx or .tflite file)
     model: str
     #: data set (default: the one the model was trained on)
     data: Optional[str] = None
@@ -71,18 +72,28 @@ class EvalConfig:
 
 def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2, threads: int = 1,
             hardware: Hardware | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (N x C) and targets of a model file (``.pt`` or ``.onnx``) on a split.
+    """Scores (N x C) and targets of a model file (``.pt``, ``.onnx`` or ``.tflite``) on a split.
 
     An ``.onnx`` runs through :func:`ednas.runtime.score_onnx`, in a session
     of ``threads`` intra-op threads with full graph optimisation: the options
-    ``ednas export`` scores with.  A ``.pt`` runs on ``hardware`` (default:
-    the CPU, fp32).
+    ``ednas export`` scores with; a ``.tflite`` through
+    :func:`ednas.runtime.litert.score_tflite` (XNNPACK, ``threads``).  A
+    ``.pt`` runs on ``hardware`` (default: the CPU, fp32).
     """
     import torch
 
     onnx = str(model_path).endswith(".onnx")
-    hw = hardware if hardware is not None and not onnx else Hardware.cpu()
+    tflite = str(model_path).endswith(".tflite")
+    hw = hardware if hardware is not None and not (onnx or tflite) else Hardware.cpu()
     loader = make_loader(data, split, batch_size, False, workers=workers, device=hw.device)
+    if tflite:
+        from ednas.runtime.litert import TFLiteModel, score_tflite
+
+        m = TFLiteModel(model_path, threads)
+        c, h, w = m.image_shape
+        if h == w:
+            check_input_shape(data, h, c, what="evaluation data", model=str(model_path))
+        return score_tflite(m, loader)
     if onnx:
         sess = ort_session(model_path, threads)
         shape = sess.get_inputs()[0].shape
@@ -106,7 +117,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         if f:  # outputs checked before any work
             check_writable_file(f, flag)
     data_spec, input_size, ort_threads = cfg.data, None, cfg.threads or 1
-    if str(path).endswith(".onnx"):
+    if str(path).endswith((".onnx", ".tflite")):
         side = path.with_name("export.json")  # written by 'ednas export': data spec, input size, threads
         if side.is_file():
             try:

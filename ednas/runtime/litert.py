@@ -1,0 +1,252 @@
+"""LiteRT (TFLite) files: conversion from PyTorch with litert-torch, and the ai-edge-litert interpreter (XNNPACK).
+
+Needs the ``litert`` extra (``pip install -e ".[litert]"``: ``litert-torch``
+and ``ai-edge-litert``); without it every entry point raises one line
+(:class:`~ednas.errors.ConfigError`) saying how to install it.
+
+Conversion (:func:`export_tflite`).  The fused deploy network is wrapped to
+take channels-last input (``litert_torch.to_channel_last_io``: an image
+``1 x H x W x C``, as cameras and TFLite's own tools give it, so the file
+starts without a transpose) and converted by ``litert_torch.convert``:
+
+* ``fp32``: the float network;
+* ``int8``: full integer, through PyTorch 2 export quantization (PT2E:
+  ``torch.export``, ``prepare_pt2e`` with litert-torch's
+  ``PT2EQuantizer``, symmetric int8 weights per output channel (or per
+  tensor), int8 activations calibrated by running the calibration images
+  through the observers, ``convert_pt2e``), so weights, activations, the
+  input and the output are int8 and the interpreter runs XNNPACK's integer
+  kernels; :class:`TFLiteModel` quantizes the float input with the file's
+  own scale and zero point and dequantizes the logits.
+
+Running (:class:`TFLiteModel`, :func:`score_tflite`): the ai-edge-litert
+``Interpreter`` with ``num_threads`` and its default XNNPACK delegate, batch
+1, one image at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ednas.errors import ConfigError, ExportError
+
+__all__ = ["EXTRA", "TFLiteModel", "available", "export_tflite", "score_tflite", "versions"]
+
+#: how to install what this module needs
+EXTRA = "pip install -e '.[litert]' (litert-torch and ai-edge-litert)"
+
+
+def _need(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"LiteRT (.tflite) needs the litert extra: {EXTRA}; {module} cannot be imported ({err})") from None
+
+
+def available() -> bool:
+    """Whether the litert extra is installed (both the converter and the interpreter import)."""
+    try:
+        _need("ai_edge_litert.interpreter")
+        _need("litert_torch")
+    except ConfigError:
+        return False
+    return True
+
+
+def versions() -> dict:
+    """The versions of the LiteRT packages (for records)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("litert-torch", "ai-edge-litert", "torchao"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# ---------------------------------------------------------------------------
+# conversion
+
+
+def _quiet_convert(fn):
+    """Run a litert-torch conversion with its progress lines and absl logging kept out of the user's terminal."""
+    import contextlib
+    import io
+    import logging
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            return fn()
+    except Exception as err:
+        lines = [ln for ln in (str(err) or type(err).__name__).splitlines() if ln.strip()]
+        raise ExportError(f"litert-torch could not convert the network: {lines[0][:300] if lines else type(err).__name__}") from err
+    finally:
+        absl.setLevel(level)
+
+
+def export_tflite(model, path, input_size: int, in_channels: int = 3, quant: str = "none", calib: np.ndarray | None = None,
+                  per_channel: bool = True) -> dict:
+    """Convert ``model`` (an eval-mode torch module, NCHW input) to a ``.tflite`` file at ``path`` (written atomically).
+
+    Args:
+        quant: ``none`` (fp32) or ``int8`` (full integer: int8 weights,
+            activations, input and output).
+        calib: calibration images for ``int8`` (N x C x H x W float32, as the
+            network expects them).
+        per_channel: one int8 weight scale per output channel (else one per tensor).
+    Returns:
+        ``{"file", "quant", "per_channel", "input_layout", "input_shape", "bytes"}``.
+    """
+    import torch
+
+    litert = _need("litert_torch")
+    if quant not in ("none", "int8"):
+        raise ConfigError(f"LiteRT export quantizes to none or int8, got '{quant}'")
+    if quant == "int8" and (calib is None or len(calib) == 0):
+        raise ConfigError("int8 LiteRT export needs calibration images")
+    model = model.eval()
+    wrapped = litert.to_channel_last_io(model, args=[0]).eval()
+    sample = (torch.zeros(1, input_size, input_size, in_channels),)
+
+    def nhwc(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)))
+
+    def convert():
+        if quant == "none":
+            with torch.no_grad():
+                return litert.convert(wrapped, sample)
+        from litert_torch.quantize import pt2e_quantizer
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
+        m = torch.export.export(wrapped, sample).module()
+        m = quantize_pt2e.prepare_pt2e(m, quantizer)
+        with torch.no_grad():
+            for i in range(len(calib)):
+                m(nhwc(calib[i : i + 1]))
+        m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)
+        return litert.convert(m, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+    edge = _quiet_convert(convert)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _quiet_convert(lambda: edge.export(str(tmp)))
+    tmp.replace(path)  # atomic: an interrupted export leaves no half file under the real name
+    return {"file": str(path), "quant": quant, "per_channel": bool(per_channel) if quant == "int8" else None, "input_layout": "NHWC",
+            "input_shape": [1, input_size, input_size, in_channels], "bytes": path.stat().st_size}
+
+
+# ---------------------------------------------------------------------------
+# running
+
+
+class TFLiteModel:
+    """A ``.tflite`` file (path or bytes) in the ai-edge-litert interpreter: ``threads`` threads, XNNPACK, batch 1.
+
+    :meth:`run` takes float images N x C x H x W (as every ednas loader gives
+    them) and returns float logits N x classes: it transposes to the file's
+    layout (channels last when the file's input is ``1 x H x W x C``),
+    quantizes an int8 input with the file's scale and zero point, runs one
+    image at a time and dequantizes an int8 output.
+    """
+
+    def __init__(self, model, threads: int = 1):
+        tfl = _need("ai_edge_litert.interpreter")
+        is_path = isinstance(model, (str, Path))
+        if is_path and not Path(model).is_file():
+            raise ExportError(f"LiteRT model '{model}' does not exist")
+        where = f"'{model}'" if is_path else "(in memory)"
+        try:
+            kw = {"model_path": str(model)} if is_path else {"model_content": bytes(model)}
+            self.interpreter = tfl.Interpreter(num_threads=int(threads), **kw)
+            self.interpreter.allocate_tensors()
+        except Exception as err:  # the interpreter raises ValueError/RuntimeError for a file it cannot read
+            raise ExportError(f"LiteRT model {where} cannot be loaded: {str(err).splitlines()[0][:300] if str(err) else type(err).__name__}") from err
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        shape = [int(d) for d in self.input["shape"]]
+        if len(shape) != 4:
+            raise ExportError(f"LiteRT model {where}: expected one image input (4 dimensions), got shape {shape}")
+        self.shape = shape
+        self.layout = "NHWC" if shape[1] == shape[2] and shape[3] != shape[2] else "NCHW"
+        self.threads = int(threads)
+
+    @property
+    def dtype(self) -> str:
+        return np.dtype(self.input["dtype"]).name
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of the input image."""
+        s = self.shape
+        return (s[3], s[1], s[2]) if self.layout == "NHWC" else (s[1], s[2], s[3])
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        dt = np.dtype(self.input["dtype"])
+        if dt == np.float32:
+            return x.astype(np.float32)
+        scale, zero = self.input["quantization"]
+        info = np.iinfo(dt)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dt)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if np.dtype(self.output["dtype"]) == np.float32:
+            return y.astype(np.float32)
+        scale, zero = self.output["quantization"]
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+    def run(self, x) -> np.ndarray:
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        x = np.asarray(x, np.float32)
+        if self.layout == "NHWC":
+            x = x.transpose(0, 2, 3, 1)
+        it, out = self.interpreter, []
+        for i in range(len(x)):
+            it.set_tensor(self.input["index"], self._quantize(np.ascontiguousarray(x[i : i + 1])))
+            it.invoke()
+            out.append(self._dequantize(it.get_tensor(self.output["index"])).reshape(1, -1))
+        return np.concatenate(out) if out else np.zeros((0, int(np.prod(self.output["shape"][1:]))), np.float32)
+
+    def runner(self):
+        """A callable that runs the file once on a fixed random input (for :func:`ednas.runtime.interleaved`)."""
+        x = np.random.default_rng(0).uniform(-1, 1, self.shape).astype(np.float32)
+        self.interpreter.set_tensor(self.input["index"], self._quantize(x))
+        invoke = self.interpreter.invoke
+
+        def run():
+            invoke()
+
+        return run
+
+
+def score_tflite(model, batches: Iterable, threads: int = 1, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N x C float32) and targets of a ``.tflite`` over ``batches`` (see :func:`ednas.runtime.score_onnx`)."""
+    m = model if isinstance(model, TFLiteModel) else TFLiteModel(model, threads)
+    scores, targets, seen = [], [], 0
+    for x, y in batches:
+        if limit and seen >= limit:
+            break
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+        if limit:
+            x, y = x[: limit - seen], y[: limit - seen]
+        scores.append(m.run(x))
+        targets.append(y)
+        seen += len(y)
+    if not scores:
+        return np.zeros((0, int(np.prod(m.output["shape"][1:]))), np.float32), np.zeros((0,), np.int64)
+    return np.concatenate(scores).astype(np.float32), np.concatenate(targets)

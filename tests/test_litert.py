@@ -1,0 +1,117 @@
+"""LiteRT (.tflite): export fp32 and full-integer int8, parity with PyTorch, accuracy, ``ednas eval``, and the refusals.
+
+Needs the litert extra (``pip install -e ".[litert]"``); without it these
+tests skip, except the one that checks what a user without it is told.
+CI installs the extra in a second step and runs this file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ednas import build_model, fuse
+from ednas.cli import main
+from ednas.runtime import litert
+from tests.conftest import randomize_bn
+
+needs_litert = pytest.mark.skipif(not litert.available(), reason="the litert extra is not installed (pip install -e '.[litert]')")
+
+TINY = "stem_k11_m1_c8_s2 | ir_k3_e2_c16_s2 | ir_k5_e2_c24_s1 | head_c32"
+FAST = ["--latency-rounds", "2", "--latency-runs", "5"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from ednas.data import load_data
+    from ednas.train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny")
+    m = train(TrainConfig(epochs=4, batch_size=32), out, arch=TINY, data=load_data("digits"), progress=False, tensorboard=False)
+    assert m["top1"] > 80, m  # a model worth quantizing
+    return out / "model.pt"
+
+
+@needs_litert
+@pytest.mark.parametrize("arch", [
+    "stem_k11_m2_c8_s2 | ir_k1_e2_c8 | ir_k3_e3_c16_s2_acb | ir_k5_e2_c16_r2_acb | ir_k7_e6_c24_s2_acb | ir_k9_e2_c24_r2_acb | head_c32",
+    "conv_k3_c16_s1 | ir_k5_e6_c24_s2 | proj_c32_s2 | head_c0",
+])
+def test_fp32_tflite_matches_the_trained_pytorch_network(arch, tmp_path):
+    """The fused network converted by litert-torch, run by the LiteRT interpreter, within 1e-4 of the unfused PyTorch network."""
+    from ednas import parse_arch
+
+    torch.manual_seed(0)
+    spec = parse_arch(arch)
+    spec = spec if spec.is_fixed else spec.largest()
+    model = randomize_bn(build_model(spec, 10), seed=1).eval()
+    info = litert.export_tflite(fuse(model), tmp_path / "m.tflite", 32)
+    m = litert.TFLiteModel(info["file"])
+    assert info["input_layout"] == m.layout == "NHWC" and m.dtype == "float32" and m.image_shape == (3, 32, 32)
+    x = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(m.run(x) - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+@needs_litert
+def test_export_onnx_and_tflite_checks_both_and_int8_tflite_keeps_accuracy(trained, tmp_path):
+    out = tmp_path / "exp"
+    assert main(["export", "--model", str(trained), "--out", str(out), "--format", "onnx,tflite"] + FAST) == 0
+    r = json.loads((out / "export.json").read_text())
+    t = r["tflite"]
+    assert r["formats"] == ["onnx", "tflite"] and (out / "model.onnx").is_file() and (out / "model_int8.onnx").is_file()
+    assert (out / "model.tflite").is_file() and (out / "model_int8.tflite").is_file() and t["file_int8"].endswith("model_int8.tflite")
+    assert t["diff_ok"] and t["max_abs_diff"] <= 1e-4 * max(1.0, t["max_abs_logit"])
+    assert t["input_dtype_int8"] == "int8" and t["per_channel"] is True  # full integer: the file's input is int8
+    assert abs(t["top1_fp32"] - r["top1_fp32"]) <= 0.6  # the same fp32 network in two runtimes: at most 2 of 359 images differ
+    assert t["drop"] <= 1.0, t  # full-integer int8, per-channel weights, on a trained model
+    assert t["drop"] == pytest.approx(t["top1_fp32"] - t["top1_int8"]) and t["n_eval"] == r["n_eval"] == 359
+    assert t["latency_ms_fp32"] > 0 and t["latency_ms_int8"] > 0 and t["versions"]["litert-torch"]
+
+
+@needs_litert
+def test_export_tflite_alone_writes_no_onnx_and_eval_reads_the_int8_file(trained, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(["export", "--model", str(trained), "--out", str(out), "--format", "tflite"] + FAST) == 0
+    r = json.loads((out / "export.json").read_text())
+    assert r["formats"] == ["tflite"] and r["onnx"] is None and not list(out.glob("*.onnx"))
+    assert r["top1_fp32"] == r["tflite"]["top1_fp32"] and r["top1_quant"] == r["tflite"]["top1_int8"]  # the record's scores are LiteRT's
+    js = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(out / "model_int8.tflite"), "--json", str(js)]) == 0  # the data from export.json
+    e = json.loads(js.read_text())
+    assert e["data"] == "digits" and e["n"] == 359 and e["top1"] == pytest.approx(r["tflite"]["top1_int8"])
+
+
+@needs_litert
+def test_a_file_that_is_not_tflite_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 10)
+    assert main(["eval", "--model", str(bad), "--data", "digits"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ednas: error: ") and "\n" not in err and "bad.tflite" in err and "cannot be loaded" in err
+
+
+@pytest.mark.parametrize("flags, what", [
+    (["--quant", "int16"], "--quant int16"),
+    (["--pow2"], "--pow2"),
+    (["--format", "tflite,coreml"], "--format must be onnx, tflite or onnx,tflite"),
+])
+def test_what_litert_cannot_write_is_refused_in_one_line_before_any_work(flags, what, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(litert, "available", lambda: True)  # the refusal is about the settings, with or without the extra
+    out = tmp_path / "exp"
+    fmt = [] if "--format" in flags else ["--format", "tflite"]
+    assert main(["export", "--model", str(tmp_path / "missing.pt"), "--out", str(out)] + fmt + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ednas: error: ") and "\n" not in err and what in err, err
+    assert not out.exists()
+
+
+def test_without_the_extra_format_tflite_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(litert, "available", lambda: False)
+    assert main(["export", "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o"), "--format", "tflite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "litert extra" in err and "pip install" in err, err
