@@ -24,6 +24,22 @@ def cifar_dir():
     return CIFAR_SAMPLE
 
 
+#: the small fixed network the deploy tests export (every kernel size up to 5, a stride-2 stem)
+TINY_NET = "stem_k11_m1_c8_s2 | ir_k3_e2_c16_s2 | ir_k5_e2_c24_s1 | head_c32"
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_model(tmp_path_factory):
+    """``model.pt`` of :data:`TINY_NET` trained 4 epochs on digits: a model worth quantizing (top-1 above 80 %)."""
+    from ednas.data import load_data
+    from ednas.train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny")
+    m = train(TrainConfig(epochs=4, batch_size=32), out, arch=TINY_NET, data=load_data("digits"), progress=False, tensorboard=False)
+    assert m["top1"] > 80, m
+    return out / "model.pt"
+
+
 @pytest.fixture
 def seeded():
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from ednas.checkpoint import with_checksum
 from ednas.cli import main
 from ednas.deploy.pow2 import is_pow2, pow2_scale, quant_scales
 from ednas.runtime import export_onnx, ort_session
-from tests.conftest import random_arch, randomize_bn
+from tests.conftest import TINY_NET, random_arch, randomize_bn
 
 # every depthwise kernel (1/3/5/7/9), stems 11 and 13, ACNet branches on every kernel that has them
 HANDMADE = [
@@ -21,7 +21,7 @@ HANDMADE = [
     "stem_k11_m1_c8_s1 | ir_k9_e1_c16_s2_acb | ir_k3_e3_c16_r2 | head_c0",
 ]
 ARCHS = HANDMADE + [random_arch(seed, fixed=True) for seed in range(8)]
-TINY = "stem_k11_m1_c8_s2 | ir_k3_e2_c16_s2 | ir_k5_e2_c24_s1 | head_c32"
+TINY = TINY_NET
 FAST = ["--latency-rounds", "2", "--latency-runs", "5"]
 
 
@@ -73,14 +73,8 @@ def test_pow2_scale():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from ednas.data import load_data
-    from ednas.train.trainer import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("tiny")
-    m = train(TrainConfig(epochs=4, batch_size=32), out, arch=TINY, data=load_data("digits"), progress=False, tensorboard=False)
-    assert m["top1"] > 80, m  # a model worth quantizing
-    return out / "model.pt"
+def trained(tiny_digits_model):
+    return tiny_digits_model
 
 
 @pytest.fixture(scope="module")

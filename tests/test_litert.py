@@ -20,19 +20,12 @@ from tests.conftest import randomize_bn
 
 needs_litert = pytest.mark.skipif(not litert.available(), reason="the litert extra is not installed (pip install -e '.[litert]')")
 
-TINY = "stem_k11_m1_c8_s2 | ir_k3_e2_c16_s2 | ir_k5_e2_c24_s1 | head_c32"
 FAST = ["--latency-rounds", "2", "--latency-runs", "5"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from ednas.data import load_data
-    from ednas.train.trainer import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("tiny")
-    m = train(TrainConfig(epochs=4, batch_size=32), out, arch=TINY, data=load_data("digits"), progress=False, tensorboard=False)
-    assert m["top1"] > 80, m  # a model worth quantizing
-    return out / "model.pt"
+def trained(tiny_digits_model):
+    return tiny_digits_model
 
 
 @needs_litert
