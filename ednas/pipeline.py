@@ -150,6 +150,10 @@ class RunConfig:
             raise ConfigError(f"{name('lut_check')} must be >= 0, got {self.lut_check}")
         if self.threads < 0:
             raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
+        if self.latency.target == "host-litert":
+            raise ConfigError(f"{name('latency.target')} host-litert: 'ednas run' does not yet deploy and check a .tflite against the budget; "
+                              "build the table with 'ednas lut build --target host-litert', search with 'ednas search --target host-litert', "
+                              "export with 'ednas export --format tflite'")
         deployed, dtype = QUANT_DTYPE.get(self.export.quant), dtype_name(self.latency.dtype)
         if dtype in ("i8", "i16") and dtype != deployed:
             raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {dtype} network, but {name('export.quant')} "

@@ -108,3 +108,85 @@ def test_without_the_extra_format_tflite_says_how_to_install_it(tmp_path, capsys
     assert main(["export", "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o"), "--format", "tflite"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "litert extra" in err and "pip install" in err, err
+
+
+# -- host-litert: latency tables timed in LiteRT ---------------------------------------------------
+
+LITERT_SPACE = "stem_k11_m1_c8_s1 | ir_k3.7_e2.4_c16 | ir_k3.5_e2_c16_s2 | head_c32"
+LUT_FAST = ["--repeats", "5", "--rounds", "1", "--warmup", "1", "--fit-archs", "2", "--no-progress"]
+
+
+@pytest.mark.parametrize("model_id", [
+    "sw:dw_i16x16x32_o32_k7_s1_g32_e2_f32", "sw:expand_i16x16x16_o32_k1_s1_g1_e2_f32", "sw:stem-dw_i32x32x3_o3_k11_s1_g3_e1_f32",
+    "sw:dw_i16x16x32_o32_k3_s2_g32_e2_f32", "sw:pool_i4x4x64_o64_k4_s1_g1_e1_f32", "sw:fc_i1x1x64_o10_k1_s1_g1_e1_f32",
+    "pair:32x16x16", "chain3:16x8x8", "pair2:64", "addsw:add_i8x8x16_o16_k1_s1_g1_e1_f32",
+])
+def test_the_litert_models_have_the_kits_shapes(model_id):
+    """Each model host-litert converts is the kit's ONNX graph of the same id in PyTorch: same input and output shapes."""
+    import onnx
+
+    from ednas.latency.litert import model_module
+    from ednas.runtime import board
+
+    module, shape = model_module(model_id)
+    data, onnx_shape = board.build(model_id)
+    assert list(shape) == list(onnx_shape)
+    with torch.no_grad():
+        out = module.eval()(torch.zeros(shape))
+    want = [d.dim_value for d in onnx.load_from_string(data).graph.output[0].type.tensor_type.shape.dim]
+    assert list(out.shape) == want, (model_id, list(out.shape), want)
+
+
+def test_the_litert_network_of_the_reference_keys_has_the_kits_output():
+    from ednas import parse_arch
+    from ednas.latency.litert import network_module
+    from ednas.latency.measure import reference_spec
+
+    keys = reference_spec(parse_arch(LITERT_SPACE), 32, 10)["ops"]
+    module, shape = network_module(keys)
+    with torch.no_grad():
+        assert list(module.eval()(torch.zeros(shape)).shape) == [1, 10]
+
+
+@needs_litert
+def test_host_litert_table_is_timed_in_litert_resumes_and_validates(tmp_path, monkeypatch):
+    from ednas import parse_arch
+    from ednas.latency.ops import space_ops
+    from ednas.latency.table import load_table
+    from ednas.latency.validate import validate_table
+    from ednas.runtime import board
+
+    out = tmp_path / "lut.json"
+    assert main(["lut", "build", "--target", "host-litert", "--space", LITERT_SPACE, "--input", "32", "--out", str(out)] + LUT_FAST) == 0
+    t = load_table(out)
+    keys = {op.key for op in space_ops(parse_arch(LITERT_SPACE), 32, 10)}
+    assert set(t.entries) == keys and t.target == "host-litert" and t.meta["measurement"]["runtime"] == "litert"
+    assert t.meta["measurement"]["method"] == "sandwich" and t.meta["reference"]["ms"] > 0 and all("rel" in e for e in t.entries.values())
+    # an interrupted build: the rerun measures only the missing operators
+    raw = json.loads(out.read_text())
+    gone = sorted(raw["entries"])[:2]
+    for k in gone:
+        del raw["entries"][k]
+    raw.pop("checksum", None)
+    out.write_text(json.dumps(raw))
+    calls = []
+    real = board.measure_op
+    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key) or real(key, *a, **k))
+
+    def no_onnx(*a, **k):
+        raise AssertionError("a host-litert operator was timed with an ONNX graph")
+
+    monkeypatch.setattr(board.timing, "build", no_onnx)  # every model the rerun times must be a LiteRT one
+    assert main(["lut", "build", "--target", "host-litert", "--space", LITERT_SPACE, "--input", "32", "--out", str(out)] + LUT_FAST) == 0
+    assert sorted(calls) == gone
+    v = validate_table(load_table(out), n=3, repeats=5, rounds=2)
+    assert v["n"] == 3 and v["measured_with"].startswith("litert") and v["reference"]["used"]
+
+
+def test_run_on_host_litert_and_a_fixed_point_litert_table_are_refused_in_one_line(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "r"), "--target", "host-litert"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "host-litert" in err and "ednas lut build --target host-litert" in err, err
+    assert main(["search", "--out", str(tmp_path / "s"), "--target", "host-litert", "--latency-dtype", "i8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "f32 tables only" in err, err

@@ -5,6 +5,9 @@ target                 source of LAT(op)
 =====================  =======================================================
 ``host-ort``           measured here with ONNX Runtime (:mod:`ednas.runtime.board`), plus
                        the fitted per-network constant
+``host-litert``        measured here with LiteRT (ai-edge-litert, XNNPACK; the litert extra), float32,
+                       by the same sandwich method and reference network (:mod:`ednas.latency.litert`), plus
+                       the same fitted constant
 ``host-torch``         measured here with PyTorch eager (channels_last), plus
                        the fitted constant
 ``tda2x``, ``tda4vm``  analytic profiles shipped in ``latency/profiles/``
@@ -61,7 +64,7 @@ from ednas.stage import run_stage, stage_state
 
 __all__ = ["MEASURED_TARGETS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
 
-MEASURED_TARGETS = ("host-ort", "host-torch")
+MEASURED_TARGETS = ("host-ort", "host-torch", "host-litert")
 
 
 def is_analytic(target: str) -> bool:
@@ -140,8 +143,13 @@ def build_table(
                               f"('ednas lut script --dtype {dtype}')")
     elif target in MEASURED_TARGETS or is_remote(target):
         dtype = dtype or "f32"
-        if target == "host-torch" and dtype != "f32":
-            raise ConfigError(f"target host-torch measures float32 operators; --dtype must be f32, got {dtype}")
+        if target in ("host-torch", "host-litert") and dtype != "f32":
+            raise ConfigError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
+        if target == "host-litert":
+            from ednas.runtime.litert import EXTRA, available
+
+            if not available():
+                raise ConfigError(f"target host-litert times operators in LiteRT and needs the litert extra: {EXTRA}")
         if dtype not in ("f32", *board.QUANT_DTYPES):
             raise ConfigError(f"target {target} measures f32, {', '.join(board.QUANT_DTYPES)} operators; got --dtype {dtype}")
         scheme = board.quant_scheme(dtype, **(quant or {})) if dtype != "f32" else None
@@ -164,20 +172,25 @@ def build_table(
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
               dtype="f32", scheme=None, stat="median", reference=True, device=None) -> LatencyTable:
-    runtime = "torch" if target == "host-torch" else "onnxruntime"
+    runtime = {"host-torch": "torch", "host-litert": "litert"}.get(target, "onnxruntime")
+    sandwich = runtime in ("onnxruntime", "litert")
     measurement = {
         "runtime": runtime,
-        "method": "sandwich" if runtime == "onnxruntime" else "module call, channels_last",
+        "method": "sandwich" if sandwich else "module call, channels_last",
         "threads": int(threads),
         "warmup": int(warmup),
         "repeats": int(repeats),
         "rounds": int(rounds),
         "stat": stat,
-        "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if runtime == "onnxruntime" else "")
+        "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if sandwich else "")
         + (", in units of the reference network" if reference else ""),
-        **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if runtime == "onnxruntime" else {}),
-        "graph_optimization": "all" if runtime == "onnxruntime" else "eager",
+        **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if sandwich else {}),
+        "graph_optimization": {"onnxruntime": "all", "litert": "XNNPACK (the interpreter's default delegate), channels last"}.get(runtime, "eager"),
     }
+    if runtime == "litert":
+        from ednas.runtime.litert import versions
+
+        measurement["litert"] = versions()
     if device is not None:
         measurement["graph_optimization"] = (device.info.get("session") or {}).get("graph_optimization", "all")
         measurement["where"] = "on the device, by its measurement server (ednas.runtime.remote)"
@@ -233,6 +246,11 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
     elif runtime == "onnxruntime":
         ref_model = board.build_network(table.meta["reference"]["ops"], quant=scheme) if reference else None
         measure_ops_ort(ops, threads, warmup, repeats, rounds, on_entry=keep, quant=scheme, reference=ref_model, stat=stat)
+    elif runtime == "litert":
+        from ednas.latency.litert import measure_ops_litert
+
+        measure_ops_litert(ops, threads, warmup, repeats, rounds, on_entry=keep, reference=table.meta["reference"]["ops"] if reference else None,
+                           stat=stat)
     else:
         measure_ops_torch(ops, threads, warmup, repeats, rounds, on_entry=keep)
     if bar is not None:
@@ -303,7 +321,7 @@ def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, 
     dtype = dtype or "f32"
     settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
                 "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": 5, "fit_archs": 5, "fit_seed": 1234, "stat": Timing().stat,
-                                "reference": target == "host-ort" or is_remote(target)}}
+                                "reference": target in ("host-ort", "host-litert") or is_remote(target)}}
     key_text = f"{target}|{space.format()}|{input_size}|{num_classes}"
     if dtype != "f32" or quant:  # f32 tables keep the folders they always had
         settings["dtype"], settings["quant"] = dtype, quant or None

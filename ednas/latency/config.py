@@ -19,7 +19,7 @@ QUANT_DTYPE = {"none": "f32", "int8": "i8", "int16": "i16"}
 class LatencyConfig:
     """Where latency comes from, and the budget the search must meet."""
 
-    #: latency target: host-ort, host-torch, tda2x, tda4vm, roofline[:FILE.yaml], file:BOARD_TABLE.json, remote:HOST:PORT (a device's
+    #: latency target: host-ort, host-litert (LiteRT, XNNPACK; the litert extra), host-torch, tda2x, tda4vm, roofline[:FILE.yaml], file:BOARD_TABLE.json, remote:HOST:PORT (a device's
     #: measurement server; token from EDNAS_REMOTE_TOKEN or its token file), or a lut.json
     target: str = "host-ort"
     #: latency budget in ms (replaces --budget-frac; give one of the two)
@@ -49,8 +49,8 @@ class LatencyConfig:
             raise ConfigError(f"{name('dtype')} must be one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16), got '{self.dtype}'")
         if (self.target == "host-ort" or self.target.startswith("remote:")) and dtype not in (None, "f32", "i8", "i16"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32, i8 and i16 tables")
-        if self.target == "host-torch" and dtype not in (None, "f32"):
-            raise ConfigError(f"{name('dtype')} {self.dtype}: host-torch measures f32 tables only")
+        if self.target in ("host-torch", "host-litert") and dtype not in (None, "f32"):
+            raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32 tables only")
 
 
 def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False, per_channel: bool = True,

@@ -87,6 +87,12 @@ def table_reference(table, device=None) -> tuple[Reference | None, str]:
     ref = table.meta.get("reference") or {}
     if not ref.get("ops") or not ref.get("ms"):
         return None, "the table has no reference network (built without one, or by an older ednas)"
+    if (table.meta.get("measurement") or {}).get("runtime") == "litert":  # timed in LiteRT: the keys, built there
+        from ednas.latency.litert import LitertReference
+
+        if not same_machine(table.meta.get("machine"), board.machine()):
+            return None, "the table was measured on another kind of machine"
+        return LitertReference(tuple(ref["ops"]), float(ref["ms"])), ""
     if device is not None:
         if not same_machine(table.meta.get("machine"), device.machine):
             return None, f"the table was measured on another kind of machine than the device {device.target}"

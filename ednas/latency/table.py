@@ -134,7 +134,7 @@ class LatencyTable:
     @property
     def is_host(self) -> bool:
         """Whether the table was measured on this kind of host (so networks can be timed here to compare)."""
-        return self.target in ("host-ort", "host-torch")
+        return self.target in ("host-ort", "host-torch", "host-litert")
 
     def _where(self) -> str:
         return f"'{self.path}'" if self.path else f"(target {self.target})"

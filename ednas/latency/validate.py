@@ -196,6 +196,12 @@ def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, 
         return time_onnx(files, timing, progress, reference=reference)
     if device is not None:
         raise LatencyTableError(f"a remote device times ONNX files only; a {runtime} table cannot be checked on {device.target}")
+    if runtime == "litert":
+        from ednas.latency.litert import time_networks_litert
+
+        if quant:
+            raise LatencyTableError("host-litert tables are float32 only (for now)")
+        return time_networks_litert(models, input_size, timing, progress, reference=reference)
     if runtime == "torch":
         if quant:
             raise LatencyTableError("host-torch tables are float32 only")
@@ -261,7 +267,7 @@ def fit_constant(
     archs = {f"fit-{i}": space.with_picks(p, branches=False) for i, p in enumerate(picks)}
     sums = {name: lm.predict(a, allow_masked=True) for name, a in archs.items()}
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
-    ref = table_reference(table, device)[0] if _runtime(table) == "onnxruntime" else None
+    ref = table_reference(table, device)[0] if _runtime(table) in ("onnxruntime", "litert") else None
     meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref,
                          device=device)
     at_table = {name: meas[name]["scaled_ms"] if meas[name].get("scaled_ms") is not None else meas[name]["ms"] for name in archs}
@@ -344,7 +350,7 @@ def validate_table(
         if device is not None and runtime != "onnxruntime":
             raise LatencyTableError(f"latency table {table._where()} was measured with {runtime or 'no runtime'}; a remote device times ONNX Runtime "
                                     "tables (host-ort, remote:, or a board's file: table)")
-        if device is None and (table.target not in ("host-ort", "host-torch") or runtime not in ("onnxruntime", "torch")):
+        if device is None and (table.target not in ("host-ort", "host-torch", "host-litert") or runtime not in ("onnxruntime", "torch", "litert")):
             raise LatencyTableError(
                 f"latency table {table._where()} (target {table.target}) cannot be measured on this machine; "
                 "validate a board table with the 'validate' networks of 'ednas lut script --validate-archs N', "
@@ -354,7 +360,7 @@ def validate_table(
             timing = Timing(threads=int(threads or meas_info.get("threads") or 1), warmup=warmup, repeats=repeats, rounds=rounds,
                             stat=meas_info.get("stat") or "median")
         threads, repeats, rounds = timing.threads, timing.repeats, timing.rounds
-        ref, why = table_reference(table, device) if runtime == "onnxruntime" else (None, "host-torch tables have no reference network")
+        ref, why = table_reference(table, device) if runtime in ("onnxruntime", "litert") else (None, "host-torch tables have no reference network")
         if not scale:
             ref, why = None, "not asked for (scale=False)"
         const = table.meta.get("constant") or {}

@@ -1,0 +1,204 @@
+"""``host-litert``: latency tables timed in LiteRT (the ai-edge-litert interpreter, XNNPACK), as embedded Arm CPUs run them.
+
+The method is ``host-ort``'s (:mod:`ednas.runtime.board`): each operator is
+timed in its sandwich ``P_in -> op -> P_out`` beside the context pairs
+``P -> P`` (``LAT = S - B_in / 2 - B_out / 2``, the residual add as a
+marginal cost), in interleaved rounds, in units of the table's reference
+network; the very same :func:`ednas.runtime.board.measure_op` computes
+every entry.  Only the models differ: here each model of
+:func:`ednas.runtime.board.plan` is the same graph written as a PyTorch
+module (:func:`model_module`; ``P`` a 1 x 1 depthwise convolution, a
+channel-wise scale on rank-2 tensors) and converted by litert-torch, many
+models as the signatures of one file (:func:`ednas.runtime.litert.signature_runners`),
+channels last as ``ednas export --format tflite`` writes them.  Whole
+networks (the reference, the fit and validation networks) are ednas's own
+fused networks, converted the same way.
+
+float32 only for now (``--dtype f32``); needs the litert extra.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+from ednas.errors import ConfigError
+from ednas.latency.ops import Op
+from ednas.runtime import board
+
+__all__ = ["TARGET", "LitertReference", "model_module", "network_module", "measure_ops_litert", "time_networks_litert"]
+
+TARGET = "host-litert"
+# the operator types followed by a ReLU (as the kit's graphs)
+_RELU = {"stem-dw", "stem-pw", "expand", "dw", "head", "conv"}
+
+
+def _init(m: nn.Module, gen: torch.Generator) -> nn.Module:
+    """Weights scaled so activations stay O(1) (no denormals), as the kit's graphs are."""
+    with torch.no_grad():
+        for p in m.modules():
+            if isinstance(p, nn.Conv2d):
+                fan_in = p.in_channels // p.groups * p.kernel_size[0] * p.kernel_size[1]
+                p.weight.copy_((torch.rand(p.weight.shape, generator=gen) * 2 - 1) * (1.0 / fan_in) ** 0.5)
+                p.bias.copy_((torch.rand(p.bias.shape, generator=gen) * 2 - 1) * 0.1)
+            elif isinstance(p, nn.Linear):
+                p.weight.copy_((torch.rand(p.weight.shape, generator=gen) * 2 - 1) * (1.0 / p.in_features) ** 0.5)
+                p.bias.zero_()
+    return m
+
+
+class _Scale(nn.Module):
+    """The context operator on a rank-2 tensor: a channel-wise scale."""
+
+    def __init__(self, c: int, gen: torch.Generator):
+        super().__init__()
+        self.s = nn.Parameter(torch.rand(1, c, generator=gen) + 0.5, requires_grad=False)
+
+    def forward(self, x):
+        return x * self.s
+
+
+def _p(c: int, gen: torch.Generator, rank4: bool = True) -> nn.Module:
+    return _init(nn.Conv2d(c, c, 1, groups=c), gen) if rank4 else _Scale(c, gen)
+
+
+def _op(op: dict, gen: torch.Generator) -> nn.Module:
+    t = op["type"]
+    if t == "pool":
+        return nn.AdaptiveAvgPool2d(1)
+    if t == "fc":
+        return _init(nn.Linear(op["cin"], op["cout"]), gen)
+    conv = _init(nn.Conv2d(op["cin"], op["cout"], op["kernel"], op["stride"], op["kernel"] // 2, groups=op["groups"]), gen)
+    return nn.Sequential(conv, nn.ReLU()) if t in _RELU else conv
+
+
+class _Chain(nn.Module):
+    def __init__(self, *mods):
+        super().__init__()
+        self.mods = nn.ModuleList(mods)
+
+    def forward(self, x):
+        for m in self.mods:
+            x = m(x)
+        return x
+
+
+class _AddSandwich(nn.Module):
+    """``P3(P2(P1(x)) + P1(x))``: the residual add after a conv, as :func:`ednas.runtime.board.build` writes ``addsw``."""
+
+    def __init__(self, c: int, gen: torch.Generator):
+        super().__init__()
+        self.p1, self.p2, self.p3 = _p(c, gen), _p(c, gen), _p(c, gen)
+
+    def forward(self, x):
+        a = self.p1(x)
+        return self.p3(self.p2(a) + a)
+
+
+def model_module(model_id: str) -> tuple[nn.Module, list[int]]:
+    """``(module, NCHW input shape)`` of a float model of :func:`ednas.runtime.board.plan` (``sw:``, ``pair:``, ``chain3:``,
+    ``pair2:``, ``addsw:``)."""
+    kind, _, arg = model_id.partition(":")
+    gen = torch.Generator().manual_seed(zlib.crc32(model_id.encode()))
+    if kind in ("pair", "chain3", "pair2"):
+        arg, _, dtype = arg.partition(":")
+        if dtype not in ("", "f32"):
+            raise ConfigError(f"{TARGET} measures float32 operators only; model {model_id} is {dtype}")
+        if kind == "pair2":
+            c = int(arg)
+            return _Chain(_p(c, gen, False), _p(c, gen, False)), [1, c]
+        c, h, w = (int(v) for v in arg.split("x"))
+        return _Chain(*[_p(c, gen) for _ in range(2 if kind == "pair" else 3)]), [1, c, h, w]
+    op = board.parse_key(arg)
+    if op["dtype"] != "f32":
+        raise ConfigError(f"{TARGET} measures float32 operators only; {arg} is {op['dtype']}")
+    if kind == "addsw":
+        return _AddSandwich(op["cin"], gen), [1, op["cin"], op["h"], op["w"]]
+    if kind == "sw":
+        rank4 = op["type"] != "fc"
+        shape = [1, op["cin"], op["h"], op["w"]] if rank4 else [1, op["cin"]]
+        return _Chain(_p(op["cin"], gen, rank4), _op(op, gen), _p(op["cout"], gen, rank4)), shape
+    raise ConfigError(f"unknown model id {model_id!r}")
+
+
+class _Net(nn.Module):
+    """A network from its operator keys, as :func:`ednas.runtime.board.build_network` builds it."""
+
+    def __init__(self, keys: list[str], gen: torch.Generator):
+        super().__init__()
+        self.ops = [board.parse_key(k) for k in keys]
+        self.mods = nn.ModuleList(nn.Identity() if o["type"] == "add" else _op(o, gen) for o in self.ops)
+
+    def forward(self, x):
+        block_in, prev = x, None
+        for o, m in zip(self.ops, self.mods):
+            if o["type"] == "expand" or (o["type"] == "dw" and prev != "expand"):
+                block_in = x
+            if o["type"] == "fc" and prev == "pool":
+                x = torch.flatten(x, 1)
+            x = x + block_in if o["type"] == "add" else m(x)
+            prev = o["type"]
+        return x
+
+
+def network_module(keys: list[str]) -> tuple[nn.Module, list[int]]:
+    """``(module, NCHW input shape)`` of a network given as its chain of float operator keys (the reference network)."""
+    first = board.parse_key(keys[0])
+    return _Net(list(keys), torch.Generator().manual_seed(len(keys))), [1, first["cin"], first["h"], first["w"]]
+
+
+def measure_ops_litert(ops: Iterable[Op], threads: int = 1, warmup: int = 10, repeats: int = 100, rounds: int = 5,
+                       on_entry: Callable[[Op, dict], None] | None = None, reference: list[str] | None = None, stat: str = "median",
+                       chunk: int = 48) -> dict:
+    """``{key: entry}`` of each operator timed in LiteRT (see the module docstring); ``reference``: the reference network's keys.
+
+    The models of ``chunk`` operators at a time are converted together, then
+    their operators measured (:func:`ednas.runtime.board.measure_op`), so an
+    interrupted build keeps every operator measured so far.
+    """
+    from ednas.runtime.litert import signature_runners
+
+    ops = list(ops)
+    ref = None
+    if reference:
+        ref = signature_runners({"reference": network_module(reference)}, threads)["reference"]
+    out = {}
+    for start in range(0, len(ops), chunk):
+        part = ops[start : start + chunk]
+        ids = list(dict.fromkeys(mid for op in part for mid, _ in board.plan(op.key)))
+        cache = signature_runners({mid: model_module(mid) for mid in ids}, threads)
+        for op in part:
+            e = board.measure_op(op.key, threads, warmup, repeats, rounds, cache=cache, reference=ref, stat=stat)
+            out[op.key] = e
+            if on_entry:
+                on_entry(op, e)
+    return out
+
+
+@dataclass(frozen=True)
+class LitertReference:
+    """A LiteRT table's reference network: its operator keys and its time when the table was built."""
+
+    keys: tuple
+    ms: float
+
+
+def time_networks_litert(models: dict, input_size: int, timing, progress=None, reference: LitertReference | None = None) -> dict:
+    """End-to-end ms of ``{name: torch deploy module}`` (NCHW image input) in LiteRT, interleaved beside the reference network.
+
+    Returns :func:`ednas.runtime.board.interleaved`'s result.
+    """
+    from ednas.runtime.litert import signature_runners
+
+    mods = {}
+    for name, m in models.items():
+        conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+        mods[name] = (m, [1, conv.in_channels, input_size, input_size])
+    runners = signature_runners(mods, timing.threads)
+    ref = signature_runners({"reference": network_module(list(reference.keys))}, timing.threads)["reference"] if reference else None
+    return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, reference=ref,
+                             ref_ms=reference.ms if reference else None, stat=timing.stat)
