@@ -37,6 +37,7 @@ measurement runs before the first stage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -150,10 +151,9 @@ class RunConfig:
             raise ConfigError(f"{name('lut_check')} must be >= 0, got {self.lut_check}")
         if self.threads < 0:
             raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
-        if self.latency.target == "host-litert":
-            raise ConfigError(f"{name('latency.target')} host-litert: 'ednas run' does not yet deploy and check a .tflite against the budget; "
-                              "build the table with 'ednas lut build --target host-litert', search with 'ednas search --target host-litert', "
-                              "export with 'ednas export --format tflite'")
+        if self.latency.target == "host-litert" and self.export.quant != "none":
+            raise ConfigError(f"{name('latency.target')} host-litert prices float32 networks (int8 LiteRT tables are not built yet): "
+                              f"give {name('export.quant')} none, and the run deploys and checks the fp32 .tflite")
         deployed, dtype = QUANT_DTYPE.get(self.export.quant), dtype_name(self.latency.dtype)
         if dtype in ("i8", "i16") and dtype != deployed:
             raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {dtype} network, but {name('export.quant')} "
@@ -229,14 +229,17 @@ def run(cfg: RunConfig) -> dict:
     trn = stage("train", {**base, "train": config_dict(cfg.train), "seed": cfg.seed, "arch": srch.result["arch"],
                           "after": srch.fingerprint}, train_stage)
 
-    # 4. export: fuse, ONNX, quantize, measure
+    # 4. export: fuse, ONNX, quantize, measure (and the LiteRT file on host-litert: the one deployed there)
+    litert = cfg.latency.target == "host-litert"
+    export_cfg = dataclasses.replace(cfg.export, format="onnx,tflite") if litert and "tflite" not in cfg.export.format else cfg.export
+
     def export_stage(d: Path) -> dict:
         # the files are timed beside the table's reference network (same kind of host), so their latency is also
         # given at the speed the table was built at, the speed the budget is in
-        return export_model(cfg.export, out / "train" / "model.pt", d, data=data, timing=timing, seed=cfg.seed,
-                            reference=table_reference(ctx.table)[0])
+        return export_model(export_cfg, out / "train" / "model.pt", d, data=data, timing=timing, seed=cfg.seed,
+                            reference=None if litert else table_reference(ctx.table)[0])
 
-    exp = stage("export", {"export": config_dict(cfg.export), "timing": config_dict(timing), "seed": cfg.seed,
+    exp = stage("export", {"export": config_dict(export_cfg), "timing": config_dict(timing), "seed": cfg.seed,
                            "trained": trn.result, "after": trn.fingerprint}, export_stage)
 
     # 4b. on a device in the loop (remote:HOST:PORT): the deployed file timed there, where the budget must hold
@@ -244,6 +247,9 @@ def run(cfg: RunConfig) -> dict:
     if is_remote(cfg.latency.target):
         dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
                     lambda d: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file))
+    elif litert:  # the deployed .tflite timed in LiteRT beside the table's reference network: the runtime the budget is for
+        dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
+                    lambda d: _time_in_litert(exp.result, ctx.table, timing))
 
     # 5. baselines for the report, trained with the derived network's recipe and epochs, and priced as the deployed
     #    file is: in the table's precision (quantized by ednas's quantizer), beside the table's reference network, once
@@ -301,6 +307,26 @@ def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: s
         reference = {"used": True, "table_ms": r[board.REFERENCE]["table_ms"], "now_ms": r[board.REFERENCE]["ms"], "ratio": r[board.REFERENCE]["ratio"]}
     return {"file": path, "precision": table.dtype, "raw_ms": m["ms"], "scaled_ms": m.get("scaled_ms"), "spread_ms": m["spread_ms"],
             "reference": reference, "where": f"the device {target}", "device": device.describe()}
+
+
+def _time_in_litert(exp: dict, table, timing: Timing) -> dict:
+    """The deployed fp32 ``.tflite`` timed in LiteRT on this host (``host-litert``), beside the table's reference network."""
+    from ednas.latency.litert import LitertReference, network_module
+    from ednas.runtime.litert import TFLiteModel, signature_runners
+
+    path = exp["tflite"]["file"]
+    ref, why = table_reference(table)
+    runners = {"model": TFLiteModel(path, timing.threads).runner()}
+    ref_runner = signature_runners({"reference": network_module(list(ref.keys))}, timing.threads)["reference"] \
+        if isinstance(ref, LitertReference) else None
+    r = board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, reference=ref_runner,
+                          ref_ms=ref.ms if ref_runner is not None else None, stat=timing.stat)
+    m = r["model"]
+    reference = {"used": False, "why": why}
+    if ref_runner is not None:
+        reference = {"used": True, "table_ms": r[board.REFERENCE]["table_ms"], "now_ms": r[board.REFERENCE]["ms"], "ratio": r[board.REFERENCE]["ratio"]}
+    return {"file": path, "precision": table.dtype, "raw_ms": m["ms"], "scaled_ms": m.get("scaled_ms"), "spread_ms": m["spread_ms"],
+            "reference": reference, "where": "LiteRT on this host (ai-edge-litert, XNNPACK)"}
 
 
 def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict, table,

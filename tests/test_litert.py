@@ -183,10 +183,33 @@ def test_host_litert_table_is_timed_in_litert_resumes_and_validates(tmp_path, mo
     assert v["n"] == 3 and v["measured_with"].startswith("litert") and v["reference"]["used"]
 
 
-def test_run_on_host_litert_and_a_fixed_point_litert_table_are_refused_in_one_line(tmp_path, capsys):
-    assert main(["run", "--out", str(tmp_path / "r"), "--target", "host-litert"]) == 2
+def test_an_int8_run_on_host_litert_and_a_fixed_point_litert_table_are_refused_in_one_line(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "r"), "--target", "host-litert"]) == 2  # --quant int8 is the default
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "host-litert" in err and "ednas lut build --target host-litert" in err, err
+    assert "\n" not in err and "host-litert prices float32" in err and "none" in err, err
     assert main(["search", "--out", str(tmp_path / "s"), "--target", "host-litert", "--latency-dtype", "i8"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "f32 tables only" in err, err
+
+
+@needs_litert
+def test_ednas_run_on_host_litert_checks_the_budget_with_the_deployed_tflite_timed_in_litert(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", "host-litert", "--quant", "none",
+            "--space", LITERT_SPACE, "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16",
+            "--baselines", "none", "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2",
+            "--timing.repeats", "5", "--no-progress"]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    d = s["deployed"]
+    assert s["latency_measured_on"] == d["where"] and d["where"].startswith("LiteRT on this host")
+    assert d["file"].endswith("model.tflite") and d["precision"] == "f32" and d["reference"]["used"]
+    assert s["latency_ms_measured"] == d["scaled_ms"] and s["latency_ms_measured"] > 0
+    check = next(c for c in s["verdict"]["checks"] if c["check"] == "measured")
+    assert check["measured_ms"] == s["latency_ms_measured"]
+    assert s["lut_check"]["check_n"] == 2  # the table was checked in LiteRT too
+    from ednas.latency.table import load_table
+
+    lut = load_table(out / "lut" / "lut.json")
+    assert lut.target == "host-litert" and lut.meta["measurement"]["runtime"] == "litert"
+    assert json.loads((out / "export" / "export.json").read_text())["tflite"]["diff_ok"]

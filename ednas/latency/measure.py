@@ -213,7 +213,7 @@ def measure_latency(
     model: nn.Module, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, timing: Timing | None = None,
     table=None,
 ) -> float:
-    """End-to-end ms of ``model`` with ONNX Runtime (deploy form; fused if it is not).
+    """End-to-end ms of ``model`` with ONNX Runtime (deploy form; fused if it is not), or in LiteRT for a ``host-litert`` table.
 
     Timed by :func:`ednas.runtime.time_onnx` with ``timing`` (default: a
     :class:`~ednas.runtime.Timing` of ``threads``, ``warmup``, ``repeats``,
@@ -228,6 +228,11 @@ def measure_latency(
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
     quant = table.meta.get("quant") if table is not None else None
     ref = table_reference(table)[0] if table is not None else None
+    if table is not None and (table.meta.get("measurement") or {}).get("runtime") == "litert":  # a host-litert table: timed in LiteRT
+        from ednas.latency.litert import time_networks_litert
+
+        r = time_networks_litert({"model": deploy_model(model)}, input_size, timing, reference=ref)["model"]
+        return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]
     r = time_onnx({"model": deployed_bytes(model, input_size, quant)}, timing, reference=ref)["model"]
     return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]
 

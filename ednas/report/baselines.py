@@ -403,7 +403,7 @@ class Pricing:
         """The pricing of a run on ``target`` with latency ``table`` (None: fp32, no reference)."""
         if table is None:
             return cls(target, timing)
-        ref, why = table_reference(table) if target == "host-ort" else (None, f"target {target} is not timed with ONNX Runtime")
+        ref, why = table_reference(table) if target in ("host-ort", "host-litert") else (None, f"target {target} is not timed with ONNX Runtime")
         dtype = str(table.dtype or "f32")
         quant = table.meta.get("quant") if dtype in ("i8", "i16") else None
         return cls(target, timing, dtype, quant, ref, why)
@@ -432,6 +432,10 @@ class Pricing:
             return f"measured: {what}, {threads} thread(s), batch 1, {scaled}"
         if t == "host-torch":
             return f"measured: PyTorch eager (channels_last, BN unfolded), {threads} thread(s), batch 1"
+        if t == "host-litert":
+            scaled = ("scaled to the latency table's reference network" if self.reference is not None
+                      else f"not scaled ({self.reference_why})")
+            return f"measured: LiteRT fp32 (XNNPACK), {threads} thread(s), batch 1, {scaled}"
         if t.startswith("file:"):
             return "not available: a board table prices only the operators of its own space; measure this network on the board"
         return f"predicted: {t} profile, convolutions and linear layers only (activations, SE gates, adds, pooling not priced: a lower bound)"
@@ -456,6 +460,15 @@ class Pricing:
                                   if scaled is not None else {"used": False, "why": self.reference_why})}
         if t == "host-torch":
             return {"ms": measure_torch_ms(model, input_size, timing=self.timing)}
+        if t == "host-litert":
+            from ednas.latency.litert import time_networks_litert
+
+            res = time_networks_litert({"model": model.eval()}, input_size, self.timing, reference=self.reference)
+            r, ref = res["model"], res.get(board.REFERENCE) or {}
+            scaled = r.get("scaled_ms")
+            return {"ms": scaled if scaled is not None else r["ms"], "raw_ms": r["ms"], "scaled": scaled is not None,
+                    "reference": ({"used": True, "ratio": ref.get("ratio"), "ms": ref.get("ms"), "table_ms": ref.get("table_ms")}
+                                  if scaled is not None else {"used": False, "why": self.reference_why})}
         if t.startswith("file:"):
             return {"ms": None}
         a = analytic_latency(model, input_size, t)
