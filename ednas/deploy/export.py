@@ -351,9 +351,15 @@ def _tflite_only_record(cfg: ExportConfig, data, meta: dict, model_path, size: i
         "input_name": None, "output_name": None, "input_shape": [1, channels, size, size],  # the network's; tflite.input_shape is the file's
         "mean": list(meta.get("mean") or data.mean), "std": list(meta.get("std") or data.std), "classes": list(meta.get("classes") or data.classes),
         "arch": meta["arch"], "source_model": str(model_path), "latency": None,
-        "versions": {"torch": __import__("torch").__version__, "python": platform.python_version()}, "host": platform.machine(),
+        "versions": {"torch": _torch_version(), "python": platform.python_version()}, "host": platform.machine(),
         "config": {**config_dict(cfg), "timing": config_dict(timing), "seed": seed}, "wall_s": time.time() - t0,
     }
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _compare_loader(data, cfg: ExportConfig):

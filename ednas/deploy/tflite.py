@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ednas.errors import ConfigError
-from ednas.metrics import task_metrics
+from ednas.metrics import task_metrics, top1
 from ednas.runtime import Timing, interleaved
 from ednas.runtime.litert import TFLiteModel, export_tflite, score_tflite, versions
 
@@ -50,11 +50,6 @@ def check_tflite_settings(quant: str, pow2: bool, mixed: bool, weight_bits, name
         raise ConfigError(f"{name('weight_bits')} {weight_bits}: LiteRT int8 has 8-bit weights")
 
 
-def _score(model: TFLiteModel, data, split: str, limit: int, loader_fn):
-    scores, labels = score_tflite(model, loader_fn(data, split), limit=limit)
-    return scores, labels
-
-
 def export_tflite_files(model, deploy, out: Path, size: int, channels: int, data, split: str, limit: int, compare_x: np.ndarray,
                         calib: np.ndarray | None, per_channel: bool, diff_tol: float, timing: Timing, loader_fn) -> dict:
     """Write and check the LiteRT files; returns export.json's ``tflite`` entry.
@@ -82,15 +77,15 @@ def export_tflite_files(model, deploy, out: Path, size: int, channels: int, data
         "against": "trained PyTorch network (unfused), LiteRT fp32",
     }
     ml = data.multilabel
-    scores, labels = _score(m32, data, split, limit, loader_fn)
-    s32 = task_metrics(scores, labels, True, data.classes)["map"] if ml else float((scores.argmax(1) == labels).mean() * 100.0) if len(labels) else None
+    scores, labels = score_tflite(m32, loader_fn(data, split), limit=limit)
+    s32 = task_metrics(scores, labels, True, data.classes)["map"] if ml else top1(scores, labels)  # the one tie rule
     entry.update({"map_fp32" if ml else "top1_fp32": s32, "n_eval": int(len(labels)), "bytes_fp32": fp32["bytes"]})
     runners = {"fp32": m32.runner()}
     if calib is not None:
         q = export_tflite(deploy, out / "model_int8.tflite", size, channels, quant="int8", calib=calib, per_channel=per_channel)
         m8 = TFLiteModel(q["file"], timing.threads)
-        qs, _ = _score(m8, data, split, limit, loader_fn)
-        s8 = task_metrics(qs, labels, True, data.classes)["map"] if ml else float((qs.argmax(1) == labels).mean() * 100.0) if len(labels) else None
+        qs, _ = score_tflite(m8, loader_fn(data, split), limit=limit)
+        s8 = task_metrics(qs, labels, True, data.classes)["map"] if ml else top1(qs, labels)
         same = (qs > 0) == (scores > 0) if ml else qs.argmax(1) == scores.argmax(1)
         entry.update({"file_int8": q["file"], "map_int8" if ml else "top1_int8": s8,
                       "drop": None if s32 is None or s8 is None else s32 - s8,
