@@ -90,6 +90,16 @@ again, with the evidence v1 lacked.
                     4x4, as ``adapt_strides`` makes it), width matched to B the same way
 ==================  ===================================================================
 
+* Across sessions: a session starts from a fresh checkout (no ``--work``
+  folders) and may land on a machine in another speed state, so v2 pins
+  its table: the first run saves it as ``results/pareto_v2_lut.json``
+  (committed) and every later run prices with that file (budgets fixed,
+  networks timed beside its reference network and scaled to its speed);
+  rows already in ``results/pareto_v2.json`` (and their details) are kept
+  when their budget is the pinned table's, and only the missing ones run.
+  The first 16 rows, measured with an earlier table on a machine 1.5x
+  faster than the one that pinned it, are kept apart in
+  ``results/pareto_v2_machine1*.json`` (their budgets differ).
 * ``--report --v2`` gives, besides v1's tables, the paired differences
   (ednas minus each method over the (budget, seed) pairs, mean and 95 %
   t-interval), the targets (measured latency at most 1.05 B at each budget;
@@ -206,7 +216,9 @@ class Bench:
         from ednas.latency.config import LatencyConfig
 
         self.a, self.name, self.sizes, self.priced = a, name, sizes, priced
-        self.ctx = RunContext(data=DataConfig(spec=spec), space=space, latency=LatencyConfig(target="host-ort", cache=str(a.work / "lut")),
+        pinned = _names(a)["table"]
+        target = str(pinned) if pinned is not None and pinned.is_file() else "host-ort"
+        self.ctx = RunContext(data=DataConfig(spec=spec), space=space, latency=LatencyConfig(target=target, cache=str(a.work / "lut")),
                               needs_space=True, progress=False)
         self.data, self.space = self.ctx.data, self.ctx.space
         self.test_data = f"cifar10:{_rel(test)}" if test is not None else (spec if name == "digits" else f"cifar10:{_rel(Path(spec.partition(':')[2]))}")
@@ -216,7 +228,9 @@ class Bench:
             x, y = self.data.splits[split]
             self.data.splits[split] = (x[:n], y[:n])
         self.n = {s: int(len(self.data.splits[s][1])) for s in ("train", "val", "test")}
-        self.model = self.ctx.latency_model()  # measures the table once (cached under --work)
+        self.model = self.ctx.latency_model()  # measures the table once (cached under --work), or reads the pinned one
+        if pinned is not None and not pinned.is_file():  # pin it: later sessions (a fresh checkout) price with the same table
+            self.model.table.save(pinned)
         self.timing = self.ctx.timing
         self.table = self.model.table if priced else None
 
@@ -376,7 +390,27 @@ def _names(a) -> dict:
     """The result files and plots of this version and mode."""
     v = "_v2" if a.v2 else ""
     q = "_quick" if a.quick else ""
-    return {"rows": RESULTS / f"pareto{v}{q}.json", "details": RESULTS / f"pareto{v}_details{q}.json", "prefix": f"pareto{v}", "suffix": q}
+    return {"rows": RESULTS / f"pareto{v}{q}.json", "details": RESULTS / f"pareto{v}_details{q}.json", "prefix": f"pareto{v}", "suffix": q,
+            "table": RESULTS / "pareto_v2_lut.json" if a.v2 and not a.quick else None}
+
+
+def _kept(a, files: dict) -> dict:
+    """v2: the rows (and details) already in the results files, by (data set, method, frac, seed): an earlier session's work.
+
+    A session starts from a fresh checkout without ``--work``'s folders, so
+    finished rows resume from the committed results (their budgets come
+    from the pinned table, so they are the budgets this run asks for; a row
+    of another budget is not kept).
+    """
+    if not (a.v2 and not a.quick and files["rows"].is_file() and files["details"].is_file()):
+        return {}
+    rows = json.loads(files["rows"].read_text())["rows"]
+    details = json.loads(files["details"].read_text())["rows"]
+    out = {}
+    for r, d in zip(rows, details):
+        if (r["dataset"], r["method"], r["seed"]) == (d["dataset"], d["method"], d["seed"]):
+            out[(d["dataset"], d["method"], d["frac"], d["seed"])] = (r, d)
+    return out
 
 
 def run(a) -> None:
@@ -390,6 +424,7 @@ def run(a) -> None:
     todo = plan(a)
     files = _names(a)
     rows, details = [], []
+    kept = _kept(a, files)
     benches: dict[str, Bench] = {}
     t_start, done_fresh, fresh_wall = time.time(), 0, 0.0
     _say(f"{len(todo)} rows; work folder {a.work}")
@@ -422,6 +457,12 @@ def run(a) -> None:
                 return b.run_matched(d, method, budget, seed)
             return b.run_fixed(d, method, seed)
 
+        old = kept.get((ds, method, frac, seed))
+        if old is not None and old[0]["budget_ms"] == settings["budget_ms"]:
+            rows.append(old[0])
+            details.append(old[1])
+            _say(f"[{n}/{len(todo)}] {ds} seed {seed} frac {frac} {method}: top-1 {old[0]['top1']:.2f} % (kept from the results file)")
+            continue
         st = run_stage(folder, settings, work, name=f"{ds} seed {seed} frac {frac} {method}", quiet=True)
         row = {"dataset": ds, "method": method, "budget_ms": budget.ms if budget else None, "seed": seed, **st.result["row"],
                "test_data": b.test_data}
