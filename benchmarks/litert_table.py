@@ -12,6 +12,7 @@ of each 7x7 depthwise entry to its 3x3 twin.
 
     python benchmarks/litert_table.py                 # needs the litert extra; about 15 min on an idle 2-core machine
     python benchmarks/litert_table.py --space cifar-kernels --archs 30
+    python benchmarks/litert_table.py --dtype i8       # full-integer int8 (results/litert_table_i8.json)
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="cifar")
     ap.add_argument("--archs", type=int, default=30, help="validation networks")
-    ap.add_argument("--out", type=Path, default=RESULTS / "litert_table.json")
+    ap.add_argument("--dtype", default="f32", choices=("f32", "i8"), help="f32, or i8: full-integer int8 operators and networks")
+    ap.add_argument("--out", type=Path, default=None, help="default results/litert_table.json (i8: litert_table_i8.json)")
     a = ap.parse_args(argv)
+    a.out = a.out or RESULTS / ("litert_table.json" if a.dtype == "f32" else f"litert_table_{a.dtype}.json")
 
     from ednas._perf import set_threads, tune_malloc
     from ednas.arch.spec import load_space
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
     space = load_space(a.space, 32)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
-        table = build_table("host-litert", space, 32, 10, out=Path(tmp) / "lut.json")
+        table = build_table("host-litert", space, 32, 10, out=Path(tmp) / "lut.json", dtype=a.dtype)
         build_s = time.time() - t0
         t1 = time.time()
         v = validate_table(table, space, n=a.archs, num_classes=10)
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
               if k.startswith("dw_") and "_k7_" in k and "_s1_" in k and e.get(k.replace("_k7_", "_k3_"), {}).get("ms", 0) > 0}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rec = {
-        "space": a.space, "target": "host-litert", "commit": commit, "machine": platform.processor() or platform.machine(),
+        "space": a.space, "target": "host-litert", "dtype": a.dtype, "quant": table.meta.get("quant"), "commit": commit, "machine": platform.processor() or platform.machine(),
         "litert": versions(), "operators": len(e), "build_s": round(build_s, 1), "validate_s": round(validate_s, 1),
         "constant_ms": table.constant_ms, "reference_ms": table.meta["reference"]["ms"],
         "validation": {k: v[k] for k in ("n", "mape", "spearman", "mape_raw", "spearman_raw", "max_abs_pct_error", "mean_pct_error",

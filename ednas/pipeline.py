@@ -151,9 +151,9 @@ class RunConfig:
             raise ConfigError(f"{name('lut_check')} must be >= 0, got {self.lut_check}")
         if self.threads < 0:
             raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
-        if self.latency.target == "host-litert" and self.export.quant != "none":
-            raise ConfigError(f"{name('latency.target')} host-litert prices float32 networks (int8 LiteRT tables are not built yet): "
-                              f"give {name('export.quant')} none, and the run deploys and checks the fp32 .tflite")
+        if self.latency.target == "host-litert" and self.export.quant not in ("none", "int8"):
+            raise ConfigError(f"{name('latency.target')} host-litert deploys a .tflite in float32 or full-integer int8, "
+                              f"so {name('export.quant')} must be none or int8, got {self.export.quant}")
         deployed, dtype = QUANT_DTYPE.get(self.export.quant), dtype_name(self.latency.dtype)
         if dtype in ("i8", "i16") and dtype != deployed:
             raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {dtype} network, but {name('export.quant')} "
@@ -310,15 +310,18 @@ def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: s
 
 
 def _time_in_litert(exp: dict, table, timing: Timing) -> dict:
-    """The deployed fp32 ``.tflite`` timed in LiteRT on this host (``host-litert``), beside the table's reference network."""
-    from ednas.latency.litert import LitertReference, network_module
-    from ednas.runtime.litert import TFLiteModel, signature_runners
+    """The deployed ``.tflite`` (the table's precision: fp32 or full-integer int8) timed in LiteRT on this host (``host-litert``),
+    beside the table's reference network."""
+    from ednas.latency.litert import LitertReference
+    from ednas.runtime.litert import TFLiteModel
 
-    path = exp["tflite"]["file"]
+    tfl = exp["tflite"]
+    path = tfl.get("file_int8") if table.dtype == "i8" else tfl["file"]
+    if not path:
+        raise ConfigError(f"the {table.dtype} table prices the int8 .tflite, but the export wrote none (export.quant int8 writes it)")
     ref, why = table_reference(table)
     runners = {"model": TFLiteModel(path, timing.threads).runner()}
-    ref_runner = signature_runners({"reference": network_module(list(ref.keys))}, timing.threads)["reference"] \
-        if isinstance(ref, LitertReference) else None
+    ref_runner = ref.runner(timing.threads) if isinstance(ref, LitertReference) else None
     r = board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, reference=ref_runner,
                           ref_ms=ref.ms if ref_runner is not None else None, stat=timing.stat)
     m = r["model"]

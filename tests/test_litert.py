@@ -120,6 +120,8 @@ LUT_FAST = ["--repeats", "5", "--rounds", "1", "--warmup", "1", "--fit-archs", "
     "sw:dw_i16x16x32_o32_k7_s1_g32_e2_f32", "sw:expand_i16x16x16_o32_k1_s1_g1_e2_f32", "sw:stem-dw_i32x32x3_o3_k11_s1_g3_e1_f32",
     "sw:dw_i16x16x32_o32_k3_s2_g32_e2_f32", "sw:pool_i4x4x64_o64_k4_s1_g1_e1_f32", "sw:fc_i1x1x64_o10_k1_s1_g1_e1_f32",
     "pair:32x16x16", "chain3:16x8x8", "pair2:64", "addsw:add_i8x8x16_o16_k1_s1_g1_e1_f32",
+    "sw:dw_i16x16x32_o32_k5_s2_g32_e2_i8", "sw:project_i8x8x32_o16_k1_s1_g1_e2_i8", "pair:32x16x16:i8", "pair2:64:i8",
+    "addsw:add_i8x8x16_o16_k1_s1_g1_e1_i8",
 ])
 def test_the_litert_models_have_the_kits_shapes(model_id):
     """Each model host-litert converts is the kit's ONNX graph of the same id in PyTorch: same input and output shapes."""
@@ -183,13 +185,49 @@ def test_host_litert_table_is_timed_in_litert_resumes_and_validates(tmp_path, mo
     assert v["n"] == 3 and v["measured_with"].startswith("litert") and v["reference"]["used"]
 
 
-def test_an_int8_run_on_host_litert_and_a_fixed_point_litert_table_are_refused_in_one_line(tmp_path, capsys):
-    assert main(["run", "--out", str(tmp_path / "r"), "--target", "host-litert"]) == 2  # --quant int8 is the default
+def test_what_litert_cannot_run_int16_and_power_of_two_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "r"), "--target", "host-litert", "--quant", "int16"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "host-litert prices float32" in err and "none" in err, err
-    assert main(["search", "--out", str(tmp_path / "s"), "--target", "host-litert", "--latency-dtype", "i8"]) == 2
+    assert "\n" not in err and "none or int8" in err and "int16" in err, err
+    assert main(["search", "--out", str(tmp_path / "s"), "--target", "host-litert", "--latency-dtype", "i16"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "f32 tables only" in err, err
+    assert "\n" not in err and "f32 and i8" in err, err
+    assert main(["lut", "build", "--target", "host-litert", "--dtype", "i8", "--pow2", "--space", LITERT_SPACE, "--input", "32",
+                 "--out", str(tmp_path / "l.json")] + LUT_FAST) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "powers of two" in err, err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists() and not (tmp_path / "l.json").exists()
+
+
+@needs_litert
+def test_int8_host_litert_table_quantizes_every_model_it_times_and_validates_in_int8(tmp_path, monkeypatch):
+    from ednas import parse_arch
+    from ednas.latency.ops import space_ops
+    from ednas.latency.table import load_table
+    from ednas.latency.validate import validate_table
+
+    quantized, converted = [], []
+    real_pt2e, real_sig = litert._pt2e, litert.signature_runners
+    monkeypatch.setattr(litert, "_pt2e", lambda *a, **k: quantized.append(1) or real_pt2e(*a, **k))
+
+    def counting(models, *a, **k):
+        converted.append((len(models), k.get("quant")))
+        return real_sig(models, *a, **k)
+
+    monkeypatch.setattr(litert, "signature_runners", counting)
+    out = tmp_path / "lut.json"
+    assert main(["lut", "build", "--target", "host-litert", "--dtype", "i8", "--space", LITERT_SPACE, "--input", "32", "--out", str(out)]
+                + LUT_FAST) == 0
+    t = load_table(out)
+    keys = {op.key for op in space_ops(parse_arch(LITERT_SPACE), 32, 10, "i8")}
+    assert set(t.entries) == keys and all(k.endswith("_i8") for k in t.entries) and t.dtype == "i8"
+    assert t.meta["quant"]["bits"] == 8 and t.meta["quant"]["per_channel"] and t.meta["measurement"]["runtime"] == "litert"
+    assert all(k.endswith("_i8") for k in t.meta["reference"]["ops"]) and t.meta["reference"]["ms"] > 0
+    # every model converted (operators' sandwiches and pairs, the reference, the fit networks) went through PT2E
+    assert converted and all(q is not None and q["bits"] == 8 for _, q in converted)
+    assert len(quantized) == sum(n for n, _ in converted)
+    v = validate_table(load_table(out), n=3, repeats=5, rounds=2)
+    assert v["n"] == 3 and v["dtype"] == "i8" and v["measured_with"].startswith("litert") and v["reference"]["used"]
 
 
 @needs_litert
@@ -213,3 +251,23 @@ def test_ednas_run_on_host_litert_checks_the_budget_with_the_deployed_tflite_tim
     lut = load_table(out / "lut" / "lut.json")
     assert lut.target == "host-litert" and lut.meta["measurement"]["runtime"] == "litert"
     assert json.loads((out / "export" / "export.json").read_text())["tflite"]["diff_ok"]
+
+
+@needs_litert
+def test_an_int8_run_on_host_litert_searches_with_an_int8_litert_table_and_checks_the_int8_tflite(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", "host-litert", "--quant", "int8",
+            "--space", LITERT_SPACE, "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16",
+            "--baselines", "none", "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2",
+            "--timing.repeats", "5", "--no-progress"]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    d = s["deployed"]
+    assert d["where"].startswith("LiteRT on this host") and d["precision"] == "i8" and d["reference"]["used"]
+    assert d["file"].endswith("model_int8.tflite") and s["latency_ms_measured"] == d["scaled_ms"] > 0
+    from ednas.latency.table import load_table
+
+    lut = load_table(out / "lut" / "lut.json")
+    assert lut.target == "host-litert" and lut.dtype == "i8" and lut.meta["measurement"]["runtime"] == "litert"
+    tfl = json.loads((out / "export" / "export.json").read_text())["tflite"]
+    assert tfl["file_int8"] == d["file"] and tfl["top1_int8"] is not None

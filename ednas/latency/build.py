@@ -143,8 +143,13 @@ def build_table(
                               f"('ednas lut script --dtype {dtype}')")
     elif target in MEASURED_TARGETS or is_remote(target):
         dtype = dtype or "f32"
-        if target in ("host-torch", "host-litert") and dtype != "f32":
+        if target == "host-torch" and dtype != "f32":
             raise ConfigError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
+        if target == "host-litert" and dtype not in ("f32", "i8"):
+            raise ConfigError(f"target {target} measures float32 and int8 operators (LiteRT has no 16-bit mode); --dtype must be f32 or i8, got {dtype}")
+        if target == "host-litert" and dtype == "i8" and ((quant or {}).get("pow2") or (quant or {}).get("weight_bits") not in (None, 8)):
+            raise ConfigError(f"target {target} times LiteRT's int8: 8-bit weights, scales not restricted to powers of two; "
+                              f"--pow2 and --weight-bits other than 8 are not available there")
         if target == "host-litert":
             from ednas.runtime.litert import EXTRA, available
 
@@ -250,7 +255,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         from ednas.latency.litert import measure_ops_litert
 
         measure_ops_litert(ops, threads, warmup, repeats, rounds, on_entry=keep, reference=table.meta["reference"]["ops"] if reference else None,
-                           stat=stat)
+                           stat=stat, quant=scheme)
     else:
         measure_ops_torch(ops, threads, warmup, repeats, rounds, on_entry=keep)
     if bar is not None:

@@ -49,8 +49,10 @@ class LatencyConfig:
             raise ConfigError(f"{name('dtype')} must be one of {', '.join(DTYPES)} (or int8, int16, fp32, fp16), got '{self.dtype}'")
         if (self.target == "host-ort" or self.target.startswith("remote:")) and dtype not in (None, "f32", "i8", "i16"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32, i8 and i16 tables")
-        if self.target in ("host-torch", "host-litert") and dtype not in (None, "f32"):
+        if self.target == "host-torch" and dtype not in (None, "f32"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32 tables only")
+        if self.target == "host-litert" and dtype not in (None, "f32", "i8"):
+            raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32 and i8 tables (LiteRT runs float32 and full-integer int8)")
 
 
 def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False, per_channel: bool = True,
@@ -60,15 +62,17 @@ def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False,
     ``cfg.dtype`` when given; else, on ``host-ort`` and ``remote:``, the precision of the file
     that will be deployed (``quant``: ``int8`` -> ``i8``, ``int16`` -> ``i16``,
     ``none`` -> ``f32``), so the budget holds for the deployed file; on
+    ``host-litert`` likewise (``none`` or ``int8``: the ``.tflite`` it deploys); on
     ``host-torch`` ``f32``; on other targets ``None`` (the profile's or
     table's own).  The options (``per_channel``, ``pow2``, ``weight_bits``,
     as ``ednas export``'s) apply to a fixed-point host table.
     """
     dtype = dtype_name(cfg.dtype)
     ort = cfg.target == "host-ort" or cfg.target.startswith("remote:")  # measured with ONNX Runtime, here or on the device
-    if dtype is None and (ort or cfg.target == "host-torch"):
-        dtype = QUANT_DTYPE.get(quant, "f32") if ort else "f32"
+    measured = ort or cfg.target == "host-litert"  # tables in the deployed file's precision
+    if dtype is None and (measured or cfg.target == "host-torch"):
+        dtype = QUANT_DTYPE.get(quant, "f32") if measured else "f32"
     options = None
-    if dtype in ("i8", "i16") and ort:
+    if dtype in ("i8", "i16") and measured:
         options = {"per_channel": bool(per_channel and not pow2), "pow2": bool(pow2), "weight_bits": weight_bits}
     return dtype, options

@@ -14,7 +14,13 @@ channels last as ``ednas export --format tflite`` writes them.  Whole
 networks (the reference, the fit and validation networks) are ednas's own
 fused networks, converted the same way.
 
-float32 only for now (``--dtype f32``); needs the litert extra.
+Fixed point (``--dtype i8``): the same float modules, each quantized full
+integer as ``ednas export --format tflite --quant int8`` quantizes a network
+(PT2E, int8 weights per output channel or per tensor, int8 activations,
+input and output; calibrated on random inputs in [-1, 1]), so every model
+runs XNNPACK's integer kernels; the context operator before an operator that
+reads a ReLU output ends in a ReLU, as in the kit's QDQ graphs.  LiteRT has
+no 16-bit or power-of-two mode.  Needs the litert extra.
 """
 
 from __future__ import annotations
@@ -62,8 +68,18 @@ class _Scale(nn.Module):
         return x * self.s
 
 
-def _p(c: int, gen: torch.Generator, rank4: bool = True) -> nn.Module:
-    return _init(nn.Conv2d(c, c, 1, groups=c), gen) if rank4 else _Scale(c, gen)
+def _p(c: int, gen: torch.Generator, rank4: bool = True, relu: bool = False) -> nn.Module:
+    p = _init(nn.Conv2d(c, c, 1, groups=c), gen) if rank4 else _Scale(c, gen)
+    return nn.Sequential(p, nn.ReLU()) if relu else p
+
+
+#: LiteRT's fixed-point dtypes (full-integer int8)
+DTYPES = ("f32", "i8")
+
+
+def _check_dtype(dtype: str, what: str) -> None:
+    if dtype not in DTYPES:
+        raise ConfigError(f"{TARGET} measures float32 and int8 operators only; {what} is {dtype}")
 
 
 def _op(op: dict, gen: torch.Generator) -> nn.Module:
@@ -106,22 +122,21 @@ def model_module(model_id: str) -> tuple[nn.Module, list[int]]:
     gen = torch.Generator().manual_seed(zlib.crc32(model_id.encode()))
     if kind in ("pair", "chain3", "pair2"):
         arg, _, dtype = arg.partition(":")
-        if dtype not in ("", "f32"):
-            raise ConfigError(f"{TARGET} measures float32 operators only; model {model_id} is {dtype}")
+        _check_dtype(dtype or "f32", f"model {model_id}")
         if kind == "pair2":
             c = int(arg)
             return _Chain(_p(c, gen, False), _p(c, gen, False)), [1, c]
         c, h, w = (int(v) for v in arg.split("x"))
         return _Chain(*[_p(c, gen) for _ in range(2 if kind == "pair" else 3)]), [1, c, h, w]
     op = board.parse_key(arg)
-    if op["dtype"] != "f32":
-        raise ConfigError(f"{TARGET} measures float32 operators only; {arg} is {op['dtype']}")
+    _check_dtype(op["dtype"], arg)
     if kind == "addsw":
         return _AddSandwich(op["cin"], gen), [1, op["cin"], op["h"], op["w"]]
     if kind == "sw":
         rank4 = op["type"] != "fc"
         shape = [1, op["cin"], op["h"], op["w"]] if rank4 else [1, op["cin"]]
-        return _Chain(_p(op["cin"], gen, rank4), _op(op, gen), _p(op["cout"], gen, rank4)), shape
+        relu_in = op["dtype"] != "f32" and op["type"] in board.graphs.RELU_INPUT
+        return _Chain(_p(op["cin"], gen, rank4, relu_in), _op(op, gen), _p(op["cout"], gen, rank4)), shape
     raise ConfigError(f"unknown model id {model_id!r}")
 
 
@@ -153,8 +168,11 @@ def network_module(keys: list[str]) -> tuple[nn.Module, list[int]]:
 
 def measure_ops_litert(ops: Iterable[Op], threads: int = 1, warmup: int = 10, repeats: int = 100, rounds: int = 5,
                        on_entry: Callable[[Op, dict], None] | None = None, reference: list[str] | None = None, stat: str = "median",
-                       chunk: int = 48) -> dict:
+                       chunk: int = 48, quant: dict | None = None) -> dict:
     """``{key: entry}`` of each operator timed in LiteRT (see the module docstring); ``reference``: the reference network's keys.
+
+    ``quant``: the fixed-point scheme of ``i8`` operators (and of the
+    reference network); float32 operators take none.
 
     The models of ``chunk`` operators at a time are converted together, then
     their operators measured (:func:`ednas.runtime.board.measure_op`), so an
@@ -165,12 +183,12 @@ def measure_ops_litert(ops: Iterable[Op], threads: int = 1, warmup: int = 10, re
     ops = list(ops)
     ref = None
     if reference:
-        ref = signature_runners({"reference": network_module(reference)}, threads)["reference"]
+        ref = signature_runners({"reference": network_module(reference)}, threads, quant=quant)["reference"]
     out = {}
     for start in range(0, len(ops), chunk):
         part = ops[start : start + chunk]
         ids = list(dict.fromkeys(mid for op in part for mid, _ in board.plan(op.key)))
-        cache = signature_runners({mid: model_module(mid) for mid in ids}, threads)
+        cache = signature_runners({mid: model_module(mid) for mid in ids}, threads, quant=quant)
         for op in part:
             e = board.measure_op(op.key, threads, warmup, repeats, rounds, cache=cache, reference=ref, stat=stat)
             out[op.key] = e
@@ -181,16 +199,26 @@ def measure_ops_litert(ops: Iterable[Op], threads: int = 1, warmup: int = 10, re
 
 @dataclass(frozen=True)
 class LitertReference:
-    """A LiteRT table's reference network: its operator keys and its time when the table was built."""
+    """A LiteRT table's reference network: its operator keys, its time when the table was built and its fixed-point scheme."""
 
     keys: tuple
     ms: float
+    quant: dict | None = None
+
+    def runner(self, threads: int = 1):
+        """The reference network converted (and quantized as the table's operators were), ready to time."""
+        from ednas.runtime.litert import signature_runners
+
+        return signature_runners({"reference": network_module(list(self.keys))}, threads, quant=self.quant)["reference"]
 
 
-def time_networks_litert(models: dict, input_size: int, timing, progress=None, reference: LitertReference | None = None) -> dict:
+def time_networks_litert(models: dict, input_size: int, timing, progress=None, reference: LitertReference | None = None,
+                         quant: dict | None = None) -> dict:
     """End-to-end ms of ``{name: torch deploy module}`` (NCHW image input) in LiteRT, interleaved beside the reference network.
 
-    Returns :func:`ednas.runtime.board.interleaved`'s result.
+    ``quant``: convert each network full integer (int8, calibrated on random
+    inputs, as :func:`measure_ops_litert` quantizes operators).  Returns
+    :func:`ednas.runtime.board.interleaved`'s result.
     """
     from ednas.runtime.litert import signature_runners
 
@@ -198,7 +226,7 @@ def time_networks_litert(models: dict, input_size: int, timing, progress=None, r
     for name, m in models.items():
         conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
         mods[name] = (m, [1, conv.in_channels, input_size, input_size])
-    runners = signature_runners(mods, timing.threads)
-    ref = signature_runners({"reference": network_module(list(reference.keys))}, timing.threads)["reference"] if reference else None
+    runners = signature_runners(mods, timing.threads, quant=quant)
+    ref = reference.runner(timing.threads) if reference else None
     return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, reference=ref,
                              ref_ms=reference.ms if reference else None, stat=timing.stat)

@@ -92,7 +92,7 @@ def table_reference(table, device=None) -> tuple[Reference | None, str]:
 
         if not same_machine(table.meta.get("machine"), board.machine()):
             return None, "the table was measured on another kind of machine"
-        return LitertReference(tuple(ref["ops"]), float(ref["ms"])), ""
+        return LitertReference(tuple(ref["ops"]), float(ref["ms"]), table.meta.get("quant")), ""
     if device is not None:
         if not same_machine(table.meta.get("machine"), device.machine):
             return None, f"the table was measured on another kind of machine than the device {device.target}"
@@ -231,7 +231,7 @@ def measure_latency(
     if table is not None and (table.meta.get("measurement") or {}).get("runtime") == "litert":  # a host-litert table: timed in LiteRT
         from ednas.latency.litert import time_networks_litert
 
-        r = time_networks_litert({"model": deploy_model(model)}, input_size, timing, reference=ref)["model"]
+        r = time_networks_litert({"model": deploy_model(model)}, input_size, timing, reference=ref, quant=quant)["model"]
         return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]
     r = time_onnx({"model": deployed_bytes(model, input_size, quant)}, timing, reference=ref)["model"]
     return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]

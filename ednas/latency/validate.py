@@ -199,9 +199,7 @@ def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, 
     if runtime == "litert":
         from ednas.latency.litert import time_networks_litert
 
-        if quant:
-            raise LatencyTableError("host-litert tables are float32 only (for now)")
-        return time_networks_litert(models, input_size, timing, progress, reference=reference)
+        return time_networks_litert(models, input_size, timing, progress, reference=reference, quant=quant)
     if runtime == "torch":
         if quant:
             raise LatencyTableError("host-torch tables are float32 only")

@@ -435,10 +435,19 @@ class Pricing:
         if t == "host-litert":
             scaled = ("scaled to the latency table's reference network" if self.reference is not None
                       else f"not scaled ({self.reference_why})")
-            return f"measured: LiteRT fp32 (XNNPACK), {threads} thread(s), batch 1, {scaled}"
+            what = "LiteRT int8 (full integer, litert-torch's PT2E quantizer)" if self.quantized else "LiteRT fp32"
+            return f"measured: {what} (XNNPACK), {threads} thread(s), batch 1, {scaled}"
         if t.startswith("file:"):
             return "not available: a board table prices only the operators of its own space; measure this network on the board"
         return f"predicted: {t} profile, convolutions and linear layers only (activations, SE gates, adds, pooling not priced: a lower bound)"
+
+    def _figures(self, res: dict) -> dict:
+        """The figure of an interleaved timing of one ``model`` beside the reference network (at the table's speed when scaled)."""
+        r, ref = res["model"], res.get(board.REFERENCE) or {}
+        scaled = r.get("scaled_ms")
+        return {"ms": scaled if scaled is not None else r["ms"], "raw_ms": r["ms"], "scaled": scaled is not None,
+                "reference": ({"used": True, "ratio": ref.get("ratio"), "ms": ref.get("ms"), "table_ms": ref.get("table_ms")}
+                              if scaled is not None else {"used": False, "why": self.reference_why})}
 
     def measure(self, model: nn.Module, input_size: int) -> dict:
         """The one latency figure of ``model``: ``{"ms", ...}`` (``ms`` None where the target cannot price it).
@@ -451,24 +460,14 @@ class Pricing:
         """
         t = self.target
         if t == "host-ort":
-            res = time_onnx({"model": deployed_bytes(model, input_size, self.quant)}, self.timing, reference=self.reference)
-            r = res["model"]
-            scaled = r.get("scaled_ms")
-            ref = res.get(board.REFERENCE) or {}
-            return {"ms": scaled if scaled is not None else r["ms"], "raw_ms": r["ms"], "scaled": scaled is not None,
-                    "reference": ({"used": True, "ratio": ref.get("ratio"), "ms": ref.get("ms"), "table_ms": ref.get("table_ms")}
-                                  if scaled is not None else {"used": False, "why": self.reference_why})}
+            return self._figures(time_onnx({"model": deployed_bytes(model, input_size, self.quant)}, self.timing, reference=self.reference))
         if t == "host-torch":
             return {"ms": measure_torch_ms(model, input_size, timing=self.timing)}
         if t == "host-litert":
             from ednas.latency.litert import time_networks_litert
 
-            res = time_networks_litert({"model": model.eval()}, input_size, self.timing, reference=self.reference)
-            r, ref = res["model"], res.get(board.REFERENCE) or {}
-            scaled = r.get("scaled_ms")
-            return {"ms": scaled if scaled is not None else r["ms"], "raw_ms": r["ms"], "scaled": scaled is not None,
-                    "reference": ({"used": True, "ratio": ref.get("ratio"), "ms": ref.get("ms"), "table_ms": ref.get("table_ms")}
-                                  if scaled is not None else {"used": False, "why": self.reference_why})}
+            return self._figures(time_networks_litert({"model": model.eval()}, input_size, self.timing, reference=self.reference,
+                                                      quant=self.quant))
         if t.startswith("file:"):
             return {"ms": None}
         a = analytic_latency(model, input_size, t)

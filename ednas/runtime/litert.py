@@ -95,6 +95,31 @@ def _quiet_convert(fn):
         absl.setLevel(level)
 
 
+def _quantizer(per_channel: bool = True):
+    """litert-torch's PT2E quantizer: symmetric int8 weights (per output channel or per tensor), int8 activations."""
+    from litert_torch.quantize import pt2e_quantizer
+
+    return pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=bool(per_channel)))
+
+
+def _quant_config(quantizer):
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    return QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _pt2e(module, sample: tuple, calib: Iterable, quantizer):
+    """``module`` quantized by PT2E: exported, observed on each calibration input of ``calib``, converted (full integer)."""
+    import torch
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    m = quantize_pt2e.prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+    with torch.no_grad():
+        for x in calib:
+            m(x)
+    return quantize_pt2e.convert_pt2e(m, fold_quantize=False)
+
+
 def export_tflite(model, path, input_size: int, in_channels: int = 3, quant: str = "none", calib: np.ndarray | None = None,
                   per_channel: bool = True) -> dict:
     """Convert ``model`` (an eval-mode torch module, NCHW input) to a ``.tflite`` file at ``path`` (written atomically).
@@ -126,18 +151,9 @@ def export_tflite(model, path, input_size: int, in_channels: int = 3, quant: str
         if quant == "none":
             with torch.no_grad():
                 return litert.convert(wrapped, sample)
-        from litert_torch.quantize import pt2e_quantizer
-        from litert_torch.quantize.quant_config import QuantConfig
-        from torchao.quantization.pt2e import quantize_pt2e
-
-        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
-        m = torch.export.export(wrapped, sample).module()
-        m = quantize_pt2e.prepare_pt2e(m, quantizer)
-        with torch.no_grad():
-            for i in range(len(calib)):
-                m(nhwc(calib[i : i + 1]))
-        m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)
-        return litert.convert(m, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        quantizer = _quantizer(per_channel)
+        m = _pt2e(wrapped, sample, (nhwc(calib[i : i + 1]) for i in range(len(calib))), quantizer)
+        return litert.convert(m, sample, quant_config=_quant_config(quantizer))
 
     edge = _quiet_convert(convert)
     path = Path(path)
@@ -256,7 +272,20 @@ def score_tflite(model, batches: Iterable, threads: int = 1, limit: int = 0) -> 
 # many small models at once: the latency table's operator graphs and networks
 
 
-def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int = 0) -> dict:
+def _random_input(detail: dict, rng) -> np.ndarray:
+    """A fixed random input in [-1, 1] for a signature's input, quantized with its own scale and zero point when it is integer."""
+    shape = tuple(int(d) for d in detail["shape"])
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    dt = np.dtype(detail["dtype"])
+    if dt == np.float32:
+        return x
+    scale, zero = (detail.get("quantization") or (1.0, 0))[:2]
+    info = np.iinfo(dt)
+    return np.clip(np.round(x / (scale or 1.0)) + zero, info.min, info.max).astype(dt)
+
+
+def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int = 0, quant: dict | None = None,
+                      calib_inputs: int = 8) -> dict:
     """``{name: runner}`` for ``{name: (module, input shape)}``, converted a chunk at a time as signatures of one file.
 
     A rank-4 input shape is NCHW and the module is wrapped to take it
@@ -264,6 +293,13 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
     taken as it is.  Converting many signatures at once costs about a third
     of converting each alone.  Each runner invokes its signature on a fixed
     random input in [-1, 1] (XNNPACK applies to every signature).
+
+    ``quant`` (a fixed-point scheme, :func:`ednas.runtime.board.quant_scheme`
+    of ``i8``): each module is quantized full integer as
+    :func:`export_tflite` does (PT2E, int8 weights per channel unless the
+    scheme says per tensor, int8 activations, input and output), calibrated
+    on ``calib_inputs`` random inputs in [-1, 1]; its runner feeds an int8
+    input.  Only 8-bit, not power-of-two, schemes: LiteRT has no other.
     """
     import os
     import tempfile
@@ -272,6 +308,11 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
 
     litert = _need("litert_torch")
     tfl = _need("ai_edge_litert.interpreter")
+    quantizer = None
+    if quant:
+        if int(quant.get("bits", 8)) != 8 or int(quant.get("weight_bits") or 8) != 8 or quant.get("pow2"):
+            raise ConfigError(f"LiteRT runs int8 (8-bit weights and activations, scales not restricted to powers of two); got the scheme {quant}")
+        quantizer = _quantizer(quant.get("per_channel", True))
     names = list(models)
     out = {}
     rng = np.random.default_rng(seed)
@@ -285,12 +326,15 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
                 module = litert.to_channel_last_io(module, args=[0]).eval()
                 shape = (shape[0], shape[2], shape[3], shape[1])
             args = (torch.zeros(tuple(shape)),)
+            if quantizer is not None:
+                calib = [torch.from_numpy(rng.uniform(-1, 1, tuple(shape)).astype(np.float32)) for _ in range(calib_inputs)]
+                module = _quiet_convert(lambda module=module, args=args, calib=calib: _pt2e(module, args, calib, quantizer))
             key = f"m{i}"
             conv = litert.signature(key, module, args) if conv is None else conv.signature(key, module, args)
 
         def convert(conv=conv):
             with torch.no_grad():
-                return conv.convert()
+                return conv.convert(quant_config=_quant_config(quantizer)) if quantizer is not None else conv.convert()
 
         edge = _quiet_convert(convert)
         fd, tmp = tempfile.mkstemp(suffix=".tflite")
@@ -305,7 +349,7 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
         for i, name in enumerate(part):
             r = interp.get_signature_runner(f"m{i}")
             (inp_name, detail), = r.get_input_details().items()
-            x = rng.uniform(-1, 1, tuple(int(d) for d in detail["shape"])).astype(np.float32)
+            x = _random_input(detail, rng)
             r(**{inp_name: x})  # allocates the signature's tensors and sets its input once
             wrapper, index = getattr(r, "_interpreter_wrapper", None), getattr(r, "_subgraph_index", None)
             # each runner holds its interpreter (and so the model's bytes) alive

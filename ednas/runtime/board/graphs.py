@@ -326,7 +326,7 @@ class _Graph:
 # operators whose input is a ReLU output in ednas's networks: in a quantized
 # sandwich their context operator P_in ends in a ReLU too, so the operator
 # sees the zero point and signedness it has in a network
-_RELU_INPUT = {"stem-pw", "dw", "project", "pool"}
+RELU_INPUT = {"stem-pw", "dw", "project", "pool"}
 
 
 def _dtype_suffix(dtype):
@@ -389,7 +389,7 @@ def build(model_id, quant=None):
         rank4 = op["type"] != "fc"
         shape = [1, op["cin"], op["h"], op["w"]] if rank4 else [1, op["cin"]]
         out_shape = [1, op["cout"], op["ho"], op["wo"]] if rank4 else [1, op["cout"]]
-        relu_in = q is not None and op["type"] in _RELU_INPUT
+        relu_in = q is not None and op["type"] in RELU_INPUT
         y = g.scale(g.op(g.scale("X", op["cin"], rank4, relu=relu_in), op), op["cout"], rank4)
         return g.bytes(shape, y, out_shape, q), shape
     raise ValueError("unknown model id %r" % model_id)
