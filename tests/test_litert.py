@@ -271,3 +271,44 @@ def test_an_int8_run_on_host_litert_searches_with_an_int8_litert_table_and_check
     assert lut.target == "host-litert" and lut.dtype == "i8" and lut.meta["measurement"]["runtime"] == "litert"
     tfl = json.loads((out / "export" / "export.json").read_text())["tflite"]
     assert tfl["file_int8"] == d["file"] and tfl["top1_int8"] is not None
+
+
+# -- the board kit for LiteRT ------------------------------------------------------------------------
+
+# run the kit as a board without ONNX Runtime would: no onnx, onnxruntime, ednas or torch importable
+_BOARD_ONLY = ("import sys; [sys.modules.__setitem__(m, None) for m in ('onnx', 'onnxruntime', 'ednas', 'torch')]; "
+               "sys.argv = [sys.argv[1]] + sys.argv[2:]; import runpy; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@needs_litert
+@pytest.mark.parametrize("dtype", ["f32", "i8"])
+def test_the_litert_kit_measures_on_a_board_without_onnx_runtime_and_the_host_builds_its_table(dtype, tmp_path):
+    import subprocess
+    import sys
+
+    from ednas import parse_arch
+    from ednas.latency.build import build_table
+    from ednas.latency.ops import space_ops
+    from ednas.latency.table import load_table
+    from ednas.latency.validate import validate_table
+
+    kit = tmp_path / "kit"
+    assert main(["lut", "script", "--runtime", "litert", "--dtype", dtype, "--space", LITERT_SPACE, "--input", "32", "--out", str(kit),
+                 "--fit-archs", "2", "--validate-archs", "3"]) == 0
+    spec = json.loads((kit / "ops.json").read_text())
+    index = json.loads((kit / "litert_models.json").read_text())
+    assert spec["runtime"] == "litert" and all((kit / f["file"]).is_file() for f in index["files"])
+    names = {n for f in index["files"] for n in f["signatures"].values()}
+    assert {"reference", "fit-0", "fit-1", "validate-0", "validate-2"} <= names and f"sw:{spec['ops'][0]}" in names
+    board_json = tmp_path / "board.json"
+    run = [sys.executable, "-I", "-c", _BOARD_ONLY, str(kit / "measure_ops.py"), "--out", str(board_json), "--repeats", "5", "--rounds", "1",
+           "--warmup", "1"]
+    r = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    raw = json.loads(board_json.read_text())
+    assert raw["measurement"]["runtime"] == "litert" and "ai-edge-litert" in raw["tools"] and "onnxruntime" not in raw["tools"]
+    assert set(raw["entries"]) == {op.key for op in space_ops(parse_arch(LITERT_SPACE), 32, 10, dtype)} and len(raw["networks"]) == 5
+    t = build_table(f"file:{board_json}", parse_arch(LITERT_SPACE), 32, 10, out=tmp_path / "lut.json")
+    assert t.dtype == dtype and len(t.meta["constant"]["residuals_ms"]) == 2
+    v = validate_table(load_table(tmp_path / "lut.json"))
+    assert v["n"] == 3 and v["dtype"] == dtype

@@ -221,16 +221,30 @@ class LutScriptConfig:
     fit_seed: int = 1234
     #: seed of the validation networks
     seed: int = 0
+    #: the board's runtime: onnxruntime (the kit builds its ONNX models) or litert (this host converts every model to .tflite
+    #: with litert-torch and the kit times them with ai-edge-litert; needs the litert extra here)
+    runtime: str = "onnxruntime"
 
 
 def lut_script(cfg: LutScriptConfig) -> dict:
     check_writable_dir(cfg.out, "--out")
-    space, size = _space(cfg.space, cfg.input_size)
     cfg.dtype = dtype_name(cfg.dtype)
-    if cfg.dtype != "f32" and cfg.dtype not in board.QUANT_DTYPES:
+    if cfg.runtime not in ("onnxruntime", "litert"):
+        raise ConfigError(f"--runtime must be onnxruntime or litert, got {cfg.runtime}")
+    if cfg.runtime == "litert":
+        from ednas.runtime.litert import EXTRA, available
+
+        if cfg.dtype not in ("f32", "i8") or cfg.pow2 or cfg.weight_bits not in (None, 8):
+            raise ConfigError(f"--runtime litert measures f32 or i8 (8-bit weights, scales not restricted to powers of two), "
+                              f"got --dtype {cfg.dtype}{' --pow2' if cfg.pow2 else ''}"
+                              f"{f' --weight-bits {cfg.weight_bits}' if cfg.weight_bits not in (None, 8) else ''}")
+        if not available():
+            raise ConfigError(f"--runtime litert converts the kit's models here and needs the litert extra: {EXTRA}")
+    elif cfg.dtype != "f32" and cfg.dtype not in board.QUANT_DTYPES:
         raise ConfigError(f"--dtype must be f32 or one of {', '.join(board.QUANT_DTYPES)} (what ONNX Runtime runs on a board), got {cfg.dtype}")
+    space, size = _space(cfg.space, cfg.input_size)
     return write_script(cfg.out, space, size, cfg.num_classes, cfg.target, cfg.fit_archs, cfg.validate_archs, cfg.fit_seed, cfg.seed,
-                        dtype=cfg.dtype, quant=_quant(cfg), stat=cfg.stat)
+                        dtype=cfg.dtype, quant=_quant(cfg), stat=cfg.stat, runtime=cfg.runtime)
 
 
 @dataclass

@@ -13,6 +13,17 @@ Writes, into ``DIR``:
   to check the table), each as its arch string and operator chain;
 * ``README.txt``: the round trip.
 
+With ``runtime="litert"`` (``ednas lut script --runtime litert``), for
+boards that ship LiteRT rather than ONNX Runtime, this host also converts
+every model the board will time (each operator's sandwich and context
+pairs, the reference network, the fit and validation networks: the models
+``host-litert`` times, quantized full integer for ``i8``) into
+``models/litert_NNN.tflite`` (48 models as the signatures of each file),
+listed in ``litert_models.json``; ``ops.json`` says ``"runtime":
+"litert"`` and the kit times those files with ai-edge-litert
+(:mod:`ednas.runtime.board.litert_rt`; the board needs numpy and
+ai-edge-litert only).
+
 On the board: ``python3 measure_ops.py --ops ops.json --out lut_board.json``
 (resumable).  Back on the host: ``ednas lut build --target
 file:lut_board.json --space SPACE --input N --out lut.json`` and
@@ -24,7 +35,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ednas.arch.spec import ArchSpec
-from ednas.io import atomic_write_json, atomic_write_text
+from ednas.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ednas.latency.measure import reference_spec
 from ednas.latency.ops import KEY_VERSION, arch_ops, space_ops
 from ednas.latency.validate import sample_picks
@@ -57,6 +68,17 @@ if __name__ == "__main__":
     sys.exit(main(kit_dir=KIT))
 '''
 
+_ORT_BOARD = """On the board (Python 3.8+, numpy, onnxruntime, onnx; no ednas, no torch):
+
+    pip install numpy onnxruntime onnx
+"""
+_LITERT_BOARD = """On the board (Python 3.8+, numpy, ai-edge-litert; no onnxruntime, onnx, ednas or torch):
+the host converted every model into models/*.tflite (litert_models.json);
+the kit times them with the LiteRT interpreter (XNNPACK):
+
+    pip install numpy ai-edge-litert
+"""
+
 _README = """ednas latency measuring kit
 ==========================
 
@@ -65,10 +87,7 @@ input : {input_size} x {input_size}, {num_classes} classes
 ops   : {n_ops} operators; {n_fit} fit + {n_val} validate networks
 dtype : {dtype}{quant}
 
-On the board (Python 3.8+, numpy, onnxruntime, onnx; no ednas, no torch):
-
-    pip install numpy onnxruntime onnx
-
+{board}
     python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1
 
 It prints one line per operator and rewrites lut_board.json after each, so
@@ -109,6 +128,7 @@ def write_script(
     dtype: str = "f32",
     quant: dict | None = None,
     stat: str | None = None,
+    runtime: str = "onnxruntime",
 ) -> dict:
     """Write the kit (see the module docstring); returns what was written.
 
@@ -142,17 +162,20 @@ def write_script(
     }
     if dtype != "f32":
         spec["quant"] = board.quant_scheme(dtype, **(quant or {}))
+    extra = {}
+    if runtime == "litert":
+        spec["runtime"] = "litert"
+        extra = _litert_models(out, ops, spec["reference"]["ops"], networks, spec.get("quant"))
     atomic_write_json(out / "ops.json", spec)
     pkg = out / KIT_PACKAGE
     pkg.mkdir(exist_ok=True)
     for src in sorted(Path(board.__file__).parent.glob("*.py")):
         atomic_write_text(pkg / src.name, src.read_text())
     atomic_write_text(out / "measure_ops.py", LAUNCHER)
-    atomic_write_text(
-        out / "README.txt",
-        _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val),
-                       dtype=dtype, quant=f" ({spec['quant']})" if spec.get("quant") else ""),
-    )
+    readme = _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val),
+                            dtype=dtype, quant=f" ({spec['quant']})" if spec.get("quant") else "",
+                            board=_LITERT_BOARD if runtime == "litert" else _ORT_BOARD)
+    atomic_write_text(out / "README.txt", readme)
     return {
         "out": str(out),
         "script": str(out / "measure_ops.py"),
@@ -161,5 +184,34 @@ def write_script(
         "n_fit_networks": len(fit),
         "n_validate_networks": len(val),
         "dtype": dtype,
+        "runtime": runtime,
+        **extra,
         "run_on_board": "python3 measure_ops.py --ops ops.json --out lut_board.json --threads 1",
     }
+
+
+#: models per .tflite file of a LiteRT kit
+LITERT_CHUNK = 48
+
+
+def _litert_models(out: Path, ops: list[str], reference: list[str], networks: list[dict], quant: dict | None) -> dict:
+    """Convert every model a LiteRT board times into ``models/litert_NNN.tflite`` and list them in ``litert_models.json``."""
+    import time
+
+    from ednas.latency.litert import model_module, network_module
+    from ednas.runtime.board import litert_rt
+    from ednas.runtime.litert import convert_signatures
+
+    t0 = time.time()
+    models = {mid: model_module(mid) for mid in dict.fromkeys(mid for key in ops for mid, _ in board.plan(key))}
+    models["reference"] = network_module(reference)
+    for n in networks:
+        models[n["name"]] = network_module(n["ops"])
+    (out / "models").mkdir(exist_ok=True)
+    files = []
+    for i, (content, names) in enumerate(convert_signatures(models, chunk=LITERT_CHUNK, quant=quant)):
+        rel = f"models/litert_{i:03d}.tflite"
+        atomic_write_bytes(out / rel, content)
+        files.append({"file": rel, "signatures": names})
+    atomic_write_json(out / litert_rt.INDEX, {"format": litert_rt.INDEX_FORMAT, "quant": quant, "files": files})
+    return {"litert_models": len(models), "litert_files": len(files), "convert_s": round(time.time() - t0, 1)}

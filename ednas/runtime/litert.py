@@ -33,7 +33,7 @@ import numpy as np
 
 from ednas.errors import ConfigError, ExportError
 
-__all__ = ["EXTRA", "TFLiteModel", "available", "export_tflite", "score_tflite", "versions"]
+__all__ = ["EXTRA", "TFLiteModel", "available", "convert_signatures", "export_tflite", "score_tflite", "signature_runners", "versions"]
 
 #: how to install what this module needs
 EXTRA = "pip install -e '.[litert]' (litert-torch and ai-edge-litert)"
@@ -272,34 +272,20 @@ def score_tflite(model, batches: Iterable, threads: int = 1, limit: int = 0) -> 
 # many small models at once: the latency table's operator graphs and networks
 
 
-def _random_input(detail: dict, rng) -> np.ndarray:
-    """A fixed random input in [-1, 1] for a signature's input, quantized with its own scale and zero point when it is integer."""
-    shape = tuple(int(d) for d in detail["shape"])
-    x = rng.uniform(-1, 1, shape).astype(np.float32)
-    dt = np.dtype(detail["dtype"])
-    if dt == np.float32:
-        return x
-    scale, zero = (detail.get("quantization") or (1.0, 0))[:2]
-    info = np.iinfo(dt)
-    return np.clip(np.round(x / (scale or 1.0)) + zero, info.min, info.max).astype(dt)
-
-
-def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int = 0, quant: dict | None = None,
-                      calib_inputs: int = 8) -> dict:
-    """``{name: runner}`` for ``{name: (module, input shape)}``, converted a chunk at a time as signatures of one file.
+def convert_signatures(models: dict, chunk: int = 32, seed: int = 0, quant: dict | None = None, calib_inputs: int = 8):
+    """Convert ``{name: (module, input shape)}`` a chunk at a time: yields ``(tflite bytes, {signature key: name})`` per file.
 
     A rank-4 input shape is NCHW and the module is wrapped to take it
     channels last (as :func:`export_tflite` writes files); a rank-2 one is
     taken as it is.  Converting many signatures at once costs about a third
-    of converting each alone.  Each runner invokes its signature on a fixed
-    random input in [-1, 1] (XNNPACK applies to every signature).
+    of converting each alone.
 
     ``quant`` (a fixed-point scheme, :func:`ednas.runtime.board.quant_scheme`
     of ``i8``): each module is quantized full integer as
     :func:`export_tflite` does (PT2E, int8 weights per channel unless the
     scheme says per tensor, int8 activations, input and output), calibrated
-    on ``calib_inputs`` random inputs in [-1, 1]; its runner feeds an int8
-    input.  Only 8-bit, not power-of-two, schemes: LiteRT has no other.
+    on ``calib_inputs`` random inputs in [-1, 1].  Only 8-bit, not
+    power-of-two, schemes: LiteRT has no other.
     """
     import os
     import tempfile
@@ -307,14 +293,12 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
     import torch
 
     litert = _need("litert_torch")
-    tfl = _need("ai_edge_litert.interpreter")
     quantizer = None
     if quant:
         if int(quant.get("bits", 8)) != 8 or int(quant.get("weight_bits") or 8) != 8 or quant.get("pow2"):
             raise ConfigError(f"LiteRT runs int8 (8-bit weights and activations, scales not restricted to powers of two); got the scheme {quant}")
         quantizer = _quantizer(quant.get("per_channel", True))
     names = list(models)
-    out = {}
     rng = np.random.default_rng(seed)
     for start in range(0, len(names), max(1, chunk)):
         part = names[start : start + chunk]
@@ -345,16 +329,23 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
                 content = f.read()
         finally:
             os.unlink(tmp)
-        interp = tfl.Interpreter(model_content=content, num_threads=int(threads))
-        for i, name in enumerate(part):
-            r = interp.get_signature_runner(f"m{i}")
-            (inp_name, detail), = r.get_input_details().items()
-            x = _random_input(detail, rng)
-            r(**{inp_name: x})  # allocates the signature's tensors and sets its input once
-            wrapper, index = getattr(r, "_interpreter_wrapper", None), getattr(r, "_subgraph_index", None)
-            # each runner holds its interpreter (and so the model's bytes) alive
-            if wrapper is not None and index is not None:  # invoke alone: no resize, allocation or copies per call
-                out[name] = (lambda w=wrapper, k=index, keep=interp: w.Invoke(k))
-            else:
-                out[name] = (lambda r=r, n=inp_name, x=x, keep=interp: r(**{n: x}))
+        yield content, {f"m{i}": name for i, name in enumerate(part)}
+
+
+def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int = 0, quant: dict | None = None,
+                      calib_inputs: int = 8) -> dict:
+    """``{name: runner}`` for ``{name: (module, input shape)}``, converted by :func:`convert_signatures` (``quant``: int8).
+
+    Each runner invokes its signature on a fixed random input in [-1, 1]
+    (int8 for a quantized model), as the board kit's LiteRT runtime does
+    (:func:`ednas.runtime.board.litert_rt.signature_runners`: XNNPACK, no
+    allocation per call).
+    """
+    from ednas.runtime.board import litert_rt
+
+    _need("ai_edge_litert.interpreter")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for content, names in convert_signatures(models, chunk, seed, quant, calib_inputs):
+        out.update(litert_rt.signature_runners(content, names, threads, rng))
     return out

@@ -9,7 +9,7 @@ import sys
 import time
 
 from .graphs import FORMAT, FORMAT_VERSION, KEY_VERSION, build_network
-from .timing import STATISTICS, machine, measure_networks, measure_op, rescale, runner, tools
+from .timing import STATISTICS, interleaved, machine, measure_networks, measure_op, rescale, runner, tools
 
 
 def _write_json(path, obj):
@@ -28,7 +28,8 @@ def main(argv=None, kit_dir=None):
         from .server import serve_main
 
         return serve_main(argv[1:])
-    p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime (or: %(prog)s serve --help).")
+    p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime or LiteRT, as ops.json says "
+                                            "(or: %(prog)s serve --help).")
     p.add_argument("--ops", default=os.path.join(kit_dir or ".", "ops.json"), help="operator list written by 'ednas lut script'")
     p.add_argument("--out", default="lut_board.json", help="output table (rerun to resume: measured entries are kept)")
     p.add_argument("--target", default=None, help="target name recorded in the table (default: from ops.json)")
@@ -47,6 +48,17 @@ def main(argv=None, kit_dir=None):
     quant = spec.get("quant") if dtype != "f32" else None
     stat = args.stat or spec.get("statistic") or "median"
     ref_spec = spec.get("reference")
+    litert = spec.get("runtime", "onnxruntime") == "litert"
+    models = None
+    if litert:  # the host converted every model to .tflite (litert_rt.py): time those, build none
+        from . import litert_rt
+
+        where = kit_dir or os.path.dirname(os.path.abspath(args.ops))
+        index = litert_rt.read_index(where)
+        if index is None:
+            sys.exit("error: %s asks for LiteRT but %s has no %s (write the kit with 'ednas lut script --runtime litert')"
+                     % (args.ops, where, litert_rt.INDEX))
+        models = litert_rt.runners(where, index, args.threads)
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -58,7 +70,7 @@ def main(argv=None, kit_dir=None):
         "dtype": dtype,
         "policy": "fallback",
         "measurement": {
-            "runtime": "onnxruntime",
+            "runtime": "litert" if litert else "onnxruntime",
             "method": "sandwich",
             "threads": args.threads,
             "warmup": args.warmup,
@@ -68,10 +80,10 @@ def main(argv=None, kit_dir=None):
             "rel_tol": 0.02,
             "stat": stat,
             "statistic": "median over rounds of (%s of repeats) differences%s" % (stat, ", in units of the reference network" if ref_spec else ""),
-            "graph_optimization": "all",
+            "graph_optimization": "XNNPACK (the interpreter's default delegate), channels last" if litert else "all",
             "script": "measure_ops.py",
         },
-        "tools": tools(),
+        "tools": tools("litert" if litert else "onnxruntime"),
         "machine": machine(),
     }
     if quant:
@@ -85,13 +97,16 @@ def main(argv=None, kit_dir=None):
         if not same:
             sys.exit("error: %s was measured with other settings (target, input size, dtype, quantization, threads or statistic); use another --out" % args.out)
         table["entries"], table["networks"] = old.get("entries", {}), old.get("networks", {})
-    reference = None
+    reference = ref_model = None
     if ref_spec:
-        ref_model = build_network(ref_spec["ops"], quant=quant)
-        reference = runner(ref_model[0], args.threads, ref_model[1])
+        if litert:
+            reference = models["reference"]
+        else:
+            ref_model = build_network(ref_spec["ops"], quant=quant)
+            reference = runner(ref_model[0], args.threads, ref_model[1])
         table["reference"] = dict(ref_spec, ms=rescale(table["entries"]))
     todo = [k for k in spec["ops"] if k not in table["entries"]]
-    cache = {}
+    cache = models if litert else {}
     t0 = time.time()
     for i, key in enumerate(todo):
         table["entries"][key] = measure_op(key, args.threads, args.warmup, args.repeats, args.rounds, cache=cache, quant=quant, reference=reference, stat=stat)
@@ -99,14 +114,19 @@ def main(argv=None, kit_dir=None):
             table["reference"]["ms"] = rescale(table["entries"])
         _write_json(args.out, table)
         print("[%d/%d] %-55s %.4f ms  (%.0f s)" % (i + 1, len(todo), key, table["entries"][key]["ms"], time.time() - t0), flush=True)
-        if len(cache) > 64:  # sessions hold weights; keep memory bounded on small boards
+        if not litert and len(cache) > 64:  # sessions hold weights; keep memory bounded on small boards
             cache.clear()
     nets = [n for n in spec.get("networks", []) if n["name"] not in table["networks"]]
     if nets and not args.no_networks:
         print("timing %d networks end to end ..." % len(nets), flush=True)
-        models = {n["name"]: build_network(n["ops"], quant=quant) for n in nets}
-        res = measure_networks(models, args.threads, args.warmup, max(args.repeats // 2, 10), args.rounds, stat=stat,
-                               reference=ref_model if ref_spec else None, ref_ms=table.get("reference", {}).get("ms"))
+        ref_ms = table.get("reference", {}).get("ms")
+        if litert:
+            res = interleaved({n["name"]: models[n["name"]] for n in nets}, args.warmup, max(args.repeats // 2, 10), args.rounds, 0.05,
+                              reference=reference, ref_ms=ref_ms, stat=stat)
+        else:
+            built = {n["name"]: build_network(n["ops"], quant=quant) for n in nets}
+            res = measure_networks(built, args.threads, args.warmup, max(args.repeats // 2, 10), args.rounds, stat=stat,
+                                   reference=ref_model, ref_ms=ref_ms)
         for n in nets:
             table["networks"][n["name"]] = dict(res[n["name"]], role=n.get("role", "fit"), arch=n.get("arch"), ops=n["ops"])
         _write_json(args.out, table)

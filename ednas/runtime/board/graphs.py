@@ -14,7 +14,11 @@ import re
 import zlib
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+
+try:
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # a LiteRT board (litert_rt.py): the host converted every model it times, the kit writes no ONNX graph
+    TensorProto = helper = numpy_helper = None
 
 FORMAT = "ednas-lut"
 FORMAT_VERSION = 1
@@ -49,6 +53,8 @@ def parse_key(key):
 
 def _node(op_type, inputs, outputs, **attrs):
     """One node, named after its first output (attributes in sorted order, as make_node writes them)."""
+    if helper is None:
+        raise ImportError("the kit writes ONNX models with the onnx package: pip install onnx onnxruntime")
     return helper.make_node(op_type, list(inputs), list(outputs), name=outputs[0], **attrs)
 
 

@@ -316,8 +316,16 @@ def machine():
     return {"system": platform.system(), "arch": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "node": platform.node()}
 
 
-def tools():
-    import onnxruntime as ort
+def tools(runtime="onnxruntime"):
+    """The versions that measured (for the table's header): Python, numpy and the runtime (``onnxruntime`` or ``litert``)."""
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    if runtime == "litert":
+        from .litert_rt import version
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort.__version__}
+        out["ai-edge-litert"] = version()
+    else:
+        import onnxruntime as ort
+
+        out["onnxruntime"] = ort.__version__
+    return out
 
