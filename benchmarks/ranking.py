@@ -39,7 +39,13 @@ search's summary; ``results/ranking.png`` (``ranking_quick.png``) plots both
 inherited scores against the stand-alone top-1.  The supernet, the choice of
 networks, their scores and each network's training are stages under
 ``--work`` (:func:`ednas.stage.run_stage`): rerunning the command resumes
-where it stopped.
+where it stopped.  Across sessions (a fresh checkout has no ``--work``),
+``results/ranking_partial.json`` (``ranking_partial_quick.json``), rewritten
+after the scores and after each network's training and committed, holds
+the search's summary, the networks, their inherited scores and the
+stand-alone results so far: a later run keeps them (the supernet is not
+needed again) and trains only the missing networks; it is removed when
+``ranking.json`` is written.
 
     python benchmarks/ranking.py            # the benchmark (about 1 h on an idle 2-core machine); rerun to resume
     python benchmarks/ranking.py --quick    # 640/128/1000 images, 5 networks, 3 epochs: proves it runs
@@ -58,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -182,6 +189,7 @@ def score(supernet, nets: list[dict], data, bn_images: int, seed: int) -> list[d
 
 def run(a) -> dict:
     from ednas._perf import set_threads, tune_malloc
+    from ednas.io import atomic_write_json
     from ednas.nn.files import load_supernet
     from ednas.search import SearchConfig, search
     from ednas.stage import fingerprint, run_stage
@@ -209,24 +217,44 @@ def run(a) -> dict:
                    tensorboard=False, resume=True)
         return {k: r.get(k) for k in ("arch", "predicted_latency_ms", "argmax_in_band", "wall_s", "steps", "arch_steps", "val_top1_argmax")}
 
-    st = run_stage(a.work / "supernet", s_set, do_search, name="supernet (search)", quiet=True)
-    search_res, search_fp = st.result, st.fingerprint
-    _say(f"supernet: search {'done before' if st.skipped else f'in {st.wall_s:.0f} s'}; argmax {search_res['arch']}")
+    # an earlier session's supernet, networks and scores (a session starts from a fresh checkout, without --work)
+    partial_path = RESULTS / f"ranking_partial{'_quick' if a.quick else ''}.json"
+    prior = json.loads(partial_path.read_text()) if partial_path.is_file() else None
+    same = lambda x: json.loads(json.dumps(x))  # noqa: E731 - as the file holds it
+    if prior is not None and (prior.get("sizes") != same(sizes) or prior.get("base") != same(base) or prior.get("bn_images") != a.bn_images):
+        _say(f"{partial_path.name} was written with other settings: starting again")
+        prior = None
+    if prior is not None:
+        search_res, search_fp, nets, sc_set = prior["search"], prior["search_fingerprint"], prior["nets"], prior["scores_settings"]
+        scores = {s["name"]: s for s in prior["scores"]}
+        _say(f"supernet, networks and inherited scores kept from {partial_path.name} ({len(prior['standalone'])} networks trained)")
+    else:
+        st = run_stage(a.work / "supernet", s_set, do_search, name="supernet (search)", quiet=True)
+        search_res, search_fp = st.result, st.fingerprint
+        _say(f"supernet: search {'done before' if st.skipped else f'in {st.wall_s:.0f} s'}; argmax {search_res['arch']}")
 
-    # 2. the networks
-    c_set = {**base, "what": "networks", "n": sizes["networks"], "table": [model.min_ms, model.max_ms]}
-    nets = run_stage(a.work / "networks", c_set, lambda d: {"nets": choose(space, model, sizes["networks"], a.seed)},
-                     name="networks", quiet=True).result["nets"]
+        # 2. the networks
+        c_set = {**base, "what": "networks", "n": sizes["networks"], "table": [model.min_ms, model.max_ms]}
+        nets = run_stage(a.work / "networks", c_set, lambda d: {"nets": choose(space, model, sizes["networks"], a.seed)},
+                         name="networks", quiet=True).result["nets"]
+
+        # 3. inherited scores, both BN statistics
+        def do_score(d: Path) -> dict:
+            supernet, _ = load_supernet(a.work / "supernet" / "supernet.pt")
+            return {"scores": score(supernet, nets, data, a.bn_images, a.seed)}
+
+        sc_set = {**base, "what": "scores", "search": search_fp, "nets": [n["arch"] for n in nets], "bn_images": a.bn_images}
+        scores = {s["name"]: s for s in run_stage(a.work / "scores", sc_set, do_score, name="scores", quiet=True).result["scores"]}
     listed = ", ".join(f"{n['predicted_ms']:.3g}" for n in nets)
     _say(f"{len(nets)} networks, predicted {listed} ms")
+    standalone = dict(prior["standalone"]) if prior is not None else {}
 
-    # 3. inherited scores, both BN statistics
-    def do_score(d: Path) -> dict:
-        supernet, _ = load_supernet(a.work / "supernet" / "supernet.pt")
-        return {"scores": score(supernet, nets, data, a.bn_images, a.seed)}
+    def save_partial() -> None:  # committed between sessions: the next one resumes from it
+        atomic_write_json(partial_path, {"sizes": sizes, "base": base, "bn_images": a.bn_images, "search": search_res,
+                                         "search_fingerprint": search_fp, "nets": [{k: v for k, v in n.items() if k != "standalone"} for n in nets],
+                                         "scores_settings": sc_set, "scores": list(scores.values()), "standalone": standalone})
 
-    sc_set = {**base, "what": "scores", "search": search_fp, "nets": [n["arch"] for n in nets], "bn_images": a.bn_images}
-    scores = {s["name"]: s for s in run_stage(a.work / "scores", sc_set, do_score, name="scores", quiet=True).result["scores"]}
+    save_partial()
 
     # 4. stand-alone training, one stage per network
     recipe = TrainConfig(epochs=sizes["train_epochs"])
@@ -238,8 +266,14 @@ def run(a) -> dict:
             m = train(recipe, d / "train", arch=net["arch"], data=data, seed=a.seed, progress=False, tensorboard=False, resume=True)
             return {k: m.get(k) for k in ("top1", "val_top1", "macs", "params", "wall_s", "n_test")}
 
+        if net["name"] in standalone:
+            net.update(standalone=standalone[net["name"]])
+            _say(f"[{i + 1}/{len(nets)}] {net['name']}: stand-alone test top-1 {net['standalone']['top1']:.2f} % (kept from {partial_path.name})")
+            continue
         st = run_stage(a.work / net["name"], t_set, do_train, name=f"train {net['name']}", quiet=True)
         net.update(standalone=st.result)
+        standalone[net["name"]] = st.result
+        save_partial()
         if not st.skipped:
             fresh.append(st.wall_s)
         left = len(nets) - i - 1
@@ -267,6 +301,8 @@ def run(a) -> dict:
               "search": search_res, "search_fingerprint": search_fp, "networks": rows, "kendall": taus, "plot": png.name,
               "wall_s": time.time() - t_start, "scores_fingerprint": fingerprint(sc_set)}
     write_result(f"ranking{suffix}", result)
+    if partial_path.is_file():
+        partial_path.unlink()  # the result holds it all now
     print(table(rows, taus, n_img["val"]))
     return result
 
