@@ -8,6 +8,7 @@ CI installs the extra in a second step and runs this file.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,14 +231,20 @@ def test_int8_host_litert_table_quantizes_every_model_it_times_and_validates_in_
     assert v["n"] == 3 and v["dtype"] == "i8" and v["measured_with"].startswith("litert") and v["reference"]["used"]
 
 
-@needs_litert
-def test_ednas_run_on_host_litert_checks_the_budget_with_the_deployed_tflite_timed_in_litert(tmp_path):
+def _litert_run(tmp_path, quant: str) -> Path:
+    """A small ``ednas run --target host-litert --quant QUANT`` (its output folder)."""
     out = tmp_path / "run"
-    argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", "host-litert", "--quant", "none",
+    argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", "host-litert", "--quant", quant,
             "--space", LITERT_SPACE, "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16",
             "--baselines", "none", "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2",
             "--timing.repeats", "5", "--no-progress"]
     assert main(argv) == 0
+    return out
+
+
+@needs_litert
+def test_ednas_run_on_host_litert_checks_the_budget_with_the_deployed_tflite_timed_in_litert(tmp_path):
+    out = _litert_run(tmp_path, "none")
     s = json.loads((out / "summary.json").read_text())
     d = s["deployed"]
     assert s["latency_measured_on"] == d["where"] and d["where"].startswith("LiteRT on this host")
@@ -255,12 +262,7 @@ def test_ednas_run_on_host_litert_checks_the_budget_with_the_deployed_tflite_tim
 
 @needs_litert
 def test_an_int8_run_on_host_litert_searches_with_an_int8_litert_table_and_checks_the_int8_tflite(tmp_path):
-    out = tmp_path / "run"
-    argv = ["run", "--out", str(out), "--data", "synthetic:classes=4,n=128,size=32", "--target", "host-litert", "--quant", "int8",
-            "--space", LITERT_SPACE, "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16",
-            "--baselines", "none", "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2",
-            "--timing.repeats", "5", "--no-progress"]
-    assert main(argv) == 0
+    out = _litert_run(tmp_path, "int8")
     s = json.loads((out / "summary.json").read_text())
     d = s["deployed"]
     assert d["where"].startswith("LiteRT on this host") and d["precision"] == "i8" and d["reference"]["used"]
