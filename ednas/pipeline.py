@@ -229,8 +229,8 @@ def run(cfg: RunConfig) -> dict:
     trn = stage("train", {**base, "train": config_dict(cfg.train), "seed": cfg.seed, "arch": srch.result["arch"],
                           "after": srch.fingerprint}, train_stage)
 
-    # 4. export: fuse, ONNX, quantize, measure (and the LiteRT file on host-litert: the one deployed there)
-    litert = cfg.latency.target == "host-litert"
+    # 4. export: fuse, ONNX, quantize, measure (and the LiteRT file on host-litert or a LiteRT device: the one deployed there)
+    litert = cfg.latency.target == "host-litert" or (ctx.table.meta.get("measurement") or {}).get("runtime") == "litert"
     export_cfg = dataclasses.replace(cfg.export, format="onnx,tflite") if litert and "tflite" not in cfg.export.format else cfg.export
 
     def export_stage(d: Path) -> dict:
@@ -295,12 +295,17 @@ def _deployed(cfg: RunConfig, exp: dict, table) -> dict:
 
 
 def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: str | None = None) -> dict:
-    """The deployed file (the table's precision) timed on the device of ``remote:HOST:PORT``, beside the table's reference network."""
-    quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
-    path = exp.get("onnx_quant") if quant_file else exp.get("onnx")
+    """The deployed file (the table's precision) timed on the device of ``remote:HOST:PORT``, beside the table's reference network
+    (a LiteRT kit's server: the deployed ``.tflite``)."""
     device = connect(target, token_file)
     ref, why = table_reference(table, device)
-    r = device.time_onnx({"model": Path(path).read_bytes()}, timing, reference=ref)
+    if device.runtime == "litert":
+        path = _tflite_file(exp, table)
+        r = device.time_tflite({"model": Path(path).read_bytes()}, timing, reference=ref)
+    else:
+        quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
+        path = exp.get("onnx_quant") if quant_file else exp.get("onnx")
+        r = device.time_onnx({"model": Path(path).read_bytes()}, timing, reference=ref)
     m = r["model"]
     reference = {"used": False, "why": why}
     if ref is not None:
@@ -309,16 +314,22 @@ def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: s
             "reference": reference, "where": f"the device {target}", "device": device.describe()}
 
 
+def _tflite_file(exp: dict, table) -> str:
+    """The exported ``.tflite`` of the table's precision (int8 for an ``i8`` table)."""
+    tfl = exp["tflite"]
+    path = tfl.get("file_int8") if table.dtype == "i8" else tfl["file"]
+    if not path:
+        raise ConfigError(f"the {table.dtype} table prices the int8 .tflite, but the export wrote none (export.quant int8 writes it)")
+    return path
+
+
 def _time_in_litert(exp: dict, table, timing: Timing) -> dict:
     """The deployed ``.tflite`` (the table's precision: fp32 or full-integer int8) timed in LiteRT on this host (``host-litert``),
     beside the table's reference network."""
     from ednas.latency.litert import LitertReference
     from ednas.runtime.litert import TFLiteModel
 
-    tfl = exp["tflite"]
-    path = tfl.get("file_int8") if table.dtype == "i8" else tfl["file"]
-    if not path:
-        raise ConfigError(f"the {table.dtype} table prices the int8 .tflite, but the export wrote none (export.quant int8 writes it)")
+    path = _tflite_file(exp, table)
     ref, why = table_reference(table)
     runners = {"model": TFLiteModel(path, timing.threads).runner()}
     ref_runner = ref.runner(timing.threads) if isinstance(ref, LitertReference) else None

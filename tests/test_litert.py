@@ -314,3 +314,76 @@ def test_the_litert_kit_measures_on_a_board_without_onnx_runtime_and_the_host_bu
     assert t.dtype == dtype and len(t.meta["constant"]["residuals_ms"]) == 2
     v = validate_table(load_table(tmp_path / "lut.json"))
     assert v["n"] == 3 and v["dtype"] == dtype
+
+
+@pytest.fixture(scope="module")
+def litert_server(tmp_path_factory):
+    """The server of a float32 LiteRT kit of LITERT_SPACE (``measure_ops.py serve`` in the kit: LiteRT, found from the kit)."""
+    if not litert.available():
+        pytest.skip("the litert extra is not installed (pip install -e '.[litert]')")
+    from tests.test_remote import ServerProcess
+
+    kit = tmp_path_factory.mktemp("litert-kit")
+    assert main(["lut", "script", "--runtime", "litert", "--space", LITERT_SPACE, "--input", "32", "--out", str(kit), "--fit-archs", "0",
+                 "--validate-archs", "0"]) == 0
+    srv = ServerProcess(kit, tmp_path_factory.mktemp("tok") / "server.token").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def litert_token(litert_server, monkeypatch):
+    from ednas.runtime import remote
+
+    monkeypatch.setenv("EDNAS_REMOTE_TOKEN", remote.read_token(litert_server.token_file))
+    monkeypatch.setenv("EDNAS_REMOTE_RETRIES", "1")
+
+
+@needs_litert
+def test_a_litert_kits_server_measures_a_table_fits_and_validates_it_on_the_device_and_refuses_what_it_cannot_time(
+        litert_server, litert_token, tmp_path, capsys):
+    from ednas import parse_arch
+    from ednas.latency.ops import space_ops
+    from ednas.latency.table import load_table
+    from ednas.runtime import board, remote
+
+    srv = litert_server
+    info = srv.client().info()
+    assert info["runtime"] == "litert" and info["kit"]["dtype"] == "f32" and "ai-edge-litert" in info["tools"]
+    out = tmp_path / "lut.json"
+    assert main(["lut", "build", "--target", srv.target, "--space", LITERT_SPACE, "--input", "32", "--out", str(out)] + LUT_FAST) == 0
+    t = load_table(out)
+    assert t.meta["measurement"]["runtime"] == "litert" and t.meta["device"]["target"] == srv.target
+    assert set(t.entries) == {op.key for op in space_ops(parse_arch(LITERT_SPACE), 32, 10)} and all("rel" in e for e in t.entries.values())
+    assert len(t.meta["constant"]["residuals_ms"]) == 2  # the fit networks, converted here, timed on the device
+    js = tmp_path / "v.json"
+    assert main(["lut", "validate", "--lut", str(out), "--target", srv.target, "--archs", "3", "--repeats", "5", "--rounds", "2",
+                 "--json", str(js), "--no-progress"]) == 0
+    v = json.loads(js.read_text())
+    assert v["n"] == 3 and v["reference"]["used"]
+    # what this server cannot time: an ONNX model, an operator of another space, another precision
+    onnx_model, shape = board.build("pair:8x32x32")
+    with pytest.raises(remote.RemoteError, match="times LiteRT models"):
+        srv.client().time_networks({"m": (onnx_model, shape)})
+    with pytest.raises(remote.RemoteError, match="not in this LiteRT kit"):
+        srv.client().measure_ops(["dw_i32x32x64_o64_k9_s1_g64_e4_f32"])
+    capsys.readouterr()
+    assert main(["lut", "build", "--target", srv.target, "--dtype", "i8", "--space", LITERT_SPACE, "--input", "32",
+                 "--out", str(tmp_path / "l8.json")] + LUT_FAST) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "LiteRT kit of f32" in err, err
+    assert srv.client().health()["ok"]  # still serving
+
+
+@needs_litert
+def test_ednas_run_on_a_litert_device_checks_the_budget_with_the_deployed_tflite_timed_there(litert_server, litert_token, tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--data", "synthetic:classes=10,n=160,size=32", "--target", litert_server.target, "--quant", "none",
+            "--space", LITERT_SPACE, "--search-epochs", "1", "--warmup-epochs", "0", "--train-epochs", "1", "--batch-size", "16",
+            "--baselines", "none", "--lut-check", "2", "--latency.cache", str(tmp_path / "cache"), "--timing.rounds", "2",
+            "--timing.repeats", "5", "--no-progress"]
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())
+    d = s["deployed"]
+    assert d["where"] == f"the device {litert_server.target}" and d["file"].endswith("model.tflite") and d["reference"]["used"]
+    assert s["latency_ms_measured"] == d["scaled_ms"] > 0 and s["lut_check"]["check_n"] == 2

@@ -159,6 +159,12 @@ def build_table(
             raise ConfigError(f"target {target} measures f32, {', '.join(board.QUANT_DTYPES)} operators; got --dtype {dtype}")
         scheme = board.quant_scheme(dtype, **(quant or {})) if dtype != "f32" else None
         device = connect(target, remote_token_file) if is_remote(target) else None
+        if device is not None and device.runtime == "litert":  # a LiteRT kit's server: it measures the models converted for it
+            kit = device.kit
+            if dtype != kit.get("dtype", "f32") or (scheme or None) != kit.get("quant"):
+                raise ConfigError(f"the device {target} serves a LiteRT kit of {kit.get('dtype')} operators (scheme {kit.get('quant')}), "
+                                  f"not the {dtype} (scheme {scheme}) asked for; write and serve a kit of that precision "
+                                  f"('ednas lut script --runtime litert --dtype {dtype}')")
         table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
                           dtype, scheme, stat or Timing().stat, reference and target != "host-torch", device)
     else:
@@ -177,7 +183,7 @@ def build_table(
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
               dtype="f32", scheme=None, stat="median", reference=True, device=None) -> LatencyTable:
-    runtime = {"host-torch": "torch", "host-litert": "litert"}.get(target, "onnxruntime")
+    runtime = device.runtime if device is not None else {"host-torch": "torch", "host-litert": "litert"}.get(target, "onnxruntime")
     sandwich = runtime in ("onnxruntime", "litert")
     measurement = {
         "runtime": runtime,
@@ -192,12 +198,13 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if sandwich else {}),
         "graph_optimization": {"onnxruntime": "all", "litert": "XNNPACK (the interpreter's default delegate), channels last"}.get(runtime, "eager"),
     }
-    if runtime == "litert":
+    if runtime == "litert" and device is None:
         from ednas.runtime.litert import versions
 
         measurement["litert"] = versions()
-    if device is not None:
+    if device is not None and runtime != "litert":
         measurement["graph_optimization"] = (device.info.get("session") or {}).get("graph_optimization", "all")
+    if device is not None:
         measurement["where"] = "on the device, by its measurement server (ednas.runtime.remote)"
     if runtime == "torch":
         measurement["malloc_tuned"] = tune_malloc()

@@ -205,11 +205,35 @@ class LitertReference:
     ms: float
     quant: dict | None = None
 
+    def tflite(self) -> bytes:
+        """The reference network as a ``.tflite`` (quantized as the table's operators were): what a LiteRT device times."""
+        return tflite_bytes({"reference": network_module(list(self.keys))}, self.quant)["reference"]
+
     def runner(self, threads: int = 1):
         """The reference network converted (and quantized as the table's operators were), ready to time."""
         from ednas.runtime.litert import signature_runners
 
         return signature_runners({"reference": network_module(list(self.keys))}, threads, quant=self.quant)["reference"]
+
+
+def tflite_bytes(models: dict, quant: dict | None = None) -> dict:
+    """``{name: .tflite bytes}`` of ``{name: (module, NCHW input shape)}``, one file each (``quant``: full-integer int8, as the tables)."""
+    from ednas.runtime.litert import convert_signatures
+
+    out = {}
+    for content, names in convert_signatures(models, chunk=1, quant=quant):
+        (name,) = names.values()
+        out[name] = content
+    return out
+
+
+def deploy_inputs(models: dict, input_size: int) -> dict:
+    """``{name: (module, NCHW input shape)}`` of ``{name: torch deploy module}`` (image input of ``input_size``)."""
+    mods = {}
+    for name, m in models.items():
+        conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+        mods[name] = (m, [1, conv.in_channels, input_size, input_size])
+    return mods
 
 
 def time_networks_litert(models: dict, input_size: int, timing, progress=None, reference: LitertReference | None = None,
@@ -222,11 +246,7 @@ def time_networks_litert(models: dict, input_size: int, timing, progress=None, r
     """
     from ednas.runtime.litert import signature_runners
 
-    mods = {}
-    for name, m in models.items():
-        conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
-        mods[name] = (m, [1, conv.in_channels, input_size, input_size])
-    runners = signature_runners(mods, timing.threads, quant=quant)
+    runners = signature_runners(deploy_inputs(models, input_size), timing.threads, quant=quant)
     ref = reference.runner(timing.threads) if reference else None
     return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, reference=ref,
                              ref_ms=reference.ms if reference else None, stat=timing.stat)

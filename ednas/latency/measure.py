@@ -87,11 +87,13 @@ def table_reference(table, device=None) -> tuple[Reference | None, str]:
     ref = table.meta.get("reference") or {}
     if not ref.get("ops") or not ref.get("ms"):
         return None, "the table has no reference network (built without one, or by an older ednas)"
-    if (table.meta.get("measurement") or {}).get("runtime") == "litert":  # timed in LiteRT: the keys, built there
+    if (table.meta.get("measurement") or {}).get("runtime") == "litert":  # timed in LiteRT: the keys, converted where it is timed
         from ednas.latency.litert import LitertReference
 
-        if not same_machine(table.meta.get("machine"), board.machine()):
-            return None, "the table was measured on another kind of machine"
+        if not same_machine(table.meta.get("machine"), device.machine if device is not None else board.machine()):
+            return None, "the table was measured on another kind of machine" + (f" than the device {device.target}" if device is not None else "")
+        if device is None and str(table.target).startswith("remote:"):
+            return None, f"target {table.target} is not this host"
         return LitertReference(tuple(ref["ops"]), float(ref["ms"]), table.meta.get("quant")), ""
     if device is not None:
         if not same_machine(table.meta.get("machine"), device.machine):

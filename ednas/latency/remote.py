@@ -116,6 +116,27 @@ class RemoteDevice:
                           timing.rounds, timing.min_time_s, timing.stat, ref)
 
 
+    @property
+    def runtime(self) -> str:
+        """What the device times with: ``onnxruntime`` or ``litert`` (a LiteRT kit's server)."""
+        return self.info.get("runtime") or "onnxruntime"
+
+    @property
+    def kit(self) -> dict:
+        """A LiteRT server's kit: ``{"space", "dtype", "quant", "input_size", "ops", "reference"}`` (empty for ONNX Runtime)."""
+        return self.info.get("kit") or {}
+
+    def time_tflite(self, models: dict, timing, reference=None) -> dict:
+        """:func:`ednas.runtime.board.interleaved`'s result for ``{name: .tflite bytes}`` timed on a LiteRT device.
+
+        ``reference``: a :class:`~ednas.latency.litert.LitertReference`
+        (converted here, as the table's reference network was on the kit).
+        """
+        ref = None if reference is None else (reference.tflite(), None, reference.ms)
+        return self._call(self.client.time_networks, {n: (d, None) for n, d in models.items()}, timing.threads, timing.warmup, timing.repeats,
+                          timing.rounds, timing.min_time_s, timing.stat, ref, "tflite")
+
+
 def connect(target: str, token_file: str | None = None) -> RemoteDevice:
     """Reach the server of ``remote:HOST:PORT`` and read what it is (one line, :class:`DeviceError`, when it cannot)."""
     host, port = parse_target(target)

@@ -183,9 +183,10 @@ def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, 
 
     ``quant``: quantize each fused ONNX file with this fixed-point scheme
     first (:func:`ednas.latency.measure.deployed_bytes`); ``reference``:
-    time it alongside (ONNX Runtime only); ``device``: a
+    time it alongside (ONNX Runtime and LiteRT); ``device``: a
     :class:`~ednas.latency.remote.RemoteDevice` that times the files
-    (ONNX Runtime only) instead of this host.
+    (ONNX, or ``.tflite`` converted here for a LiteRT kit's server) instead
+    of this host.
     """
 
     models = {n: random_deploy_model(a, num_classes, seed=i) for i, (n, a) in enumerate(archs.items())}
@@ -194,12 +195,16 @@ def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, 
         if device is not None:
             return device.time_onnx(files, timing, progress, reference=reference)
         return time_onnx(files, timing, progress, reference=reference)
-    if device is not None:
-        raise LatencyTableError(f"a remote device times ONNX files only; a {runtime} table cannot be checked on {device.target}")
     if runtime == "litert":
-        from ednas.latency.litert import time_networks_litert
+        from ednas.latency.litert import deploy_inputs, tflite_bytes, time_networks_litert
 
+        if device is not None:  # a LiteRT kit's server: each network converted (and quantized) here, as its models were
+            if device.runtime != "litert":
+                raise LatencyTableError(f"a LiteRT table cannot be checked on {device.target}, which times ONNX Runtime")
+            return device.time_tflite(tflite_bytes(deploy_inputs(models, input_size), quant), timing, reference=reference)
         return time_networks_litert(models, input_size, timing, progress, reference=reference, quant=quant)
+    if device is not None:
+        raise LatencyTableError(f"a remote device times ONNX or LiteRT files only; a {runtime} table cannot be checked on {device.target}")
     if runtime == "torch":
         if quant:
             raise LatencyTableError("host-torch tables are float32 only")
@@ -345,9 +350,9 @@ def validate_table(
             reference = {"used": True, "how": "timed on the board beside the table's reference network"}
     else:
         runtime = _runtime(table)
-        if device is not None and runtime != "onnxruntime":
-            raise LatencyTableError(f"latency table {table._where()} was measured with {runtime or 'no runtime'}; a remote device times ONNX Runtime "
-                                    "tables (host-ort, remote:, or a board's file: table)")
+        if device is not None and runtime != device.runtime:
+            raise LatencyTableError(f"latency table {table._where()} was measured with {runtime or 'no runtime'}; the device {device.target} times "
+                                    f"{device.runtime} (validate a table of its runtime there)")
         if device is None and (table.target not in ("host-ort", "host-torch", "host-litert") or runtime not in ("onnxruntime", "torch", "litert")):
             raise LatencyTableError(
                 f"latency table {table._where()} (target {table.target}) cannot be measured on this machine; "

@@ -27,7 +27,7 @@ def main(argv=None, kit_dir=None):
     if argv[:1] == ["serve"]:  # the measurement server (server.py): ednas drives this device over the network
         from .server import serve_main
 
-        return serve_main(argv[1:])
+        return serve_main(argv[1:], kit_dir=kit_dir)
     p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime or LiteRT, as ops.json says "
                                             "(or: %(prog)s serve --help).")
     p.add_argument("--ops", default=os.path.join(kit_dir or ".", "ops.json"), help="operator list written by 'ednas lut script'")

@@ -79,17 +79,18 @@ class Client:
                    "reference": list(reference) if reference else None}
         return self.request("POST", "/ops", payload)["entries"]
 
-    def time_networks(self, models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, stat="median", reference=None):
-        """:func:`board.interleaved`'s result for ``{name: (onnx bytes, shape or None)}`` timed on the device.
+    def time_networks(self, models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, stat="median", reference=None, kind="onnx"):
+        """:func:`board.interleaved`'s result for ``{name: (model bytes, shape or None)}`` timed on the device.
 
-        ``reference``: ``(onnx bytes, shape or None, table ms or None)``.
+        ``reference``: ``(model bytes, shape or None, table ms or None)``;
+        ``kind``: ``onnx`` (an ONNX Runtime server) or ``tflite`` (a LiteRT one).
         Networks whose request would pass the server's body limit are sent in
         several requests, each under it and each with the reference, so that
         every figure is still scaled to the reference's speed (without a
         reference, the requests are timed one after the other); the
         reference's own entry is then the last request's.
         """
-        enc = lambda data, shape: {"onnx": base64.b64encode(data).decode("ascii"), "shape": list(shape) if shape else None}  # noqa: E731
+        enc = lambda data, shape: {kind: base64.b64encode(data).decode("ascii"), "shape": list(shape) if shape else None}  # noqa: E731
         payload = {"models": {}, "threads": threads, "warmup": warmup, "repeats": repeats,
                    "rounds": rounds, "min_time_s": min_time_s, "stat": stat, "reference": None}
         if reference is not None:

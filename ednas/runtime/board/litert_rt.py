@@ -72,6 +72,31 @@ def signature_runners(content, names, threads=1, rng=None):
     return out
 
 
+def model_runner(content, threads=1, seed=0):
+    """A runner of a whole ``.tflite`` (bytes) as ``ednas export`` writes it: its first signature, or its first input."""
+    tfl = _interpreter_module()
+    rng = np.random.default_rng(seed)
+    interp = tfl.Interpreter(model_content=bytes(content), num_threads=int(threads))
+    sigs = list(interp.get_signature_list())
+    if sigs:
+        return signature_runners(content, {sigs[0]: "model"}, threads, rng)["model"]
+    interp.allocate_tensors()
+    detail = interp.get_input_details()[0]
+    interp.set_tensor(detail["index"], random_input(detail, rng))
+    invoke = interp.invoke
+    return lambda: invoke()
+
+
+def read_kit(kit_dir):
+    """``(index, ops spec)`` of a LiteRT kit's folder (its litert_models.json and ops.json); exits with one line when it is not one."""
+    index = read_index(kit_dir)
+    if index is None:
+        raise SystemExit("error: %s has no %s: serve LiteRT from a kit written by 'ednas lut script --runtime litert'" % (kit_dir, INDEX))
+    with open(os.path.join(kit_dir, "ops.json")) as f:
+        spec = json.load(f)
+    return index, spec
+
+
 def read_index(kit_dir):
     """The kit's ``litert_models.json`` (None when the kit has none: an ONNX Runtime kit)."""
     path = os.path.join(kit_dir, INDEX)

@@ -3,7 +3,7 @@
 Endpoints (JSON in, JSON out)::
 
     GET  /health     {"ok": true, "busy": bool, "stats": {...}}
-    GET  /info       the device: machine, CPU, ONNX Runtime version and providers, threads, optimisation level
+    GET  /info       the device: machine, CPU, runtime (ONNX Runtime or LiteRT) and its version, threads, optimisation level
     POST /ops        {"keys": [...], "threads", "warmup", "repeats", "rounds", "stat", "quant", "reference": [keys]}
                      -> {"entries": {key: entry}}  (timing.measure_op: sandwich graphs, rounds, reference units)
     POST /networks   {"models": {name: {"onnx": base64, "shape": [..] or null}}, "reference": {"onnx", "shape", "ms"} or null,
@@ -19,6 +19,13 @@ with one line saying what; the server goes on serving.  One measurement at
 a time: a second measuring request while one runs gets 503 ``busy`` (the
 client waits and retries).  It binds 127.0.0.1 unless told otherwise;
 docs/board.md says how to reach it over an SSH tunnel.
+
+With ``--runtime litert`` (in a kit written by ``ednas lut script --runtime
+litert``) it times LiteRT instead: ``/ops`` measures the operators of the
+kit's own converted models (``litert_models.json``; an operator, a
+fixed-point scheme or a reference network that is not the kit's is a 400
+saying so), and ``/networks`` takes models as ``{"tflite": base64}``,
+loaded by the ai-edge-litert interpreter from memory (XNNPACK).
 """
 
 from __future__ import annotations
@@ -92,19 +99,21 @@ def _quant(v):
 
 
 def _model(v, name):
-    if not isinstance(v, dict) or not isinstance(v.get("onnx"), str):
-        raise RequestError(400, "model %r must be an object with 'onnx' (base64 ONNX bytes)" % name)
+    """``(bytes, shape, kind)`` of a model of a request; ``kind`` ``onnx`` or ``tflite``, the field it came in."""
+    kind = next((k for k in ("onnx", "tflite") if isinstance(v, dict) and isinstance(v.get(k), str)), None)
+    if kind is None:
+        raise RequestError(400, "model %r must be an object with 'onnx' (base64 ONNX bytes) or 'tflite' (base64 LiteRT bytes)" % name)
     try:
-        data = base64.b64decode(v["onnx"].encode("ascii"), validate=True)
+        data = base64.b64decode(v[kind].encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise RequestError(400, "model %r: 'onnx' is not base64" % name) from None
+        raise RequestError(400, "model %r: '%s' is not base64" % (name, kind)) from None
     shape = v.get("shape")
     if shape is not None:
         if (not isinstance(shape, list) or not 1 <= len(shape) <= 6
                 or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 65536 for s in shape)
                 or math.prod(shape) > MAX_ELEMENTS):
             raise RequestError(400, "model %r: 'shape' must be null or 1-6 positive integers" % name)
-    return data, shape
+    return data, shape, kind
 
 
 def parse_request(method, path, headers, body, auth, now=None):
@@ -161,11 +170,11 @@ def parse_request(method, path, headers, body, auth, now=None):
     ref = d.get("reference")
     p["reference"] = None
     if ref is not None:
-        data, shape = _model(ref, "reference")
+        data, shape, kind = _model(ref, "reference")
         ms = ref.get("ms")
         if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < 1e6):
             raise RequestError(400, "reference 'ms' must be null or a positive number")
-        p["reference"] = (data, shape, ms)
+        p["reference"] = (data, shape, ms, kind)
     return endpoint, p
 
 
@@ -177,9 +186,18 @@ def parse_request(method, path, headers, body, auth, now=None):
 class Device:
     """What the server measures with: the kit's graphs and timing, its session options, caches, counters and the one-at-a-time lock."""
 
-    def __init__(self, optimization="all", auth=None):
+    def __init__(self, optimization="all", auth=None, runtime="onnxruntime", kit_dir=None):
         if optimization not in timing.OPTIMIZATIONS:
             raise ValueError("optimization must be one of %s" % ", ".join(timing.OPTIMIZATIONS))
+        if runtime not in ("onnxruntime", "litert"):
+            raise ValueError("runtime must be onnxruntime or litert, got %r" % (runtime,))
+        self.runtime, self.kit_dir = runtime, kit_dir
+        self._kit = None  # litert: (index, ops spec) of the kit's converted models
+        self._litert = {}  # threads -> {model id or network name: runner}
+        if runtime == "litert":
+            from . import litert_rt
+
+            self._kit = litert_rt.read_kit(kit_dir or ".")
         self.optimization = optimization
         self.auth = auth
         self.lock = threading.Lock()
@@ -193,9 +211,19 @@ class Device:
             self.stats[name] += n
 
     def info(self):
+        common = {"cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                  "key_version": graphs.KEY_VERSION, "max_body_bytes": MAX_BODY_BYTES, "max_json_bytes": MAX_JSON_BYTES}
+        if self.runtime == "litert":
+            spec = self._kit[1]
+            return {"protocol": PROTOCOL, "runtime": "litert", "machine": timing.machine(), "tools": timing.tools("litert"), "providers": [],
+                    "session": {"interpreter": "ai-edge-litert", "delegate": "XNNPACK (the interpreter's default)", "layout": "channels last",
+                                "threads": "per request (the table's)"},
+                    "kit": {"space": spec.get("space"), "dtype": spec.get("dtype", "f32"), "quant": spec.get("quant"),
+                            "input_size": spec.get("input_size"), "ops": len(spec.get("ops", [])),
+                            "reference": (spec.get("reference") or {}).get("ops")}, **common}
         import onnxruntime as ort
 
-        return {"protocol": PROTOCOL, "machine": timing.machine(), "tools": timing.tools(), "providers": list(ort.get_available_providers()),
+        return {"protocol": PROTOCOL, "runtime": "onnxruntime", "machine": timing.machine(), "tools": timing.tools(), "providers": list(ort.get_available_providers()),
                 "session": {"providers": ["CPUExecutionProvider"], "graph_optimization": self.optimization, "inter_op_threads": 1,
                             "execution_mode": "sequential", "threads": "per request (the table's)"},
                 "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -233,7 +261,39 @@ class Device:
             raise RequestError(400, "operator %s: out of the shapes this server builds" % key[:120])
         return op
 
+    def _litert_runners(self, threads):
+        if threads not in self._litert:
+            from . import litert_rt
+
+            self._litert.clear()  # one set of interpreters at a time: bounded memory
+            self._litert[threads] = litert_rt.runners(self.kit_dir or ".", self._kit[0], threads)
+        return self._litert[threads]
+
+    def _measure_ops_litert(self, p):
+        spec = self._kit[1]
+        quant = spec.get("quant") if spec.get("dtype", "f32") != "f32" else None
+        if json.dumps(p["quant"], sort_keys=True) != json.dumps(quant, sort_keys=True):
+            raise RequestError(400, "this LiteRT kit measures %s operators (scheme %s), not the scheme %s asked for; write a kit of that "
+                               "precision ('ednas lut script --runtime litert --dtype ...')" % (spec.get("dtype", "f32"), quant, p["quant"]))
+        kit_ref = (spec.get("reference") or {}).get("ops")
+        if p["reference"] is not None and list(p["reference"]) != list(kit_ref or []):
+            raise RequestError(400, "the reference network asked for is not this LiteRT kit's (the host's table is for another space, input size or number of classes)")
+        runners = self._litert_runners(p["threads"])
+        out = {}
+        for key in p["keys"]:
+            self._check_key(key)
+            missing = [mid for mid, _ in graphs.plan(key) if mid not in runners]
+            if missing:
+                raise RequestError(400, "operator %s is not in this LiteRT kit (space %s); write the kit for the space you measure"
+                                   % (key[:120], str(spec.get("space"))[:200]))
+            out[key] = timing.measure_op(key, p["threads"], p["warmup"], p["repeats"], p["rounds"], cache=runners,
+                                         reference=runners["reference"] if p["reference"] is not None else None, stat=p["stat"])
+            self.count("ops_measured")
+        return {"entries": out}
+
     def measure_ops(self, p):
+        if self.runtime == "litert":
+            return self._measure_ops_litert(p)
         for key in p["keys"]:
             self._check_key(key)
         qkey = json.dumps(p["quant"], sort_keys=True)
@@ -266,12 +326,29 @@ class Device:
                 cache.clear()
         return {"entries": out}
 
+    def _litert_runner(self, data, threads, what):
+        from . import litert_rt
+
+        try:
+            return litert_rt.model_runner(data, threads)
+        except Exception as err:  # the interpreter raises ValueError/RuntimeError for bytes it cannot load or run
+            raise RequestError(400, "%s cannot be loaded by LiteRT: %s" % (what, _first_line(err))) from None
+
+    def _runner(self, data, threads, shape, kind, what):
+        want = "tflite" if self.runtime == "litert" else "onnx"
+        if kind != want:
+            raise RequestError(400, "%s is %s, but this server times %s models ('%s' fields)"
+                               % (what, kind, "LiteRT" if want == "tflite" else "ONNX", want))
+        if kind == "tflite":
+            return self._litert_runner(data, threads, what)
+        return self._session_runner(data, threads, shape, what)
+
     def time_networks(self, p):
-        runners = {name: self._session_runner(data, p["threads"], shape, "model %r" % name) for name, (data, shape) in p["models"].items()}
+        runners = {name: self._runner(data, p["threads"], shape, kind, "model %r" % name) for name, (data, shape, kind) in p["models"].items()}
         ref, ref_ms = None, None
         if p["reference"] is not None:
-            data, shape, ref_ms = p["reference"]
-            ref = self._session_runner(data, p["threads"], shape, "the reference network")
+            data, shape, ref_ms, kind = p["reference"]
+            ref = self._runner(data, p["threads"], shape, kind, "the reference network")
         res = timing.interleaved(runners, p["warmup"], p["repeats"], p["rounds"], p["min_time_s"], reference=ref, ref_ms=ref_ms, stat=p["stat"])
         self.count("networks_timed", len(runners))
         return {"results": res}
@@ -358,14 +435,14 @@ class Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-def make_server(host="127.0.0.1", port=DEFAULT_PORT, token=None, optimization="all", quiet=False):
-    """A :class:`Server` (not yet serving); ``port`` 0 picks a free one."""
+def make_server(host="127.0.0.1", port=DEFAULT_PORT, token=None, optimization="all", quiet=False, runtime="onnxruntime", kit_dir=None):
+    """A :class:`Server` (not yet serving); ``port`` 0 picks a free one; ``runtime`` ``litert``: the LiteRT kit in ``kit_dir``."""
     if not token or len(token) < 32:
         raise TokenError("the server never runs without a token of at least 32 characters")
-    return Server((host, int(port)), Device(optimization, Auth(token)), quiet)
+    return Server((host, int(port)), Device(optimization, Auth(token), runtime, kit_dir), quiet)
 
 
-def serve_main(argv):
+def serve_main(argv, kit_dir=None):
     """``measure_ops.py serve`` / ``ednas lut serve``: the server in the foreground until interrupted."""
     p = argparse.ArgumentParser(prog="measure_ops.py serve", description="Serve latency measurements of this device to ednas (see docs/board.md).")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: reach it over an SSH tunnel)")
@@ -373,11 +450,18 @@ def serve_main(argv):
     p.add_argument("--token-file", default=None, help="token file (made, mode 0600, when missing; default %s)" % default_token_path())
     p.add_argument("--optimization", default="all", choices=timing.OPTIMIZATIONS, help="ONNX Runtime graph optimisation level (default all, as deployed)")
     p.add_argument("--quiet", action="store_true", help="no line per request")
+    p.add_argument("--runtime", default=None, choices=("onnxruntime", "litert"),
+                   help="what to time with (default: litert in a kit written with --runtime litert, else onnxruntime)")
     a = p.parse_args(argv)
-    return serve(a.host, a.port, a.token_file, a.optimization, a.quiet)
+    runtime = a.runtime
+    if runtime is None:
+        from .litert_rt import INDEX
+
+        runtime = "litert" if kit_dir and os.path.exists(os.path.join(kit_dir, INDEX)) else "onnxruntime"
+    return serve(a.host, a.port, a.token_file, a.optimization, a.quiet, runtime=runtime, kit_dir=kit_dir)
 
 
-def serve(host="127.0.0.1", port=DEFAULT_PORT, token_file=None, optimization="all", quiet=False, ready=None):
+def serve(host="127.0.0.1", port=DEFAULT_PORT, token_file=None, optimization="all", quiet=False, ready=None, runtime="onnxruntime", kit_dir=None):
     """Run the server until interrupted; prints where it listens and which token file it uses."""
     try:
         token, path, created = ensure_token(token_file)
@@ -385,13 +469,14 @@ def serve(host="127.0.0.1", port=DEFAULT_PORT, token_file=None, optimization="al
         print("error: %s" % err, file=sys.stderr)
         return 2
     try:
-        srv = make_server(host, port, token, optimization, quiet)
+        srv = make_server(host, port, token, optimization, quiet, runtime, kit_dir)
     except OSError as err:
         print("error: cannot listen on %s:%s: %s" % (host, port, err.strerror or err), file=sys.stderr)
         return 2
     h, prt = srv.server_address[:2]
     print("token file: %s%s" % (path, " (new; copy it to the host, keep it mode 0600)" if created else ""), flush=True)
-    print("listening on http://%s:%d (protocol %s, graph optimisation %s)" % (h, prt, PROTOCOL, optimization), flush=True)
+    what = "LiteRT, the kit's models" if runtime == "litert" else "graph optimisation %s" % optimization
+    print("listening on http://%s:%d (protocol %s, %s)" % (h, prt, PROTOCOL, what), flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print("warning: bound to %s: any machine that can reach it may try; only signed requests are answered" % host, flush=True)
     if ready is not None:
