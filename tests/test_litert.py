@@ -326,17 +326,12 @@ def litert_server(tmp_path_factory):
     kit = tmp_path_factory.mktemp("litert-kit")
     assert main(["lut", "script", "--runtime", "litert", "--space", LITERT_SPACE, "--input", "32", "--out", str(kit), "--fit-archs", "0",
                  "--validate-archs", "0"]) == 0
-    srv = ServerProcess(kit, tmp_path_factory.mktemp("tok") / "server.token").start()
-    yield srv
-    srv.stop()
+    yield from ServerProcess.running(kit, tmp_path_factory)
 
 
 @pytest.fixture
 def litert_token(litert_server, monkeypatch):
-    from ednas.runtime import remote
-
-    monkeypatch.setenv("EDNAS_REMOTE_TOKEN", remote.read_token(litert_server.token_file))
-    monkeypatch.setenv("EDNAS_REMOTE_RETRIES", "1")
+    litert_server.use_token(monkeypatch)
 
 
 @needs_litert

@@ -78,6 +78,21 @@ class ServerProcess:
     def target(self) -> str:
         return f"remote:127.0.0.1:{self.port}"
 
+    @classmethod
+    def running(cls, kit: Path, tmp_path_factory):
+        """A fixture's body: the server of ``kit`` with a fresh token file, stopped after the tests."""
+        s = cls(kit, tmp_path_factory.mktemp("tok") / "server.token").start()
+        try:
+            yield s
+        finally:
+            s.stop()
+
+    def use_token(self, monkeypatch, retries: str = "1") -> None:
+        """The host's environment for this server: its token, few retries, a short backoff."""
+        monkeypatch.setenv("EDNAS_REMOTE_TOKEN", remote.read_token(self.token_file))
+        monkeypatch.setenv("EDNAS_REMOTE_RETRIES", retries)
+        monkeypatch.setenv("EDNAS_REMOTE_BACKOFF_S", "0.05")
+
     def client(self, **kw) -> remote.Client:
         return remote.Client("127.0.0.1", self.port, remote.read_token(self.token_file), **{"retries": 0, **kw})
 
@@ -91,16 +106,12 @@ def kit(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(kit, tmp_path_factory):
-    s = ServerProcess(kit, tmp_path_factory.mktemp("tok") / "server.token").start()
-    yield s
-    s.stop()
+    yield from ServerProcess.running(kit, tmp_path_factory)
 
 
 @pytest.fixture
 def token_env(server, monkeypatch):
-    monkeypatch.setenv("EDNAS_REMOTE_TOKEN", remote.read_token(server.token_file))
-    monkeypatch.setenv("EDNAS_REMOTE_RETRIES", "1")
-    monkeypatch.setenv("EDNAS_REMOTE_BACKOFF_S", "0.05")
+    server.use_token(monkeypatch)
 
 
 def _raw(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict]:
