@@ -5,8 +5,8 @@ target                 source of LAT(op)
 =====================  =======================================================
 ``host-ort``           measured here with ONNX Runtime (:mod:`ednas.runtime.board`), plus
                        the fitted per-network constant
-``host-litert``        measured here with LiteRT (ai-edge-litert, XNNPACK; the litert extra), float32,
-                       by the same sandwich method and reference network (:mod:`ednas.latency.litert`), plus
+``host-litert``        measured here with LiteRT (ai-edge-litert, XNNPACK; the litert extra), float32 or
+                       full-integer int8, by the same sandwich method and reference network (:mod:`ednas.latency.litert`), plus
                        the same fitted constant
 ``host-torch``         measured here with PyTorch eager (channels_last), plus
                        the fitted constant
@@ -18,7 +18,8 @@ target                 source of LAT(op)
                        networks it timed)
 ``remote:HOST:PORT``   measured on a device by its measurement server
                        (:mod:`ednas.latency.remote`): the ``host-ort``
-                       method there, the constant fitted on networks timed
+                       method there (ONNX Runtime, or LiteRT on a LiteRT kit's
+                       server), the constant fitted on networks timed
                        there; the table records the device under ``device``
 =====================  =======================================================
 
