@@ -1,7 +1,8 @@
-"""Benchmark: a ``host-litert`` latency table (LiteRT, XNNPACK) built and validated end to end, as ``host-ort``'s is.
+"""Benchmark: a ``host-litert`` (or ``host-openvino``) latency table built and validated end to end, as ``host-ort``'s is.
 
 Builds the table of ``--space`` (default the elastic ``cifar`` preset) on
-``host-litert`` with the defaults of ``ednas lut build`` (1 thread, the
+``--target`` (``host-litert``: LiteRT, XNNPACK; ``host-openvino``: OpenVINO's
+CPU plugin) with the defaults of ``ednas lut build`` (1 thread, the
 sandwich method, the reference network, 5 fit networks), then validates it
 on ``--archs`` (30) networks sampled across the space's range (stratified,
 seed 0, the fit networks excluded), each converted by litert-torch and timed
@@ -13,6 +14,7 @@ of each 7x7 depthwise entry to its 3x3 twin.
     python benchmarks/litert_table.py                 # needs the litert extra; about 15 min on an idle 2-core machine
     python benchmarks/litert_table.py --space cifar-kernels --archs 30
     python benchmarks/litert_table.py --dtype i8       # full-integer int8 (results/litert_table_i8.json)
+    python benchmarks/litert_table.py --target host-openvino [--dtype i8]   # results/openvino_table[_i8].json
 """
 
 from __future__ import annotations
@@ -35,24 +37,27 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="cifar")
     ap.add_argument("--archs", type=int, default=30, help="validation networks")
     ap.add_argument("--dtype", default="f32", choices=("f32", "i8"), help="f32, or i8: full-integer int8 operators and networks")
-    ap.add_argument("--out", type=Path, default=None, help="default results/litert_table.json (i8: litert_table_i8.json)")
+    ap.add_argument("--target", default="host-litert", choices=("host-litert", "host-openvino"))
+    ap.add_argument("--out", type=Path, default=None, help="default results/litert_table.json (i8: litert_table_i8.json; openvino_...)")
     a = ap.parse_args(argv)
-    a.out = a.out or RESULTS / ("litert_table.json" if a.dtype == "f32" else f"litert_table_{a.dtype}.json")
+    stem = "litert" if a.target == "host-litert" else "openvino"
+    a.out = a.out or RESULTS / (f"{stem}_table.json" if a.dtype == "f32" else f"{stem}_table_{a.dtype}.json")
 
     from ednas._perf import set_threads, tune_malloc
     from ednas.arch.spec import load_space
     from ednas.latency.build import build_table
     from ednas.latency.validate import validate_table
-    from ednas.runtime.litert import available, versions
+    from ednas.runtime.interface import runtime_of_target
 
-    if not available():
-        sys.exit("the litert extra is not installed: pip install -e '.[litert]'")
+    rt = runtime_of_target(a.target)
+    if not rt.available():
+        sys.exit(f"{a.target} needs its extra: {rt.extra}")
     tune_malloc()
     set_threads(1)
     space = load_space(a.space, 32)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
-        table = build_table("host-litert", space, 32, 10, out=Path(tmp) / "lut.json", dtype=a.dtype)
+        table = build_table(a.target, space, 32, 10, out=Path(tmp) / "lut.json", dtype=a.dtype)
         build_s = time.time() - t0
         t1 = time.time()
         v = validate_table(table, space, n=a.archs, num_classes=10)
@@ -62,8 +67,8 @@ def main(argv=None) -> int:
               if k.startswith("dw_") and "_k7_" in k and "_s1_" in k and e.get(k.replace("_k7_", "_k3_"), {}).get("ms", 0) > 0}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rec = {
-        "space": a.space, "target": "host-litert", "dtype": a.dtype, "quant": table.meta.get("quant"), "commit": commit, "machine": platform.processor() or platform.machine(),
-        "litert": versions(), "operators": len(e), "build_s": round(build_s, 1), "validate_s": round(validate_s, 1),
+        "space": a.space, "target": a.target, "dtype": a.dtype, "quant": table.meta.get("quant"), "commit": commit, "machine": platform.processor() or platform.machine(),
+        rt.name: rt.versions(), "operators": len(e), "build_s": round(build_s, 1), "validate_s": round(validate_s, 1),
         "constant_ms": table.constant_ms, "reference_ms": table.meta["reference"]["ms"],
         "validation": {k: v[k] for k in ("n", "mape", "spearman", "mape_raw", "spearman_raw", "max_abs_pct_error", "mean_pct_error",
                                          "measured_range_ms", "predicted_range_ms", "drift", "measured_with")},

@@ -65,6 +65,7 @@ from ednas.report.baselines import BaselinesConfig, baseline_names, run_baseline
 from ednas.report.report import write_report
 from ednas.report.verdict import MEASURED_TOLERANCE, verdict
 from ednas.runtime import Timing, board
+from ednas.runtime.interface import TARGETS, runtime_of_target, table_runtime
 from ednas.search.algorithm import SearchConfig, search
 from ednas.stage import StageResult, run_stage
 from ednas.train.trainer import TrainConfig, train
@@ -154,6 +155,9 @@ class RunConfig:
         if self.latency.target == "host-litert" and self.export.quant not in ("none", "int8"):
             raise ConfigError(f"{name('latency.target')} host-litert deploys a .tflite in float32 or full-integer int8, "
                               f"so {name('export.quant')} must be none or int8, got {self.export.quant}")
+        if self.latency.target == "host-openvino" and self.export.quant not in ("none", "int8"):
+            raise ConfigError(f"{name('latency.target')} host-openvino runs float32 or int8 (OpenVINO has no 16-bit integer kernels), "
+                              f"so {name('export.quant')} must be none or int8, got {self.export.quant}")
         deployed, dtype = QUANT_DTYPE.get(self.export.quant), dtype_name(self.latency.dtype)
         if dtype in ("i8", "i16") and dtype != deployed:
             raise ConfigError(f"{name('latency.dtype')} {self.latency.dtype} prices a {dtype} network, but {name('export.quant')} "
@@ -230,14 +234,17 @@ def run(cfg: RunConfig) -> dict:
                           "after": srch.fingerprint}, train_stage)
 
     # 4. export: fuse, ONNX, quantize, measure (and the LiteRT file on host-litert or a LiteRT device: the one deployed there)
-    litert = cfg.latency.target == "host-litert" or (ctx.table.meta.get("measurement") or {}).get("runtime") == "litert"
+    table_rt = table_runtime(ctx.table)
+    litert = table_rt is not None and table_rt.name == "litert"
+    # a runtime other than ONNX Runtime on this host (host-litert, host-openvino): the budget is checked in it
+    other_host = cfg.latency.target in TARGETS and cfg.latency.target != "host-ort"
     export_cfg = dataclasses.replace(cfg.export, format="onnx,tflite") if litert and "tflite" not in cfg.export.format else cfg.export
 
     def export_stage(d: Path) -> dict:
         # the files are timed beside the table's reference network (same kind of host), so their latency is also
         # given at the speed the table was built at, the speed the budget is in
         return export_model(export_cfg, out / "train" / "model.pt", d, data=data, timing=timing, seed=cfg.seed,
-                            reference=None if litert else table_reference(ctx.table)[0])
+                            reference=None if other_host or litert else table_reference(ctx.table)[0])
 
     exp = stage("export", {"export": config_dict(export_cfg), "timing": config_dict(timing), "seed": cfg.seed,
                            "trained": trn.result, "after": trn.fingerprint}, export_stage)
@@ -247,9 +254,9 @@ def run(cfg: RunConfig) -> dict:
     if is_remote(cfg.latency.target):
         dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
                     lambda d: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file))
-    elif litert:  # the deployed .tflite timed in LiteRT beside the table's reference network: the runtime the budget is for
+    elif other_host:  # the deployed file timed in the table's runtime beside its reference network: the runtime the budget is for
         dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
-                    lambda d: _time_in_litert(exp.result, ctx.table, timing))
+                    lambda d: _time_in_runtime(runtime_of_target(cfg.latency.target), exp.result, ctx.table, timing))
 
     # 5. baselines for the report, trained with the derived network's recipe and epochs, and priced as the deployed
     #    file is: in the table's precision (quantized by ednas's quantizer), beside the table's reference network, once
@@ -299,23 +306,27 @@ def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: s
     (a LiteRT kit's server: the deployed ``.tflite``)."""
     device = connect(target, token_file)
     ref, why = table_reference(table, device)
-    if device.runtime == "litert":
-        path = _tflite_file(exp, table)
-        r = device.time_tflite({"model": Path(path).read_bytes()}, timing, reference=ref)
-    else:
-        quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
-        path = exp.get("onnx_quant") if quant_file else exp.get("onnx")
-        r = device.time_onnx({"model": Path(path).read_bytes()}, timing, reference=ref)
+    fmt = "tflite" if device.runtime == "litert" else "onnx"
+    path = _deployed_file(fmt, exp, table)
+    r = device.time_files({"model": Path(path).read_bytes()}, timing, reference=ref, fmt=fmt)
+    return _timed(r, ref, why, path, table, f"the device {target}", device=device.describe())
+
+
+def _timed(r: dict, ref, why: str, path: str, table, where: str, **extra) -> dict:
     m = r["model"]
     reference = {"used": False, "why": why}
     if ref is not None:
         reference = {"used": True, "table_ms": r[board.REFERENCE]["table_ms"], "now_ms": r[board.REFERENCE]["ms"], "ratio": r[board.REFERENCE]["ratio"]}
     return {"file": path, "precision": table.dtype, "raw_ms": m["ms"], "scaled_ms": m.get("scaled_ms"), "spread_ms": m["spread_ms"],
-            "reference": reference, "where": f"the device {target}", "device": device.describe()}
+            "reference": reference, "where": where, **extra}
 
 
-def _tflite_file(exp: dict, table) -> str:
-    """The exported ``.tflite`` of the table's precision (int8 for an ``i8`` table)."""
+def _deployed_file(fmt: str, exp: dict, table) -> str:
+    """The exported file of the table's precision in ``fmt``: the ``.onnx`` (quantized for a fixed-point table) or the ``.tflite``
+    (int8 for an ``i8`` table)."""
+    if fmt == "onnx":
+        quant_file = table.dtype in ("i8", "i16") and exp.get("onnx_quant")
+        return exp.get("onnx_quant") if quant_file else exp.get("onnx")
     tfl = exp["tflite"]
     path = tfl.get("file_int8") if table.dtype == "i8" else tfl["file"]
     if not path:
@@ -323,24 +334,14 @@ def _tflite_file(exp: dict, table) -> str:
     return path
 
 
-def _time_in_litert(exp: dict, table, timing: Timing) -> dict:
-    """The deployed ``.tflite`` (the table's precision: fp32 or full-integer int8) timed in LiteRT on this host (``host-litert``),
-    beside the table's reference network."""
-    from ednas.latency.litert import LitertReference
-    from ednas.runtime.litert import TFLiteModel
-
-    path = _tflite_file(exp, table)
+def _time_in_runtime(rt, exp: dict, table, timing: Timing) -> dict:
+    """The deployed file (the table's precision) timed on this host in the table's runtime (``host-litert``: the ``.tflite``;
+    ``host-openvino``: the ``.onnx``), beside the table's reference network."""
+    path = _deployed_file(rt.format, exp, table)
     ref, why = table_reference(table)
-    runners = {"model": TFLiteModel(path, timing.threads).runner()}
-    ref_runner = ref.runner(timing.threads) if isinstance(ref, LitertReference) else None
-    r = board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, reference=ref_runner,
-                          ref_ms=ref.ms if ref_runner is not None else None, stat=timing.stat)
-    m = r["model"]
-    reference = {"used": False, "why": why}
-    if ref_runner is not None:
-        reference = {"used": True, "table_ms": r[board.REFERENCE]["table_ms"], "now_ms": r[board.REFERENCE]["ms"], "ratio": r[board.REFERENCE]["ratio"]}
-    return {"file": path, "precision": table.dtype, "raw_ms": m["ms"], "scaled_ms": m.get("scaled_ms"), "spread_ms": m["spread_ms"],
-            "reference": reference, "where": "LiteRT on this host (ai-edge-litert, XNNPACK)"}
+    r = rt.time_files({"model": path}, timing, reference=ref)
+    name, _, detail = rt.title.partition(" (")
+    return _timed(r, ref, why, path, table, f"{name} on this host" + (f" ({detail}" if detail else ""))
 
 
 def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict, table,

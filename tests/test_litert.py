@@ -16,6 +16,7 @@ import torch
 
 from ednas import build_model, fuse
 from ednas.cli import main
+from ednas.runtime import interface as litert_interface
 from ednas.runtime import litert
 from tests.conftest import randomize_bn
 
@@ -128,8 +129,8 @@ def test_the_litert_models_have_the_kits_shapes(model_id):
     """Each model host-litert converts is the kit's ONNX graph of the same id in PyTorch: same input and output shapes."""
     import onnx
 
-    from ednas.latency.litert import model_module
     from ednas.runtime import board
+    from ednas.runtime.tflite_graphs import model_module
 
     module, shape = model_module(model_id)
     data, onnx_shape = board.build(model_id)
@@ -142,8 +143,8 @@ def test_the_litert_models_have_the_kits_shapes(model_id):
 
 def test_the_litert_network_of_the_reference_keys_has_the_kits_output():
     from ednas import parse_arch
-    from ednas.latency.litert import network_module
     from ednas.latency.measure import reference_spec
+    from ednas.runtime.tflite_graphs import network_module
 
     keys = reference_spec(parse_arch(LITERT_SPACE), 32, 10)["ops"]
     module, shape = network_module(keys)
@@ -208,14 +209,15 @@ def test_int8_host_litert_table_quantizes_every_model_it_times_and_validates_in_
     from ednas.latency.validate import validate_table
 
     quantized, converted = [], []
-    real_pt2e, real_sig = litert._pt2e, litert.signature_runners
+    real_pt2e, real_convert = litert._pt2e, litert.convert_signatures
     monkeypatch.setattr(litert, "_pt2e", lambda *a, **k: quantized.append(1) or real_pt2e(*a, **k))
 
-    def counting(models, *a, **k):
-        converted.append((len(models), k.get("quant")))
-        return real_sig(models, *a, **k)
+    def counting(models, *a, **k):  # every conversion: operators' models, the reference, the fit and validation networks
+        converted.append((len(models), k["quant"] if "quant" in k else (a[2] if len(a) > 2 else None)))
+        return real_convert(models, *a, **k)
 
-    monkeypatch.setattr(litert, "signature_runners", counting)
+    monkeypatch.setattr(litert, "convert_signatures", counting)
+    litert_interface._reference_file.cache_clear()  # the reference network converted by this build, not an earlier test's
     out = tmp_path / "lut.json"
     assert main(["lut", "build", "--target", "host-litert", "--dtype", "i8", "--space", LITERT_SPACE, "--input", "32", "--out", str(out)]
                 + LUT_FAST) == 0

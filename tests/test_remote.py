@@ -561,14 +561,15 @@ def test_the_kit_runs_on_python_3_8_measures_and_serves(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("ok (3, 8)"), r.stderr[-3000:]
 
 
-def test_the_kit_imports_nothing_but_the_standard_library_numpy_onnx_onnxruntime_and_ai_edge_litert(kit):
+def test_the_kit_imports_nothing_but_the_standard_library_numpy_onnx_onnxruntime_ai_edge_litert_and_openvino(kit):
     """Every file of the kit parses as Python 3.8 and imports only the standard library, numpy, onnx, onnxruntime (its ONNX
-    runtime), ai_edge_litert (its LiteRT runtime, litert_rt.py alone) and itself."""
+    runtime), ai_edge_litert (its LiteRT runtime, litert_rt.py alone), openvino (its OpenVINO runtime, openvino_rt.py alone) and
+    itself."""
     import ast
 
-    allowed = set(sys.stdlib_module_names) | {"numpy", "onnx", "onnxruntime", "ai_edge_litert"}
+    allowed = set(sys.stdlib_module_names) | {"numpy", "onnx", "onnxruntime", "ai_edge_litert", "openvino"}
     files = sorted((kit / "ednas_board").glob("*.py")) + [kit / "measure_ops.py"]
-    assert {f.name for f in files} >= {"graphs.py", "timing.py", "server.py", "cli.py", "litert_rt.py", "measure_ops.py"}
+    assert {f.name for f in files} >= {"graphs.py", "timing.py", "server.py", "cli.py", "litert_rt.py", "openvino_rt.py", "measure_ops.py"}
     seen = set()
     for f in files:
         tree = ast.parse(f.read_text(), str(f), feature_version=(3, 8))
@@ -584,6 +585,7 @@ def test_the_kit_imports_nothing_but_the_standard_library_numpy_onnx_onnxruntime
                 seen.add(top)
                 assert top in allowed or top == "ednas_board", f"{f.name} imports {n}"
                 assert top != "ai_edge_litert" or f.name == "litert_rt.py", f"{f.name} imports {n}: only litert_rt.py may"
+                assert top != "openvino" or f.name == "openvino_rt.py", f"{f.name} imports {n}: only openvino_rt.py may"
     assert {"numpy", "onnx", "onnxruntime"} <= seen  # the check sees the kit's real imports
 
 

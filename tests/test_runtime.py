@@ -237,15 +237,15 @@ def test_board_package_is_standalone(tmp_path):
 
 
 def test_runtime_imports_only_the_bottom_layer():
-    """ednas.runtime may import the standard library, numpy, onnx, onnxruntime, torch (LiteRT's packages where the litert extra is
-    used), ednas.errors and ednas.io only."""
+    """ednas.runtime may import the standard library, numpy, onnx, onnxruntime, torch (LiteRT's and OpenVINO's packages where their
+    extras are used), ednas.errors and ednas.io only."""
     import ast
     from pathlib import Path
 
     import ednas.runtime
 
     allowed_ednas = {"ednas.errors", "ednas.io", "ednas.runtime"}
-    third_party = {"numpy", "onnx", "onnxruntime", "torch", "ai_edge_litert", "litert_torch", "torchao"}
+    third_party = {"numpy", "onnx", "onnxruntime", "torch", "ai_edge_litert", "litert_torch", "torchao", "openvino"}
     for path in Path(ednas.runtime.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []

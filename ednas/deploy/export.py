@@ -93,6 +93,8 @@ class ExportConfig:
     diff_tol: float = 1e-4
     #: files to write: onnx, tflite (LiteRT fp32 and full-integer int8; needs the litert extra) or onnx,tflite
     format: str = "onnx"
+    #: also score and time the .onnx files in OpenVINO when it is installed (export.json's "openvino")
+    openvino: bool = True
 
     def check(self, name) -> None:
         if self.quant not in QUANT_MODES:
@@ -261,6 +263,12 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
             }
             models["quant"] = quant_path
         lat = compare_latency(models, timing=timing, reference=reference)
+        ov = None
+        if cfg.openvino:  # the same files in OpenVINO, when installed: its scores against ORT's, its latency
+            from ednas.deploy.openvino import check_in_openvino
+
+            ov = check_in_openvino(models, data, lambda: make_loader(data, cfg.split, 256, False), cfg.eval_images, timing,
+                                   {"fp32": scores, **({"quant": qscores} if quant_path is not None else {})}, labels)
 
         record = {
             "max_abs_diff": check["max_abs_diff"],
@@ -273,6 +281,7 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
             "latency_ms_fp32_scaled": lat["fp32"].get("scaled_ms"),
             "latency_ms_quant_scaled": lat["quant"].get("scaled_ms") if "quant" in lat else None,
             "reference": lat.get("reference"),
+            "openvino": ov,
             "threads": timing.threads,
             "agreement": rec_quant["agreement"],
             "max_abs_diff_quant": rec_quant["max_abs_diff_quant"],
@@ -343,6 +352,7 @@ def _tflite_only_record(cfg: ExportConfig, data, meta: dict, model_path, size: i
         "max_abs_diff": None, "top1_fp32": None, "top1_quant": None, "drop": None,
         **({"task": "multilabel", "map_fp32": None, "map_quant": None} if ml else {}),
         "latency_ms_fp32": None, "latency_ms_quant": None, "speedup": None, "latency_ms_fp32_scaled": None, "latency_ms_quant_scaled": None,
+        "openvino": None,
         "reference": None, "threads": timing.threads, "agreement": None, "max_abs_diff_quant": None, "check": None,
         "data": data.spec, "split": cfg.split, "n_eval": None, "quant": cfg.quant, "quant_settings": None,
         "calib_data": (cfg.calib_data or data_spec) if images is not None else None, "calib_split": "train" if images is not None else None,

@@ -6,8 +6,10 @@ target                 source of LAT(op)
 ``host-ort``           measured here with ONNX Runtime (:mod:`ednas.runtime.board`), plus
                        the fitted per-network constant
 ``host-litert``        measured here with LiteRT (ai-edge-litert, XNNPACK; the litert extra), float32 or
-                       full-integer int8, by the same sandwich method and reference network (:mod:`ednas.latency.litert`), plus
+                       full-integer int8, by the same sandwich method and reference network (:mod:`ednas.runtime.litert`), plus
                        the same fitted constant
+``host-openvino``      measured here with OpenVINO's CPU plugin (the openvino extra), float32 or int8 (the
+                       same QDQ graphs), by the same method (:mod:`ednas.runtime.openvino`), plus the fitted constant
 ``host-torch``         measured here with PyTorch eager (channels_last), plus
                        the fitted constant
 ``tda2x``, ``tda4vm``  analytic profiles shipped in ``latency/profiles/``
@@ -23,13 +25,17 @@ target                 source of LAT(op)
                        there; the table records the device under ``device``
 =====================  =======================================================
 
+Every measured host target is a runtime of :mod:`ednas.runtime.interface`:
+the operators are its sandwich models, timed by the one
+:func:`ednas.runtime.board.measure_op`; a new runtime is one file there.
+
 Measured builds are cached and resumable: the output file is rewritten
 atomically after every operator, and a rerun with the same target, input
 size and settings measures only what is missing (so the same command also
 extends a table to a new space).
 
 Precision.  ``dtype`` ``f32`` (default) times float operators; ``i8`` and
-``i16`` (``host-ort`` only) time each operator as the quantized subgraph
+``i16`` (``i16``: ``host-ort`` only) time each operator as the quantized subgraph
 ONNX Runtime runs for a file quantized by ``ednas export`` (QDQ, per-channel
 weights, or ``quant={"pow2": True}`` for TIDL-style power-of-two scales;
 :mod:`ednas.runtime.board` writes those graphs itself), and the constant is
@@ -53,7 +59,7 @@ from ednas._perf import tune_malloc
 from ednas._run import progress as progress_bar
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError, LatencyTableError
-from ednas.latency.measure import measure_ops_ort, measure_ops_torch, reference_spec, same_machine
+from ednas.latency.measure import measure_ops_torch, reference_spec, same_machine
 from ednas.latency.model import LatencyModel
 from ednas.latency.ops import DTYPES, Op, dtype_name, space_ops
 from ednas.latency.remote import connect, is_remote
@@ -61,11 +67,12 @@ from ednas.latency.table import POLICIES, LatencyTable, extend_hint, load_table
 from ednas.latency.targets import analytic_table, load_profile
 from ednas.latency.validate import fit_constant
 from ednas.runtime import Timing, board
+from ednas.runtime.interface import RUNTIMES, TARGETS, get_runtime, runtime_of_target
 from ednas.stage import run_stage, stage_state
 
 __all__ = ["MEASURED_TARGETS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
 
-MEASURED_TARGETS = ("host-ort", "host-torch", "host-litert")
+MEASURED_TARGETS = (*TARGETS, "host-torch")
 
 
 def is_analytic(target: str) -> bool:
@@ -146,20 +153,19 @@ def build_table(
         dtype = dtype or "f32"
         if target == "host-torch" and dtype != "f32":
             raise ConfigError(f"target {target} measures float32 operators; --dtype must be f32, got {dtype}")
-        if target == "host-litert" and dtype not in ("f32", "i8"):
-            raise ConfigError(f"target {target} measures float32 and int8 operators (LiteRT has no 16-bit mode); --dtype must be f32 or i8, got {dtype}")
+        rt = runtime_of_target(target)
+        if rt is not None:
+            rt.check_dtype(dtype)
+            rt.require()
         if target == "host-litert" and dtype == "i8" and ((quant or {}).get("pow2") or (quant or {}).get("weight_bits") not in (None, 8)):
             raise ConfigError(f"target {target} times LiteRT's int8: 8-bit weights, scales not restricted to powers of two; "
                               f"--pow2 and --weight-bits other than 8 are not available there")
-        if target == "host-litert":
-            from ednas.runtime.litert import EXTRA, available
-
-            if not available():
-                raise ConfigError(f"target host-litert times operators in LiteRT and needs the litert extra: {EXTRA}")
         if dtype not in ("f32", *board.QUANT_DTYPES):
             raise ConfigError(f"target {target} measures f32, {', '.join(board.QUANT_DTYPES)} operators; got --dtype {dtype}")
         scheme = board.quant_scheme(dtype, **(quant or {})) if dtype != "f32" else None
         device = connect(target, remote_token_file) if is_remote(target) else None
+        if device is not None and device.runtime in RUNTIMES:
+            get_runtime(device.runtime).check_dtype(dtype)  # what the device's runtime measures (OpenVINO, LiteRT: no i16)
         if device is not None and device.runtime == "litert":  # a LiteRT kit's server: it measures the models converted for it
             kit = device.kit
             if dtype != kit.get("dtype", "f32") or (scheme or None) != kit.get("quant"):
@@ -184,8 +190,9 @@ def build_table(
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
               dtype="f32", scheme=None, stat="median", reference=True, device=None) -> LatencyTable:
-    runtime = device.runtime if device is not None else {"host-torch": "torch", "host-litert": "litert"}.get(target, "onnxruntime")
-    sandwich = runtime in ("onnxruntime", "litert")
+    runtime = device.runtime if device is not None else ("torch" if target == "host-torch" else runtime_of_target(target).name)
+    rt = get_runtime(runtime) if runtime in RUNTIMES else None
+    sandwich = rt is not None
     measurement = {
         "runtime": runtime,
         "method": "sandwich" if sandwich else "module call, channels_last",
@@ -197,12 +204,10 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if sandwich else "")
         + (", in units of the reference network" if reference else ""),
         **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if sandwich else {}),
-        "graph_optimization": {"onnxruntime": "all", "litert": "XNNPACK (the interpreter's default delegate), channels last"}.get(runtime, "eager"),
+        "graph_optimization": rt.optimization if rt is not None else "eager",
     }
-    if runtime == "litert" and device is None:
-        from ednas.runtime.litert import versions
-
-        measurement["litert"] = versions()
+    if rt is not None and device is None and runtime != "onnxruntime":  # ONNX Runtime's version is in the table's tools
+        measurement[runtime] = rt.versions()
     if device is not None and runtime != "litert":
         measurement["graph_optimization"] = (device.info.get("session") or {}).get("graph_optimization", "all")
     if device is not None:
@@ -256,14 +261,11 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         ref_keys = table.meta["reference"]["ops"] if reference else None
         for op in ops:  # one request per operator: a dropped connection loses at most the operator being measured
             keep(op, device.measure_op(op.key, threads, warmup, repeats, rounds, quant=scheme, reference=ref_keys, stat=stat))
-    elif runtime == "onnxruntime":
-        ref_model = board.build_network(table.meta["reference"]["ops"], quant=scheme) if reference else None
-        measure_ops_ort(ops, threads, warmup, repeats, rounds, on_entry=keep, quant=scheme, reference=ref_model, stat=stat)
-    elif runtime == "litert":
-        from ednas.latency.litert import measure_ops_litert
-
-        measure_ops_litert(ops, threads, warmup, repeats, rounds, on_entry=keep, reference=table.meta["reference"]["ops"] if reference else None,
-                           stat=stat, quant=scheme)
+    elif rt is not None:
+        by_key = {op.key: op for op in ops}
+        ref = rt.reference(table.meta["reference"]["ops"], None, scheme) if reference else None
+        rt.measure_ops([op.key for op in ops], threads, warmup, repeats, rounds, on_entry=lambda k, e: keep(by_key[k], e), reference=ref,
+                       stat=stat, quant=scheme)
     else:
         measure_ops_torch(ops, threads, warmup, repeats, rounds, on_entry=keep)
     if bar is not None:
@@ -334,7 +336,7 @@ def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, 
     dtype = dtype or "f32"
     settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
                 "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": 5, "fit_archs": 5, "fit_seed": 1234, "stat": Timing().stat,
-                                "reference": target in ("host-ort", "host-litert") or is_remote(target)}}
+                                "reference": target in TARGETS or is_remote(target)}}
     key_text = f"{target}|{space.format()}|{input_size}|{num_classes}"
     if dtype != "f32" or quant:  # f32 tables keep the folders they always had
         settings["dtype"], settings["quant"] = dtype, quant or None

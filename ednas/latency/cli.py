@@ -42,7 +42,8 @@ class LutBuildConfig:
 
     #: output table (JSON); an existing one with the same settings is resumed/extended
     out: str
-    #: host-ort, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml, file:PATH (board table) or remote:HOST:PORT (a device's measurement server)
+    #: host-ort, host-openvino, host-litert, host-torch, tda2x, tda4vm, roofline, roofline:PATH.yaml, file:PATH (board table) or
+    #: remote:HOST:PORT (a device's measurement server)
     target: str = "host-ort"
     #: preset name, space string or arch file
     space: str = "cifar"
@@ -221,16 +222,19 @@ class LutScriptConfig:
     fit_seed: int = 1234
     #: seed of the validation networks
     seed: int = 0
-    #: the board's runtime: onnxruntime (the kit builds its ONNX models) or litert (this host converts every model to .tflite
-    #: with litert-torch and the kit times them with ai-edge-litert; needs the litert extra here)
+    #: the board's runtime: onnxruntime or openvino (the kit builds its ONNX models and times them in that runtime) or litert
+    #: (this host converts every model to .tflite with litert-torch and the kit times them with ai-edge-litert; needs the litert
+    #: extra here)
     runtime: str = "onnxruntime"
 
 
 def lut_script(cfg: LutScriptConfig) -> dict:
     check_writable_dir(cfg.out, "--out")
     cfg.dtype = dtype_name(cfg.dtype)
-    if cfg.runtime not in ("onnxruntime", "litert"):
-        raise ConfigError(f"--runtime must be onnxruntime or litert, got {cfg.runtime}")
+    if cfg.runtime not in ("onnxruntime", "litert", "openvino"):
+        raise ConfigError(f"--runtime must be onnxruntime, openvino or litert, got {cfg.runtime}")
+    if cfg.runtime == "openvino" and cfg.dtype not in ("f32", "i8"):
+        raise ConfigError(f"--runtime openvino measures f32 or i8 (OpenVINO has no 16-bit integer kernels), got --dtype {cfg.dtype}")
     if cfg.runtime == "litert":
         from ednas.runtime.litert import EXTRA, available
 

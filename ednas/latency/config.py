@@ -19,7 +19,8 @@ QUANT_DTYPE = {"none": "f32", "int8": "i8", "int16": "i16"}
 class LatencyConfig:
     """Where latency comes from, and the budget the search must meet."""
 
-    #: latency target: host-ort, host-litert (LiteRT, XNNPACK; the litert extra), host-torch, tda2x, tda4vm, roofline[:FILE.yaml], file:BOARD_TABLE.json, remote:HOST:PORT (a device's
+    #: latency target: host-ort, host-openvino (OpenVINO CPU plugin; the openvino extra), host-litert (LiteRT, XNNPACK; the litert
+    #: extra), host-torch, tda2x, tda4vm, roofline[:FILE.yaml], file:BOARD_TABLE.json, remote:HOST:PORT (a device's
     #: measurement server; token from EDNAS_REMOTE_TOKEN or its token file), or a lut.json
     target: str = "host-ort"
     #: latency budget in ms (replaces --budget-frac; give one of the two)
@@ -53,6 +54,8 @@ class LatencyConfig:
             raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32 tables only")
         if self.target == "host-litert" and dtype not in (None, "f32", "i8"):
             raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32 and i8 tables (LiteRT runs float32 and full-integer int8)")
+        if self.target == "host-openvino" and dtype not in (None, "f32", "i8"):
+            raise ConfigError(f"{name('dtype')} {self.dtype}: {self.target} measures f32 and i8 tables (OpenVINO has no 16-bit integer kernels)")
 
 
 def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False, per_channel: bool = True,
@@ -62,14 +65,14 @@ def table_precision(cfg: LatencyConfig, quant: str = "none", pow2: bool = False,
     ``cfg.dtype`` when given; else, on ``host-ort`` and ``remote:``, the precision of the file
     that will be deployed (``quant``: ``int8`` -> ``i8``, ``int16`` -> ``i16``,
     ``none`` -> ``f32``), so the budget holds for the deployed file; on
-    ``host-litert`` likewise (``none`` or ``int8``: the ``.tflite`` it deploys); on
+    ``host-litert`` and ``host-openvino`` likewise (``none`` or ``int8``: the ``.tflite`` / ``.onnx`` it deploys); on
     ``host-torch`` ``f32``; on other targets ``None`` (the profile's or
     table's own).  The options (``per_channel``, ``pow2``, ``weight_bits``,
     as ``ednas export``'s) apply to a fixed-point host table.
     """
     dtype = dtype_name(cfg.dtype)
     ort = cfg.target == "host-ort" or cfg.target.startswith("remote:")  # measured with ONNX Runtime, here or on the device
-    measured = ort or cfg.target == "host-litert"  # tables in the deployed file's precision
+    measured = ort or cfg.target in ("host-litert", "host-openvino")  # tables in the deployed file's precision
     if dtype is None and (measured or cfg.target == "host-torch"):
         dtype = QUANT_DTYPE.get(quant, "f32") if measured else "f32"
     options = None

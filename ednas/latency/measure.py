@@ -40,7 +40,8 @@ from ednas.arch.spec import ArchSpec
 from ednas.latency.ops import Op, arch_ops
 from ednas.nn.fuse import deploy_model
 from ednas.runtime import Reference, Timing, board, onnx_bytes, time_onnx, time_torch
-from ednas.runtime.quantize import QuantSettings, quantize_bytes
+from ednas.runtime.interface import get_runtime, quant_settings, table_runtime
+from ednas.runtime.quantize import quantize_bytes
 
 __all__ = ["measure_latency", "measure_onnx_ms", "measure_ops_ort", "measure_ops_torch", "measure_torch_ms", "onnx_deploy_bytes",
            "reference_arch", "reference_spec", "table_reference", "same_machine", "quant_settings", "deployed_bytes"]
@@ -87,14 +88,9 @@ def table_reference(table, device=None) -> tuple[Reference | None, str]:
     ref = table.meta.get("reference") or {}
     if not ref.get("ops") or not ref.get("ms"):
         return None, "the table has no reference network (built without one, or by an older ednas)"
-    if (table.meta.get("measurement") or {}).get("runtime") == "litert":  # timed in LiteRT: the keys, converted where it is timed
-        from ednas.latency.litert import LitertReference
-
-        if not same_machine(table.meta.get("machine"), device.machine if device is not None else board.machine()):
-            return None, "the table was measured on another kind of machine" + (f" than the device {device.target}" if device is not None else "")
-        if device is None and str(table.target).startswith("remote:"):
-            return None, f"target {table.target} is not this host"
-        return LitertReference(tuple(ref["ops"]), float(ref["ms"]), table.meta.get("quant")), ""
+    rt = table_runtime(table)
+    if rt is None:
+        return None, f"the table was measured with {(table.meta.get('measurement') or {}).get('runtime') or 'no runtime'}, which has no reference network"
     if device is not None:
         if not same_machine(table.meta.get("machine"), device.machine):
             return None, f"the table was measured on another kind of machine than the device {device.target}"
@@ -102,16 +98,7 @@ def table_reference(table, device=None) -> tuple[Reference | None, str]:
         return None, f"target {table.target} is not this host"
     elif not same_machine(table.meta.get("machine"), board.machine()):
         return None, "the table was measured on another kind of machine"
-    data, shape = board.build_network(ref["ops"], quant=table.meta.get("quant"))
-    return Reference(data, float(ref["ms"]), tuple(shape)), ""
-
-
-def quant_settings(scheme: dict | None) -> QuantSettings | None:
-    """The :class:`~ednas.runtime.quantize.QuantSettings` of a table's fixed-point scheme (None: float)."""
-    if not scheme:
-        return None
-    return QuantSettings(bits=int(scheme["bits"]), weight_bits=int(scheme.get("weight_bits") or scheme["bits"]),
-                         pow2=bool(scheme.get("pow2")), per_channel=bool(scheme.get("per_channel", True)))
+    return rt.reference(ref["ops"], float(ref["ms"]), table.meta.get("quant")), ""
 
 
 def deployed_bytes(model: nn.Module, input_size: int, quant: dict | None = None, calib_images: int = 16, seed: int = 0) -> bytes:
@@ -148,16 +135,11 @@ def measure_ops_ort(
     bytes, shape)`` of the reference network, timed between the rounds
     (:func:`ednas.runtime.board.measure_op`).
     """
-    out, cache = {}, {}
-    ref = board.runner(reference[0], threads, reference[1]) if reference is not None else None
-    for op in ops:
-        e = board.measure_op(op.key, threads, warmup, repeats, rounds, cache=cache, quant=quant, reference=ref, stat=stat)
-        out[op.key] = e
-        if on_entry:
-            on_entry(op, e)
-        if len(cache) > 64:  # each session holds its weights
-            cache.clear()
-    return out
+    ort = get_runtime("onnxruntime")
+    ref = Reference(reference[0], None, tuple(reference[1])) if reference is not None else None
+    by_key = {op.key: op for op in ops}
+    return ort.measure_ops(list(by_key), threads, warmup, repeats, rounds, on_entry=(lambda k, e: on_entry(by_key[k], e)) if on_entry else None,
+                           reference=ref, stat=stat, quant=quant)
 
 
 def _torch_op(op: Op) -> tuple[nn.Module, tuple]:
@@ -215,7 +197,7 @@ def measure_latency(
     model: nn.Module, input_size: int, threads: int = 1, warmup: int = 10, repeats: int = 50, rounds: int = 5, timing: Timing | None = None,
     table=None,
 ) -> float:
-    """End-to-end ms of ``model`` with ONNX Runtime (deploy form; fused if it is not), or in LiteRT for a ``host-litert`` table.
+    """End-to-end ms of ``model`` with ONNX Runtime (deploy form; fused if it is not), or in the table's runtime (LiteRT, OpenVINO).
 
     Timed by :func:`ednas.runtime.time_onnx` with ``timing`` (default: a
     :class:`~ednas.runtime.Timing` of ``threads``, ``warmup``, ``repeats``,
@@ -230,10 +212,9 @@ def measure_latency(
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
     quant = table.meta.get("quant") if table is not None else None
     ref = table_reference(table)[0] if table is not None else None
-    if table is not None and (table.meta.get("measurement") or {}).get("runtime") == "litert":  # a host-litert table: timed in LiteRT
-        from ednas.latency.litert import time_networks_litert
-
-        r = time_networks_litert({"model": deploy_model(model)}, input_size, timing, reference=ref, quant=quant)["model"]
+    rt = table_runtime(table) if table is not None else None
+    if rt is not None and rt.name != "onnxruntime":  # the runtime the table was measured with, its file of the table's precision
+        r = rt.time_modules({"model": deploy_model(model)}, input_size, timing, reference=ref, quant=quant)["model"]
         return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]
     r = time_onnx({"model": deployed_bytes(model, input_size, quant)}, timing, reference=ref)["model"]
     return r["scaled_ms"] if r.get("scaled_ms") is not None else r["ms"]

@@ -127,14 +127,17 @@ class RemoteDevice:
         return self.info.get("kit") or {}
 
     def time_tflite(self, models: dict, timing, reference=None) -> dict:
-        """:func:`ednas.runtime.board.interleaved`'s result for ``{name: .tflite bytes}`` timed on a LiteRT device.
+        """:func:`ednas.runtime.board.interleaved`'s result for ``{name: .tflite bytes}`` timed on a LiteRT device (``reference``:
+        the table's, a :class:`~ednas.runtime.Reference` converted here as the kit's reference network was)."""
+        return self.time_files(models, timing, reference=reference, fmt="tflite")
 
-        ``reference``: a :class:`~ednas.latency.litert.LitertReference`
-        (converted here, as the table's reference network was on the kit).
-        """
-        ref = None if reference is None else (reference.tflite(), None, reference.ms)
+    def time_files(self, models: dict, timing, progress=None, reference=None, fmt: str = "onnx") -> dict:
+        """:func:`ednas.runtime.board.interleaved`'s result for ``{name: file bytes}`` (``fmt``: ``onnx`` or ``tflite``) timed on the device."""
+        if fmt == "onnx":
+            return self.time_onnx(models, timing, progress, reference)
+        ref = None if reference is None else (reference.onnx, None, reference.ms)
         return self._call(self.client.time_networks, {n: (d, None) for n, d in models.items()}, timing.threads, timing.warmup, timing.repeats,
-                          timing.rounds, timing.min_time_s, timing.stat, ref, "tflite")
+                          timing.rounds, timing.min_time_s, timing.stat, ref, fmt)
 
 
 def connect(target: str, token_file: str | None = None) -> RemoteDevice:

@@ -79,6 +79,12 @@ the kit times them with the LiteRT interpreter (XNNPACK):
     pip install numpy ai-edge-litert
 """
 
+_OPENVINO_BOARD = """On the board (Python 3.8+, numpy, onnx, openvino; no onnxruntime, ednas or torch):
+the kit builds its ONNX models and times them in OpenVINO's CPU plugin:
+
+    pip install numpy onnx openvino
+"""
+
 _README = """ednas latency measuring kit
 ==========================
 
@@ -163,8 +169,9 @@ def write_script(
     if dtype != "f32":
         spec["quant"] = board.quant_scheme(dtype, **(quant or {}))
     extra = {}
+    if runtime != "onnxruntime":
+        spec["runtime"] = runtime
     if runtime == "litert":
-        spec["runtime"] = "litert"
         extra = _litert_models(out, ops, spec["reference"]["ops"], networks, spec.get("quant"))
     atomic_write_json(out / "ops.json", spec)
     pkg = out / KIT_PACKAGE
@@ -174,7 +181,7 @@ def write_script(
     atomic_write_text(out / "measure_ops.py", LAUNCHER)
     readme = _README.format(space=space.format(), input_size=input_size, num_classes=num_classes, n_ops=len(ops), n_fit=len(fit), n_val=len(val),
                             dtype=dtype, quant=f" ({spec['quant']})" if spec.get("quant") else "",
-                            board=_LITERT_BOARD if runtime == "litert" else _ORT_BOARD)
+                            board={"litert": _LITERT_BOARD, "openvino": _OPENVINO_BOARD}.get(runtime, _ORT_BOARD))
     atomic_write_text(out / "README.txt", readme)
     return {
         "out": str(out),
@@ -198,9 +205,9 @@ def _litert_models(out: Path, ops: list[str], reference: list[str], networks: li
     """Convert every model a LiteRT board times into ``models/litert_NNN.tflite`` and list them in ``litert_models.json``."""
     import time
 
-    from ednas.latency.litert import model_module, network_module
     from ednas.runtime.board import litert_rt
     from ednas.runtime.litert import convert_signatures
+    from ednas.runtime.tflite_graphs import model_module, network_module
 
     t0 = time.time()
     models = {mid: model_module(mid) for mid in dict.fromkeys(mid for key in ops for mid, _ in board.plan(key))}

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping
 from ednas.errors import EdnasError, LatencyTableError
 from ednas.io import atomic_write_json, canonical_json
 from ednas.latency.ops import KEY_VERSION, Op
+from ednas.runtime.interface import TARGETS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "POLICIES", "LatencyTable", "load_table", "extend_hint", "table_checksum"]
 
@@ -134,7 +135,7 @@ class LatencyTable:
     @property
     def is_host(self) -> bool:
         """Whether the table was measured on this kind of host (so networks can be timed here to compare)."""
-        return self.target in ("host-ort", "host-torch", "host-litert")
+        return self.target in (*TARGETS, "host-torch")
 
     def _where(self) -> str:
         return f"'{self.path}'" if self.path else f"(target {self.target})"

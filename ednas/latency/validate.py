@@ -45,10 +45,11 @@ import torch.nn as nn
 from ednas.arch.spec import ArchSpec, parse_arch
 from ednas.errors import ConfigError, LatencyTableError
 from ednas.io import _atomic
-from ednas.latency.measure import deployed_bytes, table_reference
+from ednas.latency.measure import table_reference
 from ednas.latency.model import LatencyModel
 from ednas.nn import build_model, fuse
-from ednas.runtime import Reference, Timing, board, time_onnx, time_torch
+from ednas.runtime import Reference, Timing, board, time_torch
+from ednas.runtime.interface import RUNTIMES, TARGETS, get_runtime, image_inputs
 
 __all__ = ["SAMPLINGS", "sample_picks", "random_deploy_model", "mape", "spearman", "scatter_plot", "fit_constant", "validate_table", "time_networks"]
 
@@ -179,10 +180,10 @@ def scatter_plot(result: dict, path, title: str | None = None) -> None:
 
 def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, timing: Timing, progress: Callable | None = None,
                   quant: dict | None = None, reference: Reference | None = None, device=None) -> dict:
-    """End-to-end ms of ``{name: fixed ArchSpec}`` with ``onnxruntime`` or ``torch``, interleaved (:mod:`ednas.runtime.timing`).
+    """End-to-end ms of ``{name: fixed ArchSpec}`` in a runtime of :mod:`ednas.runtime.interface` or ``torch``, interleaved.
 
     ``quant``: quantize each fused ONNX file with this fixed-point scheme
-    first (:func:`ednas.latency.measure.deployed_bytes`); ``reference``:
+    first (ednas's one quantizer, as ``ednas export``); ``reference``:
     time it alongside (ONNX Runtime and LiteRT); ``device``: a
     :class:`~ednas.latency.remote.RemoteDevice` that times the files
     (ONNX, or ``.tflite`` converted here for a LiteRT kit's server) instead
@@ -190,21 +191,15 @@ def time_networks(runtime: str, archs: dict, input_size: int, num_classes: int, 
     """
 
     models = {n: random_deploy_model(a, num_classes, seed=i) for i, (n, a) in enumerate(archs.items())}
-    if runtime == "onnxruntime":
-        files = {n: deployed_bytes(m, input_size, quant, seed=i) for i, (n, m) in enumerate(models.items())}
-        if device is not None:
-            return device.time_onnx(files, timing, progress, reference=reference)
-        return time_onnx(files, timing, progress, reference=reference)
-    if runtime == "litert":
-        from ednas.latency.litert import deploy_inputs, tflite_bytes, time_networks_litert
-
-        if device is not None:  # a LiteRT kit's server: each network converted (and quantized) here, as its models were
-            if device.runtime != "litert":
-                raise LatencyTableError(f"a LiteRT table cannot be checked on {device.target}, which times ONNX Runtime")
-            return device.time_tflite(tflite_bytes(deploy_inputs(models, input_size), quant), timing, reference=reference)
-        return time_networks_litert(models, input_size, timing, progress, reference=reference, quant=quant)
+    if runtime in RUNTIMES:
+        rt = get_runtime(runtime)
+        if device is not None:  # the device times the files, written here as its runtime reads them
+            if device.runtime != runtime:
+                raise LatencyTableError(f"a {runtime} table cannot be checked on {device.target}, which times {device.runtime}")
+            return device.time_files(rt.files(image_inputs(models, input_size), quant), timing, reference=reference, fmt=rt.format)
+        return rt.time_modules(models, input_size, timing, progress, reference=reference, quant=quant)
     if device is not None:
-        raise LatencyTableError(f"a remote device times ONNX or LiteRT files only; a {runtime} table cannot be checked on {device.target}")
+        raise LatencyTableError(f"a remote device times {', '.join(RUNTIMES)} files only; a {runtime} table cannot be checked on {device.target}")
     if runtime == "torch":
         if quant:
             raise LatencyTableError("host-torch tables are float32 only")
@@ -270,7 +265,7 @@ def fit_constant(
     archs = {f"fit-{i}": space.with_picks(p, branches=False) for i, p in enumerate(picks)}
     sums = {name: lm.predict(a, allow_masked=True) for name, a in archs.items()}
     timing = timing or Timing(threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
-    ref = table_reference(table, device)[0] if _runtime(table) in ("onnxruntime", "litert") else None
+    ref = table_reference(table, device)[0] if _runtime(table) in RUNTIMES else None
     meas = time_networks(_runtime(table), archs, input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref,
                          device=device)
     at_table = {name: meas[name]["scaled_ms"] if meas[name].get("scaled_ms") is not None else meas[name]["ms"] for name in archs}
@@ -353,7 +348,7 @@ def validate_table(
         if device is not None and runtime != device.runtime:
             raise LatencyTableError(f"latency table {table._where()} was measured with {runtime or 'no runtime'}; the device {device.target} times "
                                     f"{device.runtime} (validate a table of its runtime there)")
-        if device is None and (table.target not in ("host-ort", "host-torch", "host-litert") or runtime not in ("onnxruntime", "torch", "litert")):
+        if device is None and (table.target not in (*TARGETS, "host-torch") or runtime not in (*RUNTIMES, "torch")):
             raise LatencyTableError(
                 f"latency table {table._where()} (target {table.target}) cannot be measured on this machine; "
                 "validate a board table with the 'validate' networks of 'ednas lut script --validate-archs N', "
@@ -363,7 +358,7 @@ def validate_table(
             timing = Timing(threads=int(threads or meas_info.get("threads") or 1), warmup=warmup, repeats=repeats, rounds=rounds,
                             stat=meas_info.get("stat") or "median")
         threads, repeats, rounds = timing.threads, timing.repeats, timing.rounds
-        ref, why = table_reference(table, device) if runtime in ("onnxruntime", "litert") else (None, "host-torch tables have no reference network")
+        ref, why = table_reference(table, device) if runtime in RUNTIMES else (None, "host-torch tables have no reference network")
         if not scale:
             ref, why = None, "not asked for (scale=False)"
         const = table.meta.get("constant") or {}

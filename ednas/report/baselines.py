@@ -117,6 +117,7 @@ from ednas.latency.measure import deployed_bytes, measure_onnx_ms, measure_torch
 from ednas.latency.targets import analytic_latency
 from ednas.nn.macs import count_macs, trace
 from ednas.runtime import Reference, Timing, board, time_onnx
+from ednas.runtime.interface import TARGETS, image_inputs, runtime_of_target
 from ednas.seeds import derive
 from ednas.stage import run_stage
 from ednas.train.trainer import TrainConfig, fit
@@ -403,7 +404,7 @@ class Pricing:
         """The pricing of a run on ``target`` with latency ``table`` (None: fp32, no reference)."""
         if table is None:
             return cls(target, timing)
-        ref, why = table_reference(table) if target in ("host-ort", "host-litert") else (None, f"target {target} is not timed with ONNX Runtime")
+        ref, why = table_reference(table) if target in TARGETS else (None, f"target {target} is not timed with a runtime on this host")
         dtype = str(table.dtype or "f32")
         quant = table.meta.get("quant") if dtype in ("i8", "i16") else None
         return cls(target, timing, dtype, quant, ref, why)
@@ -437,6 +438,12 @@ class Pricing:
                       else f"not scaled ({self.reference_why})")
             what = "LiteRT int8 (full integer, litert-torch's PT2E quantizer)" if self.quantized else "LiteRT fp32"
             return f"measured: {what} (XNNPACK), {threads} thread(s), batch 1, {scaled}"
+        if t in TARGETS:
+            rt = runtime_of_target(t)
+            scaled = ("scaled to the latency table's reference network" if self.reference is not None
+                      else f"not scaled ({self.reference_why})")
+            what = f"{rt.title} {self.precision}" + (" (ednas's quantizer, the latency table's scheme, QDQ)" if self.quantized else "")
+            return f"measured: {what}, {threads} thread(s), batch 1, {scaled}"
         if t.startswith("file:"):
             return "not available: a board table prices only the operators of its own space; measure this network on the board"
         return f"predicted: {t} profile, convolutions and linear layers only (activations, SE gates, adds, pooling not priced: a lower bound)"
@@ -463,11 +470,11 @@ class Pricing:
             return self._figures(time_onnx({"model": deployed_bytes(model, input_size, self.quant)}, self.timing, reference=self.reference))
         if t == "host-torch":
             return {"ms": measure_torch_ms(model, input_size, timing=self.timing)}
-        if t == "host-litert":
-            from ednas.latency.litert import time_networks_litert
-
-            return self._figures(time_networks_litert({"model": model.eval()}, input_size, self.timing, reference=self.reference,
-                                                      quant=self.quant))
+        if t in TARGETS:  # another runtime on this host: the file it deploys, in the budget's precision
+            rt = runtime_of_target(t)
+            files = ({"model": deployed_bytes(model, input_size, self.quant)} if rt.format == "onnx"
+                     else rt.files(image_inputs({"model": model.eval()}, input_size), self.quant))
+            return self._figures(rt.time_files(files, self.timing, reference=self.reference))
         if t.startswith("file:"):
             return {"ms": None}
         a = analytic_latency(model, input_size, t)
@@ -763,8 +770,9 @@ def comparison(summary: dict, export: dict | None, baselines: Sequence[dict], ke
             label += f" (fp32 {label_score})"
         points.append({"label": label, "latency_ms": b.get("latency_ms"), "top1": b.get(key8) if have8 else b.get(key), "kind": "baseline",
                        "precision": bprec or "n/a", "how": b.get("latency_source") or "n/a", "score_fp32": b.get(key), "baseline": b})
-    if target == "host-ort" or (not target and on_host):
-        xlabel = (f"latency, {prec} (ms): measured, ONNX Runtime {prec}, batch 1, "
+    if target in TARGETS or (not target and on_host):
+        runtime = runtime_of_target(target or "host-ort").title.split(" (")[0]
+        xlabel = (f"latency, {prec} (ms): measured, {runtime} {prec}, batch 1, "
                   + ("scaled to the latency table's reference network" if scaled else "as timed (no reference network to scale by)"))
     elif on_host:
         xlabel = f"latency on {target}, {prec} (ms): measured"

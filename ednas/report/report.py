@@ -329,7 +329,7 @@ def _keys(run: _Run, summary: dict) -> Section:
 # the summary card: the answer, above everything else
 
 
-_RUNTIME = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "pytorch": "PyTorch"}
+_RUNTIME = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "pytorch": "PyTorch", "litert": "LiteRT", "openvino": "OpenVINO"}
 
 
 @dataclass
@@ -370,7 +370,8 @@ def _budget_for(summary: dict, lut: dict | None) -> str:
     """Which file and runtime the budget is for: ``the int8 file on host-ort, timed in ONNX Runtime (1 thread)``."""
     precision, target = _precision(summary), str(summary.get("target") or "")
     m = (lut or {}).get("measurement") or {}
-    runtime = {"host-ort": "onnxruntime", "host-torch": "torch"}.get(target, str(m.get("runtime") or ""))
+    runtime = {"host-ort": "onnxruntime", "host-torch": "torch", "host-litert": "litert", "host-openvino": "openvino"}.get(
+        target, str(m.get("runtime") or ""))
     if target.startswith("file:"):
         how = "priced by its board table"
     elif (target and not _on_host(summary)) or runtime == "analytic":

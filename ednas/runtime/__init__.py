@@ -1,7 +1,8 @@
 """Running exported networks: ONNX serialisation, ONNX Runtime sessions, scoring and timing.
 
 The bottom layer of ednas beside ``config``, ``errors`` and ``io``: it
-imports only the standard library, numpy, onnx, onnxruntime, torch and
+imports only the standard library, numpy, onnx, onnxruntime, torch (and the
+optional runtimes' packages: ai-edge-litert, litert-torch, openvino) and
 ``ednas.errors`` / ``ednas.io``, never another ednas package.
 
 =====================  =====================================================
@@ -19,6 +20,13 @@ module                 what
                        errors), :func:`score_onnx`
 :mod:`.timing`         :class:`Timing`, :func:`time_onnx`, :func:`time_torch`
 :mod:`.serialize`      :func:`onnx_bytes`, :func:`export_onnx` (torch -> ONNX)
+:mod:`.interface`      the one runtime interface (:class:`~.interface.Runtime`:
+                       load, run, runner, describe; shared operator entries,
+                       reference network and end-to-end timing) and its
+                       registry; one file per runtime: :mod:`.ort`
+                       (``host-ort``), :mod:`.litert` (``host-litert``, with
+                       :mod:`.tflite_graphs`), :mod:`.openvino`
+                       (``host-openvino``)
 :mod:`.quantize`       ORT's static quantization with ednas's settings (QDQ,
                        8/16 bit, per channel, power of two; :mod:`.pow2`):
                        the one quantizer of ``ednas export`` and the latency

@@ -33,7 +33,7 @@ import numpy as np
 
 from ednas.errors import ConfigError, ExportError
 
-__all__ = ["EXTRA", "TFLiteModel", "available", "convert_signatures", "export_tflite", "score_tflite", "signature_runners", "versions"]
+__all__ = ["EXTRA", "LitertRuntime", "TFLiteModel", "available", "convert_signatures", "export_tflite", "score_tflite", "signature_runners", "versions"]
 
 #: how to install what this module needs
 EXTRA = "pip install -e '.[litert]' (litert-torch and ai-edge-litert)"
@@ -211,12 +211,9 @@ class TFLiteModel:
         return (s[3], s[1], s[2]) if self.layout == "NHWC" else (s[1], s[2], s[3])
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
-        dt = np.dtype(self.input["dtype"])
-        if dt == np.float32:
-            return x.astype(np.float32)
-        scale, zero = self.input["quantization"]
-        info = np.iinfo(dt)
-        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dt)
+        from ednas.runtime.board.litert_rt import quantize
+
+        return quantize(x, self.input)
 
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
         if np.dtype(self.output["dtype"]) == np.float32:
@@ -349,3 +346,63 @@ def signature_runners(models: dict, threads: int = 1, chunk: int = 32, seed: int
     for content, names in convert_signatures(models, chunk, seed, quant, calib_inputs):
         out.update(litert_rt.signature_runners(content, names, threads, rng))
     return out
+
+
+# ---------------------------------------------------------------------------
+# the runtime interface (ednas.runtime.interface)
+
+
+from ednas.runtime.interface import Runtime  # noqa: E402
+
+
+class LitertRuntime(Runtime):
+    """``host-litert``: the ai-edge-litert interpreter (XNNPACK), models converted by litert-torch (:mod:`ednas.runtime.tflite_graphs`).
+
+    Operators and networks are the kit's graphs written as torch modules and
+    converted (many models as the signatures of one file), quantized full
+    integer by PT2E for an ``i8`` table; LiteRT has no 16-bit mode.
+    """
+
+    name = "litert"
+    target = "host-litert"
+    format = "tflite"
+    dtypes = ("f32", "i8")
+    extra = EXTRA
+    title = "LiteRT (ai-edge-litert, XNNPACK)"
+    optimization = "XNNPACK (the interpreter's default delegate), channels last"
+
+    def available(self) -> bool:
+        return available()
+
+    def versions(self) -> dict:
+        return versions()
+
+    def load(self, model, threads=1):
+        return TFLiteModel(model, threads)
+
+    def run(self, loaded, x) -> np.ndarray:
+        return loaded.run(x)
+
+    def runner(self, model, threads=1, shape=None):
+        from ednas.runtime.board import litert_rt
+
+        data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+        return litert_rt.model_runner(data, threads)
+
+    def op_runners(self, ids, threads=1, quant=None):
+        from ednas.runtime.tflite_graphs import model_module
+
+        return signature_runners({mid: model_module(mid) for mid in ids}, threads, quant=quant)
+
+    def files(self, models, quant=None):
+        out = {}
+        for content, names in convert_signatures(models, chunk=1, quant=quant):
+            (name,) = names.values()
+            out[name] = content
+        return out
+
+    def reference_file(self, keys, quant=None):
+        from ednas.runtime.tflite_graphs import network_module
+
+        module, shape = network_module(list(keys))
+        return self.files({"reference": (module, shape)}, quant)["reference"], shape

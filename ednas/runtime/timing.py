@@ -70,13 +70,16 @@ class Reference:
     """A fixed reference network timed alongside the models, and its time when a latency table was built.
 
     ``onnx`` is the model's bytes (input shape ``shape``, or its own), ``ms``
-    its time in the table (``None``: only the ratios are wanted).  See
+    its time in the table (``None``: only the ratios are wanted), ``format``
+    the file format of the bytes (``onnx`` when None; ``tflite`` for a
+    LiteRT table's: :meth:`ednas.runtime.interface.Runtime.reference`).  See
     :func:`ednas.runtime.board.interleaved`.
     """
 
     onnx: bytes
     ms: float | None = None
     shape: tuple | None = None
+    format: str | None = None
 
 
 def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | None = None, reference: Reference | None = None) -> dict:

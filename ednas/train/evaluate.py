@@ -9,7 +9,8 @@ JSON holds ``map`` (area under the precision-recall curve), ``map_voc07``
 class is present) and ``difficult`` (N x C, True where the class appears
 only as difficult objects: left out of that class's AP, as VOC does), plus
 ``classes``.  Accepts the ``model.pt`` of ``ednas train``
-and ONNX files (run with ONNX Runtime) and LiteRT ``.tflite`` files (run
+and ONNX files (run with ONNX Runtime, or OpenVINO with ``--runtime
+openvino``) and LiteRT ``.tflite`` files (run
 with the ai-edge-litert interpreter, XNNPACK; the litert extra).
 """
 
@@ -31,6 +32,7 @@ from ednas.io import atomic_write_bytes, atomic_write_json, check_writable_file,
 from ednas.metrics import task_metrics
 from ednas.nn.files import load_model, load_model_file
 from ednas.runtime import ort_session, score_onnx
+from ednas.runtime.interface import get_runtime
 from ednas.train.metrics import scores_and_targets
 
 __all__ = ["EvalConfig", "run_eval", "predict"]
@@ -58,6 +60,8 @@ class EvalConfig:
     workers: int = 2
     #: where a model.pt runs (an .onnx runs on ONNX Runtime's CPU provider)
     hardware: DeviceConfig = field(default_factory=DeviceConfig)
+    #: what runs an .onnx file: onnxruntime, or openvino (its CPU plugin; the openvino extra)
+    runtime: str = "onnxruntime"
 
     def check(self, name) -> None:
         if self.split not in SPLITS:
@@ -68,17 +72,29 @@ class EvalConfig:
             raise ConfigError(f"{name('threads')} must be >= 0, got {self.threads}")
         if self.workers < 0:
             raise ConfigError(f"{name('workers')} must be >= 0, got {self.workers}")
+        if self.runtime not in ONNX_RUNTIMES:
+            raise ConfigError(f"{name('runtime')} must be one of {', '.join(ONNX_RUNTIMES)}, got '{self.runtime}'")
+        if self.runtime != "onnxruntime":
+            if not str(self.model).endswith(".onnx"):
+                raise ConfigError(f"{name('runtime')} {self.runtime} runs .onnx files; '{self.model}' is not one")
+            get_runtime(self.runtime).require()
+
+
+#: the runtimes that read an .onnx (``ednas eval --runtime``)
+ONNX_RUNTIMES = ("onnxruntime", "openvino")
 
 
 def predict(model_path: str, data, split: str, batch_size: int = 256, workers: int = 2, threads: int = 1,
-            hardware: Hardware | None = None) -> tuple[np.ndarray, np.ndarray]:
+            hardware: Hardware | None = None, runtime: str = "onnxruntime") -> tuple[np.ndarray, np.ndarray]:
     """Scores (N x C) and targets of a model file (``.pt``, ``.onnx`` or ``.tflite``) on a split.
 
     An ``.onnx`` runs through :func:`ednas.runtime.score_onnx`, in a session
     of ``threads`` intra-op threads with full graph optimisation: the options
     ``ednas export`` scores with; a ``.tflite`` through
     :func:`ednas.runtime.litert.score_tflite` (XNNPACK, ``threads``).  A
-    ``.pt`` runs on ``hardware`` (default: the CPU, fp32).
+    ``.pt`` runs on ``hardware`` (default: the CPU, fp32).  ``runtime``
+    ``openvino``: the ``.onnx`` runs in OpenVINO's CPU plugin instead
+    (:class:`ednas.runtime.openvino.OpenVinoRuntime`, ``threads``).
     """
     import torch
 
@@ -99,6 +115,8 @@ def predict(model_path: str, data, split: str, batch_size: int = 256, workers: i
         shape = sess.get_inputs()[0].shape
         if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) and shape[2] == shape[3]:
             check_input_shape(data, shape[2], shape[1], what="evaluation data", model=str(model_path))
+        if runtime != "onnxruntime":  # the same file in another runtime that reads ONNX
+            return get_runtime(runtime).score(model_path, loader, threads)
         return score_onnx(sess, loader)
 
     model, _ = load_model(model_path)
@@ -137,11 +155,13 @@ def run_eval(cfg: EvalConfig) -> dict:
         data_spec = data_spec or meta.get("data") or "digits"
         input_size = meta.get("input_size")
     data = load_data(data_spec, input_size=input_size, splits=(cfg.split,))  # only what the split needs; folder data at the model's size
-    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads, hw)
+    scores, targets = predict(str(path), data, cfg.split, cfg.batch_size, cfg.workers, ort_threads, hw, cfg.runtime)
     if scores.shape[1] != data.num_classes:
         raise DataError(f"model '{path}' has {scores.shape[1]} outputs but data '{data.spec}' has {data.num_classes} classes")
     m = task_metrics(scores, targets, data.multilabel, data.classes)
     result = {"top1": m["top1"], "top5": m["top5"], "n": int(len(targets)), "split": cfg.split, "data": data.spec, "model": str(path)}
+    if str(path).endswith(".onnx"):
+        result["runtime"] = cfg.runtime
     if data.multilabel:
         result.update(task="multilabel", **{k: m[k] for k in ("map", "map_voc07", "ap", "ap_voc07")})
     if cfg.json:

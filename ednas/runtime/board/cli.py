@@ -28,7 +28,7 @@ def main(argv=None, kit_dir=None):
         from .server import serve_main
 
         return serve_main(argv[1:], kit_dir=kit_dir)
-    p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime or LiteRT, as ops.json says "
+    p = argparse.ArgumentParser(description="Measure ednas latency-table operators with ONNX Runtime, OpenVINO or LiteRT, as ops.json says "
                                             "(or: %(prog)s serve --help).")
     p.add_argument("--ops", default=os.path.join(kit_dir or ".", "ops.json"), help="operator list written by 'ednas lut script'")
     p.add_argument("--out", default="lut_board.json", help="output table (rerun to resume: measured entries are kept)")
@@ -39,6 +39,8 @@ def main(argv=None, kit_dir=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--stat", default=None, choices=STATISTICS, help="statistic of the runs of one timing (default: ops.json's)")
     p.add_argument("--no-networks", action="store_true", help="skip the end-to-end networks")
+    p.add_argument("--runtime", default=None, choices=("onnxruntime", "openvino", "litert"),
+                   help="what times the models (default: ops.json's; an ONNX kit's graphs run in onnxruntime or openvino)")
     args = p.parse_args(argv)
     with open(args.ops) as f:
         spec = json.load(f)
@@ -48,7 +50,11 @@ def main(argv=None, kit_dir=None):
     quant = spec.get("quant") if dtype != "f32" else None
     stat = args.stat or spec.get("statistic") or "median"
     ref_spec = spec.get("reference")
-    litert = spec.get("runtime", "onnxruntime") == "litert"
+    rt = args.runtime or spec.get("runtime", "onnxruntime")
+    litert = rt == "litert"
+    if (spec.get("runtime") == "litert") != litert:
+        sys.exit("error: %s is a %s kit; --runtime %s cannot time it (LiteRT times the models the host converted, the others the "
+                 "kit's ONNX graphs)" % (args.ops, spec.get("runtime", "onnxruntime"), rt))
     models = None
     if litert:  # the host converted every model to .tflite (litert_rt.py): time those, build none
         from . import litert_rt
@@ -70,7 +76,7 @@ def main(argv=None, kit_dir=None):
         "dtype": dtype,
         "policy": "fallback",
         "measurement": {
-            "runtime": "litert" if litert else "onnxruntime",
+            "runtime": rt,
             "method": "sandwich",
             "threads": args.threads,
             "warmup": args.warmup,
@@ -80,10 +86,11 @@ def main(argv=None, kit_dir=None):
             "rel_tol": 0.02,
             "stat": stat,
             "statistic": "median over rounds of (%s of repeats) differences%s" % (stat, ", in units of the reference network" if ref_spec else ""),
-            "graph_optimization": "XNNPACK (the interpreter's default delegate), channels last" if litert else "all",
+            "graph_optimization": {"litert": "XNNPACK (the interpreter's default delegate), channels last",
+                                   "openvino": "OpenVINO CPU plugin: LATENCY hint, 1 stream, INFERENCE_NUM_THREADS = threads"}.get(rt, "all"),
             "script": "measure_ops.py",
         },
-        "tools": tools("litert" if litert else "onnxruntime"),
+        "tools": tools(rt),
         "machine": machine(),
     }
     if quant:
@@ -93,9 +100,11 @@ def main(argv=None, kit_dir=None):
         with open(args.out) as f:
             old = json.load(f)
         same = all(old.get(k) == header.get(k) for k in ("input_size", "key_version", "target", "dtype", "quant")) and all(
-            old.get("measurement", {}).get(k) == header["measurement"][k] for k in ("threads", "stat"))
+            old.get("measurement", {}).get(k, "onnxruntime" if k == "runtime" else None) == header["measurement"][k]
+            for k in ("threads", "stat", "runtime"))
         if not same:
-            sys.exit("error: %s was measured with other settings (target, input size, dtype, quantization, threads or statistic); use another --out" % args.out)
+            sys.exit("error: %s was measured with other settings (target, input size, dtype, quantization, threads, statistic or runtime); "
+                     "use another --out" % args.out)
         table["entries"], table["networks"] = old.get("entries", {}), old.get("networks", {})
     reference = ref_model = None
     if ref_spec:
@@ -103,13 +112,14 @@ def main(argv=None, kit_dir=None):
             reference = models["reference"]
         else:
             ref_model = build_network(ref_spec["ops"], quant=quant)
-            reference = runner(ref_model[0], args.threads, ref_model[1])
+            reference = runner(ref_model[0], args.threads, ref_model[1], rt)
         table["reference"] = dict(ref_spec, ms=rescale(table["entries"]))
     todo = [k for k in spec["ops"] if k not in table["entries"]]
     cache = models if litert else {}
     t0 = time.time()
     for i, key in enumerate(todo):
-        table["entries"][key] = measure_op(key, args.threads, args.warmup, args.repeats, args.rounds, cache=cache, quant=quant, reference=reference, stat=stat)
+        table["entries"][key] = measure_op(key, args.threads, args.warmup, args.repeats, args.rounds, cache=cache, quant=quant, reference=reference, stat=stat,
+                                           runtime="onnxruntime" if litert else rt)
         if ref_spec:
             table["reference"]["ms"] = rescale(table["entries"])
         _write_json(args.out, table)
@@ -126,7 +136,7 @@ def main(argv=None, kit_dir=None):
         else:
             built = {n["name"]: build_network(n["ops"], quant=quant) for n in nets}
             res = measure_networks(built, args.threads, args.warmup, max(args.repeats // 2, 10), args.rounds, stat=stat,
-                                   reference=ref_model, ref_ms=ref_ms)
+                                   reference=ref_model, ref_ms=ref_ms, runtime=rt)
         for n in nets:
             table["networks"][n["name"]] = dict(res[n["name"]], role=n.get("role", "fit"), arch=n.get("arch"), ops=n["ops"])
         _write_json(args.out, table)

@@ -40,16 +40,21 @@ def _interpreter_module():
     return interpreter
 
 
-def random_input(detail, rng):
-    """A fixed random input in [-1, 1] for a signature input, quantized with its own scale and zero point when it is integer."""
-    shape = tuple(int(d) for d in detail["shape"])
-    x = rng.uniform(-1, 1, shape).astype(np.float32)
+def quantize(x, detail):
+    """Float ``x`` as the input ``detail`` (an interpreter's input details) takes it: itself when float, else quantized with the
+    input's own scale and zero point (rounded, clipped to the integer type)."""
     dt = np.dtype(detail["dtype"])
     if dt == np.float32:
-        return x
+        return np.asarray(x, np.float32)
     scale, zero = (detail.get("quantization") or (1.0, 0))[:2]
     info = np.iinfo(dt)
     return np.clip(np.round(x / (scale or 1.0)) + zero, info.min, info.max).astype(dt)
+
+
+def random_input(detail, rng):
+    """A fixed random input in [-1, 1] for a signature input, quantized with its own scale and zero point when it is integer."""
+    shape = tuple(int(d) for d in detail["shape"])
+    return quantize(rng.uniform(-1, 1, shape).astype(np.float32), detail)
 
 
 def signature_runners(content, names, threads=1, rng=None):

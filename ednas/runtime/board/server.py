@@ -189,8 +189,8 @@ class Device:
     def __init__(self, optimization="all", auth=None, runtime="onnxruntime", kit_dir=None):
         if optimization not in timing.OPTIMIZATIONS:
             raise ValueError("optimization must be one of %s" % ", ".join(timing.OPTIMIZATIONS))
-        if runtime not in ("onnxruntime", "litert"):
-            raise ValueError("runtime must be onnxruntime or litert, got %r" % (runtime,))
+        if runtime not in ("onnxruntime", "litert", "openvino"):
+            raise ValueError("runtime must be onnxruntime, litert or openvino, got %r" % (runtime,))
         self.runtime, self.kit_dir = runtime, kit_dir
         self._kit = None  # litert: (index, ops spec) of the kit's converted models
         self._litert = {}  # threads -> {model id or network name: runner}
@@ -221,6 +221,13 @@ class Device:
                     "kit": {"space": spec.get("space"), "dtype": spec.get("dtype", "f32"), "quant": spec.get("quant"),
                             "input_size": spec.get("input_size"), "ops": len(spec.get("ops", [])),
                             "reference": (spec.get("reference") or {}).get("ops")}, **common}
+        if self.runtime == "openvino":  # the kit's ONNX graphs compiled by OpenVINO's CPU plugin
+            from . import openvino_rt
+
+            return {"protocol": PROTOCOL, "runtime": "openvino", "machine": timing.machine(), "tools": timing.tools("openvino"), "providers": [],
+                    "session": {"device": "CPU", "config": dict(openvino_rt.config(1), INFERENCE_NUM_THREADS="per request (the table's)"),
+                                "graph_optimization": "OpenVINO CPU plugin: LATENCY hint, 1 stream, INFERENCE_NUM_THREADS = threads",
+                                "threads": "per request (the table's)"}, **common}
         import onnxruntime as ort
 
         return {"protocol": PROTOCOL, "runtime": "onnxruntime", "machine": timing.machine(), "tools": timing.tools(), "providers": list(ort.get_available_providers()),
@@ -229,7 +236,26 @@ class Device:
                 "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                 "key_version": graphs.KEY_VERSION, "max_body_bytes": MAX_BODY_BYTES, "max_json_bytes": MAX_JSON_BYTES}
 
+    def _openvino_runner(self, data, threads, shape, what):
+        from . import openvino_rt
+
+        try:
+            compiled = openvino_rt.compile_model(data, threads)
+        except Exception as err:  # OpenVINO raises its own types for a model it cannot read
+            raise RequestError(400, "%s cannot be loaded by OpenVINO: %s" % (what, _first_line(err))) from None
+        try:
+            dims = shape if shape is not None else [d.get_length() if d.is_static else 1 for d in compiled.input(0).get_partial_shape()]
+            if math.prod(dims) > MAX_ELEMENTS:
+                raise RequestError(400, "%s: its input is larger than %d elements" % (what, MAX_ELEMENTS))
+            return openvino_rt.runner(data, threads, dims)
+        except RequestError:
+            raise
+        except Exception as err:
+            raise RequestError(400, "%s cannot run on a %s input: %s" % (what, list(shape) if shape else "its own", _first_line(err))) from None
+
     def _session_runner(self, data, threads, shape, what):
+        if self.runtime == "openvino":
+            return self._openvino_runner(data, threads, shape, what)
         try:
             s = timing.session(data, threads, self.optimization)
         except Exception as err:  # ORT raises its own types for a model it cannot load
@@ -450,15 +476,27 @@ def serve_main(argv, kit_dir=None):
     p.add_argument("--token-file", default=None, help="token file (made, mode 0600, when missing; default %s)" % default_token_path())
     p.add_argument("--optimization", default="all", choices=timing.OPTIMIZATIONS, help="ONNX Runtime graph optimisation level (default all, as deployed)")
     p.add_argument("--quiet", action="store_true", help="no line per request")
-    p.add_argument("--runtime", default=None, choices=("onnxruntime", "litert"),
-                   help="what to time with (default: litert in a kit written with --runtime litert, else onnxruntime)")
+    p.add_argument("--runtime", default=None, choices=("onnxruntime", "litert", "openvino"),
+                   help="what to time with (default: litert in a kit written with --runtime litert, else the kit's ops.json runtime, "
+                        "else onnxruntime; openvino times the kit's ONNX graphs in OpenVINO)")
     a = p.parse_args(argv)
     runtime = a.runtime
     if runtime is None:
         from .litert_rt import INDEX
 
-        runtime = "litert" if kit_dir and os.path.exists(os.path.join(kit_dir, INDEX)) else "onnxruntime"
+        runtime = "litert" if kit_dir and os.path.exists(os.path.join(kit_dir, INDEX)) else _kit_runtime(kit_dir)
     return serve(a.host, a.port, a.token_file, a.optimization, a.quiet, runtime=runtime, kit_dir=kit_dir)
+
+
+def _kit_runtime(kit_dir):
+    """The runtime an ONNX kit's ops.json names (``ednas lut script --runtime openvino``), else onnxruntime."""
+    path = os.path.join(kit_dir or ".", "ops.json")
+    try:
+        with open(path) as f:
+            rt = json.load(f).get("runtime", "onnxruntime")
+    except (OSError, ValueError, AttributeError):
+        return "onnxruntime"
+    return rt if rt in ("onnxruntime", "openvino") else "onnxruntime"
 
 
 def serve(host="127.0.0.1", port=DEFAULT_PORT, token_file=None, optimization="all", quiet=False, ready=None, runtime="onnxruntime", kit_dir=None):
@@ -475,7 +513,7 @@ def serve(host="127.0.0.1", port=DEFAULT_PORT, token_file=None, optimization="al
         return 2
     h, prt = srv.server_address[:2]
     print("token file: %s%s" % (path, " (new; copy it to the host, keep it mode 0600)" if created else ""), flush=True)
-    what = "LiteRT, the kit's models" if runtime == "litert" else "graph optimisation %s" % optimization
+    what = {"litert": "LiteRT, the kit's models", "openvino": "OpenVINO CPU plugin"}.get(runtime, "graph optimisation %s" % optimization)
     print("listening on http://%s:%d (protocol %s, %s)" % (h, prt, PROTOCOL, what), flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print("warning: bound to %s: any machine that can reach it may try; only signed requests are answered" % host, flush=True)

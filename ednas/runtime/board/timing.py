@@ -1,4 +1,4 @@
-"""How the kit times: ONNX Runtime sessions, interleaved rounds, operators by sandwich, the reference network.
+"""How the kit times: ONNX Runtime sessions (or OpenVINO, :mod:`.openvino_rt`), interleaved rounds, operators by sandwich, the reference network.
 
 :func:`session` opens every ONNX Runtime session of ednas (the deployment's
 options); :func:`time_runs` is one timing; :func:`interleaved` times several
@@ -197,14 +197,24 @@ def _runner(sess, feed):
     return run
 
 
-def runner(model, threads=1, shape=None):
-    """A runner (a callable without arguments) of an ONNX model (bytes or path) on random input."""
+#: the runtimes that time the kit's ONNX graphs (LiteRT times models the host converted: litert_rt.py)
+ONNX_RUNTIMES = ("onnxruntime", "openvino")
+
+
+def runner(model, threads=1, shape=None, runtime="onnxruntime"):
+    """A runner (a callable without arguments) of an ONNX model (bytes or path) on random input, in ONNX Runtime or OpenVINO."""
+    if runtime == "openvino":
+        from .openvino_rt import runner as ov_runner
+
+        return ov_runner(model, threads, shape)
+    if runtime != "onnxruntime":
+        raise ValueError("runtime must be one of %s, got %r" % (", ".join(ONNX_RUNTIMES), runtime))
     s = session(model, threads)
     return _runner(s, feed(s, shape))
 
 
 def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=0.02, abs_tol_ms=0.0005,
-               quant=None, reference=None, stat="median", ref_repeats=10):
+               quant=None, reference=None, stat="median", ref_repeats=10, runtime="onnxruntime"):
     """``{"ms", "spread_ms", "n", "rounds"}`` of one operator (see the module docstring).
 
     At least ``rounds`` rounds; while the standard error of the median of the
@@ -224,6 +234,7 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
     and ``"ref_ms"`` (the reference's median time meanwhile); ``"ms"`` stays
     the raw estimate until :func:`rescale` puts the table in one speed.
     The reference is timed with ``ref_repeats`` runs (and ``min_time_s``).
+    ``runtime``: what runs the models not in ``cache`` (:func:`runner`).
     """
     terms = plan(key)
     cache = {} if cache is None else cache
@@ -232,7 +243,7 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
     for mid, coef in terms:
         if mid not in cache:
             data, shape = build(mid, quant)
-            cache[mid] = runner(data, threads, shape)
+            cache[mid] = runner(data, threads, shape, runtime)
         runners.append((cache[mid], coef))
     estimates, rels, refs, n = [], [], [], 0
 
@@ -286,7 +297,7 @@ def rescale(entries):
 
 
 def measure_networks(models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progress=None, reference=None, ref_ms=None,
-                     stat="median"):
+                     stat="median", runtime="onnxruntime"):
     """End-to-end ms of several ONNX models, timed by :func:`interleaved`.
 
     Args:
@@ -297,8 +308,8 @@ def measure_networks(models, threads=1, warmup=10, repeats=50, rounds=5, min_tim
         ``{name: {"ms", "spread_ms", "min_ms", "n", "rounds_ms", ...}}``:
         median over rounds of the per-round figures (see :func:`interleaved`).
     """
-    runners = {name: runner(data, threads, shape) for name, (data, shape) in models.items()}
-    ref = runner(reference[0], threads, reference[1]) if reference is not None else None
+    runners = {name: runner(data, threads, shape, runtime) for name, (data, shape) in models.items()}
+    ref = runner(reference[0], threads, reference[1], runtime) if reference is not None else None
     return interleaved(runners, warmup, repeats, rounds, min_time_s, progress, reference=ref, ref_ms=ref_ms, stat=stat)
 
 
@@ -317,12 +328,16 @@ def machine():
 
 
 def tools(runtime="onnxruntime"):
-    """The versions that measured (for the table's header): Python, numpy and the runtime (``onnxruntime`` or ``litert``)."""
+    """The versions that measured (for the table's header): Python, numpy and the runtime (``onnxruntime``, ``litert``, ``openvino``)."""
     out = {"python": platform.python_version(), "numpy": np.__version__}
     if runtime == "litert":
         from .litert_rt import version
 
         out["ai-edge-litert"] = version()
+    elif runtime == "openvino":
+        from .openvino_rt import version
+
+        out["openvino"] = version()
     else:
         import onnxruntime as ort
 

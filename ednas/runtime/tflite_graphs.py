@@ -21,24 +21,30 @@ input and output; calibrated on random inputs in [-1, 1]), so every model
 runs XNNPACK's integer kernels; the context operator before an operator that
 reads a ReLU output ends in a ReLU, as in the kit's QDQ graphs.  LiteRT has
 no 16-bit or power-of-two mode.  Needs the litert extra.
+
+The models: :func:`model_module` writes each model of :func:`ednas.runtime.board.plan`
+(the operator sandwiches and their context pairs) as a module (``P`` a 1 x 1
+depthwise convolution, a channel-wise scale on rank-2 tensors);
+:func:`network_module` a network given as its chain of operator keys (a
+table's reference network), as :func:`ednas.runtime.board.build_network`
+builds it.  Weights are random, seeded by each model's id.  LiteRT
+(:class:`ednas.runtime.litert.LitertRuntime`) converts them with
+litert-torch; a future runtime that reads another format from PyTorch can
+use them too.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
 
 from ednas.errors import ConfigError
-from ednas.latency.ops import Op
 from ednas.runtime import board
 
-__all__ = ["TARGET", "LitertReference", "model_module", "network_module", "measure_ops_litert", "time_networks_litert"]
+__all__ = ["DTYPES", "deploy_inputs", "model_module", "network_module"]
 
-TARGET = "host-litert"
 # the operator types followed by a ReLU (as the kit's graphs)
 _RELU = {"stem-dw", "stem-pw", "expand", "dw", "head", "conv"}
 
@@ -79,7 +85,7 @@ DTYPES = ("f32", "i8")
 
 def _check_dtype(dtype: str, what: str) -> None:
     if dtype not in DTYPES:
-        raise ConfigError(f"{TARGET} measures float32 and int8 operators only; {what} is {dtype}")
+        raise ConfigError(f"host-litert measures float32 and int8 operators only; {what} is {dtype}")
 
 
 def _op(op: dict, gen: torch.Generator) -> nn.Module:
@@ -166,67 +172,6 @@ def network_module(keys: list[str]) -> tuple[nn.Module, list[int]]:
     return _Net(list(keys), torch.Generator().manual_seed(len(keys))), [1, first["cin"], first["h"], first["w"]]
 
 
-def measure_ops_litert(ops: Iterable[Op], threads: int = 1, warmup: int = 10, repeats: int = 100, rounds: int = 5,
-                       on_entry: Callable[[Op, dict], None] | None = None, reference: list[str] | None = None, stat: str = "median",
-                       chunk: int = 48, quant: dict | None = None) -> dict:
-    """``{key: entry}`` of each operator timed in LiteRT (see the module docstring); ``reference``: the reference network's keys.
-
-    ``quant``: the fixed-point scheme of ``i8`` operators (and of the
-    reference network); float32 operators take none.
-
-    The models of ``chunk`` operators at a time are converted together, then
-    their operators measured (:func:`ednas.runtime.board.measure_op`), so an
-    interrupted build keeps every operator measured so far.
-    """
-    from ednas.runtime.litert import signature_runners
-
-    ops = list(ops)
-    ref = None
-    if reference:
-        ref = signature_runners({"reference": network_module(reference)}, threads, quant=quant)["reference"]
-    out = {}
-    for start in range(0, len(ops), chunk):
-        part = ops[start : start + chunk]
-        ids = list(dict.fromkeys(mid for op in part for mid, _ in board.plan(op.key)))
-        cache = signature_runners({mid: model_module(mid) for mid in ids}, threads, quant=quant)
-        for op in part:
-            e = board.measure_op(op.key, threads, warmup, repeats, rounds, cache=cache, reference=ref, stat=stat)
-            out[op.key] = e
-            if on_entry:
-                on_entry(op, e)
-    return out
-
-
-@dataclass(frozen=True)
-class LitertReference:
-    """A LiteRT table's reference network: its operator keys, its time when the table was built and its fixed-point scheme."""
-
-    keys: tuple
-    ms: float
-    quant: dict | None = None
-
-    def tflite(self) -> bytes:
-        """The reference network as a ``.tflite`` (quantized as the table's operators were): what a LiteRT device times."""
-        return tflite_bytes({"reference": network_module(list(self.keys))}, self.quant)["reference"]
-
-    def runner(self, threads: int = 1):
-        """The reference network converted (and quantized as the table's operators were), ready to time."""
-        from ednas.runtime.litert import signature_runners
-
-        return signature_runners({"reference": network_module(list(self.keys))}, threads, quant=self.quant)["reference"]
-
-
-def tflite_bytes(models: dict, quant: dict | None = None) -> dict:
-    """``{name: .tflite bytes}`` of ``{name: (module, NCHW input shape)}``, one file each (``quant``: full-integer int8, as the tables)."""
-    from ednas.runtime.litert import convert_signatures
-
-    out = {}
-    for content, names in convert_signatures(models, chunk=1, quant=quant):
-        (name,) = names.values()
-        out[name] = content
-    return out
-
-
 def deploy_inputs(models: dict, input_size: int) -> dict:
     """``{name: (module, NCHW input shape)}`` of ``{name: torch deploy module}`` (image input of ``input_size``)."""
     mods = {}
@@ -234,19 +179,3 @@ def deploy_inputs(models: dict, input_size: int) -> dict:
         conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
         mods[name] = (m, [1, conv.in_channels, input_size, input_size])
     return mods
-
-
-def time_networks_litert(models: dict, input_size: int, timing, progress=None, reference: LitertReference | None = None,
-                         quant: dict | None = None) -> dict:
-    """End-to-end ms of ``{name: torch deploy module}`` (NCHW image input) in LiteRT, interleaved beside the reference network.
-
-    ``quant``: convert each network full integer (int8, calibrated on random
-    inputs, as :func:`measure_ops_litert` quantizes operators).  Returns
-    :func:`ednas.runtime.board.interleaved`'s result.
-    """
-    from ednas.runtime.litert import signature_runners
-
-    runners = signature_runners(deploy_inputs(models, input_size), timing.threads, quant=quant)
-    ref = reference.runner(timing.threads) if reference else None
-    return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, reference=ref,
-                             ref_ms=reference.ms if reference else None, stat=timing.stat)
