@@ -21,13 +21,13 @@ torch's ONNX export and ednas's one quantizer, QDQ) and ``tflite``
 reads ONNX is one file: a subclass of :class:`OnnxFormat` with ``load``,
 ``runner`` and ``versions``, registered in :data:`RUNTIMES`.
 
-=============  ===============  ========  ====================================
-runtime        host target      format    file
-=============  ===============  ========  ====================================
-onnxruntime    ``host-ort``     onnx      :mod:`ednas.runtime.ort`
-litert         ``host-litert``  tflite    :mod:`ednas.runtime.litert`
-openvino       ``host-openvino``onnx      :mod:`ednas.runtime.openvino`
-=============  ===============  ========  ====================================
+===========  =================  ======  ============================
+runtime      host target        format  file
+===========  =================  ======  ============================
+onnxruntime  ``host-ort``       onnx    :mod:`ednas.runtime.ort`
+litert       ``host-litert``    tflite  :mod:`ednas.runtime.litert`
+openvino     ``host-openvino``  onnx    :mod:`ednas.runtime.openvino`
+===========  =================  ======  ============================
 """
 
 from __future__ import annotations
