@@ -156,10 +156,11 @@ def build_table(
         rt = runtime_of_target(target)
         if rt is not None:
             rt.check_dtype(dtype)
-            rt.require()
         if target == "host-litert" and dtype == "i8" and ((quant or {}).get("pow2") or (quant or {}).get("weight_bits") not in (None, 8)):
             raise ConfigError(f"target {target} times LiteRT's int8: 8-bit weights, scales not restricted to powers of two; "
                               f"--pow2 and --weight-bits other than 8 are not available there")
+        if rt is not None:  # what the settings cannot do is said first, then what is missing to do it
+            rt.require()
         if dtype not in ("f32", *board.QUANT_DTYPES):
             raise ConfigError(f"target {target} measures f32, {', '.join(board.QUANT_DTYPES)} operators; got --dtype {dtype}")
         scheme = board.quant_scheme(dtype, **(quant or {})) if dtype != "f32" else None
