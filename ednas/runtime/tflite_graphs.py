@@ -43,7 +43,7 @@ import torch.nn as nn
 from ednas.errors import ConfigError
 from ednas.runtime import board
 
-__all__ = ["DTYPES", "deploy_inputs", "model_module", "network_module"]
+__all__ = ["DTYPES", "model_module", "network_module"]
 
 # the operator types followed by a ReLU (as the kit's graphs)
 _RELU = {"stem-dw", "stem-pw", "expand", "dw", "head", "conv"}
@@ -170,12 +170,3 @@ def network_module(keys: list[str]) -> tuple[nn.Module, list[int]]:
     """``(module, NCHW input shape)`` of a network given as its chain of float operator keys (the reference network)."""
     first = board.parse_key(keys[0])
     return _Net(list(keys), torch.Generator().manual_seed(len(keys))), [1, first["cin"], first["h"], first["w"]]
-
-
-def deploy_inputs(models: dict, input_size: int) -> dict:
-    """``{name: (module, NCHW input shape)}`` of ``{name: torch deploy module}`` (image input of ``input_size``)."""
-    mods = {}
-    for name, m in models.items():
-        conv = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
-        mods[name] = (m, [1, conv.in_channels, input_size, input_size])
-    return mods
