@@ -40,6 +40,7 @@ import numpy as np
 
 from ednas.errors import ConfigError
 from ednas.runtime import board
+from ednas.runtime.session import score_batches
 from ednas.runtime.timing import Reference, Timing
 
 __all__ = ["RUNTIMES", "TARGETS", "OnnxFormat", "Runtime", "get_runtime", "runtime_names", "runtime_of_target", "table_runtime"]
@@ -181,25 +182,7 @@ class Runtime:
     def score(self, model, batches: Iterable, threads: int = 1, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Scores (N x C) and labels of ``model`` (bytes or a path) over ``(x, y)`` batches (``limit`` images at most; 0: all)."""
         loaded = self.load(model, threads)
-        scores, targets, seen = [], [], 0
-        for x, y in batches:
-            if limit and seen >= limit:
-                break
-            x, y = _numpy(x), _numpy(y)
-            if limit:
-                x, y = x[: limit - seen], y[: limit - seen]
-            scores.append(np.asarray(self.run(loaded, x), dtype=np.float32))
-            targets.append(y)
-            seen += len(y)
-        if not scores:
-            return np.zeros((0, 0), np.float32), np.zeros((0,), np.int64)
-        return np.concatenate(scores), np.concatenate(targets)
-
-
-def _numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().contiguous().numpy()
-    return np.asarray(x)
+        return score_batches(lambda x: self.run(loaded, x), batches, limit)
 
 
 def _freeze(quant: dict | None):

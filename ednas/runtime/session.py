@@ -22,7 +22,7 @@ import numpy as np
 from ednas.errors import ConfigError, ExportError
 from ednas.runtime import board
 
-__all__ = ["OPTIMIZATIONS", "ort_session", "run_batched", "score_onnx"]
+__all__ = ["OPTIMIZATIONS", "ort_session", "run_batched", "score_batches", "score_onnx"]
 
 OPTIMIZATIONS = board.OPTIMIZATIONS
 
@@ -86,6 +86,17 @@ def score_onnx(model, batches: Iterable, threads: int = 1, limit: int = 0) -> tu
         ``(scores, targets)``, in the order of ``batches``.
     """
     sess = model if hasattr(model, "run") else ort_session(model, threads)
+    width = sess.get_outputs()[0].shape[-1]
+    return score_batches(lambda x: run_batched(sess, x), batches, limit, width if isinstance(width, int) else 0)
+
+
+def score_batches(predict, batches: Iterable, limit: int = 0, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N x C float32) and targets of ``predict`` (a float batch N x C x H x W -> scores) over ``(x, y)`` batches.
+
+    The one scoring loop of every runtime (:func:`score_onnx`,
+    :meth:`ednas.runtime.interface.Runtime.score`): tensors or arrays in,
+    the first ``limit`` images (0: all), ``width`` columns when there are none.
+    """
     scores, targets, seen = [], [], 0
     for x, y in batches:
         if limit and seen >= limit:
@@ -93,10 +104,9 @@ def score_onnx(model, batches: Iterable, threads: int = 1, limit: int = 0) -> tu
         x, y = _numpy(x), _numpy(y)
         if limit:
             x, y = x[: limit - seen], y[: limit - seen]
-        scores.append(run_batched(sess, x))
+        scores.append(np.asarray(predict(x), dtype=np.float32))
         targets.append(y)
         seen += len(y)
     if not scores:
-        width = sess.get_outputs()[0].shape[-1]
-        return np.zeros((0, width if isinstance(width, int) else 0), np.float32), np.zeros((0,), np.int64)
+        return np.zeros((0, width), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(scores).astype(np.float32), np.concatenate(targets)
