@@ -205,10 +205,10 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if sandwich else "")
         + (", in units of the reference network" if reference else ""),
         **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if sandwich else {}),
-        "graph_optimization": rt.optimization if rt is not None else "eager",
+        "graph_optimization": rt.describe()["graph_optimization"] if rt is not None else "eager",
     }
     if rt is not None and device is None and runtime != "onnxruntime":  # ONNX Runtime's version is in the table's tools
-        measurement[runtime] = rt.versions()
+        measurement[runtime] = rt.describe()[runtime]
     if device is not None and runtime != "litert":
         measurement["graph_optimization"] = (device.info.get("session") or {}).get("graph_optimization", "all")
     if device is not None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -40,8 +39,7 @@ from ednas.arch.spec import ArchSpec
 from ednas.latency.ops import Op, arch_ops
 from ednas.nn.fuse import deploy_model
 from ednas.runtime import Reference, Timing, board, onnx_bytes, time_onnx, time_torch
-from ednas.runtime.interface import get_runtime, quant_settings, table_runtime
-from ednas.runtime.quantize import quantize_bytes
+from ednas.runtime.interface import get_runtime, quant_settings, quantize_onnx_bytes, table_runtime
 
 __all__ = ["measure_latency", "measure_onnx_ms", "measure_ops_ort", "measure_ops_torch", "measure_torch_ms", "onnx_deploy_bytes",
            "reference_arch", "reference_spec", "table_reference", "same_machine", "quant_settings", "deployed_bytes"]
@@ -109,11 +107,9 @@ def deployed_bytes(model: nn.Module, input_size: int, quant: dict | None = None,
     feeds; the values do not change the kernels ONNX Runtime runs).
     """
     data = onnx_deploy_bytes(model, input_size)
-    settings = quant_settings(quant)
-    if settings is None:
+    if not quant:
         return data
-    images = np.random.default_rng(seed).uniform(-1, 1, (calib_images, 3, input_size, input_size)).astype(np.float32)
-    return quantize_bytes(data, images, settings)
+    return quantize_onnx_bytes(data, [1, 3, input_size, input_size], quant, calib_images, seed)
 
 
 def measure_ops_ort(

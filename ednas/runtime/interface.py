@@ -117,7 +117,7 @@ class Runtime:
             raise ConfigError(f"{self.title} measures {' and '.join(self.dtypes)} operators (target {self.target}, or a device running it); "
                               f"--dtype must be one of them, got {dtype}")
 
-    def describe(self, threads: int = 1) -> dict:
+    def describe(self) -> dict:
         """What a table's ``measurement`` records of the runtime."""
         return {"runtime": self.name, "graph_optimization": self.optimization, self.name: self.versions()}
 
