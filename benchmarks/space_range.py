@@ -11,8 +11,9 @@ two networks are counted too.
 
     python benchmarks/space_range.py [--presets cifar cifar-kernels imagenet] [--dtypes f32 i8] [--rounds 3]
 
-Writes results/space_range.json.  Target: the elastic ``cifar`` at least 4x
-(largest / smallest) on ``host-ort``.
+Writes results/space_range.json; rows of presets and precisions not rerun
+are kept from the file (each row records its date and commit).  Target: the
+elastic ``cifar`` at least 4x (largest / smallest) on ``host-ort``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import RESULTS, commit, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -74,10 +75,23 @@ def main() -> None:
                 "largest": {"arch": archs["largest"].format(), "params": sum(p.numel() for p in nets["largest"].parameters()),
                             "macs": int(count_macs(nets["largest"], size)[0])},
             }
+            row.update(date=time.strftime("%Y-%m-%d %H:%M:%S"), commit=commit())
             rows.append(row)
             print(f"{name:14s} {dtype}: table {model.min_ms:.4f}-{model.max_ms:.4f} ms ({row['table_ratio']:.2f}x), "
                   f"end to end {med['smallest']:.4f}-{med['largest']:.4f} ms ({row['e2e_ratio']:.2f}x)", flush=True)
-    write_result("space_range", {"target": "host-ort", "threads": 1, "rounds": a.rounds, "rows": rows})
+    write_result("space_range", {"target": "host-ort", "threads": 1, "rounds": a.rounds, "rows": _kept(rows) + rows})
+
+
+def _kept(rows: list) -> list:
+    """The rows of the results file whose (preset, precision) was not rerun, each with its file's date and commit."""
+    import json
+
+    path = RESULTS / "space_range.json"
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    done = {(r["preset"], r["dtype"]) for r in rows}
+    return [{"date": old.get("date"), "commit": old.get("commit"), **r} for r in old.get("rows", []) if (r["preset"], r["dtype"]) not in done]
 
 
 if __name__ == "__main__":
