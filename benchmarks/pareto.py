@@ -166,8 +166,6 @@ V1_SPACE = "cifar-kernels"
 V2_SPACE = "cifar"
 #: the width multipliers v2 matches ``uniform`` and ``mobilenetv2-cifar`` on: 0.05 to 2.0 in steps of 0.05
 FINE_WIDTHS = tuple(round(0.05 * i, 2) for i in range(1, 41))
-#: the uniform network's kernel (expansion, depth and widths: the space's largest)
-UNIFORM_KERNEL = 3
 
 FULL = {"digits": {"search_epochs": 10, "warmup": 3, "train_epochs": 8},
         "cifar10": {"search_epochs": 10, "warmup": 3, "train_epochs": 10}}
@@ -189,16 +187,6 @@ def _rel(path: Path) -> str:
         return os.path.relpath(path, ROOT) if path.is_relative_to(ROOT.parent) else str(path)
     except ValueError:
         return str(path)
-
-
-def uniform_arch(space):
-    """The hand-designed network of ``space``'s skeleton: its largest network (every repeat, the widest widths, the
-    largest expansion) with one kernel, :data:`UNIFORM_KERNEL`, everywhere."""
-    from ednas.arch.spec import parse_arch
-
-    big = space.largest()
-    stages = tuple(tuple(dataclasses.replace(b, kernels=(UNIFORM_KERNEL,)) for b in stage) for stage in big.stages)
-    return parse_arch(dataclasses.replace(big, stages=stages).format())
 
 
 class Bench:
@@ -318,7 +306,7 @@ class Bench:
     def match(self, folder: Path, method: str, budget) -> dict:
         """The widest width of :data:`FINE_WIDTHS` whose network is timed within the budget (kept in ``folder/match.json``)."""
         from ednas import build_model
-        from ednas.arch.scale import scale_space
+        from ednas.arch.scale import scale_space, uniform_arch
         from ednas.io import atomic_write_json, read_json
         from ednas.report.baselines import build_baseline, match_width
 
@@ -340,7 +328,7 @@ class Bench:
 
     def run_matched(self, folder: Path, method: str, budget, seed: int) -> dict:
         """``uniform`` or ``mobilenetv2-cifar`` at the width matched to the budget, trained with the recipe and timed once after training."""
-        from ednas.arch.scale import scale_space
+        from ednas.arch.scale import scale_space, uniform_arch
         from ednas.report.baselines import run_baselines
 
         m = self.match(folder, method, budget)

@@ -265,7 +265,7 @@ def run(cfg: RunConfig) -> dict:
     def baselines_stage(d: Path) -> dict:
         return {"baselines": run_baselines(data, d, names, cfg.train, target=cfg.latency.target, timing=timing, seed=cfg.seed,
                                            width=cfg.baselines.width, budget_ms=budget.ms, progress=cfg.progress, hardware=hw,
-                                           table=ctx.table, export=cfg.export)}
+                                           table=ctx.table, export=cfg.export, space=space)}
 
     stage("baselines", {**base, "names": names, "width": cfg.baselines.width, "train": config_dict(cfg.train),
                         "target": cfg.latency.target, "timing": config_dict(timing), "seed": cfg.seed, "budget_ms": budget.ms,

@@ -1,6 +1,7 @@
 """The run report (HTML + Markdown) from a fake run directory, and the baselines it plots."""
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -505,17 +506,18 @@ def test_match_width_takes_the_widest_network_within_the_budget():
     m = match_width(build, ms, budget_ms=0.5)
     assert m["matched"] and m["width"] == max(w for w in MATCH_WIDTHS if 0.1 + w <= 0.5) == 0.4
     assert m["latency_ms"] == pytest.approx(0.5)
-    assert len(built) <= 6 < len(MATCH_WIDTHS)  # bisection, not a sweep
+    assert len(built) <= math.ceil(math.log2(len(MATCH_WIDTHS))) + 1 < len(MATCH_WIDTHS)  # bisection, not a sweep
     assert sorted(w for w, _ in m["probes"]) == sorted(set(built))
     over = match_width(build, ms, budget_ms=0.01)  # even the narrowest is over: it is kept, and flagged
     assert not over["matched"] and over["width"] == min(MATCH_WIDTHS)
     assert match_width(build, lambda w: None, budget_ms=1.0)["matched"] is False  # a target that cannot price it
 
 
-def test_default_baselines_are_width_matched_and_the_six_stay_by_name():
+def test_default_baseline_is_the_width_matched_uniform_network_and_the_others_stay_by_name():
     from ednas.report.baselines import FIXED_BASELINES, baseline_names
 
-    assert baseline_names("default") == ["mobilenetv2@match", "mobilenetv3@match"]
+    assert baseline_names("default") == ["uniform@match"]
+    assert baseline_names("mobilenets") == ["mobilenetv2@match", "mobilenetv3@match"]  # the default before issue 21
     assert baseline_names("fixed") == list(FIXED_BASELINES) and len(FIXED_BASELINES) == 6
     assert baseline_names("mixnet,fbnetc@0.5") == ["mixnet", "fbnetc@0.5"]
 

@@ -13,6 +13,13 @@ of 1 returns the space unchanged.
 ``ednas search`` with a ``--budget-ms`` outside the space's range); a budget
 that no multiplier in ``[WIDTH_MULTS[0], WIDTH_MULTS[-1]]`` brings inside the
 range is refused.
+
+:func:`uniform_arch` is the hand-designed network of a space's skeleton
+(what an engineer ships without NAS): the space's largest network (every
+repeat, the widest width, the largest expansion) with one kernel,
+:data:`UNIFORM_KERNEL`, everywhere -- MobileNetV2's choices.  Scaled by
+:func:`scale_space` to a budget it is the ``uniform`` baseline of the report
+(:mod:`ednas.report.baselines`) and of ``benchmarks/pareto.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ import dataclasses
 
 from ednas.arch.spec import ArchSpec, parse_arch
 
-__all__ = ["WIDTH_MULTS", "make_divisible", "scale_space"]
+__all__ = ["UNIFORM_KERNEL", "WIDTH_MULTS", "make_divisible", "scale_space", "uniform_arch"]
 
 #: the width multipliers a budget fit may choose from, smallest to largest
 WIDTH_MULTS = (0.25, 0.35, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+
+#: the one kernel of :func:`uniform_arch` (MobileNetV2's 3x3)
+UNIFORM_KERNEL = 3
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -54,3 +64,10 @@ def scale_space(space: ArchSpec, width_mult: float, divisor: int = 8) -> ArchSpe
         stages.append(tuple(blocks))
     scaled = dataclasses.replace(space, stem=dataclasses.replace(space.stem, out=w(space.stem.out)), stages=tuple(stages))
     return parse_arch(scaled.format())  # the scaled widths pass the same checks as a written space
+
+
+def uniform_arch(space: ArchSpec) -> ArchSpec:
+    """The hand-designed network of ``space``'s skeleton: its largest network with :data:`UNIFORM_KERNEL` everywhere (a fixed network)."""
+    big = space.largest()
+    stages = tuple(tuple(dataclasses.replace(b, kernels=(UNIFORM_KERNEL,)) for b in stage) for stage in big.stages)
+    return parse_arch(dataclasses.replace(big, stages=stages).format())

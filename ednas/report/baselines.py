@@ -1,13 +1,19 @@
 """Baseline networks for the report's accuracy-vs-latency plot.
 
-By default (``names = default``) two hand-designed networks **at the
-budget**: MobileNetV2 and MobileNetV3-Large with the width multiplier
-chosen so that their latency on the run's target matches the budget
-(``mobilenetv2@match``, ``mobilenetv3@match``; :func:`match_width`).  That is
-the comparison a user needs: at the latency they can afford, does the
-searched network beat what they would otherwise ship?  Any baseline can be
+By default (``names = default``) one hand-designed network **at the
+budget**: ``uniform``, the search space's own skeleton with one kernel (3x3),
+the largest expansion and every block everywhere
+(:func:`ednas.arch.scale.uniform_arch`), its widths scaled so that its
+latency on the run's target matches the budget (``uniform@match``;
+:func:`match_width`).  That is the comparison a user needs: at the latency
+they can afford, does the searched network beat what they would otherwise
+ship -- the same network without NAS?  ``mobilenets`` names the two
+width-matched MobileNets that were the default before (MobileNetV2 and
+MobileNetV3-Large, ``mobilenetv2@match``, ``mobilenetv3@match``); why the
+default changed is in docs/report.md (on CIFAR ``uniform`` is the stronger
+rival and it costs a quarter of their training).  Any baseline can be
 matched (``NAME@match``) or given a width (``NAME@WIDTH``); ``fixed`` names
-the six networks at the width of their input size (:func:`default_width`).
+the six timm networks at the width of their input size (:func:`default_width`).
 
 MobileNetV2, MobileNetV3-Large, MnasNet-B1, FBNet-C, Single-Path NAS and
 MixNet-S, built from timm's own generators (``pretrained=False``: nothing
@@ -31,11 +37,17 @@ with the derived network's recipe and number of epochs
   the resolution it reads, so MixNet's split kernels move together); padding
   is ``k // 2`` in all these networks, so shapes stay consistent, and blocks
   that were strided keep no residual, as built.
+* *The space's own network* (``uniform``): built by ednas from the run's
+  space (:func:`ednas.arch.scale.scale_space` scales its stem's and stages'
+  widths, rounded to multiples of 8; the head keeps its width), at its
+  space's resolution schedule, so nothing is re-strided; without a width it
+  is the space's widths (multiplier 1).
 * *Width matched to the budget* (``NAME@match``).  The latency of a width is
   taken as every baseline's is (below: measured in the budget's precision on a
   host target, scaled to the table's reference network on ``host-ort``;
   predicted by the profile on an analytic one).  :func:`match_width` bisects
-  the widths of :data:`MATCH_WIDTHS` (latency grows with width) for the
+  the widths of :data:`MATCH_WIDTHS` (0.05 to 2.0 in steps of 0.05; latency
+  grows with width) for the
   widest network within the budget; every width it timed is recorded
   (``width_probes``).  When even the narrowest is over the budget, the
   narrowest is kept and ``width_matched`` is False.  A board table
@@ -127,6 +139,7 @@ __all__ = [
     "DEFAULT_BASELINES",
     "FIXED_BASELINES",
     "MATCH_WIDTHS",
+    "MOBILENET_BASELINES",
     "Baseline",
     "BaselinesConfig",
     "Pricing",
@@ -197,16 +210,24 @@ BASELINES: dict[str, Baseline] = {
     "tv-mobilenetv2": Baseline("MobileNetV2 (torchvision)", "torchvision", _tv("mobilenet_v2"), "mobilenet_v2"),
     "tv-mobilenetv3": Baseline("MobileNetV3-Large (torchvision)", "torchvision", _tv("mobilenet_v3_large"), "mobilenet_v3_large"),
     "tv-mnasnet": Baseline("MnasNet (torchvision)", "torchvision", _tv("mnasnet"), "mnasnet1_0"),
+    # built from the run's space by build_baseline (its build here is never called)
+    "uniform": Baseline("Uniform (the space without NAS)", "ednas", None, "uniform_arch"),
 }
+
+#: the baseline built from the run's search space rather than a registry generator
+UNIFORM = "uniform"
 
 #: the hand-designed and searched networks users compare against, from timm, at the width of their input size (``fixed``)
 FIXED_BASELINES: tuple[str, ...] = ("mobilenetv2", "mobilenetv3", "mnasnet", "fbnetc", "spnasnet", "mixnet")
 
-#: the set ``ednas run`` trains by default: MobileNetV2 and V3 at the width whose latency matches the budget
-DEFAULT_BASELINES: tuple[str, ...] = ("mobilenetv2@match", "mobilenetv3@match")
+#: the set ``ednas run`` trains by default: the space's own network at the width whose latency matches the budget
+DEFAULT_BASELINES: tuple[str, ...] = ("uniform@match",)
 
-#: the width multipliers :func:`match_width` chooses from
-MATCH_WIDTHS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0)
+#: ``mobilenets``: MobileNetV2 and V3 at the width whose latency matches the budget (the default until issue 21)
+MOBILENET_BASELINES: tuple[str, ...] = ("mobilenetv2@match", "mobilenetv3@match")
+
+#: the width multipliers :func:`match_width` chooses from: 0.05 to 2.0 in steps of 0.05
+MATCH_WIDTHS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 41))
 
 MATCH = "match"
 
@@ -283,7 +304,7 @@ def adapt_strides(model: nn.Module, input_size: int, min_final: int = 4, in_chan
     return {"removed": removed, "final": int(final), "downsamplings": len(groups) - len(removed)}
 
 
-def build_baseline(name: str, num_classes: int, input_size: int, width: float | None = None) -> tuple[nn.Module, dict]:
+def build_baseline(name: str, num_classes: int, input_size: int, width: float | None = None, space=None) -> tuple[nn.Module, dict]:
     """Build a width-scaled, re-strided baseline.
 
     Args:
@@ -291,16 +312,30 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
         num_classes: classifier outputs.
         input_size: image side (sets the default width and the strides).
         width: width multiplier (overrides ``NAME@WIDTH`` and the default).
+        space: the run's search space (:class:`~ednas.arch.spec.ArchSpec`), which ``uniform`` is built from.
 
     Returns:
-        ``(model, info)`` with the title, source, width and stride changes.
+        ``(model, info)`` with the title, source, width and stride changes
+        (``uniform``: also its ``arch`` string).
     """
     key, w = _parse_name(name)
     if w == MATCH:
         w = None  # the caller matched the width and passes it
     b = BASELINES[key]
-    width = float(width or w or default_width(input_size))
-    model = b.build(width, num_classes)
+    extra = {}
+    if key == UNIFORM:
+        if space is None:
+            raise ConfigError("baseline 'uniform' is the search space's own network: it needs the run's space")
+        from ednas.arch.scale import scale_space, uniform_arch
+        from ednas.nn.build import build_model
+
+        width = float(width or w or 1.0)
+        arch = scale_space(uniform_arch(space), width)
+        model = build_model(arch, num_classes)
+        extra = {"arch": arch.format()}
+    else:
+        width = float(width or w or default_width(input_size))
+        model = b.build(width, num_classes)
     strides = adapt_strides(model, input_size)
     info = {
         "name": name,
@@ -312,6 +347,7 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
         "input_size": int(input_size),
         "strides_removed_at": strides["removed"],
         "final_map": strides["final"],
+        **extra,
     }
     return model, info
 
@@ -515,7 +551,9 @@ class BaselinesConfig:
 
     PRIMARY: ClassVar[str] = "names"
 
-    #: baseline networks: default (MobileNetV2 and V3 width-matched to the budget), fixed (six at their input size's width), none, or a comma-separated list of NAME, NAME@WIDTH or NAME@match
+    #: baseline networks: default (uniform: the space's own network without NAS, width-matched to the budget), mobilenets
+    #: (MobileNetV2 and V3 width-matched), fixed (six at their input size's width), none, or a comma-separated list of
+    #: NAME, NAME@WIDTH or NAME@match
     names: str = "default"
     #: one width multiplier for all of them (default: by input size, see default_width)
     width: Optional[float] = None
@@ -528,11 +566,13 @@ class BaselinesConfig:
 
 
 def baseline_names(spec: str) -> list[str]:
-    """The networks a ``--baselines`` value names (``default``, ``fixed``, ``none`` or a list)."""
+    """The networks a ``--baselines`` value names (``default``, ``mobilenets``, ``fixed``, ``none`` or a list)."""
     if spec in ("none", "", "0"):
         return []
     if spec == "default":
         return list(DEFAULT_BASELINES)
+    if spec == "mobilenets":
+        return list(MOBILENET_BASELINES)
     if spec == "fixed":
         return list(FIXED_BASELINES)
     return [s.strip() for s in spec.split(",") if s.strip()]
@@ -554,6 +594,7 @@ def run_baselines(
     hardware: Hardware | None = None,
     table=None,
     export=None,
+    space=None,
 ) -> list[dict]:
     """Train, count and time baseline networks; each in its own stage folder ``out_dir/<name>``.
 
@@ -584,6 +625,7 @@ def run_baselines(
             fixed-point budget each baseline's quantized file is made with its
             settings (and calibration size, on the training split) and scored
             on its split, as the derived network's deployed file is.
+        space: the run's search space, which ``uniform`` is built from.
 
     Returns:
         One dict per network, in ``names`` order (see ``result.json``).
@@ -602,6 +644,7 @@ def run_baselines(
         key, w = _parse_name(name)
         matched = w == MATCH
         settings = {"format": RESULT_FORMAT, "name": name, "data": data.spec, "input_size": data.input_size, "target": target,
+                    **({"space": space.format() if space is not None else None} if key == UNIFORM else {}),
                     "width": width, "seed": seed, "recipe": config_dict(recipe), "timing": config_dict(timing),
                     "pricing": pricing.settings(), "scoring": None if scoring is None else scoring["settings"]}
         if matched:
@@ -612,10 +655,10 @@ def run_baselines(
             match = None
             use_width = width
             if matched:
-                match = _match(folder, key, data, pricing, budget_ms)
-                use_width = match["width"] or default_width(data.input_size)
+                match = _match(folder, key, data, pricing, budget_ms, space)
+                use_width = match["width"] or (1.0 if key == UNIFORM else default_width(data.input_size))
             torch.manual_seed(derive(seed, "init"))
-            model, info = build_baseline(name, data.num_classes, data.input_size, use_width)
+            model, info = build_baseline(name, data.num_classes, data.input_size, use_width, space=space)
             if match is not None:
                 info.update(width_matched=match["matched"], width_matched_to_ms=budget_ms, width_probes=match["probes"])
             metrics = fit(model, data, recipe, folder, seed=seed, progress=progress, tensorboard=False, resume=True, save=False,
@@ -667,7 +710,7 @@ def run_baselines(
     return results
 
 
-def _match(folder: Path, key: str, data: DataSet, pricing: Pricing, budget_ms: float) -> dict:
+def _match(folder: Path, key: str, data: DataSet, pricing: Pricing, budget_ms: float, space=None) -> dict:
     """:func:`match_width` priced by ``pricing``, kept in ``folder/match.json`` (a resumed training keeps its width and latency)."""
     path = folder / "match.json"
     if path.is_file():
@@ -677,7 +720,7 @@ def _match(folder: Path, key: str, data: DataSet, pricing: Pricing, budget_ms: f
             pass
 
     def build(wm: float) -> nn.Module:
-        return build_baseline(key, data.num_classes, data.input_size, wm)[0].eval()
+        return build_baseline(key, data.num_classes, data.input_size, wm, space=space)[0].eval()
 
     match = match_width(build, lambda m: pricing.measure(m, data.input_size), budget_ms)
     log.info("baseline %s: width %s, %s ms %s on %s (budget %.4g ms)%s", key, match["width"], match["latency_ms"], pricing.precision,
