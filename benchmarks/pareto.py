@@ -146,13 +146,15 @@ CIFAR = Path(os.environ.get("EDNAS_CIFAR_SAMPLE", SHARED / "cifar10"))
 CIFAR_TEST7K = Path(os.environ.get("EDNAS_CIFAR_TEST7K", SHARED / "cifar10-test7k"))
 ROW_KEYS = ("dataset", "method", "budget_ms", "seed", "top1", "latency_ms_measured", "latency_ms_argmax", "macs", "params",
             "search_wall_s", "train_wall_s", "test_data")
+#: the searches, each pinned to the schedule it ran with: ``ednas`` is Algorithm 1 (P = 2, alternating steps), the
+#: default search until Pareto v2's evidence made ``joint`` the default (docs/search.md); its rows keep that meaning
 SEARCHES = {
-    "ednas": {},
-    "ednas-p1": {"paths": 1},
-    "ednas-shared": {"path_batches": "shared"},
-    "ednas-every4": {"arch_every": 4},
+    "ednas": {"update": "alternate"},
+    "ednas-p1": {"paths": 1, "update": "alternate"},
+    "ednas-shared": {"path_batches": "shared", "update": "alternate"},
+    "ednas-every4": {"arch_every": 4, "update": "alternate"},
     "ednas-joint": {"update": "joint"},
-    "fbnet": {"supernet": "fbnet"},
+    "fbnet": {"supernet": "fbnet", "update": "alternate"},
 }
 BASELINES = {"mobilenetv2": "mobilenetv2@match", "mobilenetv3": "mobilenetv3@match"}
 #: v2's networks whose width multiplier is matched to the budget on a fine ladder: the uniform network of the space, MobileNetV2 (CIFAR layout)
