@@ -68,9 +68,13 @@ again, with the evidence v1 lacked.
 * Methods (same recipe and epochs for every trained network):
 
 ==================  ===================================================================
-``ednas``           the default search (P = 2, dealt batches, ``auto`` loss, fit)
+``ednas``           Algorithm 1, the default search when v2 began (P = 2, dealt batches,
+                    alternating steps, ``auto`` loss, fit); pinned to ``alternate``
+                    since the default became ``joint`` (docs/search.md), so its rows
+                    keep one meaning
 ``ednas-p1``        the same with one path
-``ednas-joint``     the cheaper schedule kept from v1: single-level joint update.  v1
+``ednas-joint``     the cheaper schedule kept from v1: single-level joint update (the
+                    default search since issue 21's item 5).  v1
                     measured the same mean top-1 for it and ``ednas-every4`` against
                     the default (+0.77 and +0.75 points on CIFAR) but a narrower spread
                     (-1.0 to +2.2 against -2.6 to +4.4) and the cheaper iteration
