@@ -143,6 +143,23 @@ class _VirtualRanks(_Search):
             w.requires_grad_(True)
         return ce, lat
 
+    def _joint_step(self, p, net, x, y, lr, tau, gen, where):
+        net.train()
+
+        def step(xp, yp):
+            sample_choices(net.choices(), tau, self.cfg.hard, gen)
+            ce = self._criterion(net(xp), yp)
+            lat = self.latency.expected(net)
+            self.loss(ce, lat).backward()
+            return [ce.detach(), lat.detach()]
+
+        ce, lat = self._parts(net, step, net.weight_parameters() + net.arch_parameters(), x, y, gen)
+        for g in self.opt_w[p].param_groups:
+            g["lr"] = lr
+        self.opt_w[p].step()
+        self.opt_a[p].step()
+        return ce, lat
+
 
 def _search_single(out, args: dict, batch_size: int, parts: int):
     cfg = resolve_config(SearchCommand, dict(args, out=str(out), batch_size=batch_size))
@@ -153,8 +170,8 @@ def _search_single(out, args: dict, batch_size: int, parts: int):
         return cls(cfg.search, ctx.out, ctx.data, ctx.latency_model(), ctx.budget(), ctx.space, ctx.timing, cfg.seed, False, False).run()
 
 
-def _search_equivalence(tmp_path, paths: int, dp: int):
-    args = dict(ARGS, paths=paths, batch_size=8, epochs=2)
+def _search_equivalence(tmp_path, paths: int, dp: int, update: str = "joint"):
+    args = dict(ARGS, paths=paths, batch_size=8, epochs=2, update=update)
     _ok(torchrun(paths * dp, "search", dict(out=str(tmp_path / "dist"), **args)))
     ref = _search_single(tmp_path / "ref", args, 8 * dp, dp)
     a = torch.load(tmp_path / "ref" / "supernet.pt", weights_only=True)
@@ -165,9 +182,10 @@ def _search_equivalence(tmp_path, paths: int, dp: int):
     assert got["steps"] == ref["steps"] and got["lambda"] == pytest.approx(ref["lambda"], abs=1e-6)
 
 
-def test_one_path_on_two_ranks_equals_one_process_on_the_concatenated_batches(tmp_path):
+@pytest.mark.parametrize("update", ["joint", "alternate"])  # the default single-level step and the paper's Algorithm 1
+def test_one_path_on_two_ranks_equals_one_process_on_the_concatenated_batches(tmp_path, update):
     """P = 1, D = 2: a plain data-parallel search."""
-    _search_equivalence(tmp_path, paths=1, dp=2)
+    _search_equivalence(tmp_path, paths=1, dp=2, update=update)
 
 
 @pytest.mark.slow

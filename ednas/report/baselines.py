@@ -11,7 +11,7 @@ ship -- the same network without NAS?  ``mobilenets`` names the two
 width-matched MobileNets that were the default before (MobileNetV2 and
 MobileNetV3-Large, ``mobilenetv2@match``, ``mobilenetv3@match``); why the
 default changed is in docs/report.md (on CIFAR ``uniform`` is the stronger
-rival and it costs a quarter of their training).  Any baseline can be
+rival and it costs about a third of their training).  Any baseline can be
 matched (``NAME@match``) or given a width (``NAME@WIDTH``); ``fixed`` names
 the six timm networks at the width of their input size (:func:`default_width`).
 
