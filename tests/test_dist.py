@@ -125,10 +125,8 @@ class _VirtualRanks(_Search):
         self.opt_w[p].step()
         return loss
 
-    def _arch_step(self, p, net, x, y, tau, gen, where=""):
-        weights = net.weight_parameters()
-        for w in weights:
-            w.requires_grad_(False)
+    def _loss_step(self, net, tau, gen):
+        """One rank's part of a step on ``CE + lambda * E[LAT]`` (the architecture and the joint step)."""
 
         def step(xp, yp):
             sample_choices(net.choices(), tau, self.cfg.hard, gen)
@@ -137,7 +135,14 @@ class _VirtualRanks(_Search):
             self.loss(ce, lat).backward()
             return [ce.detach(), lat.detach()]
 
-        ce, lat = self._parts(net, step, net.arch_parameters(), x, y, gen)
+        return step
+
+    def _arch_step(self, p, net, x, y, tau, gen, where=""):
+        weights = net.weight_parameters()
+        for w in weights:
+            w.requires_grad_(False)
+
+        ce, lat = self._parts(net, self._loss_step(net, tau, gen), net.arch_parameters(), x, y, gen)
         self.opt_a[p].step()
         for w in weights:
             w.requires_grad_(True)
@@ -146,14 +151,7 @@ class _VirtualRanks(_Search):
     def _joint_step(self, p, net, x, y, lr, tau, gen, where):
         net.train()
 
-        def step(xp, yp):
-            sample_choices(net.choices(), tau, self.cfg.hard, gen)
-            ce = self._criterion(net(xp), yp)
-            lat = self.latency.expected(net)
-            self.loss(ce, lat).backward()
-            return [ce.detach(), lat.detach()]
-
-        ce, lat = self._parts(net, step, net.weight_parameters() + net.arch_parameters(), x, y, gen)
+        ce, lat = self._parts(net, self._loss_step(net, tau, gen), net.weight_parameters() + net.arch_parameters(), x, y, gen)
         for g in self.opt_w[p].param_groups:
             g["lr"] = lr
         self.opt_w[p].step()
