@@ -70,7 +70,7 @@ def _time(files: dict, size: int, timing) -> dict:
     runners = {}
     for k, f in files.items():
         runners[k] = runner(f, timing.threads, [1, 3, size, size]) if k.startswith("ort") else TFLiteModel(f, timing.threads).runner()
-    res = interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, stat=timing.stat)
+    res = interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, stat=timing.stat, **timing.adaptive())
     out = {k: {"ms": v["ms"], "rounds_ms": v["rounds_ms"]} for k, v in res.items()}
     out["ratio_litert_over_ort_fp32"] = round(res["litert_fp32"]["ms"] / res["ort_fp32"]["ms"], 3)
     out["ratio_litert_over_ort_int8"] = round(res["litert_int8"]["ms"] / res["ort_int8"]["ms"], 3)

@@ -58,7 +58,7 @@ def _time(files: dict, size: int, timing) -> dict:
     for rt_name, prec in PAIRS:
         rt = get_runtime(rt_name)
         runners[f"{rt_name}_{prec}"] = rt.runner(files[f"{rt.format}_{prec}"], timing.threads, [1, 3, size, size])
-    res = interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, stat=timing.stat)
+    res = interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, stat=timing.stat, **timing.adaptive())
     out = {k: {"ms": v["ms"], "rounds_ms": v["rounds_ms"], "spread_ms": v["spread_ms"]} for k, v in res.items()}
     for prec in ("fp32", "int8"):
         base = res[f"onnxruntime_{prec}"]["ms"]

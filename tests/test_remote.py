@@ -164,7 +164,7 @@ def test_server_times_networks_fp32_and_int8_with_a_reference(server):
     q = board.build_network([k.replace("_f32", "_i8") for k in keys])  # an int8 QDQ network
     res = server.client().time_networks({"f32": (net[0], net[1]), "int8": (q[0], None)}, repeats=3, rounds=2, warmup=1, min_time_s=0.0,
                                         reference=(net[0], net[1], 1.0))
-    assert res["f32"]["n"] >= 6 and len(res["int8"]["rounds_ms"]) == 2
+    assert res["f32"]["n"] >= 6 and 2 <= len(res["int8"]["rounds_ms"]) <= 6  # adaptive rounds: up to 3 x rounds
     assert res[board.REFERENCE]["table_ms"] == 1.0 and res["f32"]["scaled_ms"] is not None
 
 

@@ -51,7 +51,7 @@ def test_interleaved_times_every_model_in_a_round_before_the_next_round():
         return lambda: calls.append(name)
 
     res = board.interleaved({"a": runner("a"), "b": runner("b"), "c": runner("c")}, warmup=1, repeats=2, rounds=3, min_time_s=0.0,
-                            progress=lambda name, r: seen.append((name, r)))
+                            progress=lambda name, r: seen.append((name, r)), max_rounds=3)
     # per round: a (1 warm-up + 2 timed), then b, then c; then the next round
     assert calls == [name for _ in range(3) for name in ("a", "b", "c") for _ in range(3)]
     assert seen == [(name, r) for r in range(3) for name in ("a", "b", "c")]
@@ -64,12 +64,67 @@ def test_interleaved_reports_the_median_of_the_round_medians(monkeypatch):
     # round medians 2, 5, 4 -> 4; the median of all nine runs would be 5, their mean 14.9
     a = _scripted(clock, [1, 2, 9, 5, 5, 5, 3, 4, 100])
     b = _scripted(clock, [7, 7, 7, 1, 1, 1, 2, 2, 2])
-    res = board.interleaved({"a": a, "b": b}, warmup=0, repeats=3, rounds=3, min_time_s=0.0)
+    res = board.interleaved({"a": a, "b": b}, warmup=0, repeats=3, rounds=3, min_time_s=0.0, max_rounds=3)
     assert res["a"]["rounds_ms"] == pytest.approx([2, 5, 4])
     assert res["a"]["ms"] == pytest.approx(4)
     assert res["a"]["min_ms"] == pytest.approx(1) and res["a"]["n"] == 9
     assert res["a"]["spread_ms"] == pytest.approx(statistics.pstdev([2, 5, 4]), abs=1e-6)
     assert res["b"]["rounds_ms"] == pytest.approx([7, 1, 2]) and res["b"]["ms"] == pytest.approx(2)
+
+
+def test_interleaved_gives_a_model_whose_rounds_disagree_more_rounds_and_only_that_model(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(board.timing.time, "perf_counter", clock)
+    # b: a slow spell over three of the first five rounds (median 16 ms), then steady at 10 ms
+    a = _scripted(clock, [10] * 5)
+    b = _scripted(clock, [16, 16, 16, 10, 10] + [10] * 10)
+    res = board.interleaved({"a": a, "b": b}, warmup=0, repeats=1, rounds=5, min_time_s=0.0)
+    assert res["a"]["rounds_ms"] == pytest.approx([10] * 5)  # settled: never timed again (its script has five calls)
+    assert len(res["b"]["rounds_ms"]) == 15 and res["b"]["ms"] == pytest.approx(10)  # the spell no longer decides the median
+
+
+def test_interleaved_adds_rounds_until_the_first_round_whose_figures_are_settled(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(board.timing.time, "perf_counter", clock)
+    res = board.interleaved({"b": _scripted(clock, [12, 10, 10, 10, 10] + [10] * 10)}, warmup=0, repeats=1, rounds=5, min_time_s=0.0)
+    v = res["b"]["rounds_ms"]
+    se = [1.25 * statistics.pstdev(v[:k]) / k ** 0.5 for k in range(5, len(v) + 1)]  # the standard error of the median after k rounds
+    assert 5 < len(v) < 15 and se[-1] <= 0.02 * statistics.median(v) < min(se[:-1])
+
+
+def test_interleaved_stops_adding_rounds_at_max_rounds_and_max_rounds_equal_to_rounds_turns_it_off(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(board.timing.time, "perf_counter", clock)
+    res = board.interleaved({"x": _scripted(clock, [10, 20] * 50)}, warmup=0, repeats=1, rounds=4, min_time_s=0.0)
+    assert len(res["x"]["rounds_ms"]) == 12  # never settles: 3 x rounds by default
+    res = board.interleaved({"x": _scripted(clock, [10, 20] * 50)}, warmup=0, repeats=1, rounds=4, min_time_s=0.0, max_rounds=7)
+    assert len(res["x"]["rounds_ms"]) == 7
+    res = board.interleaved({"x": _scripted(clock, [10, 20] * 50)}, warmup=0, repeats=1, rounds=4, min_time_s=0.0, max_rounds=4)
+    assert len(res["x"]["rounds_ms"]) == 4
+    res = board.interleaved({"x": _scripted(clock, [10, 20] * 50)}, warmup=0, repeats=1, rounds=4, min_time_s=0.0, rel_tol=0.5)
+    assert len(res["x"]["rounds_ms"]) == 4  # a looser tolerance is met at once
+
+
+def test_interleaved_judges_agreement_in_units_of_the_reference(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(board.timing.time, "perf_counter", clock)
+    # the model's round figures swing 1.6x, and the reference swings with them: in reference units they agree
+    a = _scripted(clock, [16, 10, 16, 10, 16] + [10] * 10)
+    ref = _scripted(clock, [8, 8, 5, 5, 8, 8, 5, 5, 8, 8] + [5] * 40)
+    res = board.interleaved({"a": a}, warmup=0, repeats=1, rounds=5, min_time_s=0.0, reference=ref, ref_ms=5.0)
+    assert len(res["a"]["rounds_ms"]) == 5 and res["a"]["rel"] == pytest.approx(2.0)
+    # the same swing with a steady reference is not settled
+    a = _scripted(clock, [16, 10, 16, 10, 16] + [10] * 10)
+    res = board.interleaved({"a": a}, warmup=0, repeats=1, rounds=5, min_time_s=0.0, reference=_scripted(clock, [5] * 50), ref_ms=5.0)
+    assert len(res["a"]["rounds_ms"]) > 5 and res["a"]["ref_rounds_ms"] == pytest.approx([5] * len(res["a"]["rounds_ms"]))
+
+
+def test_timing_refuses_max_rounds_below_rounds_and_a_tolerance_outside_0_1():
+    Timing(rounds=5, max_rounds=5).check()
+    with pytest.raises(ConfigError, match="timing.max_rounds must be none or an integer >= timing.rounds"):
+        Timing(rounds=5, max_rounds=4).check()
+    with pytest.raises(ConfigError, match="timing.rel_tol"):
+        Timing(rel_tol=1.5).check()
 
 
 def test_time_runs_keeps_running_until_min_time(monkeypatch):
@@ -103,7 +158,7 @@ def test_every_end_to_end_timer_goes_through_the_one_loop(monkeypatch):
     from ednas.report.profile import measure_onnx_ms, measure_torch_ms
 
     calls = _spy(monkeypatch)
-    timing = Timing(threads=1, warmup=1, repeats=2, rounds=2, min_time_s=0.0)
+    timing = Timing(threads=1, warmup=1, repeats=2, rounds=2, min_time_s=0.0, max_rounds=3, rel_tol=0.05)
     net = _tiny_net()
     data = onnx_bytes(fuse(net), 32)
     got = {
@@ -117,14 +172,14 @@ def test_every_end_to_end_timer_goes_through_the_one_loop(monkeypatch):
     assert len(calls) == len(got)
     assert calls[0]["names"] == ["x", "y"]
     for c in calls:
-        assert (c["warmup"], c["repeats"], c["rounds"], c["min_time_s"]) == (1, 2, 2, 0.0)
+        assert (c["warmup"], c["repeats"], c["rounds"], c["min_time_s"], c["max_rounds"], c["rel_tol"]) == (1, 2, 2, 0.0, 3, 0.05)
     for name in ("time_onnx", "time_torch"):
         r = got[name]
-        assert set(r) == {"ms", "spread_ms", "min_ms", "n", "rounds_ms"} and len(r["rounds_ms"]) == 2
+        assert set(r) == {"ms", "spread_ms", "min_ms", "n", "rounds_ms"} and 2 <= len(r["rounds_ms"]) <= 3
         assert r["ms"] == pytest.approx(statistics.median(r["rounds_ms"]), abs=1e-6)
     c = got["compare_latency"]  # export.json's keys keep their names and meaning
     assert c["median_ms"] == pytest.approx(statistics.median(c["round_medians_ms"]), abs=1e-6)
-    assert 0 < c["min_ms"] <= min(c["round_medians_ms"]) and (c["rounds"], c["runs"], c["threads"]) == (2, 2, 1)
+    assert 0 < c["min_ms"] <= min(c["round_medians_ms"]) and 2 <= c["rounds"] <= 3 and (c["runs"], c["threads"]) == (2, 1)
     assert all(got[k] > 0 for k in ("measure_latency", "measure_onnx_ms", "measure_torch_ms"))
 
 

@@ -77,7 +77,7 @@ def test_a_runtime_times_files_beside_its_reference_network_and_scales_to_the_ta
     files = rt.files(image_inputs({"net": network}, 32))
     r = rt.time_files(files, TIMING, reference=ref)
     net, q = r["net"], r[board.REFERENCE]
-    assert net["ms"] > 0 and len(net["rounds_ms"]) == TIMING.rounds and q["table_ms"] == 2.0
+    assert net["ms"] > 0 and TIMING.rounds <= len(net["rounds_ms"]) <= 3 * TIMING.rounds and q["table_ms"] == 2.0
     assert net["scaled_ms"] == pytest.approx(net["rel"] * 2.0, rel=1e-4) and q["ratio"] == pytest.approx(q["ms"] / 2.0, rel=1e-3)
 
 

@@ -26,6 +26,7 @@ fields = st.fixed_dictionaries({}, optional={
     "stat": st.sampled_from(["median", "p20", "p99", ""]) | json_values, "quant": st.none() | json_values | st.fixed_dictionaries(
         {"bits": st.sampled_from([8, 16, 4, True])}, optional={"pow2": st.booleans() | st.integers(), "format": st.text(max_size=5)}),
     "reference": json_values, "min_time_s": st.floats(allow_nan=True) | json_values,
+    "max_rounds": st.integers(-2, 4000) | json_values, "rel_tol": st.floats(allow_nan=True) | json_values,
     "models": json_values | st.dictionaries(st.text(max_size=10), st.fixed_dictionaries(
         {"onnx": st.binary(max_size=20).map(lambda b: base64.b64encode(b).decode()) | st.text(max_size=20)},
         optional={"shape": st.lists(st.integers(-2, 70000), max_size=7) | json_values}), max_size=3),
@@ -70,6 +71,8 @@ def test_any_signed_json_body_is_a_valid_request_or_a_4xx(path, payload):
         assert 1 <= p["threads"] <= 256 and p["stat"] in ("median", "min", "p10", "p20", "p25")
     if endpoint == "networks":
         assert all(isinstance(d, bytes) for d, _ in p["models"].values())
+        assert p["max_rounds"] is None or p["rounds"] <= p["max_rounds"] <= 3000
+        assert 0 <= p["rel_tol"] <= 1
 
 
 @FUZZ

@@ -92,7 +92,7 @@ def export_tflite_files(model, deploy, out: Path, size: int, channels: int, data
                       "agreement": float(same.mean() * 100.0) if len(same) else None, "per_channel": q["per_channel"], "bytes_int8": q["bytes"],
                       "input_dtype_int8": m8.dtype})
         runners["int8"] = m8.runner()
-    lat = interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, stat=timing.stat)
+    lat = interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, stat=timing.stat, **timing.adaptive())
     entry.update({
         "latency_ms_fp32": lat["fp32"]["ms"],
         "latency_ms_int8": lat["int8"]["ms"] if "int8" in lat else None,

@@ -113,7 +113,7 @@ class RemoteDevice:
         """:func:`ednas.runtime.time_onnx`'s result for ``{name: onnx bytes}``, timed on the device (``progress`` is not called)."""
         ref = None if reference is None else (reference.onnx, list(reference.shape) if reference.shape else None, reference.ms)
         return self._call(self.client.time_networks, {n: (d, None) for n, d in models.items()}, timing.threads, timing.warmup, timing.repeats,
-                          timing.rounds, timing.min_time_s, timing.stat, ref)
+                          timing.rounds, timing.min_time_s, timing.stat, ref, **timing.adaptive())
 
 
     @property
@@ -137,7 +137,7 @@ class RemoteDevice:
             return self.time_onnx(models, timing, progress, reference)
         ref = None if reference is None else (reference.onnx, None, reference.ms)
         return self._call(self.client.time_networks, {n: (d, None) for n, d in models.items()}, timing.threads, timing.warmup, timing.repeats,
-                          timing.rounds, timing.min_time_s, timing.stat, ref, fmt)
+                          timing.rounds, timing.min_time_s, timing.stat, ref, fmt, **timing.adaptive())
 
 
 def connect(target: str, token_file: str | None = None) -> RemoteDevice:

@@ -170,7 +170,7 @@ class Runtime:
                 raise ConfigError(f"{self.title} cannot time a {reference.format} reference network")
             ref = self.runner(reference.onnx, timing.threads, list(reference.shape) if reference.shape else None)
         return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, reference=ref,
-                                 ref_ms=None if reference is None else reference.ms, stat=timing.stat)
+                                 ref_ms=None if reference is None else reference.ms, stat=timing.stat, **timing.adaptive())
 
     def time_modules(self, models: dict, input_size: int, timing: Timing | None = None, progress: Callable | None = None,
                      reference: Reference | None = None, quant: dict | None = None) -> dict:

@@ -46,6 +46,15 @@ class Timing:
     #: statistic of the runs of one timed batch: p20 (their 20th percentile: resists interference, keeps
     #: the round-to-round scatter low), median, min, p10, p25
     stat: str = "p20"
+    #: a model whose round figures still disagree after `rounds` gets more rounds, up to this many
+    #: (None: 3 x rounds, as a table entry; = rounds turns it off)
+    max_rounds: int | None = None
+    #: ... while the standard error of its median is above this share of it
+    rel_tol: float = 0.02
+
+    def adaptive(self) -> dict:
+        """The adaptive-rounds keywords of :func:`ednas.runtime.board.interleaved`."""
+        return {"max_rounds": self.max_rounds, "rel_tol": self.rel_tol}
 
     def check(self, name: Callable[[str], str] | None = None) -> None:
         """Raise a :class:`~ednas.errors.ConfigError` naming the first bad setting.
@@ -61,6 +70,11 @@ class Timing:
                                   + (" (timings need a deliberate thread count)" if f == "threads" else ""))
         if isinstance(self.min_time_s, bool) or not isinstance(self.min_time_s, (int, float)) or not self.min_time_s >= 0:
             raise ConfigError(f"{name('min_time_s')} must be a number >= 0, got {self.min_time_s!r}")
+        if self.max_rounds is not None and (isinstance(self.max_rounds, bool) or not isinstance(self.max_rounds, int)
+                                            or self.max_rounds < self.rounds):
+            raise ConfigError(f"{name('max_rounds')} must be none or an integer >= {name('rounds')} ({self.rounds}), got {self.max_rounds!r}")
+        if isinstance(self.rel_tol, bool) or not isinstance(self.rel_tol, (int, float)) or not 0 <= self.rel_tol <= 1:
+            raise ConfigError(f"{name('rel_tol')} must be a number in [0, 1], got {self.rel_tol!r}")
         if self.stat not in board.STATISTICS:
             raise ConfigError(f"{name('stat')} must be one of {', '.join(board.STATISTICS)}, got {self.stat!r}")
 
@@ -109,7 +123,7 @@ def time_onnx(models: dict, timing: Timing | None = None, progress: Callable | N
         sess = ort_session(reference.onnx, timing.threads)
         ref = _bind(sess.run, None, board.feed(sess, list(reference.shape) if reference.shape else None))
     return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress,
-                             reference=ref, ref_ms=None if reference is None else reference.ms, stat=timing.stat)
+                             reference=ref, ref_ms=None if reference is None else reference.ms, stat=timing.stat, **timing.adaptive())
 
 
 @contextmanager
@@ -159,7 +173,8 @@ def time_torch(models: dict, input_size: int | None = None, timing: Timing | Non
             m = m.eval().to(dev, memory_format=torch.channels_last)
             x = channels_last(inputs[name]) if inputs and name in inputs else default
             runners[name] = _bind(m, x.to(dev), device=dev, amp_dtype=amp_dtype)
-        return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, stat=timing.stat)
+        return board.interleaved(runners, timing.warmup, timing.repeats, timing.rounds, timing.min_time_s, progress, stat=timing.stat,
+                                 **timing.adaptive())
 
 
 def _bind(fn, *args, device=None, amp_dtype=None):

@@ -79,11 +79,13 @@ class Client:
                    "reference": list(reference) if reference else None}
         return self.request("POST", "/ops", payload)["entries"]
 
-    def time_networks(self, models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, stat="median", reference=None, kind="onnx"):
+    def time_networks(self, models, threads=1, warmup=10, repeats=50, rounds=5, min_time_s=0.05, stat="median", reference=None, kind="onnx",
+                      max_rounds=None, rel_tol=0.02):
         """:func:`board.interleaved`'s result for ``{name: (model bytes, shape or None)}`` timed on the device.
 
         ``reference``: ``(model bytes, shape or None, table ms or None)``;
         ``kind``: ``onnx`` (an ONNX Runtime server) or ``tflite`` (a LiteRT one).
+        ``max_rounds``, ``rel_tol``: the adaptive rounds of :func:`board.interleaved`.
         Networks whose request would pass the server's body limit are sent in
         several requests, each under it and each with the reference, so that
         every figure is still scaled to the reference's speed (without a
@@ -92,7 +94,7 @@ class Client:
         """
         enc = lambda data, shape: {kind: base64.b64encode(data).decode("ascii"), "shape": list(shape) if shape else None}  # noqa: E731
         payload = {"models": {}, "threads": threads, "warmup": warmup, "repeats": repeats,
-                   "rounds": rounds, "min_time_s": min_time_s, "stat": stat, "reference": None}
+                   "rounds": rounds, "min_time_s": min_time_s, "stat": stat, "reference": None, "max_rounds": max_rounds, "rel_tol": rel_tol}
         if reference is not None:
             payload["reference"] = dict(enc(reference[0], reference[1]), ms=reference[2])
         room = body_limit("/networks") - len(json.dumps(payload)) - 4096

@@ -7,7 +7,7 @@ Endpoints (JSON in, JSON out)::
     POST /ops        {"keys": [...], "threads", "warmup", "repeats", "rounds", "stat", "quant", "reference": [keys]}
                      -> {"entries": {key: entry}}  (timing.measure_op: sandwich graphs, rounds, reference units)
     POST /networks   {"models": {name: {"onnx": base64, "shape": [..] or null}}, "reference": {"onnx", "shape", "ms"} or null,
-                      "threads", "warmup", "repeats", "rounds", "min_time_s", "stat"}
+                      "threads", "warmup", "repeats", "rounds", "min_time_s", "stat", "max_rounds", "rel_tol"}
                      -> {"results": {...}}  (timing.interleaved, the host's end-to-end loop and statistic)
 
 Every request is signed (:mod:`.protocol` says what the server trusts).  It
@@ -159,6 +159,12 @@ def parse_request(method, path, headers, body, auth, now=None):
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 10:
         raise RequestError(400, "field 'min_time_s' must be a number in [0, 10]")
     p["min_time_s"] = float(t)
+    # adaptive rounds (timing.interleaved): up to max_rounds (null: 3 x rounds) while a figure's standard error is above rel_tol of it
+    p["max_rounds"] = None if d.get("max_rounds") is None else _int(d, "max_rounds", p["rounds"], 3000, None)
+    tol = d.get("rel_tol", timing.REL_TOL)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol <= 1:
+        raise RequestError(400, "field 'rel_tol' must be a number in [0, 1]")
+    p["rel_tol"] = float(tol)
     models = d.get("models")
     if not isinstance(models, dict) or not 0 < len(models) <= MAX_ITEMS:
         raise RequestError(400, "field 'models' must be an object of 1 to %d models {name: {onnx, shape}}" % MAX_ITEMS)
@@ -375,7 +381,8 @@ class Device:
         if p["reference"] is not None:
             data, shape, ref_ms, kind = p["reference"]
             ref = self._runner(data, p["threads"], shape, kind, "the reference network")
-        res = timing.interleaved(runners, p["warmup"], p["repeats"], p["rounds"], p["min_time_s"], reference=ref, ref_ms=ref_ms, stat=p["stat"])
+        res = timing.interleaved(runners, p["warmup"], p["repeats"], p["rounds"], p["min_time_s"], reference=ref, ref_ms=ref_ms, stat=p["stat"],
+                                  max_rounds=p["max_rounds"], rel_tol=p["rel_tol"])
         self.count("networks_timed", len(runners))
         return {"results": res}
 

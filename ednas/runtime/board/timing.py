@@ -93,8 +93,30 @@ def time_runs(run, warmup, repeats, min_time_s=0.0, stat="median"):
 REFERENCE = "reference"
 
 
+#: more rounds while the standard error of a figure's median exceeds this share of it (table entries and whole networks alike)
+REL_TOL = 0.02
+
+
+def _settled(vals, scale, rel_tol, abs_tol_ms):
+    """Whether the median of per-round figures ``vals`` (times ``scale`` in ms) is known well enough.
+
+    The standard error of a median is about 1.25 sd / sqrt(n); it must be at
+    most ``rel_tol`` of the median (or ``abs_tol_ms``).  Blind to what the
+    figure is compared with (a budget): it only asks how much the rounds agree.
+    """
+    se = 1.25 * statistics.pstdev(vals) * scale / len(vals) ** 0.5
+    return se <= max(rel_tol * abs(statistics.median(vals)) * scale, abs_tol_ms)
+
+
+def _figures(v, refs, reference):
+    """``(values, scale)`` whose agreement says whether a model's figure is settled: ratios to the reference (times its median) or raw ms."""
+    if reference is None:
+        return v, 1.0
+    return [m / q for m, q in zip(v, refs)], statistics.median(refs)
+
+
 def interleaved(runners, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progress=None, reference=None, ref_ms=None, ref_every=8,
-                stat="median"):
+                stat="median", max_rounds=None, rel_tol=REL_TOL, abs_tol_ms=0.0005):
     """Time several models in interleaved rounds: the one end-to-end loop.
 
     Round r times every runner back to back (:func:`time_runs`: ``warmup``
@@ -112,6 +134,18 @@ def interleaved(runners, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progr
     units of the reference's, and with ``ref_ms`` (the reference's time when
     the table was built) ``scaled_ms = rel * ref_ms`` is the model's time at
     the table's speed.  The raw figures are kept beside.
+
+    Adaptive rounds, as a table entry gets them (:func:`measure_op`): after
+    ``rounds`` rounds, a model whose figure is not yet settled (the standard
+    error of the median of its per-round figures, in reference units when
+    there is a reference, above ``rel_tol`` of it and above ``abs_tol_ms``)
+    is timed in further rounds, up to ``max_rounds`` (default 3 x
+    ``rounds``; ``max_rounds=rounds`` turns this off).  A further round
+    times only the unsettled models, in their order, still between
+    reference timings.  A transient slow spell that covers several of the
+    first rounds, which the reference did not see (it happens: round figures
+    of 1.59, 1.57, 1.56, 1.07, 1.04 ms with the reference steady), then no
+    longer decides the median.
 
     Args:
         runners: ``{name: callable}``; a call runs the model once.
@@ -143,10 +177,15 @@ def interleaved(runners, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progr
         ref_fast = min(ref_fast, lo)
         return ms
 
-    for r in range(rounds):
+    max_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
+    names = list(runners)
+    for r in range(max_rounds):
+        if r >= rounds:
+            names = [name for name in names if not _settled(*_figures(per[name], ref_of[name], reference), rel_tol, abs_tol_ms)]
+            if not names:
+                break
         before = time_ref() if reference is not None else None
         pending = []
-        names = list(runners)
         for i, name in enumerate(names):
             ms, k, lo = time_runs(runners[name], warmup, repeats, min_time_s, stat)
             per[name].append(ms)
@@ -213,7 +252,7 @@ def runner(model, threads=1, shape=None, runtime="onnxruntime"):
     return _runner(s, feed(s, shape))
 
 
-def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=0.02, abs_tol_ms=0.0005,
+def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=REL_TOL, abs_tol_ms=0.0005,
                quant=None, reference=None, stat="median", ref_repeats=10, runtime="onnxruntime"):
     """``{"ms", "spread_ms", "n", "rounds"}`` of one operator (see the module docstring).
 
@@ -263,11 +302,9 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
             refs.append((before + after) / 2)
             rels.append(est / refs[-1])
             before = after
-        if len(estimates) >= rounds:
-            # standard error of a median ~ 1.25 sd / sqrt(n), judged in reference units when there is a reference
+        if len(estimates) >= rounds:  # judged in reference units when there is a reference
             vals, scale = (rels, statistics.median(refs)) if reference is not None else (estimates, 1.0)
-            se = 1.25 * statistics.pstdev(vals) * scale / len(vals) ** 0.5
-            if se <= max(rel_tol * abs(statistics.median(vals)) * scale, abs_tol_ms):
+            if _settled(vals, scale, rel_tol, abs_tol_ms):
                 break
     ms = statistics.median(estimates)
     spread = statistics.pstdev(estimates) if len(estimates) > 1 else 0.0
