@@ -13,7 +13,7 @@ from typing import ClassVar, Optional
 from ednas.arch.spec import load_arch
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, check_writable_dir, check_writable_file
-from ednas.latency.build import build_table
+from ednas.latency.build import TABLE_ROUNDS, build_table
 from ednas.latency.model import LatencyModel
 from ednas.latency.ops import dtype_name
 from ednas.latency.remote import connect
@@ -67,8 +67,8 @@ class LutBuildConfig:
     warmup: int = 10
     #: timed runs per round (at least; tiny models run for 20 ms)
     repeats: int = 100
-    #: rounds; the entry is the median over rounds
-    rounds: int = 5
+    #: rounds (more, up to 3x, while an entry's rounds disagree); the entry is the median over rounds
+    rounds: int = TABLE_ROUNDS
     #: sampled networks the per-network constant is fitted on (0: none)
     fit_archs: int = 5
     #: seed of the fit networks (validation uses another seed and excludes them)
