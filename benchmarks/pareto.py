@@ -181,8 +181,6 @@ METHODS = (*V1_METHODS, *MATCHED, *REMEDIES)
 #: v1's space: the kernel-only skeleton it ran on (then named ``cifar``)
 V1_SPACE = "cifar-kernels"
 V2_SPACE = "cifar"
-#: the width multipliers v2 matches ``uniform`` and ``mobilenetv2-cifar`` on: 0.05 to 2.0 in steps of 0.05
-FINE_WIDTHS = tuple(round(0.05 * i, 2) for i in range(1, 41))
 
 FULL = {"digits": {"search_epochs": 10, "warmup": 3, "train_epochs": 8},
         "cifar10": {"search_epochs": 10, "warmup": 3, "train_epochs": 10}}
@@ -321,11 +319,11 @@ class Bench:
                 "details": {k: b.get(k) for k in ("width", "width_matched", "width_probes", "title", "reference", "n_test")}}
 
     def match(self, folder: Path, method: str, budget) -> dict:
-        """The widest width of :data:`FINE_WIDTHS` whose network is timed within the budget (kept in ``folder/match.json``)."""
+        """The widest width of the library's ladder (0.05 to 2.0 in steps of 0.05) whose network is timed within the budget (kept in ``folder/match.json``)."""
         from ednas import build_model
         from ednas.arch.scale import scale_space, uniform_arch
         from ednas.io import atomic_write_json, read_json
-        from ednas.report.baselines import build_baseline, match_width
+        from ednas.report.baselines import MATCH_WIDTHS, build_baseline, match_width
 
         path = folder / "match.json"
         if path.is_file():
@@ -337,7 +335,7 @@ class Bench:
         else:
             build = lambda w: build_baseline(MATCHED[method], nc, size, w)[0].eval()  # noqa: E731
         pricing = self.pricing()
-        m = match_width(build, lambda net: pricing.measure(net, size), budget.ms, widths=FINE_WIDTHS)
+        m = match_width(build, lambda net: pricing.measure(net, size), budget.ms, widths=MATCH_WIDTHS)
         m = {k: m[k] for k in ("width", "latency_ms", "matched", "probes")}
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, m)
@@ -586,6 +584,52 @@ def _targets(rs: list, dmap: dict, key, budgets: list) -> list[str]:
     return [*out, ""]
 
 
+def _blocks(arch: str) -> list[list[tuple[int, int, int]]]:
+    """The (kernel, expansion, width) of each block of each searched stage of a fixed architecture string (``_rN`` repeats a block)."""
+    import re
+
+    stages = []
+    for stage in arch.split("|")[1:-1]:
+        blocks = []
+        for tok in stage.split():
+            k, e, c = (int(re.search(f"_{x}(\\d+)", tok).group(1)) for x in "kec")
+            r = re.search(r"_r(\d+)", tok)
+            blocks += [(k, e, c)] * (int(r.group(1)) if r else 1)
+        stages.append(blocks)
+    return stages
+
+
+def _choices(det: list, methods: list, space: str) -> list[str]:
+    """What each search chose: the share of kernels and expansions over its blocks, the depth, the last stage's width.
+
+    Random search's four drawn candidates are counted apart (``random (drawn)``): they show what the space offers
+    in the band without any choosing.
+    """
+    import re
+
+    last = [int(c) for c in re.search(r"_c([\d.]+)", space.split("|")[-2]).group(1).split(".")]
+    groups: dict[str, list[str]] = {}
+    for d in det:
+        if d["method"] in methods and d["method"] not in MATCHED and d.get("arch"):
+            groups.setdefault(d["method"], []).append(d["arch"])
+        if d["method"] == "random":
+            groups.setdefault("random (drawn)", []).extend(c["arch"] for c in d.get("candidates") or [])
+    out = ["What the searches chose (share of all blocks of all their networks; the last stage's width among "
+           f"{', '.join(map(str, last))}):", "",
+           "| method | networks | k3 | k5 | k7 | e2 | e4 | e6 | blocks per network | last stage at its widest |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in [*[m for m in methods if m in groups], "random (drawn)"]:
+        archs = groups.get(m) or []
+        if not archs:
+            continue
+        blocks = [b for a in archs for st in _blocks(a) for b in st]
+        share = lambda f, blocks=blocks: sum(1 for b in blocks if f(b)) / len(blocks)  # noqa: E731
+        wide = sum(1 for a in archs if _blocks(a)[-1][0][2] >= max(last))
+        out.append(f"| {m} | {len(archs)} | {share(lambda b: b[0] == 3):.2f} | {share(lambda b: b[0] == 5):.2f} | {share(lambda b: b[0] == 7):.2f} "
+                   f"| {share(lambda b: b[1] == 2):.2f} | {share(lambda b: b[1] == 4):.2f} | {share(lambda b: b[1] == 6):.2f} "
+                   f"| {len(blocks) / len(archs):.1f} | {wide}/{len(archs)} |")
+    return [*out, ""]
+
+
 def _v2_sections(rs: list, budgets: list, methods: list, prefix: str, suffix: str, ds: str) -> list[str]:
     """v2's paired differences (ednas minus each method over the (budget, seed) pairs), its targets and the differences' plot."""
     out = ["Paired differences, ednas minus each method, over the (budget, seed) pairs (test top-1 points; 95 % t-interval; "
@@ -752,6 +796,8 @@ def report(a) -> str:
         out += _targets(rs, dmap, key, budgets)
         if a.v2:
             out += _v2_sections(rs, budgets, methods, files["prefix"], files["suffix"], ds)
+            dd = json.loads(files["details"].read_text())
+            out += _choices([d for d in det if d["dataset"] == ds], methods, dd["space"][ds])
         # the plot: means over seeds, one colour per method, labels B1..B3
         points = []
         for bi, B in enumerate(budgets, 1):
