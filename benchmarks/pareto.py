@@ -393,8 +393,42 @@ def _names(a) -> dict:
     """The result files and plots of this version and mode."""
     v = "_v2" if a.v2 else ""
     q = "_quick" if a.quick else ""
-    return {"rows": RESULTS / f"pareto{v}{q}.json", "details": RESULTS / f"pareto{v}_details{q}.json", "prefix": f"pareto{v}", "suffix": q,
-            "table": RESULTS / "pareto_v2_lut.json" if a.v2 and not a.quick else None}
+    out = {"rows": RESULTS / f"pareto{v}{q}.json", "details": RESULTS / f"pareto{v}_details{q}.json", "prefix": f"pareto{v}", "suffix": q,
+           "table": RESULTS / "pareto_v2_lut.json" if a.v2 and not a.quick else None}
+    if getattr(a, "shard", None):  # a second process's rows, kept apart until --merge
+        out["main_rows"], out["main_details"] = out["rows"], out["details"]
+        out["rows"], out["details"] = RESULTS / f"pareto{v}_shard-{a.shard}.json", RESULTS / f"pareto{v}_shard-{a.shard}_details.json"
+    return out
+
+
+def _read_rows(rows_path: Path, details_path: Path) -> list[tuple[dict, dict]]:
+    """(row, details) pairs of a results file and its details file (empty when either is missing)."""
+    if not (rows_path.is_file() and details_path.is_file()):
+        return []
+    rows = json.loads(rows_path.read_text())["rows"]
+    details = json.loads(details_path.read_text())["rows"]
+    return [(r, d) for r, d in zip(rows, details) if (r["dataset"], r["method"], r["seed"]) == (d["dataset"], d["method"], d["seed"])]
+
+
+def merge(a) -> None:
+    """Fold a shard's rows (``--shard NAME``'s files) into the main results files: rows the main files lack are added, sorted as
+    :func:`plan` orders them; the shard's files are removed."""
+    from ednas.io import atomic_write_json
+
+    a.shard = a.merge
+    files = _names(a)
+    main = _read_rows(files["main_rows"], files["main_details"])
+    have = {(d["dataset"], d["method"], d["frac"], d["seed"]) for _, d in main}
+    new = [(r, d) for r, d in _read_rows(files["rows"], files["details"]) if (d["dataset"], d["method"], d["frac"], d["seed"]) not in have]
+    both = sorted(main + new, key=lambda p: (p[1]["seed"], -1 if p[1]["frac"] is None else p[1]["frac"], p[1]["method"] == "random"))
+    res = json.loads(files["main_rows"].read_text())
+    det = json.loads(files["main_details"].read_text())
+    res["rows"], det["rows"] = [r for r, _ in both], [d for _, d in both]
+    atomic_write_json(files["main_rows"], res)
+    atomic_write_json(files["main_details"], det)
+    for f in (files["rows"], files["details"]):
+        f.unlink(missing_ok=True)
+    _say(f"merged {len(new)} rows of shard {a.merge} into {files['main_rows'].name} ({len(both)} rows)")
 
 
 def _kept(a, files: dict) -> dict:
@@ -405,15 +439,12 @@ def _kept(a, files: dict) -> dict:
     from the pinned table, so they are the budgets this run asks for; a row
     of another budget is not kept).
     """
-    if not (a.v2 and not a.quick and files["rows"].is_file() and files["details"].is_file()):
+    if not (a.v2 and not a.quick):
         return {}
-    rows = json.loads(files["rows"].read_text())["rows"]
-    details = json.loads(files["details"].read_text())["rows"]
-    out = {}
-    for r, d in zip(rows, details):
-        if (r["dataset"], r["method"], r["seed"]) == (d["dataset"], d["method"], d["seed"]):
-            out[(d["dataset"], d["method"], d["frac"], d["seed"])] = (r, d)
-    return out
+    pairs = _read_rows(files["rows"], files["details"])
+    if "main_rows" in files:  # a shard also keeps what the main files hold
+        pairs = _read_rows(files["main_rows"], files["main_details"]) + pairs
+    return {(d["dataset"], d["method"], d["frac"], d["seed"]): (r, d) for r, d in pairs}
 
 
 def run(a) -> None:
@@ -833,7 +864,14 @@ def main() -> None:
     ap.add_argument("--cifar", type=Path, default=CIFAR, help="the CIFAR-10 sample's folder (python batches)")
     ap.add_argument("--test", type=Path, default=CIFAR_TEST7K, help="v2: the folder whose CIFAR test batch every network is tested on")
     ap.add_argument("--work", type=Path, default=None, help="the rows' folders (default runs/pareto[-v2][-quick])")
+    ap.add_argument("--shard", default=None, help="v2: write the rows to results/pareto_v2_shard-NAME*.json, so that a second process can "
+                    "run other seeds beside the main one (it keeps the main files' rows too); --merge NAME folds them in")
+    ap.add_argument("--merge", default=None, metavar="NAME", help="v2: fold shard NAME's rows into the main results files, run nothing")
     a = ap.parse_args()
+    if a.merge:
+        a.v2 = True
+        merge(a)
+        return
     if a.report:
         print(report(a))
         return
