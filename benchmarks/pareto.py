@@ -128,6 +128,8 @@ machine.  ``fbnet`` alone is a third of it.
     python benchmarks/pareto.py --v2            # the v2 benchmark; rerun the same command to resume
     python benchmarks/pareto.py --v2 --quick    # 640/128/1000 images, budget 0.5, seed 0, 1-2 epochs (results/pareto_v2_quick.json)
     python benchmarks/pareto.py --v2 --report   # the tables, paired differences, targets and plots from results/pareto_v2.json
+    python benchmarks/pareto.py --v2 --seeds 1 --shard s1   # a second process on other seeds (results/pareto_v2_shard-s1*.json)
+    python benchmarks/pareto.py --v2 --merge s1 # when both have stopped: fold the shard's rows into results/pareto_v2.json
 """
 
 from __future__ import annotations
