@@ -412,6 +412,11 @@ def _read_rows(rows_path: Path, details_path: Path) -> list[tuple[dict, dict]]:
     return [(r, d) for r, d in zip(rows, details) if (r["dataset"], r["method"], r["seed"]) == (d["dataset"], d["method"], d["seed"])]
 
 
+def _ordered(pairs: list) -> list:
+    """(row, details) pairs in the order :func:`plan` runs them: by seed, then budget, random search last in its cell (stable)."""
+    return sorted(pairs, key=lambda p: (p[1]["dataset"], p[1]["seed"], -1 if p[1]["frac"] is None else p[1]["frac"], p[1]["method"] == "random"))
+
+
 def merge(a) -> None:
     """Fold a shard's rows (``--shard NAME``'s files) into the main results files: rows the main files lack are added, sorted as
     :func:`plan` orders them; the shard's files are removed."""
@@ -422,7 +427,7 @@ def merge(a) -> None:
     main = _read_rows(files["main_rows"], files["main_details"])
     have = {(d["dataset"], d["method"], d["frac"], d["seed"]) for _, d in main}
     new = [(r, d) for r, d in _read_rows(files["rows"], files["details"]) if (d["dataset"], d["method"], d["frac"], d["seed"]) not in have]
-    both = sorted(main + new, key=lambda p: (p[1]["seed"], -1 if p[1]["frac"] is None else p[1]["frac"], p[1]["method"] == "random"))
+    both = _ordered(main + new)
     res = json.loads(files["main_rows"].read_text())
     det = json.loads(files["main_details"].read_text())
     res["rows"], det["rows"] = [r for r, _ in both], [d for _, d in both]
@@ -512,13 +517,17 @@ def run(a) -> None:
         eta = f", about {left * fresh_wall / done_fresh / 60:.0f} min left" if done_fresh and left else ""
         _say(f"[{n}/{len(todo)}] {ds} seed {seed} frac {frac} {method}: top-1 {row['top1']:.2f} %, {row['latency_ms_measured']:.4g} ms"
              + (f" (B {row['budget_ms']:.4g})" if row["budget_ms"] else "") + (" (done before)" if st.skipped else f" in {st.wall_s:.0f} s") + eta)
-        atomic_write_json(files["rows"], {"machine": machine(), "commit": commit(), "rows": rows})
+        # the rows of this run so far, and every row the results files held that this run has not reached (a later cell, a
+        # method or seed outside --methods/--seeds): an interrupted or narrower run never drops a finished row
+        done_keys = {(d["dataset"], d["method"], d["frac"], d["seed"]) for d in details}
+        both = _ordered([*zip(rows, details), *(v for k, v in kept.items() if k not in done_keys)])
+        atomic_write_json(files["rows"], {"machine": machine(), "commit": commit(), "rows": [r for r, _ in both]})
         atomic_write_json(files["details"], {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit(), "quick": a.quick, "version": 2 if a.v2 else 1,
             "space": {ds: b_.space.format() for ds, b_ in benches.items()}, "fracs": a.fracs, "seeds": a.seeds,
             "sizes": {ds: sizes_of[ds] for ds in a.datasets}, "images": {ds: b_.n for ds, b_ in benches.items()},
             "test_data": {ds: b_.test_data for ds, b_ in benches.items()}, "random_samples": a.random_samples, "threads": a.threads,
-            "wall_s": time.time() - t_start, "rows": details})
+            "wall_s": time.time() - t_start, "rows": [d for _, d in both]})
     _say(f"done: {len(rows)} rows in {(time.time() - t_start) / 60:.1f} min")
 
 
