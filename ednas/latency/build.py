@@ -208,7 +208,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         "stat": stat,
         "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if sandwich else "")
         + (", in units of the reference network" if reference else ""),
-        **({"max_rounds": 3 * int(rounds), "rel_tol": 0.02} if sandwich else {}),
+        **({"max_rounds": 3 * int(rounds), "rel_tol": board.REL_TOL} if sandwich else {}),
         "graph_optimization": rt.describe()["graph_optimization"] if rt is not None else "eager",
     }
     if rt is not None and device is None and runtime != "onnxruntime":  # ONNX Runtime's version is in the table's tools

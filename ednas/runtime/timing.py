@@ -50,7 +50,7 @@ class Timing:
     #: (None: 3 x rounds, as a table entry; = rounds turns it off)
     max_rounds: int | None = None
     #: ... while the standard error of its median is above this share of it
-    rel_tol: float = 0.02
+    rel_tol: float = board.REL_TOL
 
     def adaptive(self) -> dict:
         """The adaptive-rounds keywords of :func:`ednas.runtime.board.interleaved`."""

@@ -90,6 +90,7 @@ from .graphs import (
 from .timing import (
     OPTIMIZATIONS,
     REFERENCE,
+    REL_TOL,
     STATISTICS,
     feed,
     interleaved,
@@ -104,7 +105,7 @@ from .timing import (
 )
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "IR_VERSION", "KEY_VERSION", "OPSET", "QUANT_DTYPES", "OPTIMIZATIONS", "REFERENCE", "STATISTICS",
+    "FORMAT", "FORMAT_VERSION", "IR_VERSION", "KEY_VERSION", "OPSET", "QUANT_DTYPES", "OPTIMIZATIONS", "REFERENCE", "REL_TOL", "STATISTICS",
     "build", "build_network", "feed", "interleaved", "machine", "main", "measure_networks", "measure_op", "parse_key", "plan",
     "quant_scheme", "rescale", "runner", "session", "time_runs", "tools",
 ]

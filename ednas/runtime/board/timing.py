@@ -303,8 +303,7 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
             rels.append(est / refs[-1])
             before = after
         if len(estimates) >= rounds:  # judged in reference units when there is a reference
-            vals, scale = (rels, statistics.median(refs)) if reference is not None else (estimates, 1.0)
-            if _settled(vals, scale, rel_tol, abs_tol_ms):
+            if _settled(*_figures(estimates, refs, reference), rel_tol, abs_tol_ms):
                 break
     ms = statistics.median(estimates)
     spread = statistics.pstdev(estimates) if len(estimates) > 1 else 0.0
