@@ -183,7 +183,7 @@ def content_length(method, path, headers):
         if method == "POST":
             raise RequestError(411, "a POST needs a Content-Length header")
         return 0
-    if not (isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 12):
+    if not (isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 12):
         raise RequestError(400, "Content-Length must be a non-negative integer")
     n = int(raw.strip())
     if n > body_limit(path):

@@ -67,7 +67,7 @@ def _statistic(times, stat):
         return statistics.median(times)
     if stat == "min":
         return min(times)
-    if stat.startswith("p") and stat[1:].isdigit():
+    if stat.startswith("p") and stat[1:].isascii() and stat[1:].isdigit():
         return float(np.percentile(times, int(stat[1:])))
     raise ValueError("statistic must be one of %s, got %r" % (", ".join(STATISTICS), stat))
 
