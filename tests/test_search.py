@@ -506,6 +506,7 @@ def test_settle_ends_on_the_final_epochs_last_in_band_step(tmp_path):
     pin(largest)
     s._note_in_band(1, 8)  # out of the band: the in-band step stays kept
     assert s._settle() == {"epoch": 2, "step": 7} and net.picks() == picks
+    assert len(s.paths) == 2 and all(p.picks() == picks for p in s.paths)  # every path settles, not only the one read
     assert s._settle() is None  # in the band already: nothing to do
     # only the auto loss aims at the band
     eq13 = make_search(tmp_path / "eq13", lat, data=load_data("synthetic:classes=2,n=64,size=24"), space=BAND_SPACE, budget_frac=0.5,

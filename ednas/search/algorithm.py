@@ -428,12 +428,12 @@ class _Search:
 
     def _settle(self) -> dict | None:
         """When the final argmax network is outside the band, take alpha from the last in-band step of the final epoch."""
-        net = self.paths[0]
-        if not self._settles() or self.settled is None or self._in_band(self.latency.predict(net.picks())):
+        if not self._settles() or self.settled is None or self._in_band(self.latency.predict(self.paths[0].picks())):
             return None
-        with torch.no_grad():
-            for a, kept in zip(net.arch_parameters(), self.settled["alpha"]):
-                a.copy_(kept)
+        with torch.no_grad():  # every path (the merge keeps them one architecture; the saved supernet holds them all)
+            for net in self.paths:
+                for a, kept in zip(net.arch_parameters(), self.settled["alpha"]):
+                    a.copy_(kept)
         return {"epoch": self.cfg.epochs, "step": self.settled["step"]}
 
     def _arch_now(self, epoch: int, i: int) -> bool:
