@@ -295,7 +295,7 @@ class Bench:
     def run_search(self, folder: Path, method: str, budget, seed: int) -> dict:
         from ednas.search import search
 
-        cfg = self.search_cfg(**dict({**SEARCHES, **REMEDIES}[method]))
+        cfg = self.search_cfg(**{**SEARCHES, **REMEDIES}[method])  # keyword unpacking copies: search_cfg may pop from it
         r = search(cfg, folder / "search", data=self.data, latency=self.model, budget=budget, space=self.space, timing=self.timing,
                    seed=seed, progress=False, tensorboard=False, resume=True)
         t = self.train_row(folder, r["arch"], seed)
