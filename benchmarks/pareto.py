@@ -68,13 +68,13 @@ again, with the evidence v1 lacked.
 * Methods (same recipe and epochs for every trained network):
 
 ==================  ===================================================================
-``ednas``           Algorithm 1, the default search (P = 2, dealt batches, alternating
-                    steps, ``auto`` loss, fit); pinned to ``alternate`` (the default was
-                    ``joint`` for a while, until these rows measured it behind:
-                    docs/search.md), so its rows keep one meaning
+``ednas``           Algorithm 1 (P = 2, dealt batches, alternating steps, ``auto``
+                    loss, fit), the default search when v2 began; pinned to
+                    ``alternate`` so that its rows keep one meaning (the default went
+                    to ``joint`` and back as these rows came in: docs/search.md)
 ``ednas-p1``        the same with one path
 ``ednas-joint``     the cheaper schedule kept from v1: single-level joint update (the
-                    default search from v1 until v2 measured it 1.25 points behind).  v1
+                    default search: v2's 9 pairs tie it with Algorithm 1, +0.26).  v1
                     measured the same mean top-1 for it and ``ednas-every4`` against
                     the default (+0.77 and +0.75 points on CIFAR) but a narrower spread
                     (-1.0 to +2.2 against -2.6 to +4.4) and the cheaper iteration
@@ -152,8 +152,8 @@ CIFAR = Path(os.environ.get("EDNAS_CIFAR_SAMPLE", SHARED / "cifar10"))
 CIFAR_TEST7K = Path(os.environ.get("EDNAS_CIFAR_TEST7K", SHARED / "cifar10-test7k"))
 ROW_KEYS = ("dataset", "method", "budget_ms", "seed", "top1", "latency_ms_measured", "latency_ms_argmax", "macs", "params",
             "search_wall_s", "train_wall_s", "test_data")
-#: the searches, each pinned to the schedule it ran with: ``ednas`` is Algorithm 1 (P = 2, alternating steps), the default
-#: search (``joint`` was the default in between, from v1 until v2's rows measured it behind: docs/search.md)
+#: the searches, each pinned to the schedule it ran with: ``ednas`` is Algorithm 1 (P = 2, alternating steps), ``ednas-joint``
+#: the single-level step, the default search (docs/search.md says why)
 SEARCHES = {
     "ednas": {"update": "alternate"},
     "ednas-p1": {"paths": 1, "update": "alternate"},

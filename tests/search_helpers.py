@@ -14,7 +14,7 @@ from tests.conftest import TINY_SPACE
 
 SYNTH = "synthetic:classes=4,n=192,size=32"
 # small, fast settings for the tests' searches
-# (update: the paper's Algorithm 1, the default, whose steps most of the tests check; joint is named where a test is about it)
+# (update: the paper's Algorithm 1, whose steps most of the tests check; the default, joint, is named where a test is about it)
 FAST = dict(space=TINY_SPACE, epochs=4, arch_warmup_epochs=1, batch_size=16, paths=2, measure=False, arch_lr=0.1, update="alternate")
 
 

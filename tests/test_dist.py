@@ -180,7 +180,7 @@ def _search_equivalence(tmp_path, paths: int, dp: int, update: str = "joint"):
     assert got["steps"] == ref["steps"] and got["lambda"] == pytest.approx(ref["lambda"], abs=1e-6)
 
 
-@pytest.mark.parametrize("update", ["joint", "alternate"])  # the single-level step and the paper's Algorithm 1 (the default)
+@pytest.mark.parametrize("update", ["joint", "alternate"])  # the default single-level step and the paper's Algorithm 1
 def test_one_path_on_two_ranks_equals_one_process_on_the_concatenated_batches(tmp_path, update):
     """P = 1, D = 2: a plain data-parallel search."""
     _search_equivalence(tmp_path, paths=1, dp=2, update=update)

@@ -140,10 +140,10 @@ class SearchConfig(Recipe):
     merge: str = "all"
     #: batches of the P paths: dealt (each path its own; together they see each image once per epoch) or shared (one batch for all, the paths differ only in their Gumbel noise)
     path_batches: str = "dealt"
-    #: alternate (the default: weight step on the weight split, alpha step on the architecture split: the paper's Algorithm 1)
-    #: or joint (weights and alpha in one step on one batch of the whole training split: single level, 0.8x the search's compute;
-    #: the default until Pareto v2 measured it behind Algorithm 1 on the elastic space: docs/search.md says why)
-    update: str = "alternate"
+    #: joint (the default: weights and alpha in one step on one batch of the whole training split: single level, 0.8x the
+    #: search's compute; Pareto v2's 9 complete pairs tie it with Algorithm 1: docs/search.md says why)
+    #: or alternate (weight step on the weight split, alpha step on the architecture split: the paper's Algorithm 1)
+    update: str = "joint"
     #: alternate: one architecture step per arch_every weight steps (1: after every weight step)
     arch_every: int = 1
     #: supernet: metakernel (one conv per layer), darts or fbnet (multi-path baselines)
