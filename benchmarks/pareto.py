@@ -175,6 +175,11 @@ REMEDIES = {
     # half the search of Algorithm 1 (3 epochs, 1 of them weights only): does the search need its epochs? (the default
     # ``ednas run`` spends 45 % of its time searching; issue 21 asks it to fit in 4 minutes)
     "ednas-e3": {"update": "alternate", "epochs_frac": 0.5},
+    # the search re-centred (--latency.recentre 0.25): a budget in the outer quarter of the range is searched in the skeleton
+    # scaled to put it nearest the middle (at 0.8 of the range the searches sat at the space's ceiling while the uniform network
+    # matched to it is wider than anything the space holds); run at B3 only (--fracs 0.8), its table measured for the scaled
+    # skeleton and put in the pinned table's units by timing both reference networks together (``Bench.recentred``)
+    "ednas-wide": {"update": "joint", "recentre": 0.25},
 }
 #: the search each remedy changes (the one it is reported against); ``ednas-joint`` where not named
 REMEDY_BASE = {"ednas-e3": "ednas"}
@@ -295,16 +300,69 @@ class Bench:
     def run_search(self, folder: Path, method: str, budget, seed: int) -> dict:
         from ednas.search import search
 
-        cfg = self.search_cfg(**{**SEARCHES, **REMEDIES}[method])  # keyword unpacking copies: search_cfg may pop from it
-        r = search(cfg, folder / "search", data=self.data, latency=self.model, budget=budget, space=self.space, timing=self.timing,
+        over = dict({**SEARCHES, **REMEDIES}[method])  # a copy: search_cfg pops from it
+        recentre = over.pop("recentre", 0.0)
+        mult, space, model = self.recentred(budget.ms, recentre) if recentre else (1.0, self.space, self.model)
+        if mult != 1.0:
+            budget = dataclasses.replace(model.budget(ms=budget.ms), width_mult=mult)
+        cfg = self.search_cfg(**over)
+        r = search(cfg, folder / "search", data=self.data, latency=model, budget=budget, space=space, timing=self.timing,
                    seed=seed, progress=False, tensorboard=False, resume=True)
         t = self.train_row(folder, r["arch"], seed)
         details = {k: r.get(k) for k in ("arch", "argmax_arch", "predicted_latency_ms", "argmax_in_band", "n_fit_changes", "fit_changes",
                                          "beta_spread", "steps", "arch_steps", "compute_images", "images_seen", "paths",
                                          "path_batches", "update", "arch_every", "supernet", "val_top1_argmax", "lambda", "lambda_low")}
         details["beta_spread_per_epoch"] = [h.get("beta_spread") for h in r["history"]]
+        if recentre:
+            details.update({"width_mult": mult, "space": space.format(), "range_ms": [model.min_ms, model.max_ms],
+                            "budget_position": (budget.ms - model.min_ms) / (model.max_ms - model.min_ms)})
         return {"row": {"latency_ms_argmax": r["latency_ms_argmax"], "search_wall_s": r["wall_s"], **_pick(t)},
                 "details": {**details, **{k: t[k] for k in ("val_top1", "train_steps", "n_test")}}}
+
+    def recentred(self, budget_ms: float, recentre: float):
+        """``(width_mult, space, latency model)`` for a search re-centred as ``--latency.recentre`` does (:mod:`ednas.latency.fit`).
+
+        A scaled skeleton needs its own table, and the rows are priced in the
+        pinned table's units: its table is measured on host-ort (cached under
+        ``--work``), its reference network timed beside the pinned table's
+        (``measure_latency`` with the pinned table: scaled to its speed), and
+        every entry scaled by that ratio; the result is pinned as
+        ``results/pareto_v2_lut_x{MULT}.json`` so that every seed prices with it.
+        """
+        from ednas import build_model
+        from ednas.arch.scale import WIDTH_MULTS, scale_space
+        from ednas.latency.build import target_table
+        from ednas.latency.fit import fit_width_mult, needs_fit
+        from ednas.latency.measure import measure_latency, reference_arch
+        from ednas.latency.model import LatencyModel
+        from ednas.latency.table import LatencyTable, load_table
+
+        if not needs_fit(budget_ms, self.model.min_ms, self.model.max_ms, recentre):
+            return 1.0, self.space, self.model
+        size, nc, pinned = self.data.input_size, self.data.num_classes, self.model.table
+
+        def model_of(space):
+            m = next(m for m in WIDTH_MULTS if scale_space(self.space, m) == space)
+            pin = _names(self.a)["table"]  # beside the pinned table; a quick pass keeps it in its work folder
+            path = (pin.parent if pin is not None else self.a.work) / f"pareto_v2_lut_x{m:g}.json"
+            if not path.is_file():
+                t = target_table("host-ort", space, size, nc, str(self.a.work / "lut"), False, pinned.dtype)
+                ref_ms = measure_latency(build_model(reference_arch(space), nc).eval(), size, timing=self.timing, table=pinned)
+                f = ref_ms / t.meta["reference"]["ms"]
+                d = json.loads(json.dumps({k: v for k, v in t.to_dict().items() if k != "checksum"}))  # a deep copy
+                for e in d["entries"].values():
+                    for k in ("ms", "spread_ms"):
+                        if e.get(k) is not None:
+                            e[k] *= f
+                d["constant_ms"] *= f
+                d["reference"] = {**d["reference"], "ms": ref_ms}
+                d["rescaled"] = {"to": "pareto_v2_lut.json", "factor": f, "measured_reference_ms": t.meta["reference"]["ms"],
+                                 "how": "this skeleton's reference network timed beside the pinned table's, scaled to its speed"}
+                LatencyTable.from_dict(d).save(path)
+                _say(f"table for width x{m:g} measured and put in the pinned table's units (x{f:.4f}): {_rel(path)}")
+            return LatencyModel(space, size, nc, load_table(path, input_size=size))
+
+        return fit_width_mult(self.space, budget_ms, self.model, model_of, target="host-ort")
 
     def run_random(self, folder: Path, budget, seed: int, compute_images: int) -> dict:
         from ednas.search import RandomSearchConfig, random_search

@@ -126,14 +126,15 @@ class RunContext:
 
     def _fit_width(self, budget_ms: float) -> None:
         """Scale the space's widths until ``budget_ms`` lies well inside its range (:mod:`ednas.latency.fit`)."""
-        from ednas.latency.fit import fit_width_mult
+        from ednas.latency.fit import fit_width_mult, needs_fit
 
-        model = self._model
-        if model.min_ms <= budget_ms <= model.max_ms:
+        model, lc, d = self._model, self.latency_cfg, self.data
+        if not needs_fit(budget_ms, model.min_ms, model.max_ms, lc.recentre):
             return
-        lc, d = self.latency_cfg, self.data
         if lc.target.startswith("file:") or lc.target.endswith(".json"):
             # a table file prices the operators it holds: it cannot price a scaled skeleton, so the range is the answer
+            if model.min_ms <= budget_ms <= model.max_ms:
+                return  # inside it, only re-centring was asked for
             model.budget(ms=budget_ms)  # raises: outside the achievable range, naming it
 
         def table_of(space):
@@ -143,11 +144,12 @@ class RunContext:
         def model_of(space):
             return LatencyModel(space, d.input_size, d.num_classes, table_of(space))
 
+        where = "near an end of" if model.min_ms <= budget_ms <= model.max_ms else "outside"
         mult, space, model = fit_width_mult(self.base_space, budget_ms, model, model_of, self._range_estimate(),
                                             target=lc.target)
         self.width_mult, self.space, self._model, self._table = mult, space, model, model.table
-        log.info("budget %.4g ms is outside the space's range on %s: widths scaled by %g (range now [%.4g, %.4g] ms)",
-                 budget_ms, lc.target, mult, model.min_ms, model.max_ms)
+        log.info("budget %.4g ms is %s the space's range on %s: widths scaled by %g (range now [%.4g, %.4g] ms)", budget_ms, where,
+                 lc.target, mult, model.min_ms, model.max_ms)
 
     def _range_estimate(self):
         """For a measured table: the scaled space's smallest and largest networks timed end to end as the table prices them

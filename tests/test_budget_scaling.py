@@ -101,3 +101,67 @@ def test_a_budget_below_the_range_is_reached_by_scaling_on_the_searchs_own_argma
     assert s["min_ms"] <= budget <= s["max_ms"]
     assert s["n_fit_changes"] == 0  # --fit none: the argmax as the search left it
     assert 0.9 * budget <= s["argmax_latency_ms"] <= budget
+
+
+# -- re-centring a budget inside the range (--latency.recentre) ---------------------------------------------------------
+
+def test_needs_fit_is_outside_the_range_or_within_recentre_of_an_end():
+    from ednas.latency.fit import needs_fit
+
+    assert needs_fit(0.5, 1.0, 2.0) and needs_fit(2.5, 1.0, 2.0)  # outside, whatever recentre
+    assert not needs_fit(1.9, 1.0, 2.0)  # inside: off by default
+    assert needs_fit(1.9, 1.0, 2.0, recentre=0.25) and needs_fit(1.1, 1.0, 2.0, recentre=0.25)  # positions 0.9 and 0.1
+    assert not needs_fit(1.5, 1.0, 2.0, recentre=0.25) and not needs_fit(1.74, 1.0, 2.0, recentre=0.25)
+
+
+def _off(f, budget):
+    return abs((budget - f.min_ms) / (f.max_ms - f.min_ms) - 0.5)
+
+
+@pytest.mark.parametrize("pos", [0.85, 0.95, 0.05, 0.15])
+def test_a_budget_near_an_end_of_the_range_is_recentred_by_the_multiplier_that_centres_it_best(pos):
+    base = parse_arch(SPACE)
+    f1 = _Fake(base)
+    budget = f1.min_ms + pos * (f1.max_ms - f1.min_ms)
+    mult, space, model = fit_width_mult(base, budget, f1, _Fake)
+    assert (mult > 1) == (pos > 0.5) and mult != 1.0  # near the top: wider; near the bottom: narrower
+    assert model.min_ms <= budget <= model.max_ms and space == scale_space(base, mult)
+    # no multiplier of the ladder (1 included) puts the budget nearer the middle of its range
+    holding = [_Fake(scale_space(base, m)) for m in WIDTH_MULTS]
+    best = min(_off(f, budget) for f in holding if f.min_ms <= budget <= f.max_ms)
+    assert _off(model, budget) == pytest.approx(best) and _off(model, budget) < _off(f1, budget)
+
+
+def test_a_budget_already_nearest_the_middle_at_width_1_keeps_width_1():
+    base = parse_arch(SPACE)
+    f1 = _Fake(base)
+    budget = f1.min_ms + 0.55 * (f1.max_ms - f1.min_ms)
+    mult, space, model = fit_width_mult(base, budget, f1, _Fake)
+    assert mult == 1.0 and space is base and model is f1
+
+
+def test_recentre_outside_zero_to_a_half_is_refused_naming_the_field():
+    from ednas.latency.config import LatencyConfig
+
+    with pytest.raises(ConfigError, match=r"--recentre 0.5 must be in \[0, 0.5\)"):
+        LatencyConfig(recentre=0.5).check(lambda f: "--" + f.replace("_", "-"))
+
+
+@pytest.mark.parametrize("recentre, wider", [(0.0, False), (0.25, True)])
+def test_the_run_context_recentres_a_budget_near_the_top_only_when_asked(recentre, wider):
+    from ednas.context import RunContext
+    from ednas.data import DataConfig
+    from ednas.latency.config import LatencyConfig
+
+    def ctx(budget_ms=None):
+        return RunContext(data=DataConfig(spec="digits"), space=SPACE, progress=False,
+                          latency=LatencyConfig(target="roofline", budget_ms=budget_ms, recentre=recentre))
+
+    m1 = ctx().latency_model()
+    budget = m1.min_ms + 0.9 * (m1.max_ms - m1.min_ms)
+    c = ctx(budget)
+    b = c.budget()
+    assert (c.width_mult > 1.0) == wider and b.width_mult == c.width_mult
+    assert c.latency_model().min_ms <= budget <= c.latency_model().max_ms
+    if wider:
+        assert c.space == scale_space(parse_arch(SPACE), c.width_mult)

@@ -21,6 +21,16 @@ How a range is priced:
 
 A budget that no multiplier in the ladder's range reaches is refused in one
 line naming the reachable range.
+
+Re-centring a budget inside the range (``recentre``, ``--latency.recentre``).
+A budget inside the range but near one of its ends leaves the search little
+room on that side: near the top every searched choice is at its largest.
+With ``recentre = r > 0`` a budget at position ``p`` of the range
+(0 = smallest network, 1 = largest) with ``p < r`` or ``p > 1 - r`` is fit
+like one outside it, and multiplier 1 is one of the candidates (so it is kept
+when no other puts the budget nearer the middle).  Off by default:
+Pareto v2's rows at 0.8 of the range (``ednas-wide``, BENCHMARKS.md) are the
+evidence either way.
 """
 
 from __future__ import annotations
@@ -32,9 +42,19 @@ from ednas.arch.scale import WIDTH_MULTS, scale_space
 from ednas.arch.spec import ArchSpec
 from ednas.errors import ConfigError
 
-__all__ = ["fit_width_mult"]
+__all__ = ["fit_width_mult", "needs_fit"]
 
 log = logging.getLogger(__name__)
+
+
+def needs_fit(budget_ms: float, min_ms: float, max_ms: float, recentre: float = 0.0) -> bool:
+    """Whether a budget must be fit by a width multiplier: outside ``[min_ms, max_ms]``, or within ``recentre`` of either end of it."""
+    if not min_ms <= budget_ms <= max_ms:
+        return True
+    if recentre <= 0 or max_ms <= min_ms:
+        return False
+    p = (budget_ms - min_ms) / (max_ms - min_ms)
+    return p < recentre or p > 1 - recentre
 
 
 def fit_width_mult(base: ArchSpec, budget_ms: float, base_model, model_of: Callable, estimate: Callable | None = None,
@@ -52,11 +72,12 @@ def fit_width_mult(base: ArchSpec, budget_ms: float, base_model, model_of: Calla
     Raises:
         ConfigError: no multiplier of the ladder brings the budget inside the range.
     """
-    lo1 = base_model.min_ms
-    down = budget_ms < lo1
+    lo1, hi1 = base_model.min_ms, base_model.max_ms
+    inside = lo1 <= budget_ms <= hi1  # re-centring (see the module docstring): multiplier 1 is a candidate
+    down = budget_ms < ((lo1 + hi1) / 2 if inside else lo1)
     ladder = sorted((m for m in mults if (m < 1.0 if down else m > 1.0)), reverse=down)
-    tried: list[tuple[float, float, float, ArchSpec]] = []
-    models: dict[float, object] = {}
+    tried: list[tuple[float, float, float, ArchSpec]] = [(1.0, lo1, hi1, base)] if inside else []
+    models: dict[float, object] = {1.0: base_model} if inside else {}
 
     def range_at(m: float) -> tuple[float, float, ArchSpec]:
         space = scale_space(base, m)
