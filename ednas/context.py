@@ -144,7 +144,7 @@ class RunContext:
         def model_of(space):
             return LatencyModel(space, d.input_size, d.num_classes, table_of(space))
 
-        where = "near an end of" if model.min_ms <= budget_ms <= model.max_ms else "outside"
+        where = "near the top of" if model.min_ms <= budget_ms <= model.max_ms else "outside"
         mult, space, model = fit_width_mult(self.base_space, budget_ms, model, model_of, self._range_estimate(),
                                             target=lc.target)
         self.width_mult, self.space, self._model, self._table = mult, space, model, model.table

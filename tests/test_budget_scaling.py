@@ -105,13 +105,14 @@ def test_a_budget_below_the_range_is_reached_by_scaling_on_the_searchs_own_argma
 
 # -- re-centring a budget inside the range (--latency.recentre) ---------------------------------------------------------
 
-def test_needs_fit_is_outside_the_range_or_within_recentre_of_an_end():
+def test_needs_fit_is_outside_the_range_or_within_recentre_of_its_top():
     from ednas.latency.fit import needs_fit
 
     assert needs_fit(0.5, 1.0, 2.0) and needs_fit(2.5, 1.0, 2.0)  # outside, whatever recentre
     assert not needs_fit(1.9, 1.0, 2.0)  # inside: off by default
-    assert needs_fit(1.9, 1.0, 2.0, recentre=0.25) and needs_fit(1.1, 1.0, 2.0, recentre=0.25)  # positions 0.9 and 0.1
+    assert needs_fit(1.9, 1.0, 2.0, recentre=0.25) and needs_fit(1.76, 1.0, 2.0, recentre=0.25)  # positions 0.9 and 0.76
     assert not needs_fit(1.5, 1.0, 2.0, recentre=0.25) and not needs_fit(1.74, 1.0, 2.0, recentre=0.25)
+    assert not needs_fit(1.1, 1.0, 2.0, recentre=0.25) and not needs_fit(1.01, 1.0, 2.0, recentre=0.25)  # the bottom: never
 
 
 def _off(f, budget):
@@ -147,8 +148,8 @@ def test_recentre_outside_zero_to_a_half_is_refused_naming_the_field():
         LatencyConfig(recentre=0.5).check(lambda f: "--" + f.replace("_", "-"))
 
 
-@pytest.mark.parametrize("recentre, wider", [(0.0, False), (0.25, True)])
-def test_the_run_context_recentres_a_budget_near_the_top_only_when_asked(recentre, wider):
+@pytest.mark.parametrize("recentre, pos, wider", [(0.0, 0.9, False), (0.25, 0.9, True), (0.25, 0.1, False)])
+def test_the_run_context_recentres_a_budget_near_the_top_only_when_asked(recentre, pos, wider):
     from ednas.context import RunContext
     from ednas.data import DataConfig
     from ednas.latency.config import LatencyConfig
@@ -158,10 +159,9 @@ def test_the_run_context_recentres_a_budget_near_the_top_only_when_asked(recentr
                           latency=LatencyConfig(target="roofline", budget_ms=budget_ms, recentre=recentre))
 
     m1 = ctx().latency_model()
-    budget = m1.min_ms + 0.9 * (m1.max_ms - m1.min_ms)
+    budget = m1.min_ms + pos * (m1.max_ms - m1.min_ms)
     c = ctx(budget)
     b = c.budget()
     assert (c.width_mult > 1.0) == wider and b.width_mult == c.width_mult
     assert c.latency_model().min_ms <= budget <= c.latency_model().max_ms
-    if wider:
-        assert c.space == scale_space(parse_arch(SPACE), c.width_mult)
+    assert c.space == scale_space(parse_arch(SPACE), c.width_mult)

@@ -35,8 +35,8 @@ class LatencyConfig:
     #: token file of a remote:HOST:PORT target's server (default: EDNAS_REMOTE_TOKEN, else the file EDNAS_REMOTE_TOKEN_FILE, else the
     #: server's default token file)
     remote_token_file: Optional[str] = None
-    #: re-centre a --budget-ms inside the space's range but within this fraction of either end of it (0 to < 0.5): widths are
-    #: scaled as for a budget outside the range, multiplier 1 among the candidates (ednas.latency.fit); 0: only budgets outside
+    #: re-centre a --budget-ms inside the space's range but within this fraction of its top (0 to < 0.5): widths are scaled up
+    #: as for a budget above the range, multiplier 1 among the candidates (ednas.latency.fit); 0: only budgets outside
     recentre: float = 0.0
 
     def check(self, name) -> None:
@@ -47,7 +47,7 @@ class LatencyConfig:
         if not 0.0 <= self.budget_frac <= 1.0:
             raise ConfigError(f"{name('budget_frac')} {self.budget_frac} must be in [0, 1]; 0 = the space's smallest network, 1 = its largest")
         if not 0.0 <= self.recentre < 0.5:
-            raise ConfigError(f"{name('recentre')} {self.recentre} must be in [0, 0.5): the fraction of the range at either end in which a budget is re-centred")
+            raise ConfigError(f"{name('recentre')} {self.recentre} must be in [0, 0.5): the fraction of the range below its top in which a budget is re-centred")
         if not self.target.strip():
             raise ConfigError(f"{name('target')} must name a target or a table file")
         dtype = dtype_name(self.dtype)

@@ -22,15 +22,19 @@ How a range is priced:
 A budget that no multiplier in the ladder's range reaches is refused in one
 line naming the reachable range.
 
-Re-centring a budget inside the range (``recentre``, ``--latency.recentre``).
-A budget inside the range but near one of its ends leaves the search little
-room on that side: near the top every searched choice is at its largest.
-With ``recentre = r > 0`` a budget at position ``p`` of the range
-(0 = smallest network, 1 = largest) with ``p < r`` or ``p > 1 - r`` is fit
-like one outside it, and multiplier 1 is one of the candidates (so it is kept
-when no other puts the budget nearer the middle).  Off by default:
-Pareto v2's rows at 0.8 of the range (``ednas-wide``, BENCHMARKS.md) are the
-evidence either way.
+Re-centring a budget near the top of the range (``recentre``,
+``--latency.recentre``).  A budget inside the range but near its top leaves
+the search no room above: every searched choice ends at its largest, and the
+skeleton's widest widths are the ceiling.  With ``recentre = r > 0`` a budget
+at position ``p > 1 - r`` of the range (0 = smallest network, 1 = largest) is
+fit like one above it, multiplier 1 among the candidates (kept when no other
+puts the budget nearer the middle).  Only the top: near the bottom, scaling
+down narrows every network, and Pareto v2 measured that to lose (its
+``ednas-wide`` rows at 0.2 of the range, x0.5, 2.7 points behind the
+unscaled search; at 0.8, x1.25, 2.4 ahead: BENCHMARKS.md).  Off by default
+(the gain at the top is not resolved over 3 seeds).  :func:`fit_width_mult`
+itself re-centres either way (multiplier 1 a candidate whenever the budget
+is inside the range).
 """
 
 from __future__ import annotations
@@ -48,13 +52,12 @@ log = logging.getLogger(__name__)
 
 
 def needs_fit(budget_ms: float, min_ms: float, max_ms: float, recentre: float = 0.0) -> bool:
-    """Whether a budget must be fit by a width multiplier: outside ``[min_ms, max_ms]``, or within ``recentre`` of either end of it."""
+    """Whether a budget must be fit by a width multiplier: outside ``[min_ms, max_ms]``, or within ``recentre`` of its top."""
     if not min_ms <= budget_ms <= max_ms:
         return True
     if recentre <= 0 or max_ms <= min_ms:
         return False
-    p = (budget_ms - min_ms) / (max_ms - min_ms)
-    return p < recentre or p > 1 - recentre
+    return (budget_ms - min_ms) / (max_ms - min_ms) > 1 - recentre
 
 
 def fit_width_mult(base: ArchSpec, budget_ms: float, base_model, model_of: Callable, estimate: Callable | None = None,
