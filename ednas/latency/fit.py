@@ -30,8 +30,8 @@ at position ``p > 1 - r`` of the range (0 = smallest network, 1 = largest) is
 fit like one above it, multiplier 1 among the candidates (kept when no other
 puts the budget nearer the middle).  Only the top: near the bottom, scaling
 down narrows every network, and Pareto v2 measured that to lose (its
-``ednas-wide`` rows at 0.2 of the range, x0.5, 2.7 points behind the
-unscaled search; at 0.8, x1.25, 2.4 ahead: BENCHMARKS.md).  Off by default
+``ednas-wide`` rows at 0.2 of the range, x0.5, 3.1 points behind the
+unscaled search over 3 seeds; at 0.8, x1.25, 2.4 ahead: BENCHMARKS.md).  Off by default
 (the gain at the top is not resolved over 3 seeds).  :func:`fit_width_mult`
 itself re-centres either way (multiplier 1 a candidate whenever the budget
 is inside the range).
