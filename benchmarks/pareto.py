@@ -554,7 +554,7 @@ def run(a) -> None:
                 raise SystemExit("random search needs the ednas row of its cell (include the method ednas)")
             settings.update(compute_images=ref["compute_images"], samples=a.random_samples)
 
-        def work(d: Path, b=b, method=method, budget=budget, seed=seed, settings=settings) -> dict:
+        def run_row(d: Path, b=b, method=method, budget=budget, seed=seed, settings=settings) -> dict:
             if method in SEARCHES or method in REMEDIES:
                 return b.run_search(d, method, budget, seed)
             if method == "random":
@@ -564,6 +564,15 @@ def run(a) -> None:
             if method in MATCHED:
                 return b.run_matched(d, method, budget, seed)
             return b.run_fixed(d, method, seed)
+
+        def work(d: Path, run_row=run_row) -> dict:
+            from ednas.runtime.board.timing import cpu_id
+
+            out = run_row(d)
+            # the kind of processor that measured the row: "AMD EPYC" names a Zen 3 and a Zen 4, whose operator costs
+            # differ by more than the pinned table's reference network carries (BENCHMARKS.md, sixth session)
+            out["details"]["cpu_id"] = cpu_id()
+            return out
 
         old = kept.get((ds, method, frac, seed))
         if old is not None and old[0]["budget_ms"] == settings["budget_ms"]:

@@ -346,6 +346,10 @@ def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, 
     if dtype != "f32" or quant:  # f32 tables keep the folders they always had
         settings["dtype"], settings["quant"] = dtype, quant or None
         key_text += f"|{dtype}|{sorted((quant or {}).items())}"
+    if target in MEASURED_TARGETS:  # a host table holds this kind of processor's costs: another kind gets its own table
+        m = board.machine()
+        settings["machine"] = {k: m.get(k) for k in ("system", "arch", "cpu", "cpu_id", "cores")}
+        key_text += f"|{m.get('cpu')}|{m.get('cpu_id')}|{m.get('cores')}"
     key = hashlib.sha1(key_text.encode()).hexdigest()[:12]
     target = target.replace(":", "_").replace("/", "_").replace("[", "").replace("]", "")  # a remote:HOST:PORT as a folder name
     return Path(cache).expanduser() / f"{target}-{dtype}-{input_size}-{key}" if dtype != "f32" else Path(cache).expanduser() / f"{target}-{input_size}-{key}", settings

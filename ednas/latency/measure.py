@@ -69,9 +69,17 @@ def reference_spec(space: ArchSpec, input_size: int, num_classes: int, dtype: st
 
 
 def same_machine(a: dict | None, b: dict | None) -> bool:
-    """Whether two ``machine`` records (a table's, :func:`ednas.runtime.board.machine`) describe the same kind of host."""
+    """Whether two ``machine`` records (a table's, :func:`ednas.runtime.board.machine`) describe the same kind of host.
+
+    The same system, architecture, CPU name and core count, and the same
+    processor kind (``cpu_id``: family, model, cache) where both records
+    have one (a record from before ``cpu_id`` was kept cannot tell, and
+    compares as it always did).
+    """
     keys = ("system", "arch", "cpu", "cores")
-    return bool(a and b) and all(a.get(k) == b.get(k) for k in keys)
+    if not (a and b) or any(a.get(k) != b.get(k) for k in keys):
+        return False
+    return not (a.get("cpu_id") and b.get("cpu_id")) or a["cpu_id"] == b["cpu_id"]
 
 
 def table_reference(table, device=None) -> tuple[Reference | None, str]:

@@ -349,8 +349,40 @@ def measure_networks(models, threads=1, warmup=10, repeats=50, rounds=5, min_tim
     return interleaved(runners, warmup, repeats, rounds, min_time_s, progress, reference=ref, ref_ms=ref_ms, stat=stat)
 
 
+#: the /proc/cpuinfo fields that tell one kind of processor from another under one marketing name (x86: family,
+#: model, stepping-independent; ARM: implementer, part, variant)
+CPU_ID_FIELDS = ("vendor_id", "cpu family", "model", "cache size", "cpu implementer", "cpu architecture", "cpu variant", "cpu part")
+
+
+def cpu_id(cpuinfo: str | None = None) -> str:
+    """The processor's kind beyond its name, from the first processor of ``/proc/cpuinfo`` (or the text ``cpuinfo``).
+
+    Cloud hosts name very different processors alike (``AMD EPYC`` is a Zen 3
+    with 512 KiB of L2 per core and a Zen 4 with 1 MiB), and their operators'
+    costs differ by more than a reference network's ratio can carry: the
+    vendor, family, model and cache (x86) or implementer, architecture,
+    variant and part (ARM) tell them apart.  ``""`` where unknown.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block only
+            continue
+        k, sep, v = line.partition(":")
+        if sep:
+            fields.setdefault(k.strip().lower(), v.strip())
+    return ", ".join(f"{k} {fields[k]}" for k in CPU_ID_FIELDS if fields.get(k))
+
+
 def machine():
-    """Where the table was measured (recorded in its header)."""
+    """Where the table was measured (recorded in its header): system, architecture, CPU name and kind (:func:`cpu_id`), cores."""
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -360,7 +392,8 @@ def machine():
                     break
     except OSError:
         pass
-    return {"system": platform.system(), "arch": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "node": platform.node()}
+    return {"system": platform.system(), "arch": platform.machine(), "cpu": cpu, "cpu_id": cpu_id(), "cores": os.cpu_count(),
+            "node": platform.node()}
 
 
 def tools(runtime="onnxruntime"):
