@@ -1,8 +1,8 @@
 """Benchmark: one CPU name, two kinds of processor -- Pareto v2's pinned table on a machine of another kind.
 
 Pareto v2's rows are priced by a table pinned to the machine it was measured
-on (``results/pareto_v2_lut.json``, a Zen 3 ``AMD EPYC``: family 25 model 1,
-512 KiB L2 per core) and measured beside that table's reference network,
+on (``results/pareto_v2_lut.json``, an ``AMD EPYC`` with 512 KiB of L2 per
+core, a Zen 3) and measured beside that table's reference network,
 which scales a timing to the table's speed.  Cloud hosts give one name to
 different processors: on a Zen 4 (family 25 model 17, 1 MiB L2), also
 ``AMD EPYC``, the sixth session's rows measured the searched networks 10-15 %
