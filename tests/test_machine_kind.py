@@ -102,3 +102,38 @@ def test_the_table_cache_keeps_one_table_per_processor_kind(tmp_path, monkeypatc
     lut_build.target_table("host-ort", sp, 16, 4, cache)
     assert built == [cpu_id(ZEN3), cpu_id(ZEN4)]
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_a_table_file_of_another_processor_kind_is_not_resumed_here(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from ednas.errors import EdnasError
+    from ednas.latency import build_table
+    from ednas.latency.table import table_checksum
+
+    sp = parse_arch(MICRO_SPACE)
+    out = tmp_path / "lut.json"
+    kw = dict(out=out, repeats=3, rounds=1, warmup=1, fit_archs=0)
+    build_table("host-ort", sp, 16, 4, **kw)
+
+    def rewrite(edit):
+        d = json.loads(out.read_text())
+        edit(d)
+        d["checksum"] = table_checksum(d)
+        out.write_text(json.dumps(d))
+        return d
+
+    here = board.machine()
+    rewrite(lambda d: d["machine"].update(cpu_id=here["cpu_id"] + " (another kind)"))
+    with pytest.raises(EdnasError, match=r"other settings \(target host-ort, machine .*another kind"):
+        build_table("host-ort", sp, 16, 4, **kw)
+    # a file from before cpu_id was recorded cannot tell: it resumes as it always did, measuring only what is missing
+    gone = sorted(json.loads(out.read_text())["entries"])[0]
+    rewrite(lambda d: (d["machine"].pop("cpu_id"), d["entries"].pop(gone)))
+    calls = []
+    real = board.measure_op
+    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key) or real(key, *a, **k))
+    build_table("host-ort", sp, 16, 4, **kw)
+    assert calls == [gone]

@@ -230,7 +230,10 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
                          space=space.format(), dtype=dtype, meta=meta)
     if out is not None and Path(out).is_file():
         old = load_table(out)
-        same_target = old.target == target if device is None else (is_remote(old.target) and same_machine(old.meta.get("machine"), device.machine))
+        if device is None:  # this host: the same target, measured on this kind of processor (a file without a machine record cannot tell)
+            same_target = old.target == target and (not old.meta.get("machine") or same_machine(old.meta["machine"], meta["machine"]))
+        else:
+            same_target = is_remote(old.target) and same_machine(old.meta.get("machine"), device.machine)
         same = (
             same_target
             and old.input_size == input_size
@@ -242,7 +245,8 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         )
         if not same:
             raise LatencyTableError(
-                f"'{out}' holds a table measured with other settings (target {old.target}, input {old.input_size}, dtype {old.dtype}, "
+                f"'{out}' holds a table measured with other settings (target {old.target}, machine {_kind(old.meta.get('machine'))}, "
+                f"input {old.input_size}, dtype {old.dtype}, "
                 f"quantization {old.meta.get('quant')}, measurement {old.meta.get('measurement')}); write to another --out or delete it"
             )
         table.entries.update(old.entries)
@@ -332,6 +336,13 @@ def _from_board_file(target: str, space, input_size: int, num_classes: int, poli
 
 # ---------------------------------------------------------------------------
 # a target name (or table file) -> the table, with measured tables cached
+
+
+def _kind(m: dict | None) -> str:
+    """A ``machine`` record in a few words: CPU name, processor kind, cores."""
+    if not m:
+        return "not recorded"
+    return f"{m.get('cpu') or '?'} ({m.get('cpu_id') or 'kind not recorded'}), {m.get('cores')} cores"
 
 
 def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, cache: str, dtype: str | None = None,
