@@ -217,7 +217,7 @@ def interleaved(runners, warmup=10, repeats=50, rounds=5, min_time_s=0.05, progr
         now = statistics.median(ref_all)
         out[REFERENCE] = {"ms": round(now, 6), "spread_ms": round(statistics.pstdev(ref_all), 6), "min_ms": round(ref_fast, 6), "n": ref_n,
                           "rounds_ms": [round(x, 6) for x in ref_all], "table_ms": ref_ms,
-                          "ratio": None if not ref_ms else round(now / ref_ms, 4)}
+                          "ratio": None if not ref_ms else round(now / ref_ms, 6)}
     return out
 
 
