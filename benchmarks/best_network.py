@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     a.out = a.out or ROOT / "benchmarks" / "results" / f"best_network{tag.replace('-', '_')}.json"
 
     from ednas.cli import main as ednas
+    from ednas.io import atomic_write_json
 
     if not (TEST7K / "test_batch").is_file():
         sys.exit(f"the 7000-image test set is not at {TEST7K}")
@@ -73,9 +74,7 @@ def main(argv=None) -> int:
         "run_wall_s": s["wall_s"], "stages": {k: v.get("wall_s") for k, v in (s.get("stages") or {}).items()},
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = a.out.with_name(a.out.name + ".tmp")
-    tmp_out.write_text(json.dumps(rec, indent=1))
-    tmp_out.replace(a.out)
+    atomic_write_json(a.out, rec)
     print(json.dumps(rec["test7k"]))
     return 0
 
