@@ -233,7 +233,7 @@ class Bench:
         self.a, self.name, self.sizes, self.priced = a, name, sizes, priced
         pinned = _names(a)["table"]
         target = str(pinned) if pinned is not None and pinned.is_file() else "host-ort"
-        self.ctx = RunContext(data=DataConfig(spec=spec), space=space, latency=LatencyConfig(target=target, cache=str(a.work / "lut")),
+        self.ctx = RunContext(data=DataConfig(spec=spec), space=space, latency=LatencyConfig(target=target, cache=str(a.work / "lut"), recentre=0.0),
                               needs_space=True, progress=False)
         self.data, self.space = self.ctx.data, self.ctx.space
         self.test_data = f"cifar10:{_rel(test)}" if test is not None else (spec if name == "digits" else f"cifar10:{_rel(Path(spec.partition(':')[2]))}")

@@ -129,7 +129,7 @@ def load(a, sizes: dict):
     from ednas.data import DataConfig, load_data
     from ednas.latency.config import LatencyConfig
 
-    ctx = RunContext(data=DataConfig(spec=f"cifar10:{a.cifar}"), space=SPACE, latency=LatencyConfig(target="host-ort", cache=str(a.work / "lut")),
+    ctx = RunContext(data=DataConfig(spec=f"cifar10:{a.cifar}"), space=SPACE, latency=LatencyConfig(target="host-ort", cache=str(a.work / "lut"), recentre=0.0),
                      needs_space=True, progress=False)
     data = ctx.data
     data.splits["test"] = load_data(f"cifar10:{a.test}", splits=("test",)).splits["test"]

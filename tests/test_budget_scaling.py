@@ -109,7 +109,7 @@ def test_needs_fit_is_outside_the_range_or_within_recentre_of_its_top():
     from ednas.latency.fit import needs_fit
 
     assert needs_fit(0.5, 1.0, 2.0) and needs_fit(2.5, 1.0, 2.0)  # outside, whatever recentre
-    assert not needs_fit(1.9, 1.0, 2.0)  # inside: off by default
+    assert not needs_fit(1.9, 1.0, 2.0)  # inside, recentre 0: never
     assert needs_fit(1.9, 1.0, 2.0, recentre=0.25) and needs_fit(1.76, 1.0, 2.0, recentre=0.25)  # positions 0.9 and 0.76
     assert not needs_fit(1.5, 1.0, 2.0, recentre=0.25) and not needs_fit(1.74, 1.0, 2.0, recentre=0.25)
     assert not needs_fit(1.1, 1.0, 2.0, recentre=0.25) and not needs_fit(1.01, 1.0, 2.0, recentre=0.25)  # the bottom: never
@@ -165,3 +165,29 @@ def test_the_run_context_recentres_a_budget_near_the_top_only_when_asked(recentr
     assert (c.width_mult > 1.0) == wider and b.width_mult == c.width_mult
     assert c.latency_model().min_ms <= budget <= c.latency_model().max_ms
     assert c.space == scale_space(parse_arch(SPACE), c.width_mult)
+
+
+@pytest.mark.parametrize("pos, wider", [(0.9, True), (0.8, True), (0.7, False), (0.1, False)])
+def test_by_default_a_budget_in_the_top_quarter_of_the_range_is_recentred_and_one_below_it_is_not(pos, wider):
+    from ednas.context import RunContext
+    from ednas.data import DataConfig
+    from ednas.latency.config import LatencyConfig
+
+    def ctx(budget_ms=None):
+        return RunContext(data=DataConfig(spec="digits"), space=SPACE, progress=False,
+                          latency=LatencyConfig(target="roofline", budget_ms=budget_ms))  # every latency setting at its default
+
+    m1 = ctx().latency_model()
+    c = ctx(m1.min_ms + pos * (m1.max_ms - m1.min_ms))
+    c.budget()
+    assert (c.width_mult > 1.0) == wider
+
+
+@pytest.mark.parametrize("name", ["paper_imagenet", "paper_voc"])
+def test_the_paper_configs_keep_the_skeleton_for_a_budget_inside_its_range(name):
+    from ednas.config import resolve_config
+    from ednas.latency.fit import needs_fit
+    from ednas.pipeline import RunConfig
+
+    cfg = resolve_config(RunConfig, {"out": "x", "config": name})
+    assert not needs_fit(1.99, 1.0, 2.0, cfg.latency.recentre)  # Algorithm 1 searches the paper's skeleton as given

@@ -31,8 +31,10 @@ fit like one above it, multiplier 1 among the candidates (kept when no other
 puts the budget nearer the middle).  Only the top: near the bottom, scaling
 down narrows every network, and Pareto v2 measured that to lose (its
 ``ednas-wide`` rows at 0.2 of the range, x0.5, 3.1 points behind the
-unscaled search over 3 seeds; at 0.8, x1.25, 2.4 ahead: BENCHMARKS.md).  Off by default
-(the gain at the top is not resolved over 3 seeds).  :func:`fit_width_mult`
+unscaled search over 3 seeds).  ``r = 0.25`` by default: at the top (0.8
+and 0.9 of the range, x1.25-x1.5) the re-centred search was 2.14 points ahead
+of the unscaled one over 12 (budget, seed) pairs, 95 % interval 0.58-3.70
+(BENCHMARKS.md; docs/search.md).  :func:`fit_width_mult`
 itself re-centres either way (multiplier 1 a candidate whenever the budget
 is inside the range).
 """

@@ -311,7 +311,7 @@ def _summary(run: _Run, summary: dict) -> Section:
         s.p(text + f"; the budget fit changed {fmt(summary.get('fit_changes'))} choice(s).")
     wm = summary.get("width_mult")
     if _is_num(wm) and wm != 1.0:
-        s.p(f"The budget lay outside the space's range on this target (or, with --latency.recentre, near its top), so the "
+        s.p(f"The budget lay outside the space's range on this target (or in the top --latency.recentre of it, where the search has no room above), so the "
             f"skeleton's widths were scaled by {fmt(wm)} "
             "(stem and every stage, rounded to multiples of 8; the head, kernels, expansions and depths kept) until it lay well "
             "inside; the search, the table and the network above are the scaled skeleton's.")
