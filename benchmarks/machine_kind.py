@@ -11,9 +11,11 @@ narrower.  This script times every distinct network of Pareto v2's rows at
 one budget (default 0.8 of the range, B3) here, in one interleaved loop
 beside the pinned table's reference network, and sets each against (a) the
 table's prediction and (b) the figure its row recorded where it ran.  Writes
-``results/machine_kind.json``; its ``cpu_id`` says which kind ran it.
+``results/machine_kind.json`` (``machine_kind_f0.2.json`` for ``--frac 0.2``, and so on); its ``cpu_id`` says which
+kind ran it.
 
     python benchmarks/machine_kind.py            # about 3 min on 2 cores
+    python benchmarks/machine_kind.py --frac 0.2 # B1's networks
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def main(argv=None) -> int:
     result = {"frac": a.frac, "table": "results/pareto_v2_lut.json", "table_machine": table.meta.get("machine"), "machine_here": here,
               "reference_ms_table": table.meta["reference"]["ms"], "rounds": a.rounds,
               "summary": {k: summary(g) for k, g in groups.items()}, "rows": out_rows}
-    path = write_result("machine_kind", result)
+    # B3 (the default) keeps its historical name; another budget gets its own file
+    path = write_result("machine_kind" if a.frac == 0.8 else f"machine_kind_f{a.frac:g}", result)
     for k, s in result["summary"].items():
         print(f"{k}: {json.dumps(s)}")
     print(f"wrote {path}")
