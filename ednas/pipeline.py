@@ -13,6 +13,8 @@ stages resume inside themselves from their last epoch):
 ``export/``    fused ONNX, checked against PyTorch, int8 (export.json)
 ``device/``    ``remote:HOST:PORT`` only: the deployed file timed on the device, the
                figure the budget is checked against (``latency_ms_measured``)
+``confirm/``   only where the deployed file timed over 1.05 x the budget: timed twice
+               more, the median of the three is the figure checked
 ``baselines/`` reference networks trained the same way and priced as the deployed file is (report)
 ``report``     ``summary.json``, ``report.html``, ``report.md`` in ``--out``
 =============  ====================================================================
@@ -52,6 +54,7 @@ from ednas.config import config_dict, given, save_config
 from ednas.context import RunContext
 from ednas.data import DataConfig
 from ednas.deploy.export import ExportConfig, export_model
+from ednas.deploy.measure import compare_latency
 from ednas.device import DeviceConfig, resolve_hardware
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json
@@ -63,7 +66,7 @@ from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
 from ednas.report.report import write_report
-from ednas.report.verdict import MEASURED_TOLERANCE, verdict
+from ednas.report.verdict import CONFIRM_REPEATS, MEASURED_TOLERANCE, confirm_timing, over_line, verdict
 from ednas.runtime import Timing, board
 from ednas.runtime.interface import TARGETS, runtime_of_target, table_runtime
 from ednas.search.algorithm import SearchConfig, search
@@ -258,6 +261,22 @@ def run(cfg: RunConfig) -> dict:
         dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
                     lambda d: _time_in_runtime(runtime_of_target(cfg.latency.target), exp.result, ctx.table, timing))
 
+    # 4c. a deployed file timed over the line (MEASURED_TOLERANCE x the budget) is timed twice more where it was timed, and
+    #     the median of the three is the figure checked (verdict.confirm_timing: a shared machine's transient slow moment
+    #     must not fail a file that meets its budget); the stage runs only then, so most runs have no confirm/ folder
+    deployed = dev.result if dev is not None else _deployed(cfg, exp.result, ctx.table)
+    timed = dev is not None or cfg.latency.target in ("host-ort", "host-torch")
+    if timed and over_line(deployed, budget.ms):
+        if is_remote(cfg.latency.target):
+            retime = lambda: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file)  # noqa: E731
+        elif other_host:
+            retime = lambda: _time_in_runtime(runtime_of_target(cfg.latency.target), exp.result, ctx.table, timing)  # noqa: E731
+        else:
+            retime = lambda: _time_here(deployed, ctx.table, timing)  # noqa: E731
+        first = deployed
+        deployed = stage("confirm", {"after": (dev or exp).fingerprint, "budget_ms": budget.ms, "timing": config_dict(timing),
+                                     "repeats": CONFIRM_REPEATS}, lambda d: confirm_timing(first, budget.ms, retime)).result
+
     # 5. baselines for the report, trained with the derived network's recipe and epochs, and priced as the deployed
     #    file is: in the table's precision (quantized by ednas's quantizer), beside the table's reference network, once
     names = baseline_names(cfg.baselines.names)
@@ -274,7 +293,7 @@ def run(cfg: RunConfig) -> dict:
 
     # 6. summary and report
     summary = _summary(cfg, data, out, srch.result, trn.result, exp.result, times, t_start, lut.result, ctx.table,
-                       dev.result if dev is not None else None)
+                       dev.result if dev is not None else None, deployed)
     atomic_write_json(out / "summary.json", summary)
     t = time.time()
     html, md = write_report(out, summary)
@@ -299,6 +318,14 @@ def _deployed(cfg: RunConfig, exp: dict, table) -> dict:
         "scaled_ms": exp.get(f"latency_ms_{key}_scaled"),
         "reference": exp.get("reference") or {"used": False, "why": ref[1]},
     }
+
+
+def _time_here(deployed: dict, table, timing: Timing) -> dict:
+    """The deployed file timed again on this host in ONNX Runtime beside the table's reference network, as the export stage timed it."""
+    ref, why = table_reference(table)
+    lat = compare_latency({"model": deployed["file"]}, timing=timing, reference=ref)
+    m = lat["model"]
+    return {**deployed, "raw_ms": m["median_ms"], "scaled_ms": m.get("scaled_ms"), "reference": lat.get("reference") or {"used": False, "why": why}}
 
 
 def _time_on_device(target: str, exp: dict, table, timing: Timing, token_file: str | None = None) -> dict:
@@ -345,11 +372,11 @@ def _time_in_runtime(rt, exp: dict, table, timing: Timing) -> dict:
 
 
 def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, times: dict, t_start: float, lut: dict, table,
-             on_device: dict | None = None) -> dict:
+             on_device: dict | None = None, deployed: dict | None = None) -> dict:
     host_ms = exp.get("latency_ms_fp32")  # the fused fp32 ONNX on the host running ednas
     on_host = str(cfg.latency.target) in ("host-ort", "host-torch")
     budget = srch["budget_ms"]
-    deployed = on_device or _deployed(cfg, exp, table)
+    deployed = deployed or on_device or _deployed(cfg, exp, table)  # ``deployed``: the timing confirmed where it was over the line
     # the file the budget is for, at the table's speed when its reference network was timed beside it
     at_table = deployed["scaled_ms"] if deployed["scaled_ms"] is not None else deployed["raw_ms"]
     timed = on_host or on_device is not None  # an analytic or board target is neither this host nor a device in the loop

@@ -461,6 +461,11 @@ def summary_card(summary: dict, baselines: list[dict] | None = None, export: dic
     lat_detail = f"{fmt(predicted)} ms predicted by the latency table"
     if _is_num(measured) and (summary.get("deployed") or {}).get("scaled_ms") is not None:
         lat_detail += "; measured at the table's speed (scaled by its reference network)"
+    conf = (summary.get("deployed") or {}).get("confirmation")
+    if _is_num(measured) and conf and _is_num(conf.get("first_ms")):
+        times = ", ".join(fmt(t) for t in (summary["deployed"].get("timings_ms") or []))
+        lat_detail += (f"; the first timing, {fmt(conf['first_ms'])} ms, was over {fmt(conf.get('line_ms'))} ms (1.05 x the budget), "
+                       f"so the file was timed {conf.get('repeats')} more times ({times} ms) and the median is the figure checked")
 
     net = [f"{fmt(summary.get('params'))} params", f"{fmt(summary.get('macs'))} MACs"]
     tiles = [(f"Accuracy (test {label})", acc, acc_detail), ("Latency", lat, lat_detail),

@@ -7,13 +7,53 @@ failed, by how much, why it probably did, and what to do.
 
 from __future__ import annotations
 
-__all__ = ["LUT_CHECK_MAPE", "LUT_CHECK_SPEARMAN", "MEASURED_TOLERANCE", "verdict"]
+from typing import Callable
+
+__all__ = ["CONFIRM_REPEATS", "LUT_CHECK_MAPE", "LUT_CHECK_SPEARMAN", "MEASURED_TOLERANCE", "confirm_timing", "deployed_ms", "over_line",
+           "verdict"]
 
 #: what the run's LUT check must reach for the table to be trusted (12 networks: a looser rank target than the 30-network benchmark's 0.95)
 LUT_CHECK_MAPE = 10.0
 LUT_CHECK_SPEARMAN = 0.9
 #: how far above the budget the deployed file may measure (timing noise of a few percent)
 MEASURED_TOLERANCE = 1.05
+#: how many more times a deployed file timed over the line is timed (the median of these and the first is the figure checked)
+CONFIRM_REPEATS = 2
+
+
+def deployed_ms(timed: dict) -> float | None:
+    """A deployed file's timing at the table's speed (``scaled_ms``, by the reference network), else as timed (``raw_ms``)."""
+    return timed["scaled_ms"] if timed.get("scaled_ms") is not None else timed.get("raw_ms")
+
+
+def over_line(timed: dict, budget_ms: float) -> bool:
+    """Whether a deployed file's timing is over ``MEASURED_TOLERANCE`` x the budget."""
+    ms = deployed_ms(timed)
+    return ms is not None and ms > MEASURED_TOLERANCE * budget_ms
+
+
+def confirm_timing(first: dict, budget_ms: float, retime: Callable[[], dict], repeats: int = CONFIRM_REPEATS) -> dict:
+    """A deployed file's timing, confirmed where it is over the line: timed ``repeats`` more times, the median of all is kept.
+
+    A shared machine has transient slow moments that the reference network,
+    timed between the file's rounds, does not always see (BENCHMARKS.md: a
+    file timed at 1.10 x its budget in a run measured 0.92 x twice right
+    after it).  One timing over the line is therefore not a verdict: the
+    file is timed again (``retime``: the same measurement, beside the same
+    reference network) and the median of the timings is the figure the
+    budget is checked against; a file that is really over stays over.  A
+    timing within the line is returned as it is, with nothing timed again.
+    The result records every timing (``timings_ms``) and the first one.
+    """
+    if not over_line(first, budget_ms):
+        return first
+    tries = [first] + [retime() for _ in range(repeats)]
+    ms = [deployed_ms(t) for t in tries]
+    median = tries[sorted(range(len(tries)), key=lambda i: ms[i])[len(tries) // 2]]
+    return {**median, "timings_ms": ms,
+            "confirmation": {"first_ms": ms[0], "line_ms": MEASURED_TOLERANCE * budget_ms, "repeats": repeats,
+                             "rule": f"the first timing was over {MEASURED_TOLERANCE:g} x the budget: timed {repeats} more times, "
+                                     f"the median of the {len(tries)} is the figure checked"}}
 
 
 def verdict(summary: dict, lut: dict) -> dict:
