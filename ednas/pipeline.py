@@ -66,7 +66,7 @@ from ednas.latency.table import load_table
 from ednas.latency.validate import scatter_plot, validate_table
 from ednas.report.baselines import BaselinesConfig, baseline_names, run_baselines
 from ednas.report.report import write_report
-from ednas.report.verdict import CONFIRM_REPEATS, MEASURED_TOLERANCE, confirm_timing, over_line, verdict
+from ednas.report.verdict import CONFIRM_REPEATS, MEASURED_TOLERANCE, confirm_timing, deployed_ms, over_line, verdict
 from ednas.runtime import Timing, board
 from ednas.runtime.interface import TARGETS, runtime_of_target, table_runtime
 from ednas.search.algorithm import SearchConfig, search
@@ -378,7 +378,7 @@ def _summary(cfg: RunConfig, data, out: Path, srch: dict, trn: dict, exp: dict, 
     budget = srch["budget_ms"]
     deployed = deployed or on_device or _deployed(cfg, exp, table)  # ``deployed``: the timing confirmed where it was over the line
     # the file the budget is for, at the table's speed when its reference network was timed beside it
-    at_table = deployed["scaled_ms"] if deployed["scaled_ms"] is not None else deployed["raw_ms"]
+    at_table = deployed_ms(deployed)
     timed = on_host or on_device is not None  # an analytic or board target is neither this host nor a device in the loop
     measured = at_table if timed else None
     summary = {
