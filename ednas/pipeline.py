@@ -252,28 +252,24 @@ def run(cfg: RunConfig) -> dict:
     exp = stage("export", {"export": config_dict(export_cfg), "timing": config_dict(timing), "seed": cfg.seed,
                            "trained": trn.result, "after": trn.fingerprint}, export_stage)
 
-    # 4b. on a device in the loop (remote:HOST:PORT): the deployed file timed there, where the budget must hold
-    dev = None
+    # 4b. on a device in the loop (remote:HOST:PORT), or in the table's runtime on this host (host-litert, host-openvino):
+    #     the deployed file timed where the budget must hold, beside the table's reference network
+    time_there = None
     if is_remote(cfg.latency.target):
-        dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
-                    lambda d: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file))
-    elif other_host:  # the deployed file timed in the table's runtime beside its reference network: the runtime the budget is for
-        dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint},
-                    lambda d: _time_in_runtime(runtime_of_target(cfg.latency.target), exp.result, ctx.table, timing))
+        time_there = lambda: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file)  # noqa: E731
+    elif other_host:
+        time_there = lambda: _time_in_runtime(runtime_of_target(cfg.latency.target), exp.result, ctx.table, timing)  # noqa: E731
+    dev = None
+    if time_there is not None:
+        dev = stage("device", {"target": cfg.latency.target, "timing": config_dict(timing), "after": exp.fingerprint}, lambda d: time_there())
 
     # 4c. a deployed file timed over the line (MEASURED_TOLERANCE x the budget) is timed twice more where it was timed, and
     #     the median of the three is the figure checked (verdict.confirm_timing: a shared machine's transient slow moment
     #     must not fail a file that meets its budget); the stage runs only then, so most runs have no confirm/ folder
-    deployed = dev.result if dev is not None else _deployed(cfg, exp.result, ctx.table)
-    timed = dev is not None or cfg.latency.target in ("host-ort", "host-torch")
-    if timed and over_line(deployed, budget.ms):
-        if is_remote(cfg.latency.target):
-            retime = lambda: _time_on_device(cfg.latency.target, exp.result, ctx.table, timing, cfg.latency.remote_token_file)  # noqa: E731
-        elif other_host:
-            retime = lambda: _time_in_runtime(runtime_of_target(cfg.latency.target), exp.result, ctx.table, timing)  # noqa: E731
-        else:
-            retime = lambda: _time_here(deployed, ctx.table, timing)  # noqa: E731
-        first = deployed
+    first = dev.result if dev is not None else _deployed(cfg, exp.result, ctx.table)
+    deployed = first
+    if (dev is not None or cfg.latency.target in ("host-ort", "host-torch")) and over_line(first, budget.ms):
+        retime = time_there or (lambda: _time_here(first, ctx.table, timing))
         deployed = stage("confirm", {"after": (dev or exp).fingerprint, "budget_ms": budget.ms, "timing": config_dict(timing),
                                      "repeats": CONFIRM_REPEATS}, lambda d: confirm_timing(first, budget.ms, retime)).result
 
