@@ -12,13 +12,14 @@ as on a machine that has never run ednas (CI's clean clone); ``--cached``
 uses the default cache instead, where an earlier run may have left the
 table (the lut stage then only loads and checks it).
 
-    python benchmarks/run_e2e.py [--keep DIR] [--cached]
+    python benchmarks/run_e2e.py [--keep DIR] [--cached] [--name NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", help="run in this directory and keep it")
     ap.add_argument("--cached", action="store_true", help="use the default table cache (default: a fresh one, the table measured)")
+    ap.add_argument("--name", default="run_e2e", help="results/NAME.json (default run_e2e; another name keeps that one, e.g. for a "
+                    "run with EDNAS_DW_GRAD=onednn)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         out = Path(a.keep) if a.keep else Path(d) / "demo"
@@ -52,8 +55,9 @@ def main() -> None:
         s = json.loads((out / "summary.json").read_text())
         second = run(out, cache)
         s2 = json.loads((out / "summary.json").read_text())
-    write_result("run_e2e", {
+    write_result(a.name, {
         "command": "ednas run --out DIR" + ("" if a.cached else " --lut-cache FRESH"),
+        "env": {k: os.environ[k] for k in ("EDNAS_DW_GRAD",) if k in os.environ},
         "table": "cached" if a.cached else "measured",
         "process_wall_s": first,
         "rerun_process_wall_s": second,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ednas.arch.spec import Layer
+from ednas.nn.dwconv import DepthwiseConv2d
 from ednas.nn.layers import ConvBNAct
 from ednas.nn.metakernel import MetaKernelConv
 from ednas.nn.repconv import RepDWConvBN
@@ -101,7 +102,7 @@ class SearchableIR(SearchableBlock):
             self.dw = MetaKernelConv(mid, b.kernels, layer.stride)
         elif dw == "darts":
             self.dw = nn.ModuleList(
-                nn.Conv2d(mid, mid, k, layer.stride, k // 2, groups=mid, bias=False) for k in b.kernels
+                DepthwiseConv2d(mid, k, layer.stride, k // 2) for k in b.kernels
             )
         else:
             raise ValueError(f"unknown depthwise kind '{dw}' (metakernel, darts)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ednas.nn.dwconv import DepthwiseConv2d
+
 __all__ = ["ConvBNAct", "Projection", "fold_bn", "conv_act"]
 
 
@@ -39,7 +41,10 @@ class ConvBNAct(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, relu: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
+        if groups == cin == cout and groups > 1:  # depthwise: the faster CPU weight gradient (ednas.nn.dwconv)
+            self.conv = DepthwiseConv2d(cin, kernel, stride, kernel // 2)
+        else:
+            self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout)
         self.act = _act(relu)
 

@@ -23,7 +23,8 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from ednas.nn.dwconv import depthwise_conv2d
 
 __all__ = ["MetaKernelConv", "centred_masks"]
 
@@ -70,7 +71,7 @@ class MetaKernelConv(nn.Module):
         return self.weight[:, :, o : o + k, o : o + k]
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.mixed_weight(g), None, self.stride, self.kmax // 2, 1, self.channels)
+        return depthwise_conv2d(x, self.mixed_weight(g), None, self.stride, self.kmax // 2)
 
     @torch.no_grad()
     def to_conv(self, index: int) -> nn.Conv2d:

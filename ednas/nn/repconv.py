@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ednas.nn.dwconv import DepthwiseConv2d
 from ednas.nn.layers import conv_act, fold_bn
 
 __all__ = ["RepDWConvBN", "default_branches", "pad_to"]
@@ -56,8 +57,7 @@ class RepDWConvBN(nn.Module):
             if kh % 2 == 0 or kw % 2 == 0 or kh > kernel or kw > kernel:
                 raise ValueError(f"branch shape {kh}x{kw} must be odd and fit in {kernel}x{kernel}")
         self.convs = nn.ModuleList(
-            nn.Conv2d(channels, channels, (kh, kw), stride, (kh // 2, kw // 2), groups=channels, bias=False)
-            for kh, kw in self.shapes
+            DepthwiseConv2d(channels, (kh, kw), stride, (kh // 2, kw // 2)) for kh, kw in self.shapes
         )
         self.bns = nn.ModuleList(nn.BatchNorm2d(channels) for _ in self.shapes)
         self.act = nn.ReLU() if relu else None
