@@ -28,6 +28,7 @@ step times: Algorithm 1 (``alternate``) is a weight step plus an alpha step;
 one joint step.
 
     python benchmarks/search_cost.py --quick      # one round, 5 steps, cifar only: proves it runs
+    python benchmarks/search_cost.py --presets cifar --variants fixed metakernel --name search_cost_cifar   # a part, kept apart
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the variants (medians are taken over rounds)")
     ap.add_argument("--child", nargs=2, metavar=("PRESET", "VARIANT"))
     ap.add_argument("--quick", action="store_true", help="cifar only, 5 steps, 1 round, the schedule variants only")
+    ap.add_argument("--name", help="results/NAME.json (default search_cost, or search_cost_quick with --quick)")
     a = ap.parse_args()
     if a.quick:
         a.presets, a.steps, a.warmup, a.rounds = ["cifar"], 5, 2, 1
@@ -182,7 +184,7 @@ def main() -> None:
         if "metakernel_joint" in med and "fixed" in med:
             s.setdefault("schedule_iteration_over_fixed_time", {})["joint"] = med["metakernel_joint"] / med["fixed"]
         summary[preset] = s
-    write_result("search_cost_quick" if a.quick else "search_cost", {"threads": 2, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
+    write_result(a.name or ("search_cost_quick" if a.quick else "search_cost"), {"threads": 2, "steps": a.steps, "warmup": a.warmup, "rounds": a.rounds,
                                  "memory_format": "channels_last (the _nchw variants: NCHW)", "summary": summary, "runs": runs})
 
 

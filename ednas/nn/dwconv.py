@@ -2,11 +2,11 @@
 
 On the CPU, PyTorch's depthwise convolution runs on oneDNN, whose forward
 pass and input gradient are fast for every kernel size but whose *weight*
-gradient is fast only for 3x3 kernels: for 5x5, 7x7 and the stem's 11x11 it
-takes 5-30x the forward pass (on the Zen 3/4 machines of BENCHMARKS.md: a
-64 x 192 x 16 x 16 batch with a 7x7 kernel, 3.2 ms forward, 21 ms weight
-gradient on 2 threads).  Every meta-kernel is 7x7 (the largest candidate),
-so the search spends about 40 % of a supernet step there.
+gradient is fast only for 3x3 kernels: for 7x7 it takes 5-28x the forward
+pass (``benchmarks/dw_grad.py`` on a Zen 4, 2 threads: a 64 x 192 x 16 x 16
+batch, 3.3 ms forward, 21.9 ms weight gradient).  Every meta-kernel is 7x7
+(the largest candidate), so the search spent about 40 % of a supernet step
+there.
 
 The weight gradient of a depthwise convolution is itself a depthwise
 convolution, over the batch::
@@ -16,7 +16,8 @@ convolution, over the batch::
 which is the forward correlation of the padded input ``x[n, c]`` (as one
 image of N*C channels) with the output gradient ``dY[n, c]`` as its kernel
 (dilated by the stride), summed over n.  oneDNN's forward depthwise runs
-that 2-4x faster than its own weight gradient (``benchmarks/dw_grad.py``).
+that 1.1-3.1x faster than its own weight gradient on the supernet's 7x7
+layers, 8x on the stem's 11x11 (``benchmarks/dw_grad.py``).
 :func:`depthwise_conv2d` uses it where it pays: float32/float64 on the CPU
 with autograd recording, dilation 1, kernels of 5 and more at stride 1 and
 of 7 and more at stride 2 (:data:`MIN_KERNEL`: oneDNN's weight gradient is
