@@ -16,6 +16,7 @@ both alike) and compared as the median of the per-round ratios:
   between the two ways' weight gradients after one step from the same state.
 
     python benchmarks/dw_grad.py [--rounds 5] [--quick]
+    python benchmarks/dw_grad.py --imagenet      # the steps of the paper-scale space (224x224, batch 8)
 
 Writes ``results/dw_grad.json`` (``dw_grad_quick.json`` with ``--quick``).
 """
@@ -101,7 +102,7 @@ def layer_row(r: dict, rounds: int, n: int) -> dict:
     return row
 
 
-def step_row(name: str, net, rounds: int, n: int, batch: int) -> dict:
+def step_row(name: str, net, rounds: int, n: int, batch: int, size: int = 32) -> dict:
     """Training steps of ``net`` with the rewrite off and on, interleaved; and the two ways' gradients from one state."""
     import copy
 
@@ -114,7 +115,7 @@ def step_row(name: str, net, rounds: int, n: int, batch: int) -> dict:
 
     supernet = hasattr(net, "choices")
     torch.manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -127,15 +128,17 @@ def step_row(name: str, net, rounds: int, n: int, batch: int) -> dict:
         F.cross_entropy(net(x), y).backward()
         opt.step()
 
-    def grads(fast: bool) -> list:
+    def grads(fast: bool) -> dict:
         twin = copy.deepcopy(net)
         if supernet:
             sample_choices(twin.choices(), tau=1.0, hard=False, generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(1)  # the same dropout masks both ways
         with torch.enable_grad() if fast else onednn_weight_grad():
             F.cross_entropy(twin(x), y).backward()
-        return [q.grad.clone() for q in twin.parameters() if q.grad is not None]
+        return {k: q.grad.clone() for k, q in twin.named_parameters() if q.grad is not None}
 
-    diff = max(float((a - b).abs().max() / max(float(b.abs().max()), 1e-12)) for a, b in zip(grads(True), grads(False)))
+    ours, ref = grads(True), grads(False)
+    diff, worst = max((float((ours[k] - ref[k]).abs().max() / max(float(ref[k].abs().max()), 1e-12)), k) for k in ref)
     for _ in range(3):
         step()
     a, b = [], []
@@ -151,29 +154,32 @@ def step_row(name: str, net, rounds: int, n: int, batch: int) -> dict:
     F.cross_entropy(net(x), y)
     for h in hooks:
         h.remove()
-    row = {"network": name, "batch": batch, "onednn_step_ms": statistics.median(a), "ednas_step_ms": statistics.median(b),
+    row = {"network": name, "batch": batch, "input_size": size, "onednn_step_ms": statistics.median(a), "ednas_step_ms": statistics.median(b),
            "speedup": statistics.median(ratios), "speedup_min": min(ratios), "speedup_max": max(ratios),
-           "max_rel_grad_diff": diff, "depthwise_convs_rewritten": f"{sum(seen)} of {len(seen)}"}
+           "max_rel_grad_diff": diff, "max_rel_grad_diff_at": worst, "max_abs_grad_there": float(ref[worst].abs().max()),
+           "depthwise_convs_rewritten": f"{sum(seen)} of {len(seen)}"}
     print(f"  {name}: step oneDNN {row['onednn_step_ms']:.1f} ms, ednas {row['ednas_step_ms']:.1f} ms, x{row['speedup']:.2f} "
-          f"({row['speedup_min']:.2f}-{row['speedup_max']:.2f}), grad rel diff {diff:.1e}, rewritten: {row['depthwise_convs_rewritten']}",
+          f"({row['speedup_min']:.2f}-{row['speedup_max']:.2f}), grad rel diff {diff:.1e} ({worst}), rewritten: {row['depthwise_convs_rewritten']}",
           flush=True)
     return row
 
 
-def bench_steps(rounds: int, n: int, batch: int) -> list[dict]:
+def bench_steps(rounds: int, n: int, batch: int, name: str = "cifar", size: int = 32) -> list[dict]:
     from ednas import build_model, build_supernet, preset
     from ednas.arch.scale import uniform_arch
 
-    space = preset("cifar")
+    space = preset(name)
     nets = {"supernet": lambda: build_supernet(space, 10), "largest fixed": lambda: build_model(space.largest(), 10),
             "uniform": lambda: build_model(uniform_arch(space), 10)}
-    return [step_row(name, make(), rounds, n, batch) for name, make in nets.items()]
+    return [step_row(net, make(), rounds, n, batch, size) for net, make in nets.items()]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="2 rounds of few repeats: proves it runs")
+    ap.add_argument("--imagenet", action="store_true", help="only the training steps, of the paper-scale imagenet space at 224x224, "
+                    "batch 8 (results/dw_grad_imagenet.json)")
     a = ap.parse_args()
     import torch
 
@@ -182,6 +188,11 @@ def main() -> None:
     tune_malloc()
     set_threads(2)
     rounds = 2 if a.quick else a.rounds
+    if a.imagenet:
+        print("training steps, imagenet 224x224, batch 8:", flush=True)
+        write_result("dw_grad_imagenet", {"threads": torch.get_num_threads(), "rounds": rounds,
+                                          "steps": bench_steps(rounds, 1 if a.quick else 3, 8, "imagenet", 224)})
+        return
     print("layers (weight gradient alone):", flush=True)
     layers = [layer_row(r, rounds, 2 if a.quick else 10) for r in layer_shapes(64)]
     print("training steps:", flush=True)
