@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ednas import build_model, build_supernet, preset
+from ednas.arch.spec import parse_arch
 from ednas.nn import MetaKernelConv
 from ednas.nn.dwconv import MIN_KERNEL, DepthwiseConv2d, depthwise_conv2d, depthwise_weight_grad, onednn_weight_grad, uses_rewrite
 
@@ -97,18 +98,23 @@ def _backward_kinds(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, in
     return kinds
 
 
-@pytest.mark.parametrize("which", ["supernet", "largest", "uniform"])
+MIXED = "stem_k11_m1_c16_s1 | ir_k5_e1_c16 | ir_k5_e4_c24_s2 ir_k3_e4_c24 ir_k5_e4_c24 | ir_k7_e4_c32_s2 | head_c64"
+
+
+@pytest.mark.parametrize("which", ["supernet", "largest", "uniform", "mixed"])
 def test_every_large_depthwise_conv_of_ednas_networks_trains_through_the_rewrite_and_3x3_ones_through_onednn(which):
     from ednas.arch.scale import uniform_arch
 
     space = preset("cifar")
     net = {"supernet": lambda: build_supernet(space, 10), "largest": lambda: build_model(space.largest(), 10),
-           "uniform": lambda: build_model(uniform_arch(space), 10)}[which]()
+           "uniform": lambda: build_model(uniform_arch(space), 10), "mixed": lambda: build_model(parse_arch(MIXED), 10)}[which]()
     kinds = _backward_kinds(net, torch.randn(2, 3, 32, 32))
-    assert len(kinds) >= 11  # the stem and every block's depthwise
-    for k, s, fn in kinds:
-        want = REWRITTEN if k >= MIN_KERNEL[min(s, 2)] else "ConvolutionBackward0"
+    assert len(kinds) >= (6 if which == "mixed" else 11)  # the stem and every block's depthwise
+    for k, s, fn in kinds:  # the measured rule, written out (not read from MIN_KERNEL): 5x5 at stride 1, 7x7 and up at any
+        want = REWRITTEN if k >= 7 or (k == 5 and s == 1) else "ConvolutionBackward0"
         assert fn == want, (k, s, fn)
+    if which == "mixed":  # every case of the rule was met: 5x5 at strides 1 and 2, 3x3, 7x7 at stride 2, the stem's 11x11
+        assert {(5, 1), (5, 2), (3, 1), (7, 2), (11, 1)} <= {(k, s) for k, s, _ in kinds}
     assert any(fn == REWRITTEN for _, _, fn in kinds)  # the stem's 11x11 at least
 
 
@@ -139,3 +145,10 @@ def test_a_depthwise_conv2d_holds_the_state_dict_of_the_nn_conv2d_it_replaces():
     ours.load_state_dict(plain.state_dict())
     x = torch.randn(1, 6, 9, 9)
     torch.testing.assert_close(ours(x), plain(x))
+
+
+def test_a_torchscript_trace_of_a_network_whose_weights_require_grad_records_aten_convolutions_not_a_python_op():
+    net = build_model(preset("cifar").largest(), 10)  # fvcore counts MACs from such a trace: a Python op would go uncounted
+    traced = torch.jit.trace(net, torch.randn(1, 3, 32, 32), check_trace=False)
+    kinds = {n.kind() for n in traced.inlined_graph.nodes()}
+    assert "aten::_convolution" in kinds and "prim::PythonOp" not in kinds
