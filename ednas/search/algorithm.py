@@ -74,8 +74,8 @@ from ednas.errors import CheckpointError, ConfigError, DataError, LatencyTableEr
 from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.measure import measure_latency
 from ednas.latency.model import Budget
-from ednas.nn.bn import BN_IMAGES, bn_calibration_loader, recalibrated_bn
-from ednas.nn.build import SUPERNET_KINDS, build_model, build_supernet
+from ednas.nn.bn import BN_IMAGES, bn_calibration_loader, recompute_bn_stats
+from ednas.nn.build import SUPERNET_KINDS, build_model, build_supernet, inherit_weights
 from ednas.nn.files import save_supernet
 from ednas.runtime import Timing
 from ednas.search.derive import fit_budget, layer_probs
@@ -508,6 +508,24 @@ class _Search:
                 "arch_steps": sums["na"], "beta_spread": sums["beta_spread"] / sums["nb"] if sums["nb"] else None,
                 "skipped_steps": self.guard.counts()}
 
+    def argmax_network(self, picks: list[dict] | None = None) -> torch.nn.Module:
+        """The argmax network of path 0 as a fixed network holding the supernet's weights (and BN statistics), in eval mode.
+
+        It computes what the supernet pinned at its argmax computes
+        (:func:`~ednas.nn.build.inherit_weights`; equal to float rounding for
+        every supernet kind, tests/test_search_score.py) at the cost of the
+        network itself: skipped blocks are gone, narrowed layers narrow, one
+        kernel per layer (the pinned supernet runs every layer at its
+        widest).  Built under a forked generator: building it draws nothing
+        from the search's.
+        """
+        net = self.paths[0]
+        picks = picks if picks is not None else net.picks()
+        with torch.random.fork_rng(devices=[]):  # building modules initialises weights: from a forked generator
+            model = build_model(self.space.with_picks(picks, branches=False), self.data.num_classes)  # as the supernet is built
+            model = inherit_weights(model, net, picks)
+        return model.to(self.hw.device, memory_format=torch.channels_last).eval()
+
     @torch.no_grad()
     def _epoch_eval(self, epoch: int, rec: dict, writer) -> dict:
         net = self.paths[0]
@@ -515,20 +533,16 @@ class _Search:
         for c in net.choices():
             c.g = None
         exp_lat = float(self.latency.expected(net))
-        for c in net.choices():
-            c.fixed = c.argmax()
+        # the argmax network scored with its own BN statistics (recomputed on fixed images), not the mixture's
+        model = self.argmax_network(picks)
         t_bn = time.time()
-        try:
-            if self.bn_loader is not None:  # the argmax network's own statistics, not the mixture's; the supernet's are put back
-                with recalibrated_bn(net, self.bn_loader, self.hw):
-                    t_bn = time.time() - t_bn
-                    val = evaluate(net, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
-            else:
-                t_bn = 0.0
-                val = evaluate(net, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
-        finally:
-            for c in net.choices():
-                c.fixed = None
+        if self.bn_loader is not None:
+            recompute_bn_stats(model, self.bn_loader, self.hw)
+            t_bn = time.time() - t_bn
+        else:
+            t_bn = 0.0
+        val = evaluate(model, self.val_loader, self.data.multilabel, self.data.classes, self.hw)
+        del model
         probs = {n: [round(float(v), 5) for v in c.probs()] for n, c in net.named_choices()}
         ent = {n: _entropy(c.probs()) for n, c in net.named_choices()}
         if self.data.multilabel:
