@@ -18,8 +18,12 @@ the measured ``rel``, and the build's wall time; per round count their means.
 
     python benchmarks/lut_rounds.py                  # 5 vs 3 rounds, 2 builds each, 30 check networks
     python benchmarks/lut_rounds.py --quick          # 1 build each, 8 networks: proves it runs
+    python benchmarks/lut_rounds.py --rounds 3 --min-times 0.02 0.01 0.005 --name lut_min_time
+                                                     # the shortest timed batch instead (TABLE_MIN_TIME_S)
 
-Writes ``results/lut_rounds.json`` (``--quick``: ``lut_rounds_quick.json``).
+Writes ``results/lut_rounds.json`` (``--quick``: ``lut_rounds_quick.json``; ``--name``: ``NAME.json``).
+With several ``--min-times`` every (rounds, min time) pair is a variant,
+built in turn within each build round, and the summary is keyed ``rR_tT``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ def main() -> None:
     ap.add_argument("--builds", type=int, default=2, help="builds per round count, interleaved")
     ap.add_argument("--check", type=int, default=30, help="networks every build is checked against")
     ap.add_argument("--check-rounds", type=int, default=15)
+    ap.add_argument("--min-times", type=float, nargs="+", default=None,
+                    help="shortest timed batch of an operator's models, seconds (default: the table's, TABLE_MIN_TIME_S)")
+    ap.add_argument("--name", default=None, help="results/NAME.json")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     if a.quick:
@@ -53,6 +60,7 @@ def main() -> None:
     from ednas.data import DataConfig
     from ednas.io import atomic_write_json
     from ednas.latency import LatencyModel, build_table
+    from ednas.latency.build import TABLE_MIN_TIME_S
     from ednas.latency.measure import table_reference
     from ednas.latency.validate import sample_picks, time_networks
     from ednas.pipeline import RunConfig, table_precision
@@ -67,18 +75,23 @@ def main() -> None:
     space, size, nc = ctx.space, ctx.data.input_size, ctx.data.num_classes
     print(f"space {space.format()}; input {size}; {dtype} {quant}", flush=True)
 
+    min_times = a.min_times or [TABLE_MIN_TIME_S]
+    variants = [(r, t) for r in a.rounds for t in min_times]
+    label = (lambda r, t: str(r)) if len(min_times) == 1 else (lambda r, t: f"r{r}_t{t:g}")  # noqa: E731
     builds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.builds):
-            for r in a.rounds:
+            for r, t in variants:
                 t0 = time.perf_counter()
-                table = build_table("host-ort", space, size, nc, out=Path(tmp) / f"r{r}_{k}.json", dtype=dtype, quant=quant, rounds=r)
+                table = build_table("host-ort", space, size, nc, out=Path(tmp) / f"r{r}_t{t:g}_{k}.json", dtype=dtype, quant=quant, rounds=r,
+                                    min_time_s=t)
                 wall = time.perf_counter() - t0
                 extra = sum(1 for v in table.entries.values() if isinstance(v, dict) and v.get("rounds", r) > r)
-                builds.append({"rounds": r, "build": k, "wall_s": round(wall, 1), "entries": len(table.entries), "entries_with_more_rounds": extra,
+                builds.append({"variant": label(r, t), "rounds": r, "min_time_s": t, "build": k, "wall_s": round(wall, 1), "entries": len(table.entries),
+                               "entries_with_more_rounds": extra,
                                "ref_ms": table.meta.get("reference", {}).get("ms") if isinstance(table.meta.get("reference"), dict) else None,
                                "table": table})
-                print(f"rounds {r} build {k}: {wall:.1f} s, {len(table.entries)} entries ({extra} with extra rounds)", flush=True)
+                print(f"{label(r, t)} build {k}: {wall:.1f} s, {len(table.entries)} entries ({extra} with extra rounds)", flush=True)
 
         ref0, why = table_reference(builds[0]["table"])
         if ref0 is None:
@@ -100,21 +113,22 @@ def main() -> None:
             b["mape"] = round(100 * statistics.fmean(err), 3)
             b["max_ape"] = round(100 * max(err), 3)
             b["spearman"] = round(float(spearmanr([pred[n] for n in archs], [rel[n] for n in archs]).statistic), 4)
-            print(f"rounds {b['rounds']} build {b['build']}: MAPE {b['mape']:.2f} %, max {b['max_ape']:.1f} %, Spearman {b['spearman']:.3f}",
+            print(f"{b['variant']} build {b['build']}: MAPE {b['mape']:.2f} %, max {b['max_ape']:.1f} %, Spearman {b['spearman']:.3f}",
                   flush=True)
     summary = {}
-    for r in a.rounds:
-        g = [b for b in builds if b["rounds"] == r]
-        summary[str(r)] = {"wall_s": round(statistics.fmean(b["wall_s"] for b in g), 1), "mape": round(statistics.fmean(b["mape"] for b in g), 3),
-                           "spearman": round(statistics.fmean(b["spearman"] for b in g), 4), "builds": len(g)}
-    base = summary[str(a.rounds[0])]["wall_s"]
-    for r in a.rounds:
-        summary[str(r)]["wall_ratio"] = round(summary[str(r)]["wall_s"] / base, 3)
+    for r, t in variants:
+        g = [b for b in builds if b["variant"] == label(r, t)]
+        summary[label(r, t)] = {"wall_s": round(statistics.fmean(b["wall_s"] for b in g), 1), "mape": round(statistics.fmean(b["mape"] for b in g), 3),
+                                "max_ape": round(max(b["max_ape"] for b in g), 3),
+                                "spearman": round(statistics.fmean(b["spearman"] for b in g), 4), "builds": len(g)}
+    base = summary[label(*variants[0])]["wall_s"]
+    for r, t in variants:
+        summary[label(r, t)]["wall_ratio"] = round(summary[label(r, t)]["wall_s"] / base, 3)
     out = {"benchmark": "lut_rounds", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit(), "machine": machine(), "quick": a.quick,
-           "space": space.format(), "input_size": size, "dtype": dtype, "quant": quant, "check": a.check, "check_rounds": a.check_rounds,
+           "space": space.format(), "input_size": size, "dtype": dtype, "quant": quant, "min_times": min_times, "check": a.check, "check_rounds": a.check_rounds,
            "check_wall_s": round(check_wall, 1), "builds": builds, "summary": summary,
            "measured_rel": {n: {"arch": archs[n].format(), "rel": rel[n], "rounds": len(meas[n]["rounds_ms"])} for n in archs}}
-    path = RESULTS / ("lut_rounds_quick.json" if a.quick else "lut_rounds.json")
+    path = RESULTS / (f"{a.name}.json" if a.name else "lut_rounds_quick.json" if a.quick else "lut_rounds.json")
     atomic_write_json(path, out)
     print(summary, flush=True)
     print(f"wrote {path}")

@@ -70,13 +70,17 @@ from ednas.runtime import Timing, board
 from ednas.runtime.interface import RUNTIMES, TARGETS, get_runtime, runtime_of_target
 from ednas.stage import run_stage, stage_state
 
-__all__ = ["MEASURED_TARGETS", "TABLE_ROUNDS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
+__all__ = ["MEASURED_TARGETS", "TABLE_MIN_TIME_S", "TABLE_ROUNDS", "build_table", "cached_table", "is_analytic", "latency_model", "target_table"]
 
 MEASURED_TARGETS = (*TARGETS, "host-torch")
 #: rounds per operator (at least; more, up to 3x, while an entry's rounds disagree): 3 since benchmarks/lut_rounds.py
 #: measured the default run's int8 table as accurate with 3 as with 5 (MAPE 1.33 % and 1.34 % over 30 networks, two
 #: builds each) in 0.70x the time
 TABLE_ROUNDS = 3
+#: each timed batch of an operator's (sandwich) models runs at least this long, in seconds (host runtimes): 0.01 since
+#: benchmarks/lut_rounds.py --min-times measured the default run's int8 table as accurate with 10 ms as with 20 ms
+#: (MAPE 1.13 % and 1.16 % over 30 networks, two builds each) in 0.53x the time; 5 ms was worse (1.48 %)
+TABLE_MIN_TIME_S = 0.01
 
 
 def is_analytic(target: str) -> bool:
@@ -114,6 +118,7 @@ def build_table(
     stat: str | None = None,
     reference: bool = True,
     remote_token_file: str | None = None,
+    min_time_s: float = TABLE_MIN_TIME_S,
 ) -> LatencyTable:
     """The latency table of every operator ``space`` can need (see the module docstring).
 
@@ -135,6 +140,7 @@ def build_table(
             settings of the same names.
         stat: statistic of one timed batch (default: :class:`ednas.runtime.Timing`'s).
         reference: time a reference network between the rounds (``host-ort``, ``remote:``).
+        min_time_s: the shortest timed batch of an operator's models (host runtimes; a device's server uses its own).
         remote_token_file: the token of a ``remote:HOST:PORT`` target (default:
             :func:`ednas.latency.remote.host_token`'s).
 
@@ -178,7 +184,7 @@ def build_table(
                                   f"not the {dtype} (scheme {scheme}) asked for; write and serve a kit of that precision "
                                   f"('ednas lut script --runtime litert --dtype {dtype}')")
         table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
-                          dtype, scheme, stat or Timing().stat, reference and target != "host-torch", device)
+                          dtype, scheme, stat or Timing().stat, reference and target != "host-torch", device, min_time_s)
     else:
         prof = load_profile(_profile_ref(target))
         prof.dtype = dtype or prof.dtype
@@ -194,7 +200,7 @@ def build_table(
 
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
-              dtype="f32", scheme=None, stat="median", reference=True, device=None) -> LatencyTable:
+              dtype="f32", scheme=None, stat="median", reference=True, device=None, min_time_s=TABLE_MIN_TIME_S) -> LatencyTable:
     runtime = device.runtime if device is not None else ("torch" if target == "host-torch" else runtime_of_target(target).name)
     rt = get_runtime(runtime) if runtime in RUNTIMES else None
     sandwich = rt is not None
@@ -209,6 +215,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         "statistic": f"median over rounds of ({stat} of repeats)" + (" differences" if sandwich else "")
         + (", in units of the reference network" if reference else ""),
         **({"max_rounds": 3 * int(rounds), "rel_tol": board.REL_TOL} if sandwich else {}),
+        **({"min_time_s": float(min_time_s)} if sandwich and device is None else {}),
         "graph_optimization": rt.describe()["graph_optimization"] if rt is not None else "eager",
     }
     if rt is not None and device is None and runtime != "onnxruntime":  # ONNX Runtime's version is in the table's tools
@@ -274,6 +281,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         by_key = {op.key: op for op in ops}
         ref = rt.reference(table.meta["reference"]["ops"], None, scheme) if reference else None
         rt.measure_ops([op.key for op in ops], threads, warmup, repeats, rounds, on_entry=lambda k, e: keep(by_key[k], e), reference=ref,
+                       min_time_s=min_time_s,
                        stat=stat, quant=scheme)
     else:
         measure_ops_torch(ops, threads, warmup, repeats, rounds, on_entry=keep)
@@ -352,7 +360,8 @@ def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, 
     dtype = dtype or "f32"
     settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
                 "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": TABLE_ROUNDS, "fit_archs": 5, "fit_seed": 1234, "stat": Timing().stat,
-                                "reference": target in TARGETS or is_remote(target)}}
+                                "reference": target in TARGETS or is_remote(target),
+                                **({"min_time_s": TABLE_MIN_TIME_S} if target in TARGETS else {})}}
     key_text = f"{target}|{space.format()}|{input_size}|{num_classes}"
     if dtype != "f32" or quant:  # f32 tables keep the folders they always had
         settings["dtype"], settings["quant"] = dtype, quant or None

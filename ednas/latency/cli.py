@@ -13,7 +13,7 @@ from typing import ClassVar, Optional
 from ednas.arch.spec import load_arch
 from ednas.errors import ConfigError
 from ednas.io import atomic_write_json, check_writable_dir, check_writable_file
-from ednas.latency.build import TABLE_ROUNDS, build_table
+from ednas.latency.build import TABLE_MIN_TIME_S, TABLE_ROUNDS, build_table
 from ednas.latency.model import LatencyModel
 from ednas.latency.ops import dtype_name
 from ednas.latency.remote import connect
@@ -65,10 +65,12 @@ class LutBuildConfig:
     threads: int = 1
     #: untimed runs before each timed batch
     warmup: int = 10
-    #: timed runs per round (at least; tiny models run for 20 ms)
+    #: timed runs per round (at least; tiny models run for min_time_s)
     repeats: int = 100
     #: rounds (more, up to 3x, while an entry's rounds disagree); the entry is the median over rounds
     rounds: int = TABLE_ROUNDS
+    #: the shortest timed batch of an operator's models, in seconds (host runtimes; a device's server uses its own)
+    min_time_s: float = TABLE_MIN_TIME_S
     #: sampled networks the per-network constant is fitted on (0: none)
     fit_archs: int = 5
     #: seed of the fit networks (validation uses another seed and excludes them)
@@ -84,6 +86,8 @@ class LutBuildConfig:
         for key, low in (("num_classes", 1), ("threads", 1), ("warmup", 0), ("repeats", 1), ("rounds", 1), ("fit_archs", 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f"{name(key)} must be >= {low}, got {getattr(self, key)}")
+        if not 0 < self.min_time_s <= 10:
+            raise ConfigError(f"{name('min_time_s')} must be in (0, 10] seconds, got {self.min_time_s}")
 
 
 def _quant(cfg) -> dict | None:
@@ -104,7 +108,7 @@ def lut_build(cfg: LutBuildConfig) -> dict:
     t = build_table(
         cfg.target, space, size, cfg.num_classes, out=cfg.out, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
         repeats=cfg.repeats, rounds=cfg.rounds, fit_archs=cfg.fit_archs, fit_seed=cfg.fit_seed, policy=cfg.policy, progress=cfg.progress,
-        quant=_quant(cfg), stat=cfg.stat, remote_token_file=cfg.remote_token_file,
+        quant=_quant(cfg), stat=cfg.stat, remote_token_file=cfg.remote_token_file, min_time_s=cfg.min_time_s,
     )
 
     lm = LatencyModel(space, size, cfg.num_classes, t)

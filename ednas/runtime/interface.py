@@ -128,14 +128,14 @@ class Runtime:
 
     def measure_ops(self, keys: Iterable[str], threads: int = 1, warmup: int = 10, repeats: int = 100, rounds: int = 5,
                     on_entry: Callable[[str, dict], None] | None = None, reference: Reference | None = None, stat: str = "median",
-                    quant: dict | None = None, chunk: int = 48) -> dict:
+                    quant: dict | None = None, chunk: int = 48, min_time_s: float = 0.02) -> dict:
         """``{key: entry}`` of each operator (:func:`ednas.runtime.board.measure_op` on this runtime's runners).
 
         The models of ``chunk`` operators at a time are loaded together and
         freed after; ``on_entry(key, entry)`` runs after each operator (the
         builder saves the table there: an interrupted build keeps what it
         measured); ``reference``: the table's reference network, timed
-        between the rounds.
+        between the rounds; ``min_time_s``: the shortest timed batch.
         """
         keys = list(keys)
         ref = self.runner(reference.onnx, threads, list(reference.shape) if reference.shape else None) if reference is not None else None
@@ -145,7 +145,7 @@ class Runtime:
             ids = list(dict.fromkeys(mid for k in part for mid, _ in board.plan(k)))
             cache = self.op_runners(ids, threads, quant)
             for k in part:
-                e = board.measure_op(k, threads, warmup, repeats, rounds, cache=cache, reference=ref, stat=stat)
+                e = board.measure_op(k, threads, warmup, repeats, rounds, min_time_s=min_time_s, cache=cache, reference=ref, stat=stat)
                 out[k] = e
                 if on_entry:
                     on_entry(k, e)
