@@ -81,3 +81,34 @@ def test_interrupted_stage_resumes_or_is_kept_aside(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "[search] interrupted with other settings" in err
     assert (tmp_path / "search.old-2" / "checkpoint.pt").is_file()
+
+
+def test_the_baselines_train_with_the_runs_threads_after_the_export_timed_with_one(tmp_path, monkeypatch):
+    """The export times its files with the timing's one thread; it must not leave it set for the baselines trained after it.
+
+    (Until the tenth session it did: the report's ``uniform`` baseline trained on one thread, 1.7x slower.)
+    """
+    import torch
+
+    import ednas.deploy.export as export_mod
+    import ednas.report.baselines as baselines_mod
+
+    seen = {}
+    real_fit, real_export = baselines_mod.fit, export_mod._export
+
+    def fit(*a, **kw):
+        seen["baseline_fit"] = torch.get_num_threads()
+        return real_fit(*a, **kw)
+
+    def export(*a, **kw):
+        seen["export"] = torch.get_num_threads()
+        return real_export(*a, **kw)
+
+    monkeypatch.setattr(baselines_mod, "fit", fit)
+    monkeypatch.setattr(export_mod, "_export", export)
+    old = torch.get_num_threads()
+    try:
+        assert main(_argv(tmp_path, "--baselines", "uniform@1.0", "--threads", "2")) == 0
+    finally:
+        torch.set_num_threads(old)
+    assert seen == {"export": 1, "baseline_fit": 2}

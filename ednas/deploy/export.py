@@ -40,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from ednas._perf import set_threads, tune_malloc
+from ednas._perf import tune_malloc
 from ednas.config import config_dict
 from ednas.data import DataSet, check_input_shape, load_data, make_loader
 from ednas.deploy.calibration import CalibrationReader, calibration_images, with_normalisation
@@ -52,7 +52,7 @@ from ednas.io import _atomic, atomic_write_json
 from ednas.metrics import task_metrics
 from ednas.nn import fuse
 from ednas.nn.files import load_model
-from ednas.runtime import Reference, Timing, export_onnx, ort_session, run_batched
+from ednas.runtime import Reference, Timing, export_onnx, ort_session, run_batched, torch_threads
 
 __all__ = ["ExportConfig", "export_model", "QUANT_MODES"]
 
@@ -178,13 +178,17 @@ def export_model(cfg: ExportConfig, model_path, out, *, data: DataSet | None = N
     timing = timing or Timing()
     if timing.threads < 1:
         raise ConfigError(f"--threads must be >= 1 (timings need a deliberate thread count), got {timing.threads}")
+    t0 = time.time()
+    tune_malloc()
+    with torch_threads(timing.threads):  # timed with the timing's threads; the caller's count is put back (ednas run trains after)
+        return _export(cfg, model_path, out, data, data_spec, timing, seed, reference, t0)
+
+
+def _export(cfg: ExportConfig, model_path, out, data, data_spec, timing: Timing, seed: int, reference, t0: float) -> dict:
     import onnx
     import onnxruntime
     import torch
 
-    t0 = time.time()
-    tune_malloc()
-    set_threads(timing.threads)
     model, meta = load_model(model_path)
     size, channels = int(meta["input_size"]), _in_channels(model)
 
