@@ -79,7 +79,7 @@ MEASURED_TARGETS = (*TARGETS, "host-torch")
 TABLE_ROUNDS = 3
 #: each timed batch of an operator's (sandwich) models runs at least this long, in seconds (host runtimes): 0.01 since
 #: benchmarks/lut_rounds.py --min-times measured the default run's int8 table as accurate with 10 ms as with 20 ms
-#: (MAPE 1.13 % and 1.16 % over 30 networks, two builds each) in 0.53x the time; 5 ms was worse (1.48 %)
+#: (MAPE 0.98 % and 1.04 % over 30 networks, four builds each in two runs) in 0.53x the time; 5 ms was worse (1.48 %)
 TABLE_MIN_TIME_S = 0.01
 
 
