@@ -136,6 +136,7 @@ CASES = [
     ("lut build --out {O}/lut.json --target tda2x --input-size 4", "the input side must be at least 8"),
     ("lut build --out {O}/lut.json --target tda2x --dtype i3", "--dtype 'i3' is unknown"),
     ("lut build --out {O}/lut.json --target tda2x --num-classes 0", "--num-classes must be >= 1"),
+    ("lut build --out {O}/lut.json --target host-ort --min-time-s 0", "--min-time-s must be in (0, 10] seconds, got 0.0"),
     ("lut validate --lut {F}/tampered.json", "tampered.json' is corrupt"),
     ("lut validate --lut {F}/notjson.json", "is not valid JSON"),
     ("lut script --out {F}/plain/kit", "'{F}/plain' is a file, not a folder"),

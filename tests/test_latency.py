@@ -334,6 +334,36 @@ def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
         build_table("host-ort", sp, 16, 4, out=out, threads=2, repeats=3, rounds=1, fit_archs=0)
 
 
+def test_every_timed_batch_of_a_host_table_lasts_its_min_time_and_the_cache_keys_on_it(tmp_path, monkeypatch):
+    """The operators' shortest timed batch (TABLE_MIN_TIME_S, 10 ms by default) reaches the timing loop and is recorded;
+    a cached table measured with another is measured again, as a change of rounds is."""
+    import ednas.latency.build as lut_build
+
+    sp = parse_arch(MICRO_SPACE)
+    seen = []
+    real = board.time_runs
+
+    def time_runs(run, warmup, repeats, min_time_s=0.0, stat="median"):
+        seen.append(min_time_s)
+        return real(run, warmup, repeats, min_time_s, stat)
+
+    monkeypatch.setattr(board.timing, "time_runs", time_runs)
+    t = build_table("host-ort", sp, 16, 4, out=tmp_path / "a.json", repeats=3, rounds=1, warmup=1, fit_archs=0, min_time_s=0.004)
+    assert seen and set(seen) == {0.004}  # every batch: the operators' models and the reference network between the rounds
+    assert t.meta["measurement"]["min_time_s"] == 0.004
+    seen.clear()
+    t = build_table("host-ort", sp, 16, 4, out=tmp_path / "b.json", repeats=3, rounds=1, warmup=1, fit_archs=0)
+    assert set(seen) == {lut_build.TABLE_MIN_TIME_S} == {0.01} and t.meta["measurement"]["min_time_s"] == 0.01
+
+    cache = str(tmp_path / "cache")
+    folder, settings = lut_build._cache_dir("host-ort", sp, 16, 4, cache)
+    assert settings["measurement"]["min_time_s"] == 0.01
+    monkeypatch.setattr(lut_build, "TABLE_MIN_TIME_S", 0.02)
+    folder2, settings2 = lut_build._cache_dir("host-ort", sp, 16, 4, cache)
+    assert folder2 == folder and settings2 != settings  # the same folder, other settings: the stage measures it again
+    assert "min_time_s" not in lut_build._cache_dir("host-torch", sp, 16, 4, cache)[1]["measurement"]  # eager timing has its own loop
+
+
 def test_measure_latency_times_the_fused_network(monkeypatch):
     """What is timed is the deploy form (BN and branches folded, as deployed), computing the network's function."""
     import numpy as np
