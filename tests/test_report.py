@@ -513,6 +513,26 @@ def test_match_width_takes_the_widest_network_within_the_budget():
     assert match_width(build, lambda w: None, budget_ms=1.0)["matched"] is False  # a target that cannot price it
 
 
+def test_match_width_probes_the_narrowest_width_only_when_nothing_wider_fits():
+    from ednas.report.baselines import MATCH_WIDTHS, match_width
+
+    def run(budget):
+        built = []
+        m = match_width(lambda w: built.append(w) or w, lambda w: 0.1 + w, budget_ms=budget)
+        return m, built
+
+    narrowest = min(MATCH_WIDTHS)
+    for budget in (0.5, 1.0, 2.1, 0.1 + MATCH_WIDTHS[1]):  # a wider width fits: the narrowest is never built
+        m, built = run(budget)
+        assert m["matched"] and m["width"] > narrowest and narrowest not in built
+        assert len(built) <= math.ceil(math.log2(len(MATCH_WIDTHS) + 1))
+    m, built = run(0.1 + narrowest)  # only the narrowest fits: it is probed and matched
+    assert m["matched"] and m["width"] == narrowest and narrowest in built
+    m, built = run(0.1)  # nothing fits: the narrowest is probed, kept and flagged
+    assert not m["matched"] and m["width"] == narrowest and m["latency_ms"] == pytest.approx(0.1 + narrowest)
+    assert m["measurement"] == pytest.approx(0.1 + narrowest)
+
+
 def test_default_baseline_is_the_width_matched_uniform_network_and_the_others_stay_by_name():
     from ednas.report.baselines import FIXED_BASELINES, baseline_names
 

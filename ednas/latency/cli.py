@@ -151,7 +151,7 @@ class LutValidateConfig:
     threads: Optional[int] = None
     #: untimed runs before each timed batch
     warmup: int = 10
-    #: timed runs per network per round (at least; runs continue for 50 ms)
+    #: timed runs per network per round (at least; runs continue for 20 ms, Timing.min_time_s)
     repeats: int = 20
     #: interleaved rounds over all networks (many short rounds: drifts of a shared machine cancel); the value is the median over rounds
     rounds: int = 15

@@ -385,18 +385,20 @@ def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Mo
     def listed():
         return sorted([[w, value(v)] for w, v in probes.items()])
 
-    first = ms(0)
-    if first is None:
-        return {"width": None, "latency_ms": None, "matched": False, "probes": listed(), "measurement": probes[widths[0]]}
-    if first > budget_ms:
-        return {"width": widths[0], "latency_ms": first, "matched": False, "probes": listed(), "measurement": probes[widths[0]]}
-    lo, hi = 0, len(widths)  # widths[lo] fits; widths[hi:] do not (as far as probed)
+    # bisection over widths[-1 .. len): widths[lo] fits (lo = -1: none known to), widths[hi:] do not (as far as probed); the
+    # narrowest width is probed only when every wider probe is over the budget (a matched width needs no probe below it)
+    lo, hi = -1, len(widths)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if ms(mid) <= budget_ms:
+        v = ms(mid)
+        if v is None:  # the target cannot price a network
+            return {"width": None, "latency_ms": None, "matched": False, "probes": listed(), "measurement": probes[widths[mid]]}
+        if v <= budget_ms:
             lo = mid
         else:
             hi = mid
+    if lo < 0:  # even the narrowest is over the budget
+        return {"width": widths[0], "latency_ms": value(probes[widths[0]]), "matched": False, "probes": listed(), "measurement": probes[widths[0]]}
     return {"width": widths[lo], "latency_ms": value(probes[widths[lo]]), "matched": True, "probes": listed(),
             "measurement": probes[widths[lo]]}
 
