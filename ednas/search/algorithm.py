@@ -74,7 +74,7 @@ from ednas.errors import CheckpointError, ConfigError, DataError, LatencyTableEr
 from ednas.io import atomic_write_json, atomic_write_text
 from ednas.latency.measure import measure_latency
 from ednas.latency.model import Budget
-from ednas.nn.bn import BN_IMAGES, bn_calibration_loader, recompute_bn_stats
+from ednas.nn.bn import bn_calibration_loader, recompute_bn_stats
 from ednas.nn.build import SUPERNET_KINDS, build_model, build_supernet, inherit_weights
 from ednas.nn.files import save_supernet
 from ednas.runtime import Timing
@@ -97,6 +97,9 @@ log = logging.getLogger(__name__)
 FIT_MODES = ("none", "repair", "both")
 PATH_BATCHES = ("dealt", "shared")
 UPDATES = ("alternate", "joint")
+#: images the search's per-epoch score recomputes the argmax network's BN statistics on (half of ednas.nn.bn.BN_IMAGES: in the
+#: default run's search the curve stayed within one validation image of 1000's at half the pass, benchmarks/bn_images.py)
+SEARCH_BN_IMAGES = 500
 #: the dual ascent aims this fraction of the band's width inside each of its edges (a band [0.9 B, B]: at
 #: [0.925 B, 0.975 B]), so that the argmax network, which moves in steps of one choice, ends inside the band
 BAND_AIM = 0.25
@@ -155,7 +158,7 @@ class SearchConfig(Recipe):
     #: measure the derived network end to end when the table was measured on this kind of host
     measure: bool = True
     #: weight-split images the argmax network's BN statistics are recomputed on before it is scored each epoch (0: score with the supernet's own, mixture statistics)
-    bn_images: int = BN_IMAGES
+    bn_images: int = SEARCH_BN_IMAGES
 
     def check(self, name) -> None:
         super().check(name)
