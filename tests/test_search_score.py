@@ -26,7 +26,7 @@ from ednas.latency.table import LatencyTable
 from ednas.nn import recalibrated_bn
 from ednas.train.metrics import evaluate
 from tests.conftest import randomize_bn
-from tests.search_helpers import make_search
+from tests.search_helpers import make_search, run_search
 
 # depth (dropped repeats), searched widths, expansions and kernels
 ELASTIC = "stem_k11_m1_c8_s1 | ir_k3.5_e1_c8 | ir_k3.5_e2.4_c8.16_s2_r3_d1.2.3 | ir_k3.5_e2.4_c16.24_s2_r2_d1.2 | head_c32"
@@ -128,3 +128,22 @@ def test_the_epoch_score_never_runs_the_supernet(tmp_path):
     assert calls == []
     assert len(built) == 1 and built[0].arch.format() == s.space.with_picks(s.paths[0].picks(), branches=False).format()
     assert rec["bn_images"] == 100 and rec["val_loss"] == rec["val_loss"]
+
+
+def test_the_number_of_bn_images_changes_no_step_of_the_search(tmp_path):
+    """The score's BN pass, on any number of images or none, leaves every step of the search as it was: the same weights,
+    BN statistics, alphas, lambda and architecture; only the curve differs.  What lets its default count be chosen for the
+    curve alone (benchmarks/bn_images.py)."""
+    data = load_data("synthetic:classes=4,n=64,size=32")
+    runs = {n: run_search(tmp_path / str(n), _latency(ELASTIC, data.num_classes), data=data, space=ELASTIC, epochs=2, arch_warmup_epochs=1,
+                          update="joint", bn_images=n)
+            for n in (0, 40)}
+    states = {n: torch.load(tmp_path / str(n) / "supernet.pt", weights_only=True)["state_dict"] for n in runs}
+    for n in (40,):
+        assert runs[n]["arch"] == runs[0]["arch"] and runs[n]["lambda"] == runs[0]["lambda"]
+        assert [(h["argmax_lat_ms"], h["E_lat_ms"], h["lam"]) for h in runs[n]["history"]] == \
+            [(h["argmax_lat_ms"], h["E_lat_ms"], h["lam"]) for h in runs[0]["history"]]
+        for k, v in states[0].items():
+            assert torch.equal(v, states[n][k]), k
+        assert [h["bn_images"] for h in runs[n]["history"]] == [n] * 2
+    assert [h["val_loss"] for h in runs[40]["history"]] != [h["val_loss"] for h in runs[0]["history"]]  # the curve is what differs

@@ -42,7 +42,7 @@ class Timing:
     #: interleaved rounds over all models; a figure is the median of the round medians
     rounds: int = 5
     #: each timed batch runs at least this long, in seconds (20 ms and 20 runs: 0.45-0.62x the time of 50 ms and 50 runs
-    #: for +0.26 point of a table check's MAPE, benchmarks/e2e_timing.py; BENCHMARKS.md "How long a whole network's batch runs")
+    #: for +0.26 point of a table check's MAPE, benchmarks/e2e_timing.py; BENCHMARKS.md "How long a whole network's timed batch runs")
     min_time_s: float = 0.02
     #: statistic of the runs of one timed batch: p20 (their 20th percentile: resists interference, keeps
     #: the round-to-round scatter low), median, min, p10, p25
