@@ -122,7 +122,7 @@ def main() -> None:
                                 "spearman": round(statistics.fmean(c["spearman"] for c in g), 4),
                                 "cv_pct_median": round(statistics.median(cv), 3) if cv else None,
                                 "cv_pct_max": round(max(cv), 3) if cv else None,
-                                "extra_rounds": sum(v - 5 for c in g for v in c["rounds"].values())}
+                                "extra_rounds": sum(v - Timing().rounds for c in g for v in c["rounds"].values())}
     base = label(*settings[0])
     for t, r in settings:
         s = summary[label(t, r)]

@@ -397,10 +397,8 @@ def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Mo
             lo = mid
         else:
             hi = mid
-    if lo < 0:  # even the narrowest is over the budget
-        return {"width": widths[0], "latency_ms": value(probes[widths[0]]), "matched": False, "probes": listed(), "measurement": probes[widths[0]]}
-    return {"width": widths[lo], "latency_ms": value(probes[widths[lo]]), "matched": True, "probes": listed(),
-            "measurement": probes[widths[lo]]}
+    w = widths[max(lo, 0)]  # lo = -1: even the narrowest (probed last) is over the budget: it is kept, unmatched
+    return {"width": w, "latency_ms": value(probes[w]), "matched": lo >= 0, "probes": listed(), "measurement": probes[w]}
 
 
 # ---------------------------------------------------------------------------
