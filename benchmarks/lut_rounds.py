@@ -20,10 +20,14 @@ the measured ``rel``, and the build's wall time; per round count their means.
     python benchmarks/lut_rounds.py --quick          # 1 build each, 8 networks: proves it runs
     python benchmarks/lut_rounds.py --rounds 3 --min-times 0.02 0.01 0.005 --name lut_min_time
                                                      # the shortest timed batch instead (TABLE_MIN_TIME_S)
+    python benchmarks/lut_rounds.py --rounds 3 --ref-groups 1 4 8 --name lut_ref_group
+                                                     # operators between two reference timings (OPS_PER_REFERENCE)
 
 Writes ``results/lut_rounds.json`` (``--quick``: ``lut_rounds_quick.json``; ``--name``: ``NAME.json``).
 With several ``--min-times`` every (rounds, min time) pair is a variant,
-built in turn within each build round, and the summary is keyed ``rR_tT``.
+built in turn within each build round, and the summary is keyed ``rR_tT``;
+with several ``--ref-groups`` (operators timed between two timings of the
+reference network) every (rounds, min time, group) is, keyed ``rR_tT_gG``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def main() -> None:
     ap.add_argument("--check-rounds", type=int, default=15)
     ap.add_argument("--min-times", type=float, nargs="+", default=None,
                     help="shortest timed batch of an operator's models, seconds (default: the table's, TABLE_MIN_TIME_S)")
+    ap.add_argument("--ref-groups", type=int, nargs="+", default=None,
+                    help="operators timed between two reference timings (default: the table's, OPS_PER_REFERENCE)")
     ap.add_argument("--name", default=None, help="results/NAME.json")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
@@ -64,7 +70,7 @@ def main() -> None:
     from ednas.latency.measure import table_reference
     from ednas.latency.validate import sample_picks, time_networks
     from ednas.pipeline import RunConfig, table_precision
-    from ednas.runtime import Reference, Timing
+    from ednas.runtime import Reference, Timing, board
 
     tune_malloc()
     set_threads(1)
@@ -76,22 +82,28 @@ def main() -> None:
     print(f"space {space.format()}; input {size}; {dtype} {quant}", flush=True)
 
     min_times = a.min_times or [TABLE_MIN_TIME_S]
-    variants = [(r, t) for r in a.rounds for t in min_times]
-    label = (lambda r, t: str(r)) if len(min_times) == 1 else (lambda r, t: f"r{r}_t{t:g}")  # noqa: E731
+    groups = a.ref_groups or [board.OPS_PER_REFERENCE]
+    variants = [(r, t, g) for r in a.rounds for t in min_times for g in groups]
+
+    def label(r, t, g):
+        if len(groups) > 1:
+            return f"r{r}_t{t:g}_g{g}"
+        return str(r) if len(min_times) == 1 else f"r{r}_t{t:g}"
+
     builds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.builds):
-            for r, t in variants:
+            for r, t, g in variants:
                 t0 = time.perf_counter()
-                table = build_table("host-ort", space, size, nc, out=Path(tmp) / f"r{r}_t{t:g}_{k}.json", dtype=dtype, quant=quant, rounds=r,
-                                    min_time_s=t)
+                table = build_table("host-ort", space, size, nc, out=Path(tmp) / f"r{r}_t{t:g}_g{g}_{k}.json", dtype=dtype, quant=quant, rounds=r,
+                                    min_time_s=t, ops_per_reference=g)
                 wall = time.perf_counter() - t0
                 extra = sum(1 for v in table.entries.values() if isinstance(v, dict) and v.get("rounds", r) > r)
-                builds.append({"variant": label(r, t), "rounds": r, "min_time_s": t, "build": k, "wall_s": round(wall, 1), "entries": len(table.entries),
-                               "entries_with_more_rounds": extra,
+                builds.append({"variant": label(r, t, g), "rounds": r, "min_time_s": t, "ops_per_reference": g, "build": k, "wall_s": round(wall, 1),
+                               "entries": len(table.entries), "entries_with_more_rounds": extra,
                                "ref_ms": table.meta.get("reference", {}).get("ms") if isinstance(table.meta.get("reference"), dict) else None,
                                "table": table})
-                print(f"{label(r, t)} build {k}: {wall:.1f} s, {len(table.entries)} entries ({extra} with extra rounds)", flush=True)
+                print(f"{label(r, t, g)} build {k}: {wall:.1f} s, {len(table.entries)} entries ({extra} with extra rounds)", flush=True)
 
         ref0, why = table_reference(builds[0]["table"])
         if ref0 is None:
@@ -116,16 +128,16 @@ def main() -> None:
             print(f"{b['variant']} build {b['build']}: MAPE {b['mape']:.2f} %, max {b['max_ape']:.1f} %, Spearman {b['spearman']:.3f}",
                   flush=True)
     summary = {}
-    for r, t in variants:
-        g = [b for b in builds if b["variant"] == label(r, t)]
-        summary[label(r, t)] = {"wall_s": round(statistics.fmean(b["wall_s"] for b in g), 1), "mape": round(statistics.fmean(b["mape"] for b in g), 3),
-                                "max_ape": round(max(b["max_ape"] for b in g), 3),
-                                "spearman": round(statistics.fmean(b["spearman"] for b in g), 4), "builds": len(g)}
+    for v in variants:
+        g = [b for b in builds if b["variant"] == label(*v)]
+        summary[label(*v)] = {"wall_s": round(statistics.fmean(b["wall_s"] for b in g), 1), "mape": round(statistics.fmean(b["mape"] for b in g), 3),
+                              "max_ape": round(max(b["max_ape"] for b in g), 3),
+                              "spearman": round(statistics.fmean(b["spearman"] for b in g), 4), "builds": len(g)}
     base = summary[label(*variants[0])]["wall_s"]
-    for r, t in variants:
-        summary[label(r, t)]["wall_ratio"] = round(summary[label(r, t)]["wall_s"] / base, 3)
+    for v in variants:
+        summary[label(*v)]["wall_ratio"] = round(summary[label(*v)]["wall_s"] / base, 3)
     out = {"benchmark": "lut_rounds", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit(), "machine": machine(), "quick": a.quick,
-           "space": space.format(), "input_size": size, "dtype": dtype, "quant": quant, "min_times": min_times, "check": a.check, "check_rounds": a.check_rounds,
+           "space": space.format(), "input_size": size, "dtype": dtype, "quant": quant, "min_times": min_times, "ref_groups": groups, "check": a.check, "check_rounds": a.check_rounds,
            "check_wall_s": round(check_wall, 1), "builds": builds, "summary": summary,
            "measured_rel": {n: {"arch": archs[n].format(), "rel": rel[n], "rounds": len(meas[n]["rounds_ms"])} for n in archs}}
     path = RESULTS / (f"{a.name}.json" if a.name else "lut_rounds_quick.json" if a.quick else "lut_rounds.json")

@@ -21,6 +21,7 @@ A command resolves its settings, then builds one :class:`RunContext`:
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import logging
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class RunContext:
                  progress: bool | None = None, out=None, needs_space: bool = False, table_dtype: str | None = None,
                  table_quant: dict | None = None):
         self.seed, self.progress = seed, progress
+        self._started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)  # tables record their creation to the second
         self.latency_cfg = latency
         self.table_dtype, self.table_quant = table_dtype, table_quant
         self._timing, self._threads_given = timing or Timing(), timing_threads_given
@@ -106,6 +108,14 @@ class RunContext:
             self._table = target_table(lc.target, self.space, d.input_size, d.num_classes, lc.cache, self.progress, self.table_dtype,
                                        self.table_quant, remote_token_file=lc.remote_token_file)
         return self._table
+
+    def table_is_new(self) -> bool:
+        """Whether the latency table was created after this context was (measured by this process, moments ago)."""
+        created = self.table.meta.get("created")
+        try:
+            return isinstance(created, str) and _dt.datetime.fromisoformat(created) >= self._started
+        except ValueError:
+            return False
 
     def use_table(self, table: LatencyTable) -> None:
         """Use ``table`` (e.g. the copy a run keeps in its ``lut/`` folder) from now on."""

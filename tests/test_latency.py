@@ -325,8 +325,8 @@ def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
     d["checksum"] = table_checksum(d)  # each atomic write of the build carries its checksum
     out.write_text(json.dumps(d))
     calls = []
-    real = board.measure_op
-    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key) or real(key, *a, **k))
+    real = board.measure_ops
+    monkeypatch.setattr(board, "measure_ops", lambda keys, *a, **k: calls.extend(keys) or real(keys, *a, **k))
     t2 = build_table("host-ort", sp, 16, 4, **kw)
     assert sorted(calls) == gone and len(t2) == len(t1)
     assert d["measurement"]["threads"] == 1 and d["tools"]["onnxruntime"]

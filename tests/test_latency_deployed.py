@@ -110,6 +110,86 @@ def test_operators_measured_in_different_speed_states_come_out_in_one_speed(monk
     assert entries[key_a]["raw_ms"] == pytest.approx(1.6)
 
 
+_GROUP_KEYS = [f"dw_i8x8x16_o16_k{k}_s1_g16_e1_f32" for k in (3, 5, 7, 9)]
+
+
+def _group_cache(m):
+    # sandwiches of 3, 4, 5, 6 ms beside the P-pair's 2 ms: operators of 1, 2, 3 and 4 ms; the reference takes 10 ms
+    return {**{"sw:" + k: m.model(3.0 + i) for i, k in enumerate(_GROUP_KEYS)}, "pair:16x8x8": m.model(2.0)}
+
+
+def test_operators_of_a_group_share_the_reference_timings_around_each_round(monkeypatch):
+    m = _Machine([(1e9, 1.0)])
+    monkeypatch.setattr(board.timing.time, "perf_counter", m)
+    cache = _group_cache(m)
+    ref_run, ref_calls = m.model(10.0), []
+
+    def ref():
+        ref_calls.append(m.now)
+        ref_run()
+
+    def timings(group):
+        ref_calls.clear()
+        out = board.measure_ops(_GROUP_KEYS, warmup=0, repeats=3, rounds=3, max_rounds=3, min_time_s=0.0, cache=cache, reference=ref,
+                                group=group)
+        return out, len(ref_calls) // 10  # the reference is timed in batches of ref_repeats=10 runs
+
+    singly, n1 = timings(1)
+    paired, n2 = timings(2)
+    grouped, n4 = timings(4)
+    assert n1 == 1 + 4 * 3  # one before the first operator, one after each round; the boundary shared with the next operator
+    assert n2 == 1 + 2 * 3
+    assert n4 == 1 + 3  # before the group's first round and after each of its three
+    for i, k in enumerate(_GROUP_KEYS):
+        for res in (singly, paired, grouped):
+            assert res[k]["rel"] == pytest.approx((i + 1) / 10.0) and res[k]["rounds"] == 3
+
+
+def test_a_group_measured_while_the_machine_is_slow_comes_out_in_the_others_speed(monkeypatch):
+    m = _Machine([(1e9, 1.6)])  # the first group of two operators while the machine is slow
+    monkeypatch.setattr(board.timing.time, "perf_counter", m)
+    seen = []
+
+    def switch(key, entry):
+        seen.append(key)
+        if len(seen) == 2:
+            m.schedule = [(1e9, 1.0)]  # the second group while it is fast
+
+    entries = board.measure_ops(_GROUP_KEYS, warmup=0, repeats=3, rounds=3, min_time_s=0.0, cache=_group_cache(m), reference=m.model(10.0),
+                                group=2, on_entry=switch)
+    assert seen == _GROUP_KEYS  # every operator once, in order
+    assert [entries[k]["raw_ms"] for k in _GROUP_KEYS[:2]] == pytest.approx([1.6, 3.2])  # raw: the first group looks slower
+    board.rescale(entries)
+    for i, k in enumerate(_GROUP_KEYS):
+        assert entries[k]["rel"] == pytest.approx((i + 1) / 10.0)
+        assert entries[k]["ms"] / entries[_GROUP_KEYS[0]]["ms"] == pytest.approx(i + 1.0)  # the true ratios in one speed
+
+
+def test_a_table_built_moments_ago_is_checked_without_timing_its_fit_networks_again(tmp_path, monkeypatch):
+    import ednas.latency.validate as validate
+    from ednas.context import RunContext
+    from ednas.data import DataConfig
+
+    t = build_table("host-ort", parse_arch(MICRO_SPACE), 16, 4, out=tmp_path / "lut.json", repeats=3, rounds=1, warmup=1, fit_archs=2)
+    timed, real = [], validate.time_networks
+    monkeypatch.setattr(validate, "time_networks", lambda rt, archs, *a, **k: timed.append(sorted(archs)) or real(rt, archs, *a, **k))
+    kw = dict(n=3, repeats=3, rounds=1, warmup=1)
+    old = validate_table(t, **kw)
+    assert [n for n in timed[-1] if n.startswith("fit-")] == ["fit-0", "fit-1"]  # by default: timed again, for the drift
+    assert old["drift"] is not None and old["drift_timed"]
+    new = validate_table(t, drift=False, **kw)
+    assert not [n for n in timed[-1] if n.startswith("fit-")] and new["drift"] is None and not new["drift_timed"]
+    assert [p["arch"] for p in new["pairs"]] == [p["arch"] for p in old["pairs"]]  # the same networks are checked
+    # what ednas run asks: was the table created after the run started?
+    ctx = RunContext(data=DataConfig(spec="synthetic:classes=4,n=64,size=16"))
+    cached = load_table(tmp_path / "lut.json")
+    cached.meta["created"] = "2026-01-02T03:04:05+00:00"  # a table from the cache, built by an earlier run
+    ctx.use_table(cached)
+    assert not ctx.table_is_new()
+    ctx.use_table(build_table("host-ort", parse_arch(MICRO_SPACE), 16, 4, repeats=3, rounds=1, warmup=1, fit_archs=0))
+    assert ctx.table_is_new()
+
+
 def test_reference_network_is_a_fixed_network_of_the_space():
     sp = preset("cifar")
     ref = reference_arch(sp)
@@ -188,7 +268,7 @@ def test_host_ort_int8_table_is_measured_in_int8_with_a_reference_and_resumes(tm
     assert all(e["ms"] == pytest.approx(e["rel"] * ref["ms"], abs=2e-6) and "raw_ms" in e for e in t.entries.values())
     assert len(t.meta["constant"]["measured_scaled_ms"]) == 2  # the constant is fitted at the table's speed
     calls = []
-    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key))
+    monkeypatch.setattr(board, "measure_ops", lambda keys, *a, **k: calls.extend(keys))
     assert len(build_table("host-ort", sp, 16, 4, **kw)) == len(t) and calls == []  # complete: nothing measured again
     with pytest.raises(EdnasError, match="other settings"):
         build_table("host-ort", sp, 16, 4, out=out, dtype="i8", quant={"pow2": True}, repeats=3, rounds=1, fit_archs=0)

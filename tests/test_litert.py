@@ -174,8 +174,8 @@ def test_host_litert_table_is_timed_in_litert_resumes_and_validates(tmp_path, mo
     raw.pop("checksum", None)
     out.write_text(json.dumps(raw))
     calls = []
-    real = board.measure_op
-    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key) or real(key, *a, **k))
+    real = board.measure_ops
+    monkeypatch.setattr(board, "measure_ops", lambda keys, *a, **k: calls.extend(keys) or real(keys, *a, **k))
 
     def no_onnx(*a, **k):
         raise AssertionError("a host-litert operator was timed with an ONNX graph")

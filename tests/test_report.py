@@ -126,6 +126,37 @@ def test_report_embeds_every_figure_and_prints_every_summary_number(tmp_path):
         assert "before the budget fit): 0.1654 ms predicted (102.4 % of the budget); the budget fit changed 1 choice(s)" in text
 
 
+def test_a_report_written_again_draws_only_the_figures_whose_data_changed(tmp_path, monkeypatch):
+    from collections import OrderedDict
+
+    from ednas.report import figures
+
+    monkeypatch.setattr(figures, "_DRAWN", OrderedDict())  # nothing drawn before this test
+    drawn = []
+    real_png = figures._png
+
+    def counting_png(fig):
+        drawn.append(fig)
+        return real_png(fig)
+
+    monkeypatch.setattr(figures, "_png", counting_png)
+    run, summary = _fake_run(tmp_path)
+    write_report(run, summary)
+    assert len(drawn) == len(ALL_FIGURES)
+    first = {p.stem: p.read_bytes() for p in (run / "report_files").glob("*.png")}
+    # ednas run's second write: the same stages, only the summary's times differ
+    write_report(run, dict(summary, wall_s=summary.get("wall_s", 0) + 1.5, stages={"report": {"wall_s": 1.5, "skipped": False}}))
+    assert len(drawn) == len(ALL_FIGURES)
+    assert {p.stem: p.read_bytes() for p in (run / "report_files").glob("*.png")} == first
+    # a stage's data changed: that figure (and only it) is drawn again, from the new data
+    m = json.loads((run / "train" / "metrics.json").read_text())
+    m["history"][-1]["val_top1"] = 12.5
+    (run / "train" / "metrics.json").write_text(json.dumps(m))
+    write_report(run, summary)
+    assert len(drawn) == len(ALL_FIGURES) + 1
+    assert (run / "report_files" / "training.png").read_bytes() != first["training"]
+
+
 def test_analytic_target_plots_the_predicted_latency(tmp_path):
     run, summary = _fake_run(tmp_path)
     summary["target"] = "tda4vm"  # the host measurement is not the target's

@@ -119,8 +119,8 @@ def test_openvino_table_is_built_with_openvino_resumes_and_validates(tmp_path, m
     raw.pop("checksum", None)
     out.write_text(json.dumps(raw))
     calls, sessions = [], []
-    real = board.measure_op
-    monkeypatch.setattr(board, "measure_op", lambda key, *a, **k: calls.append(key) or real(key, *a, **k))
+    real = board.measure_ops
+    monkeypatch.setattr(board, "measure_ops", lambda keys, *a, **k: calls.extend(keys) or real(keys, *a, **k))
     monkeypatch.setattr(board.timing, "session", lambda *a, **k: sessions.append(1) or pytest.fail("an ONNX Runtime session was opened"))
     assert main(["lut", "build", "--target", "host-openvino", "--space", SMALL_SPACE, "--input", "32", "--out", str(out)] + LUT_FAST) == 0
     assert sorted(calls) == gone and not sessions

@@ -27,7 +27,8 @@ target                 source of LAT(op)
 
 Every measured host target is a runtime of :mod:`ednas.runtime.interface`:
 the operators are its sandwich models, timed by the one
-:func:`ednas.runtime.board.measure_op`; a new runtime is one file there.
+:func:`ednas.runtime.board.measure_ops` (a few operators between two timings
+of the reference network); a new runtime is one file there.
 
 Measured builds are cached and resumable: the output file is rewritten
 atomically after every operator, and a rerun with the same target, input
@@ -119,6 +120,7 @@ def build_table(
     reference: bool = True,
     remote_token_file: str | None = None,
     min_time_s: float = TABLE_MIN_TIME_S,
+    ops_per_reference: int = board.OPS_PER_REFERENCE,
 ) -> LatencyTable:
     """The latency table of every operator ``space`` can need (see the module docstring).
 
@@ -141,6 +143,8 @@ def build_table(
         stat: statistic of one timed batch (default: :class:`ednas.runtime.Timing`'s).
         reference: time a reference network between the rounds (``host-ort``, ``remote:``).
         min_time_s: the shortest timed batch of an operator's models (host runtimes; a device's server uses its own).
+        ops_per_reference: operators timed between two timings of the reference network (host runtimes;
+            :func:`ednas.runtime.board.measure_ops`; a device's server times one at a time).
         remote_token_file: the token of a ``remote:HOST:PORT`` target (default:
             :func:`ednas.latency.remote.host_token`'s).
 
@@ -184,7 +188,7 @@ def build_table(
                                   f"not the {dtype} (scheme {scheme}) asked for; write and serve a kit of that precision "
                                   f"('ednas lut script --runtime litert --dtype {dtype}')")
         table = _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
-                          dtype, scheme, stat or Timing().stat, reference and target != "host-torch", device, min_time_s)
+                          dtype, scheme, stat or Timing().stat, reference and target != "host-torch", device, min_time_s, ops_per_reference)
     else:
         prof = load_profile(_profile_ref(target))
         prof.dtype = dtype or prof.dtype
@@ -200,7 +204,8 @@ def build_table(
 
 
 def _measured(target, space, input_size, num_classes, out, threads, warmup, repeats, rounds, fit_archs, fit_seed, policy, progress,
-              dtype="f32", scheme=None, stat="median", reference=True, device=None, min_time_s=TABLE_MIN_TIME_S) -> LatencyTable:
+              dtype="f32", scheme=None, stat="median", reference=True, device=None, min_time_s=TABLE_MIN_TIME_S,
+              ops_per_reference=board.OPS_PER_REFERENCE) -> LatencyTable:
     runtime = device.runtime if device is not None else ("torch" if target == "host-torch" else runtime_of_target(target).name)
     rt = get_runtime(runtime) if runtime in RUNTIMES else None
     sandwich = rt is not None
@@ -216,6 +221,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         + (", in units of the reference network" if reference else ""),
         **({"max_rounds": 3 * int(rounds), "rel_tol": board.REL_TOL} if sandwich else {}),
         **({"min_time_s": float(min_time_s)} if sandwich and device is None else {}),
+        **({"ops_per_reference": int(ops_per_reference)} if sandwich and device is None and reference else {}),
         "graph_optimization": rt.describe()["graph_optimization"] if rt is not None else "eager",
     }
     if rt is not None and device is None and runtime != "onnxruntime":  # ONNX Runtime's version is in the table's tools
@@ -281,8 +287,7 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
         by_key = {op.key: op for op in ops}
         ref = rt.reference(table.meta["reference"]["ops"], None, scheme) if reference else None
         rt.measure_ops([op.key for op in ops], threads, warmup, repeats, rounds, on_entry=lambda k, e: keep(by_key[k], e), reference=ref,
-                       min_time_s=min_time_s,
-                       stat=stat, quant=scheme)
+                       min_time_s=min_time_s, stat=stat, quant=scheme, group=ops_per_reference)
     else:
         measure_ops_torch(ops, threads, warmup, repeats, rounds, on_entry=keep)
     if bar is not None:
@@ -361,7 +366,7 @@ def _cache_dir(target: str, space: ArchSpec, input_size: int, num_classes: int, 
     settings = {"target": target, "space": space.format(), "input_size": int(input_size), "num_classes": int(num_classes),
                 "measurement": {"threads": 1, "warmup": 10, "repeats": 100, "rounds": TABLE_ROUNDS, "fit_archs": 5, "fit_seed": 1234, "stat": Timing().stat,
                                 "reference": target in TARGETS or is_remote(target),
-                                **({"min_time_s": TABLE_MIN_TIME_S} if target in TARGETS else {})}}
+                                **({"min_time_s": TABLE_MIN_TIME_S, "ops_per_reference": board.OPS_PER_REFERENCE} if target in TARGETS else {})}}
     key_text = f"{target}|{space.format()}|{input_size}|{num_classes}"
     if dtype != "f32" or quant:  # f32 tables keep the folders they always had
         settings["dtype"], settings["quant"] = dtype, quant or None

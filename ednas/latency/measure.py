@@ -18,7 +18,9 @@ The reference network.  A shared or throttled machine changes speed by
 1.5-2x for tens of seconds at a time, longer than a table's phases.  So a
 measured table is built around a fixed *reference network* of the space
 (:func:`reference_arch`: every layer at its middle candidate): it is timed
-between the rounds of every operator, each operator is recorded in units of
+between the rounds of every few operators (four on this host,
+:data:`ednas.runtime.board.OPS_PER_REFERENCE`; one on a board or a device's
+server), each operator is recorded in units of
 it (``rel``) and the table keeps the reference's time (``reference.ms``);
 whoever times networks later on the same machine times the reference
 alongside (:func:`table_reference`) and scales by it.

@@ -303,6 +303,7 @@ def validate_table(
     timing: Timing | None = None,
     scale: bool = True,
     device=None,
+    drift: bool = True,
 ) -> dict:
     """Predicted vs end-to-end measured latency of ``n`` sampled networks.
 
@@ -316,7 +317,11 @@ def validate_table(
     script timed on the board.  With ``device`` (a
     :class:`~ednas.latency.remote.RemoteDevice`), the sampled networks are
     timed on that device instead, beside the table's reference network
-    when the table was measured on that kind of machine.
+    when the table was measured on that kind of machine.  The table's fit
+    networks are timed again alongside, to report how much the machine
+    drifted since the build (``drift``); ``drift=False`` skips them (a table
+    built moments ago, as ``ednas run`` does with the table it has just
+    measured: the figure would be noise, and it costs their timings).
 
     Returns:
         ``{"n", "mape", "spearman", "mape_raw", "spearman_raw", "scaled",
@@ -330,7 +335,7 @@ def validate_table(
     num_classes = int(num_classes or table.num_classes or 10)
     lm = LatencyModel(space, table.input_size, num_classes, table)
     meas_info = dict(table.meta.get("measurement") or {})
-    drift = None
+    drift_asked, drift = drift, None
     reference: dict = {"used": False}
     board_nets = {k: v for k, v in (table.meta.get("networks") or {}).items() if v.get("role") == "validate"}
     if board_nets and device is None:
@@ -367,7 +372,7 @@ def validate_table(
         archs = {f"val-{i}": space.with_picks(p, branches=False) for i, p in enumerate(picks)}
         # the fit networks are timed again alongside, only to report how much the
         # machine drifted since the table was built (they are not scored)
-        then = dict(zip((f"fit-{i}" for i in range(len(fit))), const.get("measured_ms") or []))
+        then = dict(zip((f"fit-{i}" for i in range(len(fit))), const.get("measured_ms") or [])) if drift_asked else {}
         timed = dict(archs, **{name: space.with_picks(fit[i], branches=False) for i, name in enumerate(then)})
         meas = time_networks(runtime, timed, table.input_size, num_classes, timing, progress, quant=table.meta.get("quant"), reference=ref,
                              device=device)
@@ -407,6 +412,7 @@ def validate_table(
         # fit networks now / when the table was built (raw timings): far from 1 means the
         # machine changed state (load, frequency) between build and validation
         drift=None if drift is None else round(drift, 4),
+        drift_timed=bool(drift_asked and drift is not None),
         table_measurement=meas_info,
         machine=table.meta.get("machine"),
         device=None if device is None else device.describe(),

@@ -27,9 +27,11 @@ needed.  The figures:
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from typing import Sequence
+from collections import OrderedDict
+from typing import Callable, Sequence
 
 __all__ = [
     "KERNEL_COLOURS",
@@ -58,6 +60,34 @@ def _plt():
     return plt
 
 
+#: figures already drawn in this process, by function and arguments (:func:`_drawn`); at most :data:`DRAWN_KEPT`
+_DRAWN: "OrderedDict[str, bytes]" = OrderedDict()
+DRAWN_KEPT = 32
+
+
+def _drawn(fn: Callable[..., bytes]) -> Callable[..., bytes]:
+    """``fn`` drawn once per distinct arguments in a process.
+
+    ``ednas run`` writes its report twice (the second time with the report's
+    own time in it), and no figure depends on the stage times: the second
+    write reuses the PNG bytes (about 2 s of matplotlib).  The key is the
+    arguments' ``repr`` (plain lists, dicts and numbers; a float's ``repr`` is
+    exact), so different data always draws again.
+    """
+
+    @functools.wraps(fn)
+    def draw(*args, **kwargs) -> bytes:
+        key = f"{fn.__name__}{args!r}{sorted(kwargs.items())!r}"
+        png = _DRAWN.get(key)
+        if png is None:
+            png = _DRAWN[key] = fn(*args, **kwargs)
+            while len(_DRAWN) > DRAWN_KEPT:
+                _DRAWN.popitem(last=False)
+        return png
+
+    return draw
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -72,6 +102,7 @@ def _finite(v) -> bool:
 # ---------------------------------------------------------------------------
 
 
+@_drawn
 def network_diagram(stem_kernel: int, layers: Sequence[dict], head: str = "head", layer_ms: Sequence[float | None] | None = None, fixed_ms: dict | None = None) -> bytes:
     """The derived network drawn as a row of boxes.
 
@@ -145,6 +176,7 @@ def network_diagram(stem_kernel: int, layers: Sequence[dict], head: str = "head"
     return _png(fig)
 
 
+@_drawn
 def alpha_heatmap(names: Sequence[str], candidates: dict, epochs: Sequence[dict]) -> bytes:
     """Probability of every candidate of every choice (rows) per epoch (columns).
 
@@ -182,6 +214,7 @@ def alpha_heatmap(names: Sequence[str], candidates: dict, epochs: Sequence[dict]
     return _png(fig)
 
 
+@_drawn
 def search_curves(history: Sequence[dict], budget_ms: float | None = None) -> bytes:
     """CE, E[LAT], lambda, tau and validation top-1 per search epoch."""
     plt = _plt()
@@ -312,6 +345,7 @@ _KIND_STYLE = {"derived": dict(marker="*", s=220, color="red", zorder=5),
 _OTHER_PRECISION = ("derived-other", "int8")
 
 
+@_drawn
 def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xlabel: str = "latency (ms)", ylabel: str = "test top-1 (%)",
                      title: str = "Accuracy against latency", budgets: Sequence[float] = ()) -> bytes:
     """Accuracy (top-1, or mAP on multi-label data) against latency, with the Pareto front and labels that do not overlap.
@@ -371,6 +405,7 @@ def accuracy_latency(points: Sequence[dict], budget_ms: float | None = None, xla
     return _png(fig)
 
 
+@_drawn
 def lut_scatter(pairs: Sequence[dict], mape: float | None, spearman: float | None, derived: tuple[float, float] | None = None) -> bytes:
     """Predicted (table) against measured (end to end) ms; ``derived`` = (measured, predicted)."""
     plt = _plt()
@@ -399,6 +434,7 @@ def lut_scatter(pairs: Sequence[dict], mape: float | None, spearman: float | Non
     return _png(fig)
 
 
+@_drawn
 def quant_bars(top1: tuple[float | None, float | None], latency: tuple[float | None, float | None], quant_label: str = "int8",
                score_label: str = "test top-1 (%)") -> bytes:
     """Two panels: test top-1 (or mAP, ``score_label``) and latency, fp32 beside the quantized model."""
@@ -419,6 +455,7 @@ def quant_bars(top1: tuple[float | None, float | None], latency: tuple[float | N
     return _png(fig)
 
 
+@_drawn
 def training_curves(history: Sequence[dict]) -> bytes:
     """Training loss and validation top-1 (mAP on multi-label data) per epoch of the derived network."""
     plt = _plt()
@@ -441,6 +478,7 @@ def training_curves(history: Sequence[dict]) -> bytes:
     return _png(fig)
 
 
+@_drawn
 def deployed_latency(bars: Sequence[dict], budget_ms: float | None, budget_label: str = "budget", tolerance: float = 1.05) -> bytes:
     """Measured latency of each deployed file side by side, the budget line and its tolerance.
 

@@ -6,8 +6,8 @@ that runs it once on a fixed random input: what the shared loops time) and
 describes itself; from these the base class gives every runtime the same
 
 * operator entries (:meth:`Runtime.measure_ops`): the kit's sandwich models
-  (:func:`ednas.runtime.board.plan`) in the runtime's format, each timed by
-  the one :func:`ednas.runtime.board.measure_op`, in units of the table's
+  (:func:`ednas.runtime.board.plan`) in the runtime's format, timed by
+  the one :func:`ednas.runtime.board.measure_ops`, in units of the table's
   reference network;
 * end-to-end timings (:meth:`Runtime.time_files`): the one interleaved loop
   (:func:`ednas.runtime.board.interleaved`) beside the reference network;
@@ -128,14 +128,15 @@ class Runtime:
 
     def measure_ops(self, keys: Iterable[str], threads: int = 1, warmup: int = 10, repeats: int = 100, rounds: int = 5,
                     on_entry: Callable[[str, dict], None] | None = None, reference: Reference | None = None, stat: str = "median",
-                    quant: dict | None = None, chunk: int = 48, min_time_s: float = 0.02) -> dict:
-        """``{key: entry}`` of each operator (:func:`ednas.runtime.board.measure_op` on this runtime's runners).
+                    quant: dict | None = None, chunk: int = 48, min_time_s: float = 0.02, group: int = board.OPS_PER_REFERENCE) -> dict:
+        """``{key: entry}`` of each operator (:func:`ednas.runtime.board.measure_ops` on this runtime's runners).
 
         The models of ``chunk`` operators at a time are loaded together and
-        freed after; ``on_entry(key, entry)`` runs after each operator (the
-        builder saves the table there: an interrupted build keeps what it
-        measured); ``reference``: the table's reference network, timed
-        between the rounds; ``min_time_s``: the shortest timed batch.
+        freed after; ``on_entry(key, entry)`` runs after each operator's
+        group (the builder saves the table there: an interrupted build keeps
+        what it measured); ``reference``: the table's reference network,
+        timed between the rounds of every ``group`` operators; ``min_time_s``:
+        the shortest timed batch.
         """
         keys = list(keys)
         ref = self.runner(reference.onnx, threads, list(reference.shape) if reference.shape else None) if reference is not None else None
@@ -144,11 +145,8 @@ class Runtime:
             part = keys[start : start + chunk]
             ids = list(dict.fromkeys(mid for k in part for mid, _ in board.plan(k)))
             cache = self.op_runners(ids, threads, quant)
-            for k in part:
-                e = board.measure_op(k, threads, warmup, repeats, rounds, min_time_s=min_time_s, cache=cache, reference=ref, stat=stat)
-                out[k] = e
-                if on_entry:
-                    on_entry(k, e)
+            out.update(board.measure_ops(part, threads, warmup, repeats, rounds, min_time_s=min_time_s, cache=cache, reference=ref, stat=stat,
+                                         group=group, on_entry=on_entry))
         return out
 
     def time_files(self, files: dict, timing: Timing | None = None, progress: Callable | None = None,

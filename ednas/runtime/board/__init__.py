@@ -88,6 +88,7 @@ from .graphs import (
     quant_scheme,
 )
 from .timing import (
+    OPS_PER_REFERENCE,
     OPTIMIZATIONS,
     REFERENCE,
     REL_TOL,
@@ -97,6 +98,7 @@ from .timing import (
     machine,
     measure_networks,
     measure_op,
+    measure_ops,
     rescale,
     runner,
     session,
@@ -105,7 +107,7 @@ from .timing import (
 )
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "IR_VERSION", "KEY_VERSION", "OPSET", "QUANT_DTYPES", "OPTIMIZATIONS", "REFERENCE", "REL_TOL", "STATISTICS",
-    "build", "build_network", "feed", "interleaved", "machine", "main", "measure_networks", "measure_op", "parse_key", "plan",
+    "FORMAT", "FORMAT_VERSION", "IR_VERSION", "KEY_VERSION", "OPSET", "OPS_PER_REFERENCE", "QUANT_DTYPES", "OPTIMIZATIONS", "REFERENCE", "REL_TOL", "STATISTICS",
+    "build", "build_network", "feed", "interleaved", "machine", "main", "measure_networks", "measure_op", "measure_ops", "parse_key", "plan",
     "quant_scheme", "rescale", "runner", "session", "time_runs", "tools",
 ]

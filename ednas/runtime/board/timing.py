@@ -4,7 +4,7 @@
 options); :func:`time_runs` is one timing; :func:`interleaved` times several
 models in rounds, beside a reference network when one is given;
 :func:`measure_op` measures one operator from the models :mod:`.graphs`
-plans for it; :func:`rescale` puts a table measured beside a reference at
+plans for it, :func:`measure_ops` several, a few between two reference timings; :func:`rescale` puts a table measured beside a reference at
 one speed.
 """
 
@@ -252,6 +252,12 @@ def runner(model, threads=1, shape=None, runtime="onnxruntime"):
     return _runner(s, feed(s, shape))
 
 
+#: operators measured together between two reference timings (:func:`measure_ops`): 4 since benchmarks/lut_rounds.py
+#: --ref-groups measured the default run's int8 table at MAPE 1.60 % with 4 against 2.53 % with 1 (30 networks, four builds
+#: each), in 0.93x the time (BENCHMARKS.md, "How many rounds a table needs"); the board kit and a device's server keep 1
+OPS_PER_REFERENCE = 4
+
+
 def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=REL_TOL, abs_tol_ms=0.0005,
                quant=None, reference=None, stat="median", ref_repeats=10, runtime="onnxruntime"):
     """``{"ms", "spread_ms", "n", "rounds"}`` of one operator (see the module docstring).
@@ -275,42 +281,86 @@ def measure_op(key, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02
     The reference is timed with ``ref_repeats`` runs (and ``min_time_s``).
     ``runtime``: what runs the models not in ``cache`` (:func:`runner`).
     """
-    terms = plan(key)
+    return measure_ops([key], threads, warmup, repeats, rounds, min_time_s, cache, max_rounds, rel_tol, abs_tol_ms, quant, reference, stat,
+                       ref_repeats, runtime, group=1)[key]
+
+
+def measure_ops(keys, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.02, cache=None, max_rounds=None, rel_tol=REL_TOL,
+                abs_tol_ms=0.0005, quant=None, reference=None, stat="median", ref_repeats=10, runtime="onnxruntime", group=OPS_PER_REFERENCE,
+                on_entry=None):
+    """``{key: entry}`` of several operators, each as :func:`measure_op` measures one, ``group`` at a time between reference timings.
+
+    The operators of a group are timed one after the other in each round
+    (each its sandwich models, as :func:`measure_op`), and the reference is
+    timed once before the group's first round and after each round: every
+    operator's round figure is still divided by the mean of the reference
+    timings just before and just after it, now shared by the ``group``
+    figures of that round.  A group's last reference timing is the next
+    group's first (nothing but the table's bookkeeping runs between them).
+    An operator whose rounds agree leaves its group's later rounds; the
+    group ends when all have (or at ``max_rounds``).  With ``group=1`` each
+    operator is timed exactly as :func:`measure_op` times it, but for the
+    shared boundary timing.  ``on_entry(key, entry)`` runs after each group,
+    in ``keys`` order.
+    """
+    if group < 1:
+        raise ValueError(f"group must be >= 1, got {group!r}")
+    keys = list(keys)
     cache = {} if cache is None else cache
     max_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
-    runners = []
-    for mid, coef in terms:
-        if mid not in cache:
-            data, shape = build(mid, quant)
-            cache[mid] = runner(data, threads, shape, runtime)
-        runners.append((cache[mid], coef))
-    estimates, rels, refs, n = [], [], [], 0
+
+    def runners_of(key):
+        out = []
+        for mid, coef in plan(key):
+            if mid not in cache:
+                data, shape = build(mid, quant)
+                cache[mid] = runner(data, threads, shape, runtime)
+            out.append((cache[mid], coef))
+        return out
 
     def time_ref():  # a whole network: fewer runs than an operator's, the same minimum time
         return time_runs(reference, min(warmup, 2), ref_repeats, min_time_s, stat)[0]
 
-    before = time_ref() if reference is not None else None
-    while len(estimates) < max_rounds:
-        est = 0.0
-        for run, coef in runners:
-            ms, k, _ = time_runs(run, warmup, repeats, min_time_s, stat)
-            est += coef * ms
-            n += k if coef > 0 else 0
-        estimates.append(est)
-        if reference is not None:
-            after = time_ref()
-            refs.append((before + after) / 2)
-            rels.append(est / refs[-1])
-            before = after
-        if len(estimates) >= rounds:  # judged in reference units when there is a reference
-            if _settled(*_figures(estimates, refs, reference), rel_tol, abs_tol_ms):
-                break
-    ms = statistics.median(estimates)
-    spread = statistics.pstdev(estimates) if len(estimates) > 1 else 0.0
-    # a nearly free operator can come out a hair below zero by noise
-    out = {"ms": round(max(ms, 0.0), 6), "spread_ms": round(spread, 6), "n": n, "rounds": len(estimates)}
-    if reference is not None:
-        out.update(raw_ms=out["ms"], rel=round(max(statistics.median(rels), 0.0), 6), ref_ms=round(statistics.median(refs), 6))
+    out = {}
+    before = None
+    for start in range(0, len(keys), group):
+        part = keys[start : start + group]
+        runs = {k: runners_of(k) for k in part}
+        est = {k: [] for k in part}
+        refs = {k: [] for k in part}
+        rels = {k: [] for k in part}
+        n = {k: 0 for k in part}
+        if reference is not None and before is None:
+            before = time_ref()
+        active = list(part)
+        while active:
+            for k in active:
+                e = 0.0
+                for run, coef in runs[k]:
+                    ms, c, _ = time_runs(run, warmup, repeats, min_time_s, stat)
+                    e += coef * ms
+                    n[k] += c if coef > 0 else 0
+                est[k].append(e)
+            if reference is not None:
+                after = time_ref()
+                for k in active:
+                    refs[k].append((before + after) / 2)
+                    rels[k].append(est[k][-1] / refs[k][-1])
+                before = after
+            # judged in reference units when there is a reference
+            active = [k for k in active if len(est[k]) < max_rounds
+                      and not (len(est[k]) >= rounds and _settled(*_figures(est[k], refs[k], reference), rel_tol, abs_tol_ms))]
+        for k in part:
+            ms = statistics.median(est[k])
+            spread = statistics.pstdev(est[k]) if len(est[k]) > 1 else 0.0
+            # a nearly free operator can come out a hair below zero by noise
+            e = {"ms": round(max(ms, 0.0), 6), "spread_ms": round(spread, 6), "n": n[k], "rounds": len(est[k])}
+            if reference is not None:
+                e.update(raw_ms=e["ms"], rel=round(max(statistics.median(rels[k]), 0.0), 6), ref_ms=round(statistics.median(refs[k]), 6))
+            out[k] = e
+        if on_entry is not None:
+            for k in part:
+                on_entry(k, out[k])
     return out
 
 
