@@ -58,6 +58,13 @@ def test_torchrun_two_ranks_equal_two_local_paths(tmp_path):
     for k in ck["paths"][0]:
         assert torch.equal(ck["paths"][0][k], ck["paths"][1][k]), k
     assert ref["arch"] in r.stdout
+    # the curves too: each epoch's means over both paths, as the one process reports them (not rank 0's path alone)
+    ha = json.loads((tmp_path / "local" / "search.json").read_text())["history"]
+    hb = json.loads((tmp_path / "dist" / "search.json").read_text())["history"]
+    for k in ("ce_weight", "ce_arch", "E_lat_ms_sampled", "E_lat_ms", "argmax_lat_ms", "val_top1", "lam", "arch_steps"):
+        a_, b_ = [h[k] for h in ha], [h[k] for h in hb]
+        assert [v is None for v in b_] == [v is None for v in a_], k
+        assert [v for v in b_ if v is not None] == pytest.approx([v for v in a_ if v is not None], abs=1e-5), k
 
 
 def test_two_process_training_equals_one_process_on_the_concatenated_batches(tmp_path):

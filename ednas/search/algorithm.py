@@ -505,9 +505,14 @@ class _Search:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(ce=f"{losses[0]:.3f}", lam=f"{self.loss.net_lam:.3g}", tau=f"{tau:.2f}")
-        return {"tau": tau, "ce_weight": sums["ce_w"] / sums["n"] if sums["n"] else None,
-                "ce_arch": sums["ce_a"] / sums["na"] if sums["na"] else None,
-                "E_lat_ms_sampled": sums["lat"] / sums["na"] if sums["na"] else None,
+        n, na = sums["n"], sums["na"]
+        if self.dist is not None:  # the epoch's means over every path (each rank's sums are over its own), as one process reports them
+            t = torch.tensor([float(sums[k]) for k in ("ce_w", "n", "ce_a", "lat", "na")], dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            sums["ce_w"], n, sums["ce_a"], sums["lat"], na = t.tolist()
+        return {"tau": tau, "ce_weight": sums["ce_w"] / n if n else None,
+                "ce_arch": sums["ce_a"] / na if na else None,
+                "E_lat_ms_sampled": sums["lat"] / na if na else None,
                 "arch_steps": sums["na"], "beta_spread": sums["beta_spread"] / sums["nb"] if sums["nb"] else None,
                 "skipped_steps": self.guard.counts()}
 
