@@ -334,6 +334,36 @@ def test_host_ort_build_is_cached_and_resumable(tmp_path, monkeypatch):
         build_table("host-ort", sp, 16, 4, out=out, threads=2, repeats=3, rounds=1, fit_archs=0)
 
 
+@pytest.mark.parametrize("change", [{"rounds": 2}, {"repeats": 4}, {"warmup": 2}, {"min_time_s": 0.002}, {"ops_per_reference": 2}])
+def test_a_table_file_resumes_only_with_the_timing_its_entries_were_measured_with(tmp_path, change):
+    sp = parse_arch(MICRO_SPACE)
+    out = tmp_path / "lut.json"
+    kw = dict(out=out, repeats=3, rounds=1, warmup=1, fit_archs=0, min_time_s=0.001, ops_per_reference=4)
+    build_table("host-ort", sp, 16, 4, **kw)
+    d = json.loads(out.read_text())
+    del d["entries"][sorted(d["entries"])[0]]  # interrupted before this one
+    d["checksum"] = table_checksum(d)
+    out.write_text(json.dumps(d))
+    with pytest.raises(EdnasError, match="other settings"):  # its missing entry would be timed another way than the rest
+        build_table("host-ort", sp, 16, 4, **{**kw, **change})
+    assert len(build_table("host-ort", sp, 16, 4, **kw)) == len(d["entries"]) + 1  # the same settings resume
+
+
+def test_a_table_file_from_before_operators_were_grouped_resumes_only_one_operator_a_group(tmp_path):
+    sp = parse_arch(MICRO_SPACE)
+    out = tmp_path / "lut.json"
+    kw = dict(out=out, repeats=3, rounds=1, warmup=1, fit_archs=0, min_time_s=0.001)
+    build_table("host-ort", sp, 16, 4, ops_per_reference=1, **kw)
+    d = json.loads(out.read_text())
+    del d["measurement"]["ops_per_reference"]  # as written before the setting was recorded: one operator between reference timings
+    del d["entries"][sorted(d["entries"])[0]]
+    d["checksum"] = table_checksum(d)
+    out.write_text(json.dumps(d))
+    with pytest.raises(EdnasError, match="other settings"):
+        build_table("host-ort", sp, 16, 4, **kw)  # the default groups four
+    assert len(build_table("host-ort", sp, 16, 4, ops_per_reference=1, **kw)) == len(d["entries"]) + 1
+
+
 def test_every_timed_batch_of_a_host_table_lasts_its_min_time_and_the_cache_keys_on_it(tmp_path, monkeypatch):
     """The operators' shortest timed batch (TABLE_MIN_TIME_S, 10 ms by default) reaches the timing loop and is recorded;
     a cached table measured with another is measured again, as a change of rounds is."""

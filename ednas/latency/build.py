@@ -247,14 +247,20 @@ def _measured(target, space, input_size, num_classes, out, threads, warmup, repe
             same_target = old.target == target and (not old.meta.get("machine") or same_machine(old.meta["machine"], meta["machine"]))
         else:
             same_target = is_remote(old.target) and same_machine(old.meta.get("machine"), device.machine)
+        old_m = old.meta.get("measurement") or {}
+        # the missing entries are timed as the file's were: the same rounds, runs, shortest batch and operators per reference
+        # timing (a file from before a setting was recorded cannot tell, and resumes; the operators per reference timing were
+        # one, on this host, before they were recorded)
+        was = {"stat": "median", "ops_per_reference": 1 if "ops_per_reference" in measurement else None}
         same = (
             same_target
             and old.input_size == input_size
             and old.dtype == dtype
             and old.meta.get("quant") == (scheme or None)
             and bool(old.meta.get("reference")) == bool(reference)
-            and all((old.meta.get("measurement") or {}).get(k, "median" if k == "stat" else None) == measurement[k]
-                    for k in ("runtime", "threads", "method", "stat"))
+            and all(old_m.get(k, was.get(k)) == measurement[k] for k in ("runtime", "threads", "method", "stat"))
+            and all(old_m.get(k, was.get(k, measurement.get(k))) == measurement.get(k)
+                    for k in ("warmup", "repeats", "rounds", "min_time_s", "ops_per_reference"))
         )
         if not same:
             raise LatencyTableError(
