@@ -564,6 +564,106 @@ def test_match_width_probes_the_narrowest_width_only_when_nothing_wider_fits():
     assert m["measurement"] == pytest.approx(0.1 + narrowest)
 
 
+def _scan(widths, ms, budget):
+    """What ``match_width`` must return: the widest width within the budget (every width timed), else the narrowest, unmatched."""
+    fits = [w for w in sorted(widths) if ms(w) <= budget]
+    return (max(fits), True) if fits else (min(widths), False)
+
+
+def test_match_width_returns_what_timing_every_width_returns_for_any_latency_that_grows_with_width():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ednas.report.baselines import MATCH_WIDTHS, match_width
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(steps=st.lists(st.floats(0.0, 1.0), min_size=len(MATCH_WIDTHS), max_size=len(MATCH_WIDTHS)),
+           budget=st.floats(0.0, 45.0))
+    def check(steps, budget):  # any non-decreasing latency: plateaus (widths rounding to one network) and jumps included
+        lat = dict(zip(MATCH_WIDTHS, [sum(steps[: i + 1]) for i in range(len(steps))]))
+        m = match_width(lambda w: w, lat.__getitem__, budget_ms=budget)
+        assert (m["width"], m["matched"]) == _scan(MATCH_WIDTHS, lat.__getitem__, budget)
+        assert m["latency_ms"] == lat[m["width"]]
+
+    check()
+
+
+def test_match_width_times_fewer_networks_than_bisection_where_latency_follows_a_power_of_width():
+    from ednas.report.baselines import MATCH_WIDTHS, match_width
+
+    for a, b, p in ((0.05, 0.3, 1.6), (0.2, 0.1, 2.0), (0.4, 0.2, 1.0)):  # overhead + c * width^p, as the baselines' probes are
+        def ms(w, a=a, b=b, p=p):
+            return a + b * w ** p
+        counts = []
+        for k in range(1, 20):
+            budget = ms(MATCH_WIDTHS[1]) + (ms(MATCH_WIDTHS[-1]) - ms(MATCH_WIDTHS[1])) * k / 20
+            built = []
+            m = match_width(lambda w, built=built: built.append(w) or w, ms, budget_ms=budget)
+            assert (m["width"], m["matched"]) == _scan(MATCH_WIDTHS, ms, budget)
+            counts.append(len(built))
+        # bisection over the 40 widths times five or six networks (5.3 on average here)
+        assert max(counts) <= 6 and sum(counts) / len(counts) <= 4.5, counts
+
+
+def test_match_width_on_multiply_adds_times_fewer_networks_where_latency_steps_with_the_rounded_channels():
+    from ednas.arch.spec import preset
+    from ednas.nn.macs import count_macs
+    from ednas.report.baselines import MATCH_WIDTHS, build_baseline, match_width
+
+    space = preset("cifar")
+    macs = {}
+
+    def build(w):
+        return build_baseline("uniform", 10, 32, w, space=space)[0].eval()
+
+    def size(net):
+        return count_macs(net, 32)[0] / 1e6
+
+    for w in MATCH_WIDTHS:
+        macs[w] = size(build(w))
+    assert len(set(macs.values())) < len(MATCH_WIDTHS)  # some widths round to the same channels: latency has steps
+
+    timed = []
+
+    def ms(net):  # a fixed cost and a part that grows with the multiply-adds, as the default run's probes do
+        timed.append(1)
+        return 0.48 + 0.0076 * size(net)
+
+    on_macs, on_width = [], []
+    lo, hi = ms(build(0.5)), ms(build(2.0))
+    for k in range(1, 10):
+        budget = lo + (hi - lo) * k / 10
+        for counts, size_of in ((on_macs, size), (on_width, None)):
+            timed.clear()
+            m = match_width(build, ms, budget_ms=budget, size_of=size_of)
+            assert (m["width"], m["matched"]) == _scan(MATCH_WIDTHS, lambda w: 0.48 + 0.0076 * macs[w], budget)
+            counts.append(len(timed))
+    assert max(on_macs) <= 4 and sum(on_macs) < sum(on_width), (on_macs, on_width)
+
+
+def test_widths_whose_channels_round_to_the_same_network_are_timed_once():
+    import torch.nn as nn
+
+    from ednas.report.baselines import match_width
+
+    def build(w):  # channels rounded to multiples of 8, as the baselines' widths are
+        return nn.Conv2d(3, max(8, int(16 * w + 4) // 8 * 8), 3)
+
+    timed = []
+
+    def ms(net):
+        timed.append(net.out_channels)
+        return 0.1 * net.out_channels
+
+    widths = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 1.0, 1.05, 1.1, 1.15, 1.2, 1.25]
+    m = match_width(build, ms, budget_ms=1.7, widths=widths)  # 16 channels fit, 24 do not
+    assert m["matched"] and m["width"] == 1.2 and build(1.2).out_channels == 16
+    assert len(timed) == len(set(timed))  # each network timed once
+    probed = [w for w, _ in m["probes"]]
+    assert len(probed) > len(timed)  # some probed widths were the same network as one timed before
+    assert all(v == 0.1 * build(w).out_channels for w, v in m["probes"])
+
+
 def test_default_baseline_is_the_width_matched_uniform_network_and_the_others_stay_by_name():
     from ednas.report.baselines import FIXED_BASELINES, baseline_names
 

@@ -45,10 +45,11 @@ with the derived network's recipe and number of epochs
 * *Width matched to the budget* (``NAME@match``).  The latency of a width is
   taken as every baseline's is (below: measured in the budget's precision on a
   host target, scaled to the table's reference network on ``host-ort``;
-  predicted by the profile on an analytic one).  :func:`match_width` bisects
+  predicted by the profile on an analytic one).  :func:`match_width` searches
   the widths of :data:`MATCH_WIDTHS` (0.05 to 2.0 in steps of 0.05; latency
-  grows with width) for the
-  widest network within the budget; every width it timed is recorded
+  grows with width) for the widest network within the budget, by
+  interpolation on a line in multiply-adds through its probes (three timed
+  networks in the default run; bisection took five); every width it timed is recorded
   (``width_probes``).  When even the narrowest is over the budget, the
   narrowest is kept and ``width_matched`` is False.  A board table
   (``file:PATH``) cannot price these networks, so there the width is
@@ -231,6 +232,14 @@ MATCH_WIDTHS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 41)
 
 MATCH = "match"
 
+#: :func:`match_width` probes this many widths by interpolation before it bisects what is left of the bracket
+INTERPOLATION_PROBES = 5
+
+#: :func:`match_width`'s first step, before two probes give a slope: this share of the first probe's latency taken to
+#: grow in proportion to the multiply-adds, the rest fixed (the default run's ``uniform`` probes at widths 1 to 1.5:
+#: 0.3, the fixed cost of a small network large); a starting guess, the result does not depend on it
+PRIOR_SHARE = 0.3
+
 
 def default_width(input_size: int) -> float:
     """The width multiplier for an input side (see the module docstring)."""
@@ -353,8 +362,24 @@ def build_baseline(name: str, num_classes: int, input_size: int, width: float | 
 
 
 def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Module], float | dict | None], budget_ms: float,
-                widths: Sequence[float] = MATCH_WIDTHS) -> dict:
-    """The widest of ``widths`` whose network is within ``budget_ms`` (bisection: latency grows with width).
+                widths: Sequence[float] = MATCH_WIDTHS, start: float = 1.0, size_of: Callable[[nn.Module], float] | None = None) -> dict:
+    """The widest of ``widths`` whose network is within ``budget_ms`` (latency grows with width).
+
+    A safeguarded interpolation search on the grid (regula falsi).  The
+    first probe is the width nearest ``start``; each next one is where the
+    line through the two probes nearest the budget (latency = a + b * size;
+    with one probe, :data:`PRIOR_SHARE` of its latency taken to grow with
+    size, or all of it in width) puts the budget, rounded down to the grid,
+    inside the bracket still open.  The size is ``size_of`` of
+    the network (the baselines: its multiply-adds, which step where the
+    channels' rounding to multiples of 8 steps, as latency does), or the
+    width without it.  The search ends when a width that fits and the next
+    one up that does not are both probed: three or four probes where
+    bisection over the 40 widths times five or six networks, each quantized
+    and timed; after :data:`INTERPOLATION_PROBES` probes it bisects what is
+    left.  Widths whose networks have the same parameter shapes are the same
+    network and are timed once.  Latency must not fall as the width grows
+    (as bisection assumed); then the result is what timing every width gives.
 
     Args:
         build: width -> the network (built, re-strided).
@@ -362,6 +387,8 @@ def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Mo
             or a measurement ``{"ms": ..., ...}`` (:meth:`Pricing.measure`).
         budget_ms: the budget.
         widths: the candidates, ascending.
+        start: the width probed first (the nearest candidate).
+        size_of: network -> a size that grows with its latency (multiply-adds); None: the width.
 
     Returns:
         ``{"width", "latency_ms", "matched", "probes": [[width, ms], ...], "measurement"}``;
@@ -371,32 +398,81 @@ def match_width(build: Callable[[float], nn.Module], latency_of: Callable[[nn.Mo
         (each width is measured once: ``latency_ms`` is that measurement's).
     """
     widths = sorted(widths)
+    n = len(widths)
     probes: dict[float, float | dict | None] = {}
+    by_shapes: dict[tuple, float | dict | None] = {}  # a network's parameter shapes -> its measurement
+    sizes: dict[int, float] = {}
 
     def value(v):
         return v.get("ms") if isinstance(v, dict) else v
 
+    def size(i: int) -> float:
+        if i not in sizes:
+            sizes[i] = float(size_of(build(widths[i]))) if size_of is not None else widths[i]
+        return sizes[i]
+
     def ms(i: int) -> float | None:
         w = widths[i]
         if w not in probes:
-            probes[w] = latency_of(build(w))
+            net = build(w)
+            shapes = tuple(tuple(t.shape) for t in net.state_dict().values()) if isinstance(net, nn.Module) else None
+            if shapes is not None and shapes in by_shapes:
+                probes[w] = by_shapes[shapes]  # its channels round to those of a width already timed: the same network
+            else:
+                probes[w] = latency_of(net)
+                if shapes is not None:
+                    by_shapes[shapes] = probes[w]
         return value(probes[w])
 
     def listed():
         return sorted([[w, value(v)] for w, v in probes.items()])
 
-    # bisection over widths[-1 .. len): widths[lo] fits (lo = -1: none known to), widths[hi:] do not (as far as probed); the
-    # narrowest width is probed only when every wider probe is over the budget (a matched width needs no probe below it)
-    lo, hi = -1, len(widths)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        v = ms(mid)
-        if v is None:  # the target cannot price a network
-            return {"width": None, "latency_ms": None, "matched": False, "probes": listed(), "measurement": probes[widths[mid]]}
-        if v <= budget_ms:
-            lo = mid
+    def guess(lo: int, hi: int) -> int:
+        """The next index to probe, in (lo, hi): the budget's size on the line through the nearest probes, rounded down."""
+        if not probes:
+            return min(range(n), key=lambda i: abs(widths[i] - start))
+        known = [(size(i), value(probes[w])) for i, w in enumerate(widths) if w in probes]
+        known = [(x, t) for x, t in known if x > 0 and t is not None and t > 0]
+        below = [k for k in known if k[1] <= budget_ms]
+        above = [k for k in known if k[1] > budget_ms]
+        if below and above:  # the bracket: the line through its two ends
+            anchor, other = below[-1], above[0]
+        elif below:  # one side: the probe nearest the budget and the next one with another size and latency
+            anchor, other = below[-1], next((k for k in reversed(below) if k[0] < below[-1][0] and k[1] < below[-1][1]), None)
+        elif above:
+            anchor, other = above[0], next((k for k in above if k[0] > above[0][0] and k[1] > above[0][1]), None)
         else:
-            hi = mid
+            return (lo + hi) // 2
+        x0, t0 = anchor
+        slope = (t0 * (PRIOR_SHARE if size_of is not None else 1.0)) / x0  # one probe: that share of its latency grows with size
+        if other is not None and other[0] != anchor[0] and (other[1] - t0) / (other[0] - x0) > 0:
+            slope = (other[1] - t0) / (other[0] - x0)  # the secant through the two
+        target = x0 + (budget_ms - t0) / slope
+        # the widest width in (lo, hi) whose size is at most the target (sizes grow with width: a bisection on them)
+        a, b = lo, hi  # size(a) <= target (a = lo: assumed), size(b) > target (b = hi: assumed)
+        while b - a > 1:
+            m = (a + b) // 2
+            if size(m) <= target * (1 + 1e-9):
+                a = m
+            else:
+                b = m
+        return min(max(a, lo + 1), hi - 1)
+
+    # widths[lo] fits (lo = -1: none known to), widths[hi:] do not (as far as probed); the narrowest width is probed only
+    # when every wider probe is over the budget (a matched width needs no probe below it)
+    lo, hi, tries = -1, n, 0
+    while hi - lo > 1:
+        tries += 1
+        i = guess(lo, hi) if tries <= INTERPOLATION_PROBES else (lo + hi) // 2
+        if i == 0 and hi > 1:
+            i = 1
+        v = ms(i)
+        if v is None:  # the target cannot price a network
+            return {"width": None, "latency_ms": None, "matched": False, "probes": listed(), "measurement": probes[widths[i]]}
+        if v <= budget_ms:
+            lo = i
+        else:
+            hi = i
     w = widths[max(lo, 0)]  # lo = -1: even the narrowest (probed last) is over the budget: it is kept, unmatched
     return {"width": w, "latency_ms": value(probes[w]), "matched": lo >= 0, "probes": listed(), "measurement": probes[w]}
 
@@ -722,7 +798,8 @@ def _match(folder: Path, key: str, data: DataSet, pricing: Pricing, budget_ms: f
     def build(wm: float) -> nn.Module:
         return build_baseline(key, data.num_classes, data.input_size, wm, space=space)[0].eval()
 
-    match = match_width(build, lambda m: pricing.measure(m, data.input_size), budget_ms)
+    match = match_width(build, lambda m: pricing.measure(m, data.input_size), budget_ms,
+                        size_of=lambda m: count_macs(m, data.input_size)[0])
     log.info("baseline %s: width %s, %s ms %s on %s (budget %.4g ms)%s", key, match["width"], match["latency_ms"], pricing.precision,
              pricing.target, budget_ms, "" if match["matched"] else ": not matched")
     atomic_write_json(path, match)
