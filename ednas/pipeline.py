@@ -218,9 +218,12 @@ def run(cfg: RunConfig) -> dict:
     budget = ctx.budget()
     timing = ctx.timing
 
-    # 2. search
+    # 2. search (it does not time its derived network unless told to: the export stage times the deployed file, the
+    #    same network trained, beside the table's reference network; once is enough)
+    search_cfg = cfg.search if given(cfg, "search.measure") else dataclasses.replace(cfg.search, measure=False)
+
     def search_stage(d: Path) -> dict:
-        r = search(cfg.search, d, data=data, latency=ctx.latency_model(), budget=budget, space=space, timing=timing,
+        r = search(search_cfg, d, data=data, latency=ctx.latency_model(), budget=budget, space=space, timing=timing,
                    seed=cfg.seed, progress=cfg.progress, tensorboard=cfg.tensorboard, resume=True, hardware=hw)
         return {k: r[k] for k in ("arch", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "lambda", "steps", "wall_s", "fit_changes",
                                   "argmax_arch", "latency_ms_argmax", "argmax_in_band", "width_mult")}

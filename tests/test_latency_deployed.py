@@ -468,3 +468,28 @@ def test_config_refuses_unknown_latency_dtypes():
     with pytest.raises(ConfigError, match="host-ort measures"):
         LatencyConfig(target="host-ort", dtype="f16").check(names)
     LatencyConfig(target="tda4vm", dtype="i8").check(names)
+
+
+def test_run_times_the_derived_network_once_at_export_not_in_the_search_as_well(tmp_path, monkeypatch):
+    """`ednas run` on a host target: the search does not time its derived network (the export stage times the deployed
+    file, the same network trained); the report's search table shows that timing; `--search.measure` brings it back."""
+    import ednas.search.algorithm as algorithm
+    from ednas.cli import main
+
+    calls = []
+    real = algorithm.measure_latency
+    monkeypatch.setattr(algorithm, "measure_latency", lambda *a, **k: calls.append(1) or real(*a, **k))
+    argv = ["--data", "synthetic:classes=4,n=64,size=32", "--target", "host-ort",
+            "--space", "stem_k11_m1_c8_s1 | ir_k3.5.7_e2_c16_s2 | ir_k3.5.7_e2_c16 | head_c32", "--search-epochs", "2",
+            "--warmup-epochs", "1", "--train-epochs", "1", "--batch-size", "16", "--baselines", "none", "--lut-check", "0",
+            "--no-progress", "--latency-dtype", "f32", "--quant", "none", "--lut-cache", str(tmp_path / "cache")]
+    out = tmp_path / "o"
+    assert main(["run", "--out", str(out), *argv]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert calls == [] and json.loads((out / "search" / "search.json").read_text())["measured_latency_ms"] is None
+    assert s["latency_ms_measured"] > 0
+    row = next(line for line in (out / "report.md").read_text().splitlines() if "derived network, measured (ms)" in line)
+    assert "(the deployed file, timed at export)" in row
+    out2 = tmp_path / "o2"
+    assert main(["run", "--out", str(out2), *argv, "--search.measure"]) == 0
+    assert calls == [1] and json.loads((out2 / "search" / "search.json").read_text())["measured_latency_ms"] > 0
