@@ -53,6 +53,11 @@ def main() -> None:
         cache = None if a.cached else Path(d) / "lut-cache"
         first = run(out, cache)
         s = json.loads((out / "summary.json").read_text())
+        # each baseline's width match (how many networks it timed) and training, for comparing runs stage by stage
+        baselines = {}
+        for f in sorted((out / "baselines").glob("*/result.json")):
+            r = json.loads(f.read_text())
+            baselines[f.parent.name] = {k: r.get(k) for k in ("width", "width_probes", "train_wall_s", "wall_s")}
         second = run(out, cache)
         s2 = json.loads((out / "summary.json").read_text())
     write_result(a.name, {
@@ -68,6 +73,7 @@ def main() -> None:
         "under_5_min": first <= 300,
         "under_4_min": first <= 240,
         "stage_wall_s": {k: v.get("wall_s") for k, v in s["stages"].items()},
+        "baselines": baselines,
         "summary": s,
     })
 
