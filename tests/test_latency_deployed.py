@@ -475,6 +475,7 @@ def test_run_times_the_derived_network_once_at_export_not_in_the_search_as_well(
     file, the same network trained); the report's search table shows that timing; `--search.measure` brings it back."""
     import ednas.search.algorithm as algorithm
     from ednas.cli import main
+    from ednas.report.report import fmt
 
     calls = []
     real = algorithm.measure_latency
@@ -489,7 +490,7 @@ def test_run_times_the_derived_network_once_at_export_not_in_the_search_as_well(
     assert calls == [] and json.loads((out / "search" / "search.json").read_text())["measured_latency_ms"] is None
     assert s["latency_ms_measured"] > 0
     row = next(line for line in (out / "report.md").read_text().splitlines() if "derived network, measured (ms)" in line)
-    assert "(the deployed file, timed at export)" in row
+    assert f"{fmt(s['latency_ms_measured'])} (the deployed file, measured on this host)" in row
     out2 = tmp_path / "o2"
     assert main(["run", "--out", str(out2), *argv, "--search.measure"]) == 0
     assert calls == [1] and json.loads((out2 / "search" / "search.json").read_text())["measured_latency_ms"] > 0

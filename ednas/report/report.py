@@ -627,10 +627,10 @@ def _layers_from_arch(arch: str) -> dict:
 
 def _search_measured(res: dict, summary: dict):
     """The derived network's measured latency: the search's own, or in ``ednas run`` (where the search does not time it) the
-    deployed file's, the same network trained, timed at export."""
+    deployed file's, the same network trained (timed on this host at export, or on the device of a ``remote:`` target)."""
     if res.get("measured_latency_ms") is not None or summary.get("latency_ms_measured") is None:
         return res.get("measured_latency_ms")
-    return f"{fmt(summary['latency_ms_measured'])} (the deployed file, timed at export)"
+    return f"{fmt(summary['latency_ms_measured'])} (the deployed file, measured on {summary.get('latency_measured_on') or 'the target'})"
 
 
 def _search(run: _Run, summary: dict) -> Section:
