@@ -328,7 +328,6 @@ def measure_ops(keys, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.
         runs = {k: runners_of(k) for k in part}
         est = {k: [] for k in part}
         refs = {k: [] for k in part}
-        rels = {k: [] for k in part}
         n = {k: 0 for k in part}
         if reference is not None and before is None:
             before = time_ref()
@@ -345,7 +344,6 @@ def measure_ops(keys, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.
                 after = time_ref()
                 for k in active:
                     refs[k].append((before + after) / 2)
-                    rels[k].append(est[k][-1] / refs[k][-1])
                 before = after
             # judged in reference units when there is a reference
             active = [k for k in active if len(est[k]) < max_rounds
@@ -356,7 +354,8 @@ def measure_ops(keys, threads=1, warmup=10, repeats=100, rounds=5, min_time_s=0.
             # a nearly free operator can come out a hair below zero by noise
             e = {"ms": round(max(ms, 0.0), 6), "spread_ms": round(spread, 6), "n": n[k], "rounds": len(est[k])}
             if reference is not None:
-                e.update(raw_ms=e["ms"], rel=round(max(statistics.median(rels[k]), 0.0), 6), ref_ms=round(statistics.median(refs[k]), 6))
+                rel = statistics.median(x / r for x, r in zip(est[k], refs[k]))  # each round's figure in reference units
+                e.update(raw_ms=e["ms"], rel=round(max(rel, 0.0), 6), ref_ms=round(statistics.median(refs[k]), 6))
             out[k] = e
         if on_entry is not None:
             for k in part:
